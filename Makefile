@@ -1,0 +1,39 @@
+# The two commands of README.md: `make demo` and `make test`. Everything they need is installed
+# and started by them; `make down` stops what they started.
+PY    := .venv/bin/python
+STACK := $(PY) deploy/local/stack.py
+
+.PHONY: install up demo test down status lint asyncapi bench
+
+install:
+	@deploy/local/install.sh
+
+up: install
+	@$(STACK) up
+
+demo: up
+	@$(PY) -m deploy.local.demo
+
+# Starts the stack, runs the whole suite, stops the stack whatever the result.
+test: install
+	@$(STACK) up
+	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(STACK) down; exit $$status
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; else python3 deploy/local/stack.py down; fi
+
+status:
+	@$(STACK) status
+
+lint: install
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+	@.venv/bin/mypy
+
+asyncapi: install
+	@$(PY) -m shared.asyncapi write
+
+bench: install
+	@deploy/local/install.sh postfix
+	@$(STACK) up
+	@$(PY) -m bench.e2e $(BENCH_ARGS)

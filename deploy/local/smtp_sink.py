@@ -1,0 +1,158 @@
+"""SMTP sink for local runs and tests: keeps received mail in memory, injects failures on demand.
+
+    python -m deploy.local.smtp_sink --smtp-port 10025 --http-port 10026
+
+Control API on the HTTP port (all JSON): GET/DELETE /_sink/messages, GET /_sink/count,
+GET/PUT/DELETE /_sink/rules, GET /_sink/health. A rule:
+    {"address": "x@example.com" | "*", "stage": "rcpt" | "data", "code": 550,
+     "message": "5.1.1 User unknown", "times": null | int, "action": "reply" | "disconnect"}
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from datetime import UTC, datetime
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from deploy.local.httpserver import Request, Response, control_routes, json_error, serve
+from deploy.local.rules import Rule, RuleError, Rules, require
+
+HOST = "127.0.0.1"
+MAX_MESSAGE_SIZE = 10 * 1024 * 1024
+
+
+def normalise_rule(raw: Any) -> Rule:
+    address = require(raw, "address", str).strip().lower()
+    code = require(raw, "code", int)
+    if not 400 <= code <= 599:
+        raise RuleError(f"rule code must be a 4xx or 5xx SMTP code: {raw!r}")
+    stage = raw.get("stage", "rcpt")
+    action = raw.get("action", "reply")
+    if stage not in ("rcpt", "data") or action not in ("reply", "disconnect"):
+        raise RuleError(f"rule stage must be rcpt|data and action reply|disconnect: {raw!r}")
+    message = raw.get("message") or (
+        "5.0.0 Rejected by sink rule" if code >= 500 else "4.0.0 Temporarily rejected by sink rule"
+    )
+    return {
+        "address": address,
+        "stage": stage,
+        "code": code,
+        "message": str(message),
+        "times": raw.get("times"),
+        "action": action,
+    }
+
+
+class SinkSMTP(SMTP):
+    async def push(self, status: AnyStr) -> None:
+        # A "disconnect" rule closes the transport from inside a hook; aiosmtpd then still
+        # pushes the hook's reply, which must be dropped rather than raise on a dead socket.
+        if self.transport is None or self.transport.is_closing():
+            return
+        await super().push(status)
+
+
+class SinkHandler:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.rules = Rules(normalise_rule)
+
+    def _rule_for(self, stage: str, addresses: list[str]) -> Rule | None:
+        lowered = [a.lower() for a in addresses]
+        return self.rules.take(
+            lambda r: r["stage"] == stage and (r["address"] == "*" or r["address"] in lowered)
+        )
+
+    @staticmethod
+    def _apply(server: SMTP, rule: Rule) -> str:
+        if rule["action"] == "disconnect":
+            assert server.transport is not None
+            server.transport.close()
+        return f"{rule['code']} {rule['message']}"
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        rule = self._rule_for("rcpt", [address])
+        if rule is not None:
+            return self._apply(server, rule)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        rule = self._rule_for("data", envelope.rcpt_tos)
+        if rule is not None:
+            return self._apply(server, rule)
+        content = envelope.content
+        data = (
+            content.decode("utf-8", errors="replace")
+            if isinstance(content, bytes)
+            else (content or "")
+        )
+        self.messages.append(
+            {
+                "mail_from": envelope.mail_from,
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "data": data,
+                "received_at": datetime.now(UTC).isoformat(),
+            }
+        )
+        return "250 OK: queued"
+
+
+async def run(smtp_port: int, http_port: int) -> None:
+    # aiosmtpd logs every command at INFO; at thousands of messages per second that is the
+    # bottleneck, so only problems are logged.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    handler = SinkHandler()
+
+    def smtp_factory() -> SMTP:
+        # An explicit hostname avoids a per-connection socket.getfqdn() DNS lookup.
+        return SinkSMTP(
+            handler,
+            hostname="smtp-sink.localhost",
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            data_size_limit=MAX_MESSAGE_SIZE,
+        )
+
+    async def http_handler(request: Request) -> Response:
+        response = await control_routes(request, messages=handler.messages, rules=handler.rules)
+        return response or json_error(404, f"no route {request.method} {request.path}")
+
+    loop = asyncio.get_running_loop()
+    smtp_server = await loop.create_server(smtp_factory, HOST, smtp_port, backlog=1024)
+    http_server = await serve(http_handler, HOST, http_port)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(
+        f"smtp-sink: SMTP on {HOST}:{smtp_port}, control API on http://{HOST}:{http_port}",
+        flush=True,
+    )
+    await stop.wait()
+    smtp_server.close()
+    http_server.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="SMTP sink with an HTTP control API")
+    parser.add_argument("--smtp-port", type=int, default=10025)
+    parser.add_argument("--http-port", type=int, default=10026)
+    args = parser.parse_args()
+    asyncio.run(run(args.smtp_port, args.http_port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Composer: renders each recipient's message from its run's templates.
+
+Reads  broadcast.runs        (run definitions, kept so any instance can render any recipient)
+       broadcast.recipients  (one record per message to produce)
+Writes broadcast.messages    (ready-to-send messages)
+       broadcast.deliveries  (render failures: the recipient will get nothing without an action)
+"""
+
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+from faststream.asgi import AsgiFastStream
+from pydantic import TypeAdapter
+
+from shared import topics
+from shared.events import (
+    DeliveryEvent,
+    MessageRendered,
+    RecipientTargeted,
+    RunEvent,
+    RunStarted,
+)
+from shared.kafka import (
+    QuarantineDecoder,
+    batch_consumer,
+    dead_letter_publisher,
+    dead_letter_quarantine,
+    publish_keyed,
+)
+from shared.service import Runtime, service_app
+
+from . import store
+from .render import CompiledRun, compile_run, render
+from .settings import Settings
+
+SERVICE = "composer"
+
+
+class RunNotKnownYet(RuntimeError):
+    """A recipient overtook its run's definition (they travel on different topics): retry."""
+
+
+def create_app(settings: Settings | None = None) -> AsgiFastStream:
+    settings = settings or Settings()
+    runtime = Runtime(SERVICE, settings)
+    broker = runtime.broker
+    messages = broker.publisher(topics.MESSAGES.name, schema=MessageRendered)
+    failures = broker.publisher(topics.DELIVERIES.name, schema=DeliveryEvent)
+    dead_letters = dead_letter_publisher(broker)
+    quarantine = dead_letter_quarantine(dead_letters, SERVICE)
+    compiled: dict[UUID, CompiledRun] = {}
+
+    async def compiled_runs(run_ids: set[UUID]) -> dict[UUID, CompiledRun]:
+        missing = run_ids - compiled.keys()
+        if missing:
+            for run in await store.load_runs(runtime.pool, missing):
+                compiled[run.run_id] = compile_run(run)
+        if unknown := run_ids - compiled.keys():
+            raise RunNotKnownYet(f"definition of runs {sorted(map(str, unknown))} not received yet")
+        return {run_id: compiled[run_id] for run_id in run_ids}
+
+    @broker.subscriber(
+        topics.RUNS.name,
+        **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
+        decoder=QuarantineDecoder(TypeAdapter(RunEvent), quarantine),
+        description="Run definitions: the templates and sender each recipient is rendered with.",
+    )
+    async def on_runs(events: list[RunEvent]) -> None:
+        await store.save_runs(runtime.pool, [e for e in events if isinstance(e, RunStarted)])
+
+    @broker.subscriber(
+        topics.RECIPIENTS.name,
+        **batch_consumer(f"{SERVICE}.recipients", settings.batch_size),
+        decoder=QuarantineDecoder(TypeAdapter(RecipientTargeted), quarantine),
+        description="Recipients to render, one message each.",
+    )
+    async def on_recipients(recipients: list[RecipientTargeted]) -> None:
+        runs = await compiled_runs({r.run_id for r in recipients})
+        now = datetime.now(UTC)
+        outputs = [render(runs[r.run_id], r, now) for r in recipients]
+        await publish_keyed(
+            messages, ((str(o.recipient_id), o) for o in outputs if isinstance(o, MessageRendered))
+        )
+        await publish_keyed(
+            failures,
+            ((str(o.recipient_id), o) for o in outputs if not isinstance(o, MessageRendered)),
+        )
+
+    return service_app(runtime, migrations=Path(__file__).parent / "migrations")

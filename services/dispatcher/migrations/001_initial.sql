@@ -1,0 +1,17 @@
+CREATE SCHEMA IF NOT EXISTS dispatcher;
+
+-- The delivery ledger: a message is claimed (committed) before its provider is called, so a
+-- message that arrives again, from a replay or another instance, is never handed over twice.
+CREATE TABLE dispatcher.deliveries (
+    recipient_id     uuid        PRIMARY KEY,
+    run_id           uuid        NOT NULL,
+    tenant_id        text        NOT NULL,
+    channel          text        NOT NULL,
+    state            text        NOT NULL CHECK (state IN ('claimed', 'delivered', 'failed')),
+    reason           text,
+    provider_code    integer,
+    provider_message text,
+    claimed_at       timestamptz NOT NULL DEFAULT now(),
+    finished_at      timestamptz
+);
+CREATE INDEX deliveries_run ON dispatcher.deliveries (run_id);

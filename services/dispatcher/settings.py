@@ -1,0 +1,24 @@
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="DISPATCHER_", frozen=True, extra="ignore")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 10025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_implicit_tls: bool = False
+    smtp_starttls: bool = False
+    # Persistent connections per relay: SMTP is one command at a time per connection, so
+    # throughput comes from connections in parallel.
+    smtp_connections: int = Field(default=8, ge=1, le=200)
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    sms_gateway_url: str = "http://127.0.0.1:10080/v1/messages"
+    sms_gateway_token: SecretStr = SecretStr("local-dev-token")
+    sms_sender: str = "+15550000000"
+    sms_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -1,0 +1,95 @@
+"""An SMTP relay reached through a pool of persistent aiosmtplib connections."""
+
+import asyncio
+import logging
+
+import aiosmtplib
+
+from .policy import Attempt, connection_failure, invalid_address, smtp_reply
+
+log = logging.getLogger("dispatcher")
+
+
+class SmtpRelay:
+    """Sends one message per call over one of `size` connections, opened lazily and kept open.
+
+    A connection that failed is closed and reopened on its next use, so a relay that dropped
+    connections recovers by itself.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        size: int,
+        timeout: float,
+        implicit_tls: bool = False,
+        starttls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        for _ in range(size):
+            self._idle.put_nowait(
+                aiosmtplib.SMTP(
+                    hostname=host,
+                    port=port,
+                    timeout=timeout,
+                    use_tls=implicit_tls,
+                    start_tls=starttls,
+                    username=username,
+                    password=password,
+                )
+            )
+        self._size = size
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> Attempt:
+        if "@" not in recipient or any(c in recipient for c in "\r\n <>"):
+            return invalid_address(f"not an email address: {recipient!r}")
+        connection = await self._idle.get()
+        try:
+            return await self._send_on(connection, sender, recipient, message)
+        finally:
+            self._idle.put_nowait(connection)
+
+    async def _send_on(
+        self, connection: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
+    ) -> Attempt:
+        try:
+            if not connection.is_connected:
+                await connection.connect()
+            _, reply = await connection.sendmail(sender, [recipient], message)
+            return smtp_reply(250, reply)
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            refused = error.recipients[0]
+            await _reset(connection)
+            return smtp_reply(refused.code, refused.message)
+        except (
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPTimeoutError,
+            OSError,
+        ) as error:
+            connection.close()
+            return connection_failure(f"{type(error).__name__}: {error}")
+        except aiosmtplib.SMTPResponseException as error:
+            await _reset(connection)
+            return smtp_reply(error.code, error.message)
+
+    async def close(self) -> None:
+        for _ in range(self._size):
+            connection = await self._idle.get()
+            if connection.is_connected:
+                try:
+                    await connection.quit()
+                except aiosmtplib.SMTPException:
+                    connection.close()
+
+
+async def _reset(connection: aiosmtplib.SMTP) -> None:
+    """Leave the connection ready for the next message after a refused transaction."""
+    try:
+        await connection.rset()
+    except (aiosmtplib.SMTPException, OSError):
+        connection.close()

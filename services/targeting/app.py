@@ -1,0 +1,102 @@
+"""Targeting: the audience read model, broadcast commands, and streaming runs to the composer.
+
+Reads  audience.contracts  (contract upserts and deletions from the platform)
+       broadcast.requests  (create / start commands)
+Writes broadcast.events    (accepted, rejected, started)
+       broadcast.runs      (run started with its definition, targeting completed with the total)
+       broadcast.recipients (one record per message to produce)
+"""
+
+from pathlib import Path
+from uuid import UUID
+
+from faststream.asgi import AsgiFastStream
+from pydantic import TypeAdapter
+
+from shared import topics
+from shared.events import (
+    COMMAND_ADAPTER,
+    BroadcastEvent,
+    ContractEvent,
+    CreateBroadcast,
+    RecipientTargeted,
+    RunEvent,
+    StartBroadcast,
+)
+from shared.kafka import (
+    QuarantineDecoder,
+    batch_consumer,
+    dead_letter_publisher,
+    dead_letter_quarantine,
+)
+from shared.service import Runtime, service_app
+
+from . import store
+from .commands import CommandHandler, rejecting_quarantine
+from .settings import Settings
+from .streaming import RunStreamer
+
+SERVICE = "targeting"
+
+
+def create_app(settings: Settings | None = None) -> AsgiFastStream:
+    settings = settings or Settings()
+    runtime = Runtime(SERVICE, settings)
+    broker = runtime.broker
+    events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
+    runs = broker.publisher(topics.RUNS.name, schema=RunEvent)
+    recipients = broker.publisher(topics.RECIPIENTS.name, schema=RecipientTargeted)
+    dead_letters = dead_letter_publisher(broker)
+    streamer: RunStreamer | None = None
+
+    def start_run(run_id: UUID) -> None:
+        assert streamer is not None, "commands are consumed only after start-up"
+        streamer.kick(run_id)
+
+    @broker.subscriber(
+        topics.CONTRACTS.name,
+        **batch_consumer(f"{SERVICE}.contracts", settings.batch_size),
+        decoder=QuarantineDecoder(
+            TypeAdapter(ContractEvent), dead_letter_quarantine(dead_letters, SERVICE)
+        ),
+        description="The platform's contract changes, applied to the audience read model.",
+    )
+    async def on_contract_changes(changes: list[ContractEvent]) -> None:
+        await store.apply_contract_changes(runtime.pool, changes)
+
+    @broker.subscriber(
+        topics.REQUESTS.name,
+        **batch_consumer(f"{SERVICE}.requests", settings.batch_size),
+        decoder=QuarantineDecoder(COMMAND_ADAPTER, rejecting_quarantine(events)),
+        description="Broadcast commands; each is answered on broadcast.events.",
+    )
+    async def on_commands(commands: list[CreateBroadcast | StartBroadcast]) -> None:
+        handler = CommandHandler(runtime.pool, events, start_run)
+        for command in commands:
+            await handler.handle(command)
+
+    async def create_streamer() -> None:
+        nonlocal streamer
+        streamer = RunStreamer(
+            runtime.pool,
+            events=events,
+            runs=runs,
+            recipients=recipients,
+            page_size=settings.page_size,
+        )
+
+    async def resume_streaming() -> None:
+        assert streamer is not None
+        await streamer.resume_all()
+
+    async def stop_streaming() -> None:
+        if streamer is not None:
+            await streamer.stop()
+
+    return service_app(
+        runtime,
+        migrations=Path(__file__).parent / "migrations",
+        on_startup=[create_streamer],
+        after_startup=[resume_streaming],
+        on_shutdown=[stop_streaming],
+    )

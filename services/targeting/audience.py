@@ -1,0 +1,82 @@
+"""From contracts to recipients: one recipient per usable address and enabled channel. Pure."""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from shared.events import Channel, ContractSnapshot, RecipientTargeted
+from shared.ids import recipient_id_for
+
+
+@dataclass(frozen=True)
+class RunScope:
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    channels: Sequence[Channel]
+
+
+@dataclass
+class Expansion:
+    recipients: list[RecipientTargeted] = field(default_factory=list)
+    contracts: int = 0
+    unreachable_contracts: int = 0
+
+
+def usable_addresses(points: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Addresses not opted out, each once (compared case-insensitively), in the order given."""
+    seen: set[str] = set()
+    usable = []
+    for point in points:
+        address = str(point["address"]).strip()
+        if point.get("opted_out") or not address or address.lower() in seen:
+            continue
+        seen.add(address.lower())
+        usable.append(address)
+    return usable
+
+
+def snapshot(row: Mapping[str, Any]) -> ContractSnapshot:
+    return ContractSnapshot(
+        contract_id=row["contract_id"],
+        number=row["number"],
+        status=row["status"],
+        building_type=row["building_type"],
+        zone=row["zone"],
+        season=row["season"],
+        client_name=row["client_name"],
+        service_address=row["service_address"],
+        language=row["language"],
+        balance=row["balance"],
+        amount_paid=row["amount_paid"],
+        attributes=row["attributes"],
+    )
+
+
+def expand(scope: RunScope, rows: Iterable[Mapping[str, Any]]) -> Expansion:
+    result = Expansion()
+    for row in rows:
+        result.contracts += 1
+        contract = snapshot(row)
+        reached = 0
+        for channel in scope.channels:
+            points = row["emails"] if channel == "email" else row["phones"]
+            for address in usable_addresses(points):
+                reached += 1
+                result.recipients.append(
+                    RecipientTargeted(
+                        tenant_id=scope.tenant_id,
+                        broadcast_id=scope.broadcast_id,
+                        run_id=scope.run_id,
+                        recipient_id=recipient_id_for(
+                            scope.run_id, contract.contract_id, channel, address
+                        ),
+                        channel=channel,
+                        address=address,
+                        contract=contract,
+                    )
+                )
+        if reached == 0:
+            result.unreachable_contracts += 1
+    return result

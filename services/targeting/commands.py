@@ -1,0 +1,145 @@
+"""Applying broadcast commands: one answer (accepted or rejected) per command, replays included."""
+
+import json
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+import asyncpg
+from aiokafka import ConsumerRecord
+from faststream.kafka.publisher.usecase import LogicPublisher
+from pydantic import ValidationError
+
+from shared.events import BroadcastAccepted, BroadcastRejected, CreateBroadcast, StartBroadcast
+from shared.ids import broadcast_id_for, run_id_for
+from shared.kafka import field_errors
+
+from . import store
+from .broadcasts import Rejection, check_definition
+
+
+class CommandHandler:
+    def __init__(
+        self, pool: asyncpg.Pool, events: LogicPublisher, start_run: Callable[[UUID], None]
+    ) -> None:
+        self._pool = pool
+        self._events = events
+        self._start_run = start_run
+
+    async def handle(self, command: CreateBroadcast | StartBroadcast) -> None:
+        try:
+            if isinstance(command, CreateBroadcast):
+                broadcast_id = await self._create(command)
+            else:
+                broadcast_id = await self._start(command)
+        except Rejection as rejection:
+            broadcast_id = getattr(command, "broadcast_id", None)
+            await self._reject(command, rejection, broadcast_id)
+            return
+        await self._publish(
+            BroadcastAccepted(
+                tenant_id=command.tenant_id,
+                request_id=command.request_id,
+                broadcast_id=broadcast_id,
+                command=command.type,
+            ),
+            broadcast_id,
+        )
+
+    async def _create(self, command: CreateBroadcast) -> UUID:
+        check_definition(command)
+        broadcast_id = command.broadcast_id or broadcast_id_for(
+            command.tenant_id, command.request_id
+        )
+        earlier = await store.create_broadcast(self._pool, broadcast_id, command)
+        if earlier is not None and earlier != command.request_id:
+            raise Rejection(
+                "broadcast_exists",
+                "broadcast_id",
+                f"broadcast {broadcast_id} was already created by request '{earlier}'",
+            )
+        return broadcast_id
+
+    async def _start(self, command: StartBroadcast) -> UUID:
+        outcome = await store.start_broadcast(
+            self._pool,
+            command.tenant_id,
+            command.broadcast_id,
+            command.request_id,
+            command.requested_by,
+            run_id_for(command.broadcast_id, 1),
+        )
+        if outcome.run_id is None:
+            raise Rejection(
+                "broadcast_not_found",
+                "broadcast_id",
+                f"no broadcast {command.broadcast_id} for tenant '{command.tenant_id}'",
+            )
+        if outcome.state != "draft" and outcome.earlier_request != command.request_id:
+            raise Rejection(
+                "already_started",
+                "broadcast_id",
+                "this broadcast was already sent; use resend to send it again",
+            )
+        # A replayed start resumes the same run rather than creating another one.
+        self._start_run(outcome.run_id)
+        return command.broadcast_id
+
+    async def _reject(
+        self,
+        command: CreateBroadcast | StartBroadcast,
+        rejection: Rejection,
+        broadcast_id: UUID | None,
+    ) -> None:
+        await self._publish(
+            BroadcastRejected(
+                tenant_id=command.tenant_id,
+                request_id=command.request_id,
+                broadcast_id=broadcast_id,
+                command=command.type,
+                reason=rejection.code,  # type: ignore[arg-type]
+                field=rejection.field,
+                message=rejection.message,
+            ),
+            broadcast_id,
+        )
+
+    async def _publish(
+        self, event: BroadcastAccepted | BroadcastRejected, key: UUID | None
+    ) -> None:
+        await self._events.publish(event, key=str(key).encode() if key else None)
+
+
+def rejecting_quarantine(
+    events: LogicPublisher,
+) -> Callable[[ConsumerRecord, ValidationError], Awaitable[None]]:
+    """A command that does not validate is answered with `rejected`, naming the field."""
+
+    async def quarantine(record: ConsumerRecord, error: ValidationError) -> None:
+        try:
+            raw = json.loads(record.value or b"")
+        except ValueError:
+            raw = None
+        known = raw if isinstance(raw, dict) else {}
+
+        def text(name: str) -> str | None:
+            value = known.get(name)
+            return value if isinstance(value, str) else None
+
+        if isinstance(raw, dict):
+            field, reason = field_errors(error, skip=text("type"))[0]
+            rejection = ("invalid_field", field, f"{field}: {reason}")
+        else:
+            rejection = ("invalid_json", None, "the request is not a JSON object")
+        await events.publish(
+            BroadcastRejected(
+                tenant_id=text("tenant_id"),
+                request_id=text("request_id"),
+                command=text("type"),
+                reason=rejection[0],  # type: ignore[arg-type]
+                field=rejection[1],
+                message=rejection[2],
+            ),
+            key=record.key,
+        )
+
+    return quarantine

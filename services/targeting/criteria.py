@@ -1,0 +1,82 @@
+"""Criteria to SQL: values inside one criterion are OR-ed, criteria are AND-ed.
+
+No criterion selects every contract of the tenant. Only whitelisted fields are accepted, and
+values are always bound as parameters, never spliced into the SQL text.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared.events import Criterion
+
+
+@dataclass(frozen=True)
+class Field:
+    column: str
+    # None: any value is accepted (free-form fields such as a zone name).
+    values: frozenset[str] | None
+
+
+FIELDS: dict[str, Field] = {
+    "status": Field(
+        "status", frozenset({"active", "to_renew", "cancelled", "prospect", "suspended"})
+    ),
+    "building_type": Field(
+        "building_type", frozenset({"residential", "commercial", "industrial", "institutional"})
+    ),
+    "language": Field("language", frozenset({"fr", "en"})),
+    "zone": Field("zone", None),
+    "season": Field("season", None),
+    "contract_id": Field("contract_id", None),
+}
+
+
+class InvalidCriteria(ValueError):
+    def __init__(self, code: str, field: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CompiledCriteria:
+    """A WHERE fragment over `targeting.contracts` and its parameters, numbered from `first`."""
+
+    sql: str
+    params: tuple[object, ...]
+
+
+def compile_criteria(criteria: Sequence[Criterion], *, first: int) -> CompiledCriteria:
+    """Raise InvalidCriteria naming `criteria[i].field` or `criteria[i].values[j]` when refused."""
+    clauses: list[str] = []
+    params: list[object] = []
+    seen: set[str] = set()
+    for i, criterion in enumerate(criteria):
+        spec = FIELDS.get(criterion.field)
+        if spec is None:
+            known = ", ".join(sorted(FIELDS))
+            raise InvalidCriteria(
+                "unknown_criterion",
+                f"criteria[{i}].field",
+                f"unknown criterion field '{criterion.field}'; known fields: {known}",
+            )
+        if criterion.field in seen:
+            raise InvalidCriteria(
+                "invalid_field",
+                f"criteria[{i}].field",
+                f"criterion field '{criterion.field}' is given twice; list its values once",
+            )
+        seen.add(criterion.field)
+        if spec.values is not None:
+            for j, value in enumerate(criterion.values):
+                if value not in spec.values:
+                    allowed = ", ".join(sorted(spec.values))
+                    raise InvalidCriteria(
+                        "unknown_value",
+                        f"criteria[{i}].values[{j}]",
+                        f"unknown value '{value}' for '{criterion.field}'; allowed: {allowed}",
+                    )
+        params.append(sorted(set(criterion.values)))
+        clauses.append(f"{spec.column} = ANY(${first + len(params) - 1}::text[])")
+    return CompiledCriteria(" AND ".join(clauses) or "TRUE", tuple(params))

@@ -1,0 +1,157 @@
+"""Streaming a run's audience to the composer, resumable after a crash.
+
+Each page of contracts is expanded to recipients, published and acknowledged by the broker, and
+only then checkpointed. A crash between publish and checkpoint republishes that page; its
+recipients carry the same stable ids, so the stages downstream ignore the copies. The reverse
+order (checkpoint, then publish) would lose a page, as listmonk's issue #3022 shows.
+"""
+
+import asyncio
+import logging
+from uuid import UUID
+
+import asyncpg
+from faststream.kafka.publisher.usecase import LogicPublisher
+
+from shared.events import BroadcastStarted, RunStarted, TargetingCompleted
+from shared.ids import event_id_for
+from shared.kafka import publish_keyed
+
+from . import store
+from .audience import RunScope, expand
+from .criteria import compile_criteria
+
+log = logging.getLogger("targeting")
+
+
+class RunStreamer:
+    """Runs one background task per run being streamed; resumes unfinished runs at start-up."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        events: LogicPublisher,
+        runs: LogicPublisher,
+        recipients: LogicPublisher,
+        page_size: int,
+    ) -> None:
+        self._pool = pool
+        self._events = events
+        self._runs = runs
+        self._recipients = recipients
+        self._page_size = page_size
+        self._tasks: dict[UUID, asyncio.Task[None]] = {}
+
+    def kick(self, run_id: UUID) -> None:
+        if run_id in self._tasks:
+            return
+        task = asyncio.create_task(self._guarded(run_id), name=f"stream-{run_id}")
+        self._tasks[run_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+
+    async def resume_all(self) -> None:
+        for run_id in await store.streaming_runs(self._pool):
+            self.kick(run_id)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _guarded(self, run_id: UUID) -> None:
+        # A failed run is retried: its checkpoint makes the retry start where it stopped.
+        while True:
+            try:
+                await self._stream(run_id)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("streaming run %s failed; retrying", run_id)
+                await asyncio.sleep(2)
+
+    async def _stream(self, run_id: UUID) -> None:
+        async with self._pool.acquire() as connection:
+            if not await store.try_lock_run(connection, run_id):
+                return
+            try:
+                await self._stream_locked(connection, run_id)
+            finally:
+                await store.unlock_run(connection, run_id)
+
+    async def _stream_locked(self, connection: asyncpg.Connection, run_id: UUID) -> None:
+        run = await store.load_run(connection, run_id)
+        definition = run.definition
+        if not run.announced:
+            await self._announce(run)
+            await store.mark_announced(connection, run_id)
+        scope = RunScope(run.tenant_id, run.broadcast_id, run.run_id, definition.channels)
+        where = compile_criteria(definition.criteria, first=4)
+        cursor = run.cursor
+        contracts, messages, unreachable = run.contracts, run.messages, run.unreachable
+        while rows := await store.next_contracts(
+            connection, run.tenant_id, where, cursor, self._page_size
+        ):
+            page = expand(scope, rows)
+            await publish_keyed(
+                self._recipients, ((str(r.recipient_id), r) for r in page.recipients)
+            )
+            cursor = rows[-1]["pk"]
+            await store.checkpoint(
+                connection,
+                run_id,
+                cursor,
+                page.contracts,
+                len(page.recipients),
+                page.unreachable_contracts,
+            )
+            contracts += page.contracts
+            messages += len(page.recipients)
+            unreachable += page.unreachable_contracts
+        await self._runs.publish(
+            TargetingCompleted(
+                event_id=event_id_for(run_id, "targeting_completed"),
+                tenant_id=run.tenant_id,
+                broadcast_id=run.broadcast_id,
+                run_id=run_id,
+                contracts=contracts,
+                messages=messages,
+                unreachable_contracts=unreachable,
+            ),
+            key=str(run.broadcast_id).encode(),
+        )
+        await store.mark_targeted(connection, run_id)
+        log.info("run %s targeted: %d contracts, %d messages", run_id, contracts, messages)
+
+    async def _announce(self, run: store.Run) -> None:
+        """The run's definition goes out before any recipient, so the composer can render."""
+        d = run.definition
+        key = str(run.broadcast_id).encode()
+        await self._runs.publish(
+            RunStarted(
+                event_id=event_id_for(run.run_id, "run_started"),
+                tenant_id=run.tenant_id,
+                broadcast_id=run.broadcast_id,
+                run_id=run.run_id,
+                name=d.name,
+                requested_by=run.requested_by,
+                channels=d.channels,
+                languages=d.languages,
+                content=d.content,
+                sender=d.sender,
+            ),
+            key=key,
+        )
+        await self._events.publish(
+            BroadcastStarted(
+                event_id=event_id_for(run.run_id, "broadcast_started"),
+                tenant_id=run.tenant_id,
+                request_id=run.request_id,
+                requested_by=run.requested_by,
+                broadcast_id=run.broadcast_id,
+                run_id=run.run_id,
+            ),
+            key=key,
+        )

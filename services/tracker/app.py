@@ -1,0 +1,120 @@
+"""Tracker: exact counters per run, completion, progress and the follow-up actions of failures.
+
+Reads  broadcast.runs        (run started; targeting completed with the exact total)
+       broadcast.deliveries  (delivered / failed, possibly twice, possibly out of order)
+Writes broadcast.events      (progressed at a bounded rate, completed with outcome and counters)
+"""
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from uuid import UUID
+
+from faststream.asgi import AsgiFastStream
+from pydantic import TypeAdapter
+
+from shared import topics
+from shared.events import (
+    BroadcastCompleted,
+    BroadcastEvent,
+    BroadcastProgressed,
+    DeliveryEvent,
+    RunEvent,
+    RunStarted,
+    TargetingCompleted,
+)
+from shared.ids import event_id_for
+from shared.kafka import (
+    QuarantineDecoder,
+    batch_consumer,
+    dead_letter_publisher,
+    dead_letter_quarantine,
+)
+from shared.service import Runtime, service_app
+
+from . import store
+from .settings import Settings
+
+SERVICE = "tracker"
+
+
+def create_app(settings: Settings | None = None) -> AsgiFastStream:
+    settings = settings or Settings()
+    runtime = Runtime(SERVICE, settings)
+    broker = runtime.broker
+    events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
+    quarantine = dead_letter_quarantine(dead_letter_publisher(broker), SERVICE)
+    last_progress: dict[UUID, float] = {}
+
+    async def publish_completions() -> None:
+        # Completion is recorded first and published after: a crash in between is repaired by
+        # the next call, which finds the run completed but not yet announced.
+        for run in await store.unpublished_completions(runtime.pool):
+            await events.publish(
+                BroadcastCompleted(
+                    event_id=event_id_for(run.run_id, "broadcast_completed"),
+                    tenant_id=run.tenant_id,
+                    broadcast_id=run.broadcast_id,
+                    run_id=run.run_id,
+                    requested_by=run.requested_by or "",
+                    outcome=run.outcome,  # type: ignore[arg-type]
+                    counters=run.counters,
+                ),
+                key=str(run.broadcast_id).encode(),
+            )
+            await store.mark_completion_published(runtime.pool, run.run_id)
+            last_progress.pop(run.run_id, None)
+
+    async def publish_progress(run_ids: Iterable[UUID]) -> None:
+        now = time.monotonic()
+        due = [
+            r
+            for r in run_ids
+            if now - last_progress.get(r, 0.0) >= settings.progress_interval_seconds
+        ]
+        for run in await store.running(runtime.pool, due):
+            last_progress[run.run_id] = now
+            await events.publish(
+                BroadcastProgressed(
+                    tenant_id=run.tenant_id,
+                    broadcast_id=run.broadcast_id,
+                    run_id=run.run_id,
+                    counters=run.counters,
+                ),
+                key=str(run.broadcast_id).encode(),
+            )
+
+    async def settle(run_ids: set[UUID]) -> None:
+        await store.complete_finished(runtime.pool, run_ids)
+        await publish_completions()
+        await publish_progress(run_ids)
+
+    @broker.subscriber(
+        topics.RUNS.name,
+        **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
+        decoder=QuarantineDecoder(TypeAdapter(RunEvent), quarantine),
+        description="Run starts and targeting totals: the denominators of the counters.",
+    )
+    async def on_runs(batch: list[RunEvent]) -> None:
+        await store.record_run_started(
+            runtime.pool, [e for e in batch if isinstance(e, RunStarted)]
+        )
+        await store.record_targeting(
+            runtime.pool, [e for e in batch if isinstance(e, TargetingCompleted)]
+        )
+        await settle({e.run_id for e in batch})
+
+    @broker.subscriber(
+        topics.DELIVERIES.name,
+        **batch_consumer(f"{SERVICE}.deliveries", settings.batch_size),
+        decoder=QuarantineDecoder(TypeAdapter(DeliveryEvent), quarantine),
+        description="Delivery outcomes; duplicates and reordering leave the counters exact.",
+    )
+    async def on_deliveries(batch: list[DeliveryEvent]) -> None:
+        await settle(await store.record_deliveries(runtime.pool, batch))
+
+    return service_app(
+        runtime,
+        migrations=Path(__file__).parent / "migrations",
+        after_startup=[publish_completions],
+    )

@@ -1,0 +1,152 @@
+"""Every query of the tracker."""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+
+from shared.events import Counters, DeliveryFailed, MessageDelivered, RunStarted, TargetingCompleted
+
+from .outcome import is_complete, outcome
+
+
+async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> None:
+    await pool.executemany(
+        """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, requested_by, name)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (run_id) DO UPDATE
+           SET requested_by = excluded.requested_by, name = excluded.name""",
+        [(r.run_id, r.broadcast_id, r.tenant_id, r.requested_by, r.name) for r in runs],
+    )
+
+
+async def record_targeting(pool: asyncpg.Pool, totals: Sequence[TargetingCompleted]) -> None:
+    await pool.executemany(
+        """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, contracts_targeted,
+                                     messages_targeted)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (run_id) DO UPDATE
+           SET contracts_targeted = excluded.contracts_targeted,
+               messages_targeted = excluded.messages_targeted""",
+        [(t.run_id, t.broadcast_id, t.tenant_id, t.contracts, t.messages) for t in totals],
+    )
+
+
+async def record_deliveries(
+    pool: asyncpg.Pool, events: Sequence[MessageDelivered | DeliveryFailed]
+) -> set[UUID]:
+    """Record each message's final state once; counters move only for states new to us."""
+    unique = list({e.recipient_id: e for e in events}.values())
+    failed = [isinstance(e, DeliveryFailed) for e in unique]
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            """
+            WITH incoming AS (
+                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+                    AS t(recipient_id, run_id, broadcast_id, tenant_id, contract_id, channel,
+                         address, state, reason, detail)),
+            inserted AS (
+                INSERT INTO tracker.messages (recipient_id, run_id, tenant_id, contract_id,
+                                              channel, address, state, reason, detail)
+                SELECT recipient_id, run_id, tenant_id, contract_id, channel, address, state,
+                       reason, detail
+                FROM incoming
+                ON CONFLICT (recipient_id) DO NOTHING
+                RETURNING recipient_id, run_id, tenant_id, state),
+            actions AS (
+                INSERT INTO tracker.actions (recipient_id, run_id, tenant_id)
+                SELECT recipient_id, run_id, tenant_id FROM inserted WHERE state = 'failed')
+            INSERT INTO tracker.runs AS r (run_id, broadcast_id, tenant_id, delivered, failed)
+            SELECT i.run_id, min(c.broadcast_id::text)::uuid, min(i.tenant_id),
+                   count(*) FILTER (WHERE i.state = 'delivered'),
+                   count(*) FILTER (WHERE i.state = 'failed')
+            FROM inserted i JOIN incoming c USING (recipient_id)
+            GROUP BY i.run_id
+            ON CONFLICT (run_id) DO UPDATE
+            SET delivered = r.delivered + excluded.delivered, failed = r.failed + excluded.failed
+            """,
+            [e.recipient_id for e in unique],
+            [e.run_id for e in unique],
+            [e.broadcast_id for e in unique],
+            [e.tenant_id for e in unique],
+            [e.contract_id for e in unique],
+            [e.channel for e in unique],
+            [e.address for e in unique],
+            ["failed" if f else "delivered" for f in failed],
+            [e.reason if isinstance(e, DeliveryFailed) else None for e in unique],
+            [e.detail if isinstance(e, DeliveryFailed) else None for e in unique],
+        )
+    return {e.run_id for e in unique}
+
+
+@dataclass(frozen=True)
+class RunView:
+    run_id: UUID
+    broadcast_id: UUID
+    tenant_id: str
+    requested_by: str | None
+    counters: Counters
+    outcome: str | None
+
+
+def _view(row: asyncpg.Record) -> RunView:
+    return RunView(
+        run_id=row["run_id"],
+        broadcast_id=row["broadcast_id"],
+        tenant_id=row["tenant_id"],
+        requested_by=row["requested_by"],
+        counters=Counters(
+            contracts_targeted=row["contracts_targeted"],
+            messages_targeted=row["messages_targeted"] or 0,
+            delivered=row["delivered"],
+            failed=row["failed"],
+        ),
+        outcome=row["outcome"],
+    )
+
+
+_COLUMNS = """run_id, broadcast_id, tenant_id, requested_by, contracts_targeted,
+              messages_targeted, delivered, failed, outcome"""
+
+
+async def complete_finished(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> None:
+    """Mark completed every given run whose total is known and whose messages are all final."""
+    async with pool.acquire() as connection, connection.transaction():
+        rows = await connection.fetch(
+            f"""SELECT {_COLUMNS} FROM tracker.runs
+                WHERE run_id = ANY($1::uuid[]) AND state = 'running'
+                  AND requested_by IS NOT NULL
+                FOR UPDATE""",  # noqa: S608 -- constant column list
+            list(run_ids),
+        )
+        done = [r for r in rows if is_complete(r["messages_targeted"], r["delivered"], r["failed"])]
+        await connection.executemany(
+            """UPDATE tracker.runs SET state = 'completed', outcome = $2, completed_at = now()
+               WHERE run_id = $1""",
+            [(r["run_id"], outcome(r["delivered"], r["failed"])) for r in done],
+        )
+
+
+async def unpublished_completions(pool: asyncpg.Pool) -> list[RunView]:
+    rows = await pool.fetch(
+        f"""SELECT {_COLUMNS} FROM tracker.runs
+            WHERE state = 'completed' AND NOT completion_published"""  # noqa: S608
+    )
+    return [_view(r) for r in rows]
+
+
+async def mark_completion_published(pool: asyncpg.Pool, run_id: UUID) -> None:
+    await pool.execute(
+        "UPDATE tracker.runs SET completion_published = true WHERE run_id = $1", run_id
+    )
+
+
+async def running(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[RunView]:
+    rows = await pool.fetch(
+        f"""SELECT {_COLUMNS} FROM tracker.runs
+            WHERE run_id = ANY($1::uuid[]) AND state = 'running'""",  # noqa: S608
+        list(run_ids),
+    )
+    return [_view(r) for r in rows]

@@ -1,0 +1,1 @@
+"""What the broadcast engine's services share: the event contract and the plumbing to carry it."""

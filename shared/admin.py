@@ -1,0 +1,54 @@
+"""Creating the system's topics: `python -m shared.admin ensure-topics [BOOTSTRAP]`.
+
+Topics are created explicitly (the broker's auto-creation is off) so that every topic gets its
+intended partition count from `shared.topics`, whichever service happens to start first.
+"""
+
+import asyncio
+import sys
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared.topics import ALL, Topic
+
+
+async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] = ALL) -> list[str]:
+    """Create the missing topics; return the names created now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="broadcast-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name=t.name,
+                            num_partitions=t.partitions,
+                            replication_factor=1,
+                            topic_configs={"cleanup.policy": "compact"} if t.compacted else {},
+                        )
+                        for t in missing
+                    ]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another starter created them in between: the goal is met
+        return [t.name for t in missing]
+    finally:
+        await admin.close()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 1 or argv[0] != "ensure-topics":
+        print("usage: python -m shared.admin ensure-topics [BOOTSTRAP]", file=sys.stderr)
+        return 2
+    bootstrap = argv[1] if len(argv) > 1 else "127.0.0.1:19092"
+    created = asyncio.run(ensure_topics(bootstrap))
+    print(f"topics created: {', '.join(created) or 'none (all present)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,88 @@
+"""PostgreSQL: the connection pool and the migration runner every service uses.
+
+Each service owns one schema and migrates it from its own `migrations/NNN_name.sql` files. The
+files are applied once each, in order, each in its own transaction, and recorded in
+`public.schema_migrations`. A service refuses to start against a schema newer than the files it
+ships, because it cannot know what the newer version changed.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import asyncpg
+
+_MIGRATION_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+class DatabaseTooNew(RuntimeError):
+    """The database was migrated by a newer release of this service."""
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await connection.set_type_codec(
+            kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=_init_connection)
+    assert pool is not None
+    return pool
+
+
+def migration_files(directory: Path) -> list[tuple[int, Path]]:
+    """The migrations of one service, ordered; a misnamed file is an error, not a silent skip."""
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if match is None:
+            raise ValueError(f"{path}: migration files are named NNN_lower_snake.sql")
+        found.append((int(match.group(1)), path))
+    versions = [version for version, _ in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"{directory}: migrations must be numbered 001, 002, ... without gaps")
+    return found
+
+
+async def migrate(pool: asyncpg.Pool, service: str, directory: Path) -> int:
+    """Apply the service's pending migrations; return the schema version now in force."""
+    files = migration_files(directory)
+    known = len(files)
+    async with pool.acquire() as connection:
+        await connection.execute(
+            """CREATE TABLE IF NOT EXISTS public.schema_migrations (
+                   service text NOT NULL,
+                   version integer NOT NULL,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now(),
+                   PRIMARY KEY (service, version))"""
+        )
+        # Several instances of a service may start together: one migrates, the others wait.
+        await connection.execute("SELECT pg_advisory_lock(hashtext($1))", f"migrate:{service}")
+        try:
+            current = await connection.fetchval(
+                "SELECT coalesce(max(version), 0) FROM public.schema_migrations WHERE service = $1",
+                service,
+            )
+            if current > known:
+                raise DatabaseTooNew(
+                    f"{service}: database schema is at version {current}, this release knows "
+                    f"only up to {known}; refusing to start"
+                )
+            for version, path in files[current:]:
+                async with connection.transaction():
+                    await connection.execute(path.read_text())
+                    await connection.execute(
+                        "INSERT INTO public.schema_migrations (service, version, name) "
+                        "VALUES ($1, $2, $3)",
+                        service,
+                        version,
+                        path.name,
+                    )
+        finally:
+            await connection.execute(
+                "SELECT pg_advisory_unlock(hashtext($1))", f"migrate:{service}"
+            )
+    return known

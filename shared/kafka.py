@@ -1,0 +1,166 @@
+"""The Kafka plumbing every service uses the same way: broker, consumer policy, quarantine, publish.
+
+Delivery guarantee, in one sentence: a handler's effects are written to the database
+idempotently, its output events are published and acknowledged by the broker (`acks=all`,
+idempotent producer), and only then is the input batch's offset committed. A crash anywhere
+replays the batch, which the stable ids make harmless.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy, BaseMiddleware
+from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.kafka.publisher.usecase import LogicPublisher
+from faststream.message import StreamMessage
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from shared.events import DeadLettered
+from shared.settings import ServiceSettings
+from shared.topics import DEAD_LETTERS
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# How long a failing batch waits before it is redelivered: long enough not to spin on a database
+# that is down, far below max_poll_interval_ms so the group never rebalances because of it.
+ERROR_BACKOFF_SECONDS = 1.0
+
+
+class BackoffOnError(BaseMiddleware):
+    """Pause before a failed batch is nacked, so an outage does not become a busy loop."""
+
+    async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
+        try:
+            return await call_next(msg)
+        except Exception:
+            await asyncio.sleep(ERROR_BACKOFF_SECONDS)
+            raise
+
+
+def make_broker(
+    settings: ServiceSettings, *, service: str, registry: CollectorRegistry
+) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=service,
+        acks="all",
+        enable_idempotence=True,
+        # Publishing a batch with no_confirm fills producer batches; a short linger lets them fill.
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        middlewares=(
+            BackoffOnError,
+            KafkaPrometheusMiddleware(registry=registry, app_name=service),
+        ),
+        logger=logging.getLogger(service),
+    )
+
+
+def batch_consumer(group_id: str, batch_size: int) -> dict[str, Any]:
+    """Subscriber options shared by every consumer of the system.
+
+    NACK_ON_ERROR with batches: FastStream 0.7.8 rewinds every partition of the batch on nack, so
+    a batch that failed is delivered again whole. Records that cannot be parsed never reach the
+    handler (see `QuarantineDecoder`), so a nack only ever means "infrastructure failed, retry".
+    """
+    return {
+        "group_id": group_id,
+        "batch": True,
+        "max_records": batch_size,
+        "batch_timeout_ms": 100,
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+    }
+
+
+class QuarantineDecoder(Generic[T]):
+    """Decodes a batch record by record; a record that does not validate is quarantined.
+
+    `quarantine` decides what happens to it (a dead letter, a `rejected` event); the rest of the
+    batch goes on, so one bad record never blocks a partition.
+    """
+
+    def __init__(
+        self,
+        adapter: TypeAdapter[T],
+        quarantine: Callable[[ConsumerRecord, ValidationError], Awaitable[None]],
+    ) -> None:
+        self._adapter = adapter
+        self._quarantine = quarantine
+
+    async def __call__(self, msg: StreamMessage[tuple[ConsumerRecord, ...]]) -> list[T]:
+        decoded: list[T] = []
+        for record in msg.raw_message:
+            try:
+                decoded.append(self._adapter.validate_json(record.value or b""))
+            except ValidationError as error:
+                await self._quarantine(record, error)
+        return decoded
+
+
+def field_errors(error: ValidationError, *, skip: str | None = None) -> list[tuple[str, str]]:
+    """(dotted field path, reason) per problem. `skip` drops a leading union tag from paths."""
+    found = []
+    for item in error.errors(include_url=False, include_input=False):
+        loc = list(item["loc"])
+        if loc and skip is not None and loc[0] == skip:
+            loc = loc[1:]
+        where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc)
+        found.append((where.replace(".[", "[") or "type", item["msg"]))
+    return found
+
+
+def describe(error: ValidationError) -> str:
+    return "; ".join(f"{field}: {reason}" for field, reason in field_errors(error))
+
+
+def dead_letter_quarantine(
+    publisher: LogicPublisher, service: str
+) -> Callable[[ConsumerRecord, ValidationError], Awaitable[None]]:
+    async def quarantine(record: ConsumerRecord, validation: ValidationError) -> None:
+        error = describe(validation)
+        key = record.key.decode(errors="replace") if record.key else None
+        letter = DeadLettered(
+            service=service,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=key,
+            payload=(record.value or b"").decode(errors="replace"),
+            error=error,
+        )
+        await publisher.publish(letter, key=record.key)
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, error
+        )
+
+    return quarantine
+
+
+async def publish_keyed(publisher: LogicPublisher, items: Iterable[tuple[str, BaseModel]]) -> int:
+    """Publish many records with their keys and wait until the broker acknowledged all of them.
+
+    Each record keeps its own key (so its own partition), unlike FastStream's `publish_batch`,
+    which sends the whole batch to one partition; the producer still groups them on the wire.
+    """
+    pending: list[asyncio.Future[Any]] = []
+    for key, record in items:
+        pending.append(await publisher.publish(record, key=key.encode(), no_confirm=True))
+    if pending:
+        await asyncio.gather(*pending)
+    return len(pending)
+
+
+def dead_letter_publisher(broker: KafkaBroker) -> LogicPublisher:
+    return broker.publisher(
+        DEAD_LETTERS.name,
+        title=f"{DEAD_LETTERS.name}:publish",
+        schema=DeadLettered,
+        description="Records that could not be parsed, with the error, for an operator.",
+    )

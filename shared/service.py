@@ -1,0 +1,81 @@
+"""Assembling a service: one FastStream app with health and Prometheus routes over HTTP.
+
+Started by `faststream run --factory services.<name>.app:create_app --host H --port P`. Nothing
+connects at import time: the factory reads settings, the lifespan opens the pool and migrates
+before the broker starts consuming, and closes the pool only after the consumers stopped.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+from faststream.asgi import AsgiFastStream, make_ping_asgi
+from faststream.kafka import KafkaBroker
+from prometheus_client import CollectorRegistry, make_asgi_app
+
+from shared.admin import ensure_topics
+from shared.db import create_pool, migrate
+from shared.kafka import make_broker
+from shared.settings import ServiceSettings
+
+
+@dataclass
+class Runtime:
+    """What a service's handlers need at run time; the pool exists once the app has started."""
+
+    service: str
+    settings: ServiceSettings
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    broker: KafkaBroker = field(init=False)
+    _pool: asyncpg.Pool | None = None
+
+    def __post_init__(self) -> None:
+        self.broker = make_broker(self.settings, service=self.service, registry=self.registry)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.service}: the database pool is used before start-up")
+        return self._pool
+
+    async def open_database(self, migrations: Path) -> None:
+        self._pool = await create_pool(
+            self.settings.database_url.get_secret_value(), size=self.settings.database_pool_size
+        )
+        await migrate(self._pool, self.service, migrations)
+
+    async def close_database(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def service_app(
+    runtime: Runtime,
+    *,
+    migrations: Path,
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+    after_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    after_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> AsgiFastStream:
+    logging.getLogger(runtime.service).setLevel(logging.INFO)
+
+    async def prepare() -> None:
+        await ensure_topics(runtime.settings.kafka_bootstrap_servers)
+        await runtime.open_database(migrations)
+
+    return AsgiFastStream(
+        runtime.broker,
+        asgi_routes=[
+            ("/health", make_ping_asgi(runtime.broker, timeout=5.0)),
+            ("/metrics", make_asgi_app(registry=runtime.registry)),
+        ],
+        on_startup=[prepare, *on_startup],
+        after_startup=list(after_startup),
+        on_shutdown=list(on_shutdown),
+        after_shutdown=[*after_shutdown, runtime.close_database],
+        asyncapi_path="/docs/asyncapi",
+    )

@@ -1,0 +1,21 @@
+"""Settings common to every service, read from the environment with the service's prefix.
+
+A service declares `class Settings(ServiceSettings)` with `env_prefix="TARGETING_"` (etc.), so
+`TARGETING_DATABASE_URL` configures targeting alone. Defaults point at the local stack started
+by `make`; production sets every secret through the environment.
+"""
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    database_url: SecretStr = SecretStr(
+        "postgresql://broadcast:broadcast@127.0.0.1:15432/broadcast"
+    )
+    database_pool_size: int = Field(default=5, ge=1)
+    # A batch is what one handler call processes and commits at once.
+    batch_size: int = Field(default=500, ge=1)

@@ -1,0 +1,43 @@
+"""Fixtures for tests that need the real stack: `make test` starts it before pytest runs.
+
+Unit tests need none of this and run alone with `pytest tests/unit`.
+"""
+
+import socket
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from tests.stack import DATABASE_URL, SmtpSink
+
+_PORTS = {"kafka": 19092, "postgres": 15432, "smtp sink": 10025, "sms sink": 10080}
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    down = [name for name, port in _PORTS.items() if not _answers(port)]
+    if down:
+        pytest.fail(f"not running: {', '.join(down)}; run the suite with `make test`")
+
+
+@pytest.fixture(scope="session")
+async def db(stack: None) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(DATABASE_URL, min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def smtp_sink(stack: None) -> AsyncIterator[SmtpSink]:
+    sink = SmtpSink()
+    yield sink
+    await sink.clear_rules()
+    await sink.close()

@@ -1,0 +1,82 @@
+"""A small audience that exercises every targeting rule, as plain JSON the platform would send."""
+
+import asyncio
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+
+from tests.stack import publish_json
+
+
+def contract(
+    tenant: str, number: str, *, status: str, building: str, emails: list[str],
+    language: str = "fr", opted_out: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    return {
+        "type": "contract.upserted",
+        "tenant_id": tenant,
+        "contract_id": number,
+        "version": 1,
+        "contract": {
+            "number": number,
+            "status": status,
+            "building_type": building,
+            "client_name": f"Client {number}",
+            "service_address": f"{number} rue des Érables",
+            "language": language,
+            "emails": [{"address": e, "opted_out": e in opted_out} for e in emails],
+            "balance": "125.50",
+        },
+    }
+
+
+def new_tenant() -> tuple[str, str]:
+    tenant = f"t{uuid4().hex[:10]}"
+    return tenant, f"{tenant}.example"
+
+
+async def load(db: asyncpg.Pool, contracts: list[dict[str, Any]], timeout: float = 30) -> None:
+    """Publish the contracts and wait until targeting's read model holds all of them."""
+    tenant = contracts[0]["tenant_id"]
+    await publish_json(
+        "audience.contracts", ((f"{tenant}:{c['contract_id']}", c) for c in contracts)
+    )
+    async with asyncio.timeout(timeout):
+        while await db.fetchval(
+            "SELECT count(*) FROM targeting.contracts WHERE tenant_id = $1", tenant
+        ) < len(contracts):
+            await asyncio.sleep(0.2)
+
+
+def create_command(tenant: str, **overrides: Any) -> dict[str, Any]:
+    command: dict[str, Any] = {
+        "type": "create_broadcast",
+        "tenant_id": tenant,
+        "request_id": f"req-{uuid4()}",
+        "requested_by": "user-42",
+        "name": "Surcharge pour excédent de neige",
+        "criteria": [
+            {"field": "status", "values": ["active", "to_renew"]},
+            {"field": "building_type", "values": ["residential"]},
+        ],
+        "channels": ["email"],
+        "languages": ["fr", "en"],
+        "content": {
+            "email": {
+                "fr": {
+                    "subject": "Surcharge pour excédent de neige — {{ contract.number }}",
+                    "html": "<p>Bonjour {{ contract.client_name }},</p>"
+                    "<p>Une surcharge s'applique au {{ contract.service_address }}.</p>",
+                },
+                "en": {
+                    "subject": "Excess snow surcharge — {{ contract.number }}",
+                    "html": "<p>Hello {{ contract.client_name }},</p>"
+                    "<p>A surcharge applies at {{ contract.service_address }}.</p>",
+                },
+            }
+        },
+        "sender": {"address": "diffusions@deneigement.example", "name": "Déneigement Québec"},
+    }
+    command.update(overrides)
+    return command

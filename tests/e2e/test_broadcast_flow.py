@@ -1,0 +1,120 @@
+"""One broadcast through the four real services, driven with a plain Kafka client."""
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.e2e.audience import contract, create_command, load, new_tenant
+from tests.stack import EventLog, SmtpSink, publish_json
+
+pytestmark = pytest.mark.stack
+
+
+async def run_broadcast(create: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Create and start; return every event of the broadcast up to the completed one."""
+    log = await EventLog("broadcast.events").open()
+    try:
+        tenant = create["tenant_id"]
+        await publish_json("broadcast.requests", [(tenant, create)])
+        accepted = await log.wait_for(
+            lambda e: e.get("request_id") == create["request_id"]
+        )
+        assert accepted["type"] == "broadcast.accepted", accepted
+        broadcast_id = accepted["broadcast_id"]
+        start = {
+            "type": "start_broadcast",
+            "tenant_id": tenant,
+            "request_id": f"{create['request_id']}-start",
+            "requested_by": create["requested_by"],
+            "broadcast_id": broadcast_id,
+        }
+        await publish_json("broadcast.requests", [(tenant, start)])
+        completed = await log.wait_for(
+            lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast_id
+        )
+        return [e for e in log.records if e.get("broadcast_id") == broadcast_id], completed
+    finally:
+        await log.close()
+
+
+async def test_seed_example_reaches_each_reachable_email_once(
+    db: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    tenant, domain = new_tenant()
+    rejected_address = f"gone@{domain}"
+    await smtp_sink.set_rules(
+        [{"address": rejected_address, "stage": "rcpt", "code": 550,
+          "message": "5.1.1 User unknown", "times": None, "action": "reply"}]
+    )
+    audience = [
+        contract(tenant, "C-1", status="active", building="residential", emails=[f"a@{domain}"]),
+        contract(tenant, "C-2", status="to_renew", building="residential",
+                 emails=[f"b1@{domain}", f"b2@{domain}"]),
+        contract(tenant, "C-3", status="active", building="commercial", emails=[f"c@{domain}"]),
+        contract(tenant, "C-4", status="cancelled", building="residential", emails=[f"d@{domain}"]),
+        contract(tenant, "C-5", status="active", building="residential", emails=[]),
+        contract(tenant, "C-6", status="active", building="residential",
+                 emails=[f"out@{domain}", f"f@{domain}"], opted_out=(f"out@{domain}",)),
+        contract(tenant, "C-7", status="to_renew", building="residential",
+                 emails=[f"g@{domain}"], language="en"),
+        contract(tenant, "C-8", status="active", building="residential",
+                 emails=[rejected_address]),
+    ]
+    await load(db, audience)
+
+    events, completed = await run_broadcast(create_command(tenant))
+
+    types = [e["type"] for e in events]
+    assert types.count("broadcast.accepted") == 2  # create and start
+    assert types.count("broadcast.started") == 1
+    assert completed["counters"] == {
+        "contracts_targeted": 6,  # C-1, C-2, C-5, C-6, C-7, C-8
+        "messages_targeted": 6,  # a, b1, b2, f, g, gone
+        "delivered": 5,
+        "failed": 1,
+    }
+    assert completed["outcome"] == "partially_successful"
+    assert completed["requested_by"] == "user-42"
+
+    received = await smtp_sink.messages(to_domain=domain)
+    by_address = {m.rcpt_tos[0]: m.message for m in received}
+    assert sorted(m.rcpt_tos[0] for m in received) == sorted(
+        f"{x}@{domain}" for x in ("a", "b1", "b2", "f", "g")
+    )
+    assert by_address[f"a@{domain}"]["Subject"] == "Surcharge pour excédent de neige — C-1"
+    assert by_address[f"g@{domain}"]["Subject"] == "Excess snow surcharge — C-7"
+    assert "Client C-1" in by_address[f"a@{domain}"].get_body(("plain",)).get_content()
+    assert by_address[f"a@{domain}"]["From"].addresses[0].display_name == "Déneigement Québec"
+
+    actions = await db.fetch(
+        "SELECT m.address, m.reason FROM tracker.actions a JOIN tracker.messages m "
+        "USING (recipient_id) WHERE a.tenant_id = $1",
+        tenant,
+    )
+    assert [(a["address"], a["reason"]) for a in actions] == [(rejected_address, "refused")]
+
+
+async def test_a_second_start_is_refused_and_sends_nothing_more(
+    db: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    tenant, domain = new_tenant()
+    await load(db, [contract(tenant, "C-1", status="active", building="residential",
+                             emails=[f"a@{domain}"])])
+    create = create_command(tenant)
+    _, completed = await run_broadcast(create)
+    assert completed["counters"]["delivered"] == 1
+
+    log = await EventLog("broadcast.events").open()
+    try:
+        again = {
+            "type": "start_broadcast", "tenant_id": tenant, "request_id": "double-click",
+            "requested_by": "user-42", "broadcast_id": completed["broadcast_id"],
+        }
+        await publish_json("broadcast.requests", [(tenant, again)])
+        answer = await log.wait_for(lambda e: e.get("request_id") == "double-click")
+    finally:
+        await log.close()
+    assert answer["type"] == "broadcast.rejected"
+    assert answer["reason"] == "already_started"
+    assert len(await smtp_sink.messages(to_domain=domain)) == 1

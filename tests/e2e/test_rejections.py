@@ -1,0 +1,85 @@
+"""Bad requests are answered with `rejected`, naming the field and the reason; nothing is sent."""
+
+import httpx
+import pytest
+
+from tests.e2e.audience import contract, create_command, load, new_tenant
+from tests.stack import EventLog, SmtpSink, publish_json
+
+pytestmark = pytest.mark.stack
+
+SERVICE_PORTS = {"targeting": 9101, "composer": 9102, "dispatcher": 9103, "tracker": 9104}
+
+
+async def test_bad_requests_are_rejected_with_field_and_reason(db, smtp_sink: SmtpSink) -> None:  # type: ignore[no-untyped-def]
+    tenant, domain = new_tenant()
+    await load(db, [contract(tenant, "C-1", status="active", building="residential",
+                             emails=[f"a@{domain}"])])
+    unknown_criterion = create_command(
+        tenant, request_id="bad-criterion", criteria=[{"field": "colour", "values": ["red"]}]
+    )
+    unknown_value = create_command(
+        tenant, request_id="bad-value", criteria=[{"field": "status", "values": ["sleeping"]}]
+    )
+    missing_tenant = create_command(tenant, request_id="no-tenant")
+    del missing_tenant["tenant_id"]
+    bad_template = create_command(tenant, request_id="bad-template")
+    bad_template["content"]["email"]["en"]["html"] = "<p>Hello\n{{ contract.client_name }</p>"
+    unknown_variable = create_command(tenant, request_id="bad-variable")
+    unknown_variable["content"]["email"]["fr"]["subject"] = "Solde {{ invoice.total }}"
+
+    log = await EventLog("broadcast.events").open()
+    try:
+        await publish_json(
+            "broadcast.requests",
+            [(tenant, c) for c in (unknown_criterion, unknown_value, missing_tenant,
+                                   bad_template, unknown_variable)],
+        )
+        answers = {}
+        for request_id in ("bad-criterion", "bad-value", "no-tenant", "bad-template",
+                           "bad-variable"):
+            answers[request_id] = await log.wait_for(lambda e, r=request_id: e.get("request_id") == r)
+        await log.drain(2.0)
+        started = [e for e in log.records if e["type"] == "broadcast.started"
+                   and e.get("tenant_id") == tenant]
+    finally:
+        await log.close()
+
+    assert all(a["type"] == "broadcast.rejected" for a in answers.values()), answers
+    assert (answers["bad-criterion"]["reason"], answers["bad-criterion"]["field"]) == (
+        "unknown_criterion", "criteria[0].field")
+    assert "colour" in answers["bad-criterion"]["message"]
+    assert (answers["bad-value"]["reason"], answers["bad-value"]["field"]) == (
+        "unknown_value", "criteria[0].values[0]")
+    assert (answers["no-tenant"]["reason"], answers["no-tenant"]["field"]) == (
+        "invalid_field", "tenant_id")
+    assert answers["no-tenant"]["tenant_id"] is None
+    assert (answers["bad-template"]["reason"], answers["bad-template"]["field"]) == (
+        "invalid_template", "content.email.en.html")
+    assert "line 2" in answers["bad-template"]["message"]
+    assert (answers["bad-variable"]["reason"], answers["bad-variable"]["field"]) == (
+        "invalid_template", "content.email.fr.subject")
+    assert "invoice" in answers["bad-variable"]["message"]
+    assert started == []
+    assert await smtp_sink.messages(to_domain=domain) == []
+
+
+async def test_a_record_that_is_not_json_is_rejected_and_services_keep_running(stack: None) -> None:
+    log = await EventLog("broadcast.events").open()
+    try:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:19092")
+        await producer.start()
+        await producer.send_and_wait("broadcast.requests", b"\x00not json", key=b"garbage")
+        await producer.stop()
+        answer = await log.wait_for(
+            lambda e: e["type"] == "broadcast.rejected" and e["reason"] == "invalid_json"
+        )
+    finally:
+        await log.close()
+    assert answer["request_id"] is None
+    async with httpx.AsyncClient() as http:
+        for name, port in SERVICE_PORTS.items():
+            response = await http.get(f"http://127.0.0.1:{port}/health")
+            assert response.is_success, (name, response.status_code)

@@ -1,0 +1,106 @@
+"""Test-side clients of the real components the suite runs against (started by `make test`)."""
+
+import asyncio
+import email
+import email.policy
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+KAFKA = "127.0.0.1:19092"
+DATABASE_URL = "postgresql://broadcast:broadcast@127.0.0.1:15432/broadcast"
+SMTP_CONTROL = "http://127.0.0.1:10026"
+SMS_CONTROL = "http://127.0.0.1:10080"
+
+
+@dataclass(frozen=True)
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self._http = httpx.AsyncClient(base_url=SMTP_CONTROL, timeout=10)
+
+    async def messages(self, to_domain: str | None = None) -> list[ReceivedMail]:
+        response = await self._http.get("/_sink/messages")
+        response.raise_for_status()
+        found = []
+        for item in response.json():
+            if to_domain and not any(r.lower().endswith("@" + to_domain) for r in item["rcpt_tos"]):
+                continue
+            parsed = email.message_from_string(item["data"], policy=email.policy.default)
+            assert isinstance(parsed, EmailMessage)
+            found.append(ReceivedMail(item["mail_from"], item["rcpt_tos"], parsed))
+        return found
+
+    async def set_rules(self, rules: list[dict[str, Any]]) -> None:
+        (await self._http.put("/_sink/rules", json=rules)).raise_for_status()
+
+    async def clear_rules(self) -> None:
+        (await self._http.delete("/_sink/rules")).raise_for_status()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+async def publish_json(topic: str, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """Publish with a plain Kafka client, as any non-Python service of the platform would."""
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, json.dumps(value).encode(), key=key.encode())
+    finally:
+        await producer.stop()
+
+
+class EventLog:
+    """Everything published on a topic from the moment it was opened."""
+
+    def __init__(self, topic: str) -> None:
+        # No group: the consumer takes every partition and starts at their current end.
+        self._consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=KAFKA, enable_auto_commit=False, auto_offset_reset="latest"
+        )
+        self.records: list[dict[str, Any]] = []
+
+    async def open(self) -> "EventLog":
+        await self._consumer.start()
+        while not self._consumer.assignment():
+            await asyncio.sleep(0.05)
+        for tp in self._consumer.assignment():  # resolve the end offsets before anything is sent
+            await self._consumer.position(tp)
+        return self
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0
+    ) -> dict[str, Any]:
+        async def poll() -> dict[str, Any]:
+            while True:
+                for record in self.records:
+                    if predicate(record):
+                        return record
+                batch = await self._consumer.getmany(timeout_ms=200)
+                for messages in batch.values():
+                    self.records.extend(json.loads(m.value) for m in messages)
+
+        return await asyncio.wait_for(poll(), timeout)
+
+    async def drain(self, seconds: float) -> None:
+        """Collect whatever arrives during `seconds`."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                self.records.extend(json.loads(m.value) for m in messages)
+
+    async def close(self) -> None:
+        await self._consumer.stop()
