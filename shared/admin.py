@@ -5,6 +5,7 @@ intended partition count from `shared.topics`, whichever service happens to star
 """
 
 import asyncio
+import contextlib
 import sys
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -21,20 +22,14 @@ async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] = ALL) -> list
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t.name not in existing]
         if missing:
-            try:
+            # Another starter may create them in between: the goal is met all the same.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
-                        NewTopic(
-                            name=t.name,
-                            num_partitions=t.partitions,
-                            replication_factor=1,
-                            topic_configs={"cleanup.policy": "compact"} if t.compacted else {},
-                        )
+                        NewTopic(name=t.name, num_partitions=t.partitions, replication_factor=1)
                         for t in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another starter created them in between: the goal is met
         return [t.name for t in missing]
     finally:
         await admin.close()

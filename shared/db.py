@@ -11,6 +11,10 @@ import re
 from pathlib import Path
 
 import asyncpg
+import asyncpg.pool
+
+# What `pool.acquire()` yields and what `asyncpg.connect()` returns: store functions take either.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 _MIGRATION_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 

@@ -137,10 +137,12 @@ Outcome = Literal["fully_successful", "partially_successful", "failed"]
 
 
 class Counters(BaseModel):
+    """`messages_targeted` is None until targeting has counted every recipient of the run."""
+
     model_config = ConfigDict(frozen=True)
 
     contracts_targeted: int = 0
-    messages_targeted: int = 0
+    messages_targeted: int | None = None
     delivered: int = 0
     failed: int = 0
 

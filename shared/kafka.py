@@ -15,7 +15,7 @@ from aiokafka import ConsumerRecord
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from faststream.kafka.publisher.usecase import LogicPublisher
+from faststream.kafka.publisher.usecase import DefaultPublisher
 from faststream.message import StreamMessage
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -121,7 +121,7 @@ def describe(error: ValidationError) -> str:
 
 
 def dead_letter_quarantine(
-    publisher: LogicPublisher, service: str
+    publisher: DefaultPublisher, service: str
 ) -> Callable[[ConsumerRecord, ValidationError], Awaitable[None]]:
     async def quarantine(record: ConsumerRecord, validation: ValidationError) -> None:
         error = describe(validation)
@@ -143,7 +143,7 @@ def dead_letter_quarantine(
     return quarantine
 
 
-async def publish_keyed(publisher: LogicPublisher, items: Iterable[tuple[str, BaseModel]]) -> int:
+async def publish_keyed(publisher: DefaultPublisher, items: Iterable[tuple[str, BaseModel]]) -> int:
     """Publish many records with their keys and wait until the broker acknowledged all of them.
 
     Each record keeps its own key (so its own partition), unlike FastStream's `publish_batch`,
@@ -157,7 +157,7 @@ async def publish_keyed(publisher: LogicPublisher, items: Iterable[tuple[str, Ba
     return len(pending)
 
 
-def dead_letter_publisher(broker: KafkaBroker) -> LogicPublisher:
+def dead_letter_publisher(broker: KafkaBroker) -> DefaultPublisher:
     return broker.publisher(
         DEAD_LETTERS.name,
         title=f"{DEAD_LETTERS.name}:publish",

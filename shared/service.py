@@ -8,11 +8,13 @@ before the broker starts consuming, and closes the pool only after the consumers
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import asyncpg
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
 from prometheus_client import CollectorRegistry, make_asgi_app
 
 from shared.admin import ensure_topics
@@ -55,6 +57,7 @@ class Runtime:
 def service_app(
     runtime: Runtime,
     *,
+    description: str,
     migrations: Path,
     on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     after_startup: Sequence[Callable[[], Awaitable[None]]] = (),
@@ -77,5 +80,10 @@ def service_app(
         after_startup=list(after_startup),
         on_shutdown=list(on_shutdown),
         after_shutdown=[*after_shutdown, runtime.close_database],
+        specification=AsyncAPI(
+            title=f"broadcast-engine {runtime.service}",
+            version=version("broadcast-engine"),
+            description=description,
+        ),
         asyncapi_path="/docs/asyncapi",
     )

@@ -16,7 +16,6 @@ class Topic:
     name: str
     key: str
     partitions: int
-    compacted: bool = False
 
 
 # Public contract: read and written by other services of the platform.

@@ -40,7 +40,7 @@ BOUNCING = [f"inconnu{n}@demo.example" for n in range(1, 13)]
 
 
 def audience() -> list[ContractUpserted]:
-    rng = random.Random(2026)  # noqa: S311 -- deterministic demo data, not security
+    rng = random.Random(2026)
     contracts = []
     for n in range(1, CONTRACTS + 1):
         number = f"D-{n:05d}"
@@ -77,55 +77,89 @@ def audience() -> list[ContractUpserted]:
 
 
 def broadcast(request_id: str) -> CreateBroadcast:
-    return CreateBroadcast.model_validate({
-        "tenant_id": TENANT,
-        "request_id": request_id,
-        "requested_by": "demo-operator",
-        "name": "Surcharge pour excédent de neige",
-        "criteria": [
-            {"field": "status", "values": ["active", "to_renew"]},
-            {"field": "building_type", "values": ["residential"]},
-        ],
-        "channels": ["email"],
-        "languages": ["fr", "en"],
-        "content": {"email": {
-            "fr": {"subject": "Surcharge pour excédent de neige — contrat {{ contract.number }}",
-                   "html": "<p>Bonjour {{ contract.client_name }},</p><p>Les précipitations ont "
-                           "dépassé la limite prévue au contrat pour le {{ contract.service_address"
-                           " }}. Une surcharge s'appliquera.</p>"},
-            "en": {"subject": "Excess snow surcharge — contract {{ contract.number }}",
-                   "html": "<p>Hello {{ contract.client_name }},</p><p>Snowfall went over the "
-                           "limit of your contract for {{ contract.service_address }}. A "
-                           "surcharge will apply.</p>"},
-        }},
-        "sender": {"address": "diffusions@deneigement.example", "name": "Déneigement Démo"},
-    })
+    return CreateBroadcast.model_validate(
+        {
+            "tenant_id": TENANT,
+            "request_id": request_id,
+            "requested_by": "demo-operator",
+            "name": "Surcharge pour excédent de neige",
+            "criteria": [
+                {"field": "status", "values": ["active", "to_renew"]},
+                {"field": "building_type", "values": ["residential"]},
+            ],
+            "channels": ["email"],
+            "languages": ["fr", "en"],
+            "content": {
+                "email": {
+                    "fr": {
+                        "subject": "Surcharge pour excédent de neige — contrat "
+                        "{{ contract.number }}",
+                        "html": "<p>Bonjour {{ contract.client_name }},</p><p>Les précipitations "
+                        "ont dépassé la limite prévue au contrat pour le "
+                        "{{ contract.service_address }}. Une surcharge s'appliquera.</p>",
+                    },
+                    "en": {
+                        "subject": "Excess snow surcharge — contract {{ contract.number }}",
+                        "html": "<p>Hello {{ contract.client_name }},</p><p>Snowfall went over the "
+                        "limit of your contract for {{ contract.service_address }}. A "
+                        "surcharge will apply.</p>",
+                    },
+                }
+            },
+            "sender": {"address": "diffusions@deneigement.example", "name": "Déneigement Démo"},
+        }
+    )
 
 
-def bar(done: int, total: int, width: int = 40) -> str:
+def bar(done: int, total: int | None, width: int = 40) -> str:
+    if total is None:
+        return f"[{'.' * width}] {done} sent, still targeting"
     filled = width * done // total if total else width
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
 async def main() -> int:
     async with httpx.AsyncClient() as http:
-        rules = [{"address": a, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown",
-                  "times": None, "action": "reply"} for a in BOUNCING]
+        rules = [
+            {
+                "address": a,
+                "stage": "rcpt",
+                "code": 550,
+                "message": "5.1.1 User unknown",
+                "times": None,
+                "action": "reply",
+            }
+            for a in BOUNCING
+        ]
         (await http.put(f"{SMTP_CONTROL}/_sink/rules", json=rules)).raise_for_status()
 
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", linger_ms=5)
-    consumer = AIOKafkaConsumer(topics.EVENTS.name, bootstrap_servers=KAFKA,
-                                auto_offset_reset="latest", group_id=f"demo-{uuid4()}")
+    consumer = AIOKafkaConsumer(
+        topics.EVENTS.name,
+        bootstrap_servers=KAFKA,
+        auto_offset_reset="latest",
+        group_id=f"demo-{uuid4()}",
+    )
     await producer.start()
     await consumer.start()
     db = await asyncpg.connect(DATABASE_URL)
     try:
         print(f"loading {CONTRACTS} demo contracts for tenant {TENANT} ...")
-        sent = [await producer.send(topics.CONTRACTS.name, c.model_dump_json().encode(),
-                                    key=f"{TENANT}:{c.contract_id}".encode()) for c in audience()]
+        sent = [
+            await producer.send(
+                topics.CONTRACTS.name,
+                c.model_dump_json().encode(),
+                key=f"{TENANT}:{c.contract_id}".encode(),
+            )
+            for c in audience()
+        ]
         await asyncio.gather(*sent)
-        while await db.fetchval("SELECT count(*) FROM targeting.contracts WHERE tenant_id = $1",
-                                TENANT) < CONTRACTS:
+        while (
+            await db.fetchval(
+                "SELECT count(*) FROM targeting.contracts WHERE tenant_id = $1", TENANT
+            )
+            < CONTRACTS
+        ):
             await asyncio.sleep(0.2)
         while not consumer.assignment():  # join before publishing, so no event is missed
             await asyncio.sleep(0.1)
@@ -133,12 +167,20 @@ async def main() -> int:
         request_id = f"demo-{int(time.time())}"
         broadcast_id = broadcast_id_for(TENANT, request_id)
         started_at = time.monotonic()
-        for command in (broadcast(request_id), StartBroadcast(
-                tenant_id=TENANT, request_id=f"{request_id}-start",
-                requested_by="demo-operator", broadcast_id=broadcast_id)):
-            await producer.send_and_wait(topics.REQUESTS.name, command.model_dump_json().encode(),
-                                         key=TENANT.encode())
-        print(f"broadcast {broadcast_id} started: \"Surcharge pour excédent de neige\"")
+        for command in (
+            broadcast(request_id),
+            StartBroadcast(
+                tenant_id=TENANT,
+                request_id=f"{request_id}-start",
+                requested_by="demo-operator",
+                broadcast_id=broadcast_id,
+            ),
+        ):
+            await producer.send_and_wait(
+                topics.REQUESTS.name, command.model_dump_json().encode(), key=TENANT.encode()
+            )
+        print(f'broadcast {broadcast_id} started: "Surcharge pour excédent de neige"')
+        completed: BroadcastCompleted | None = None
         async for record in consumer:
             event = BROADCAST_EVENT_ADAPTER.validate_json(record.value)
             if getattr(event, "broadcast_id", None) != broadcast_id:
@@ -148,14 +190,17 @@ async def main() -> int:
                 return 1
             if isinstance(event, BroadcastProgressed | BroadcastCompleted):
                 c = event.counters
-                print(f"\r{bar(c.delivered + c.failed, c.messages_targeted)}", end="", flush=True)
+                print(f"\r{bar(c.delivered + c.failed, c.messages_targeted)}\033[K", end="",
+                      flush=True)
             if isinstance(event, BroadcastCompleted):
+                completed = event
                 break
+        assert completed is not None
         actions = await db.fetchval(
-            "SELECT count(*) FROM tracker.actions WHERE run_id = $1", event.run_id
+            "SELECT count(*) FROM tracker.actions WHERE run_id = $1", completed.run_id
         )
-        c = event.counters
-        print(f"\n\nfinished in {time.monotonic() - started_at:.1f}s: {event.outcome}")
+        c = completed.counters
+        print(f"\n\nfinished in {time.monotonic() - started_at:.1f}s: {completed.outcome}")
         print(f"  contracts targeted  {c.contracts_targeted}")
         print(f"  messages targeted   {c.messages_targeted}")
         print(f"  delivered           {c.delivered}")

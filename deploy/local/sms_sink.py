@@ -115,24 +115,25 @@ class Gateway:
         return Response(202, {"id": message_id, "status": "queued"})
 
 
-async def run(port: int, token: str | None) -> None:
+async def run(port: int, token: str | None, host: str = HOST) -> None:
     gateway = Gateway(token)
     loop = asyncio.get_running_loop()
-    server = await serve(gateway.handle, HOST, port)
+    server = await serve(gateway.handle, host, port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"sms-sink: gateway and control API on http://{HOST}:{port}", flush=True)
+    print(f"sms-sink: gateway and control API on http://{host}:{port}", flush=True)
     await stop.wait()
     server.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="HTTP SMS gateway sink")
+    parser.add_argument("--host", default=HOST, help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=10080)
     parser.add_argument("--token", help="accept only this bearer token (default: any)")
     args = parser.parse_args()
-    asyncio.run(run(args.port, args.token))
+    asyncio.run(run(args.port, args.token, args.host))
 
 
 if __name__ == "__main__":

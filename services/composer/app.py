@@ -87,4 +87,6 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             ((str(o.recipient_id), o) for o in outputs if not isinstance(o, MessageRendered)),
         )
 
-    return service_app(runtime, migrations=Path(__file__).parent / "migrations")
+    return service_app(
+        runtime, description=__doc__ or "", migrations=Path(__file__).parent / "migrations"
+    )

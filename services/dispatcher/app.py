@@ -119,5 +119,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         await sms.close()
 
     return service_app(
-        runtime, migrations=Path(__file__).parent / "migrations", after_shutdown=[close_providers]
+        runtime,
+        description=__doc__ or "",
+        migrations=Path(__file__).parent / "migrations",
+        after_shutdown=[close_providers],
     )

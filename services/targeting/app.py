@@ -71,6 +71,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         description="Broadcast commands; each is answered on broadcast.events.",
     )
     async def on_commands(commands: list[CreateBroadcast | StartBroadcast]) -> None:
+        if not commands:  # every record of the batch was invalid and already answered
+            return
         handler = CommandHandler(runtime.pool, events, start_run)
         for command in commands:
             await handler.handle(command)
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
 
     return service_app(
         runtime,
+        description=__doc__ or "",
         migrations=Path(__file__).parent / "migrations",
         on_startup=[create_streamer],
         after_startup=[resume_streaming],

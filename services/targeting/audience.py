@@ -2,11 +2,17 @@
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from shared.events import Channel, ContractSnapshot, RecipientTargeted
 from shared.ids import recipient_id_for
+
+
+class Row(Protocol):
+    """A contract row by column name: an asyncpg Record in the service, a dict in tests."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ def usable_addresses(points: Iterable[Mapping[str, Any]]) -> list[str]:
     return usable
 
 
-def snapshot(row: Mapping[str, Any]) -> ContractSnapshot:
+def snapshot(row: Row) -> ContractSnapshot:
     return ContractSnapshot(
         contract_id=row["contract_id"],
         number=row["number"],
@@ -54,7 +60,7 @@ def snapshot(row: Mapping[str, Any]) -> ContractSnapshot:
     )
 
 
-def expand(scope: RunScope, rows: Iterable[Mapping[str, Any]]) -> Expansion:
+def expand(scope: RunScope, rows: Iterable[Row]) -> Expansion:
     result = Expansion()
     for row in rows:
         result.contracts += 1

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from shared import templating
-from shared.events import CreateBroadcast
+from shared.events import CreateBroadcast, RejectionReason
 
 from .criteria import InvalidCriteria, compile_criteria
 
@@ -12,7 +12,7 @@ from .criteria import InvalidCriteria, compile_criteria
 class Rejection(Exception):
     """A command refused, with a machine-readable code and the dotted path of the field."""
 
-    code: str
+    code: RejectionReason
     field: str | None
     message: str
 

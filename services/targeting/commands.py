@@ -6,10 +6,16 @@ from uuid import UUID
 
 import asyncpg
 from aiokafka import ConsumerRecord
-from faststream.kafka.publisher.usecase import LogicPublisher
+from faststream.kafka.publisher.usecase import DefaultPublisher
 from pydantic import ValidationError
 
-from shared.events import BroadcastAccepted, BroadcastRejected, CreateBroadcast, StartBroadcast
+from shared.events import (
+    BroadcastAccepted,
+    BroadcastRejected,
+    CreateBroadcast,
+    RejectionReason,
+    StartBroadcast,
+)
 from shared.ids import broadcast_id_for, run_id_for
 from shared.kafka import field_errors
 
@@ -19,7 +25,7 @@ from .broadcasts import Rejection, check_definition
 
 class CommandHandler:
     def __init__(
-        self, pool: asyncpg.Pool, events: LogicPublisher, start_run: Callable[[UUID], None]
+        self, pool: asyncpg.Pool, events: DefaultPublisher, start_run: Callable[[UUID], None]
     ) -> None:
         self._pool = pool
         self._events = events
@@ -32,8 +38,7 @@ class CommandHandler:
             else:
                 broadcast_id = await self._start(command)
         except Rejection as rejection:
-            broadcast_id = getattr(command, "broadcast_id", None)
-            await self._reject(command, rejection, broadcast_id)
+            await self._reject(command, rejection, command.broadcast_id)
             return
         await self._publish(
             BroadcastAccepted(
@@ -96,7 +101,7 @@ class CommandHandler:
                 request_id=command.request_id,
                 broadcast_id=broadcast_id,
                 command=command.type,
-                reason=rejection.code,  # type: ignore[arg-type]
+                reason=rejection.code,
                 field=rejection.field,
                 message=rejection.message,
             ),
@@ -110,7 +115,7 @@ class CommandHandler:
 
 
 def rejecting_quarantine(
-    events: LogicPublisher,
+    events: DefaultPublisher,
 ) -> Callable[[ConsumerRecord, ValidationError], Awaitable[None]]:
     """A command that does not validate is answered with `rejected`, naming the field."""
 
@@ -125,19 +130,20 @@ def rejecting_quarantine(
             value = known.get(name)
             return value if isinstance(value, str) else None
 
+        reason: RejectionReason = "invalid_json"
+        field: str | None = None
+        message = "the request is not a JSON object"
         if isinstance(raw, dict):
-            field, reason = field_errors(error, skip=text("type"))[0]
-            rejection = ("invalid_field", field, f"{field}: {reason}")
-        else:
-            rejection = ("invalid_json", None, "the request is not a JSON object")
+            field, problem = field_errors(error, skip=text("type"))[0]
+            reason, message = "invalid_field", f"{field}: {problem}"
         await events.publish(
             BroadcastRejected(
                 tenant_id=text("tenant_id"),
                 request_id=text("request_id"),
                 command=text("type"),
-                reason=rejection[0],  # type: ignore[arg-type]
-                field=rejection[1],
-                message=rejection[2],
+                reason=reason,
+                field=field,
+                message=message,
             ),
             key=record.key,
         )

@@ -7,7 +7,7 @@ values are always bound as parameters, never spliced into the SQL text.
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.events import Criterion
+from shared.events import Criterion, RejectionReason
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ FIELDS: dict[str, Field] = {
 
 
 class InvalidCriteria(ValueError):
-    def __init__(self, code: str, field: str, message: str) -> None:
+    def __init__(self, code: RejectionReason, field: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.field = field

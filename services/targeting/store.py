@@ -7,6 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.db import Connection
 from shared.events import ContractDeleted, ContractUpserted, CreateBroadcast
 
 from .criteria import CompiledCriteria
@@ -21,7 +22,7 @@ async def apply_contract_changes(
         key = (change.tenant_id, change.contract_id)
         if key not in latest or change.version >= latest[key].version:
             latest[key] = change
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for change in latest.values():
         if isinstance(change, ContractUpserted):
             c = change.contract
@@ -158,6 +159,7 @@ async def start_broadcast(
                 "ORDER BY run_number LIMIT 1",
                 broadcast_id,
             )
+            assert earlier is not None, "a started broadcast always has a run"
             return StartOutcome(earlier["run_id"], state, earlier["request_id"])
         await connection.execute(
             "UPDATE targeting.broadcasts SET state = 'started', started_at = now() "
@@ -192,7 +194,7 @@ class Run:
     definition: CreateBroadcast
 
 
-async def load_run(connection: asyncpg.Connection, run_id: UUID) -> Run:
+async def load_run(connection: Connection, run_id: UUID) -> Run:
     row = await connection.fetchrow(
         """SELECT r.run_id, r.broadcast_id, r.tenant_id, r.request_id, r.requested_by, r.announced,
                   r.cursor, r.contracts, r.messages, r.unreachable, b.definition
@@ -200,6 +202,7 @@ async def load_run(connection: asyncpg.Connection, run_id: UUID) -> Run:
            WHERE r.run_id = $1""",
         run_id,
     )
+    assert row is not None, f"run {run_id} vanished"
     fields = dict(row)
     fields["definition"] = CreateBroadcast.model_validate(fields["definition"])
     return Run(**fields)
@@ -214,7 +217,7 @@ async def streaming_runs(pool: asyncpg.Pool) -> list[UUID]:
     ]
 
 
-async def try_lock_run(connection: asyncpg.Connection, run_id: UUID) -> bool:
+async def try_lock_run(connection: Connection, run_id: UUID) -> bool:
     """One instance streams a run at a time; the lock dies with its connection."""
     locked: bool = await connection.fetchval(
         "SELECT pg_try_advisory_lock(hashtext('targeting-run'), hashtext($1))", str(run_id)
@@ -222,18 +225,18 @@ async def try_lock_run(connection: asyncpg.Connection, run_id: UUID) -> bool:
     return locked
 
 
-async def unlock_run(connection: asyncpg.Connection, run_id: UUID) -> None:
+async def unlock_run(connection: Connection, run_id: UUID) -> None:
     await connection.execute(
         "SELECT pg_advisory_unlock(hashtext('targeting-run'), hashtext($1))", str(run_id)
     )
 
 
-async def mark_announced(connection: asyncpg.Connection, run_id: UUID) -> None:
+async def mark_announced(connection: Connection, run_id: UUID) -> None:
     await connection.execute("UPDATE targeting.runs SET announced = true WHERE run_id = $1", run_id)
 
 
 async def next_contracts(
-    connection: asyncpg.Connection,
+    connection: Connection,
     tenant_id: str,
     where: CompiledCriteria,
     after: int,
@@ -254,7 +257,7 @@ async def next_contracts(
 
 
 async def checkpoint(
-    connection: asyncpg.Connection,
+    connection: Connection,
     run_id: UUID,
     cursor: int,
     contracts: int,
@@ -273,7 +276,7 @@ async def checkpoint(
     )
 
 
-async def mark_targeted(connection: asyncpg.Connection, run_id: UUID) -> None:
+async def mark_targeted(connection: Connection, run_id: UUID) -> None:
     await connection.execute(
         "UPDATE targeting.runs SET state = 'targeted', targeted_at = now() WHERE run_id = $1",
         run_id,

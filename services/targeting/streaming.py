@@ -11,8 +11,9 @@ import logging
 from uuid import UUID
 
 import asyncpg
-from faststream.kafka.publisher.usecase import LogicPublisher
+from faststream.kafka.publisher.usecase import DefaultPublisher
 
+from shared.db import Connection
 from shared.events import BroadcastStarted, RunStarted, TargetingCompleted
 from shared.ids import event_id_for
 from shared.kafka import publish_keyed
@@ -31,9 +32,9 @@ class RunStreamer:
         self,
         pool: asyncpg.Pool,
         *,
-        events: LogicPublisher,
-        runs: LogicPublisher,
-        recipients: LogicPublisher,
+        events: DefaultPublisher,
+        runs: DefaultPublisher,
+        recipients: DefaultPublisher,
         page_size: int,
     ) -> None:
         self._pool = pool
@@ -81,7 +82,7 @@ class RunStreamer:
             finally:
                 await store.unlock_run(connection, run_id)
 
-    async def _stream_locked(self, connection: asyncpg.Connection, run_id: UUID) -> None:
+    async def _stream_locked(self, connection: Connection, run_id: UUID) -> None:
         run = await store.load_run(connection, run_id)
         definition = run.definition
         if not run.announced:

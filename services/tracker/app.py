@@ -50,14 +50,15 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         # Completion is recorded first and published after: a crash in between is repaired by
         # the next call, which finds the run completed but not yet announced.
         for run in await store.unpublished_completions(runtime.pool):
+            assert run.outcome is not None and run.requested_by is not None
             await events.publish(
                 BroadcastCompleted(
                     event_id=event_id_for(run.run_id, "broadcast_completed"),
                     tenant_id=run.tenant_id,
                     broadcast_id=run.broadcast_id,
                     run_id=run.run_id,
-                    requested_by=run.requested_by or "",
-                    outcome=run.outcome,  # type: ignore[arg-type]
+                    requested_by=run.requested_by,
+                    outcome=run.outcome,
                     counters=run.counters,
                 ),
                 key=str(run.broadcast_id).encode(),
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
 
     return service_app(
         runtime,
+        description=__doc__ or "",
         migrations=Path(__file__).parent / "migrations",
         after_startup=[publish_completions],
     )

@@ -6,7 +6,14 @@ from uuid import UUID
 
 import asyncpg
 
-from shared.events import Counters, DeliveryFailed, MessageDelivered, RunStarted, TargetingCompleted
+from shared.events import (
+    Counters,
+    DeliveryFailed,
+    MessageDelivered,
+    Outcome,
+    RunStarted,
+    TargetingCompleted,
+)
 
 from .outcome import is_complete, outcome
 
@@ -88,7 +95,7 @@ class RunView:
     tenant_id: str
     requested_by: str | None
     counters: Counters
-    outcome: str | None
+    outcome: Outcome | None
 
 
 def _view(row: asyncpg.Record) -> RunView:
@@ -99,7 +106,7 @@ def _view(row: asyncpg.Record) -> RunView:
         requested_by=row["requested_by"],
         counters=Counters(
             contracts_targeted=row["contracts_targeted"],
-            messages_targeted=row["messages_targeted"] or 0,
+            messages_targeted=row["messages_targeted"],
             delivered=row["delivered"],
             failed=row["failed"],
         ),

@@ -10,8 +10,14 @@ from tests.stack import publish_json
 
 
 def contract(
-    tenant: str, number: str, *, status: str, building: str, emails: list[str],
-    language: str = "fr", opted_out: tuple[str, ...] = (),
+    tenant: str,
+    number: str,
+    *,
+    status: str,
+    building: str,
+    emails: list[str],
+    language: str = "fr",
+    opted_out: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     return {
         "type": "contract.upserted",

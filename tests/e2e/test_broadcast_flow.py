@@ -17,9 +17,7 @@ async def run_broadcast(create: dict[str, Any]) -> tuple[list[dict[str, Any]], d
     try:
         tenant = create["tenant_id"]
         await publish_json("broadcast.requests", [(tenant, create)])
-        accepted = await log.wait_for(
-            lambda e: e.get("request_id") == create["request_id"]
-        )
+        accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
         assert accepted["type"] == "broadcast.accepted", accepted
         broadcast_id = accepted["broadcast_id"]
         start = {
@@ -44,22 +42,46 @@ async def test_seed_example_reaches_each_reachable_email_once(
     tenant, domain = new_tenant()
     rejected_address = f"gone@{domain}"
     await smtp_sink.set_rules(
-        [{"address": rejected_address, "stage": "rcpt", "code": 550,
-          "message": "5.1.1 User unknown", "times": None, "action": "reply"}]
+        [
+            {
+                "address": rejected_address,
+                "stage": "rcpt",
+                "code": 550,
+                "message": "5.1.1 User unknown",
+                "times": None,
+                "action": "reply",
+            }
+        ]
     )
     audience = [
         contract(tenant, "C-1", status="active", building="residential", emails=[f"a@{domain}"]),
-        contract(tenant, "C-2", status="to_renew", building="residential",
-                 emails=[f"b1@{domain}", f"b2@{domain}"]),
+        contract(
+            tenant,
+            "C-2",
+            status="to_renew",
+            building="residential",
+            emails=[f"b1@{domain}", f"b2@{domain}"],
+        ),
         contract(tenant, "C-3", status="active", building="commercial", emails=[f"c@{domain}"]),
         contract(tenant, "C-4", status="cancelled", building="residential", emails=[f"d@{domain}"]),
         contract(tenant, "C-5", status="active", building="residential", emails=[]),
-        contract(tenant, "C-6", status="active", building="residential",
-                 emails=[f"out@{domain}", f"f@{domain}"], opted_out=(f"out@{domain}",)),
-        contract(tenant, "C-7", status="to_renew", building="residential",
-                 emails=[f"g@{domain}"], language="en"),
-        contract(tenant, "C-8", status="active", building="residential",
-                 emails=[rejected_address]),
+        contract(
+            tenant,
+            "C-6",
+            status="active",
+            building="residential",
+            emails=[f"out@{domain}", f"f@{domain}"],
+            opted_out=(f"out@{domain}",),
+        ),
+        contract(
+            tenant,
+            "C-7",
+            status="to_renew",
+            building="residential",
+            emails=[f"g@{domain}"],
+            language="en",
+        ),
+        contract(tenant, "C-8", status="active", building="residential", emails=[rejected_address]),
     ]
     await load(db, audience)
 
@@ -99,8 +121,10 @@ async def test_a_second_start_is_refused_and_sends_nothing_more(
     db: asyncpg.Pool, smtp_sink: SmtpSink
 ) -> None:
     tenant, domain = new_tenant()
-    await load(db, [contract(tenant, "C-1", status="active", building="residential",
-                             emails=[f"a@{domain}"])])
+    await load(
+        db,
+        [contract(tenant, "C-1", status="active", building="residential", emails=[f"a@{domain}"])],
+    )
     create = create_command(tenant)
     _, completed = await run_broadcast(create)
     assert completed["counters"]["delivered"] == 1
@@ -108,8 +132,11 @@ async def test_a_second_start_is_refused_and_sends_nothing_more(
     log = await EventLog("broadcast.events").open()
     try:
         again = {
-            "type": "start_broadcast", "tenant_id": tenant, "request_id": "double-click",
-            "requested_by": "user-42", "broadcast_id": completed["broadcast_id"],
+            "type": "start_broadcast",
+            "tenant_id": tenant,
+            "request_id": "double-click",
+            "requested_by": "user-42",
+            "broadcast_id": completed["broadcast_id"],
         }
         await publish_json("broadcast.requests", [(tenant, again)])
         answer = await log.wait_for(lambda e: e.get("request_id") == "double-click")

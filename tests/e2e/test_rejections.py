@@ -13,8 +13,10 @@ SERVICE_PORTS = {"targeting": 9101, "composer": 9102, "dispatcher": 9103, "track
 
 async def test_bad_requests_are_rejected_with_field_and_reason(db, smtp_sink: SmtpSink) -> None:  # type: ignore[no-untyped-def]
     tenant, domain = new_tenant()
-    await load(db, [contract(tenant, "C-1", status="active", building="residential",
-                             emails=[f"a@{domain}"])])
+    await load(
+        db,
+        [contract(tenant, "C-1", status="active", building="residential", emails=[f"a@{domain}"])],
+    )
     unknown_criterion = create_command(
         tenant, request_id="bad-criterion", criteria=[{"field": "colour", "values": ["red"]}]
     )
@@ -32,33 +34,61 @@ async def test_bad_requests_are_rejected_with_field_and_reason(db, smtp_sink: Sm
     try:
         await publish_json(
             "broadcast.requests",
-            [(tenant, c) for c in (unknown_criterion, unknown_value, missing_tenant,
-                                   bad_template, unknown_variable)],
+            [
+                (tenant, c)
+                for c in (
+                    unknown_criterion,
+                    unknown_value,
+                    missing_tenant,
+                    bad_template,
+                    unknown_variable,
+                )
+            ],
         )
         answers = {}
-        for request_id in ("bad-criterion", "bad-value", "no-tenant", "bad-template",
-                           "bad-variable"):
-            answers[request_id] = await log.wait_for(lambda e, r=request_id: e.get("request_id") == r)
+        for request_id in (
+            "bad-criterion",
+            "bad-value",
+            "no-tenant",
+            "bad-template",
+            "bad-variable",
+        ):
+            answers[request_id] = await log.wait_for(
+                lambda e, r=request_id: e.get("request_id") == r
+            )
         await log.drain(2.0)
-        started = [e for e in log.records if e["type"] == "broadcast.started"
-                   and e.get("tenant_id") == tenant]
+        started = [
+            e
+            for e in log.records
+            if e["type"] == "broadcast.started" and e.get("tenant_id") == tenant
+        ]
     finally:
         await log.close()
 
     assert all(a["type"] == "broadcast.rejected" for a in answers.values()), answers
     assert (answers["bad-criterion"]["reason"], answers["bad-criterion"]["field"]) == (
-        "unknown_criterion", "criteria[0].field")
+        "unknown_criterion",
+        "criteria[0].field",
+    )
     assert "colour" in answers["bad-criterion"]["message"]
     assert (answers["bad-value"]["reason"], answers["bad-value"]["field"]) == (
-        "unknown_value", "criteria[0].values[0]")
+        "unknown_value",
+        "criteria[0].values[0]",
+    )
     assert (answers["no-tenant"]["reason"], answers["no-tenant"]["field"]) == (
-        "invalid_field", "tenant_id")
+        "invalid_field",
+        "tenant_id",
+    )
     assert answers["no-tenant"]["tenant_id"] is None
     assert (answers["bad-template"]["reason"], answers["bad-template"]["field"]) == (
-        "invalid_template", "content.email.en.html")
+        "invalid_template",
+        "content.email.en.html",
+    )
     assert "line 2" in answers["bad-template"]["message"]
     assert (answers["bad-variable"]["reason"], answers["bad-variable"]["field"]) == (
-        "invalid_template", "content.email.fr.subject")
+        "invalid_template",
+        "content.email.fr.subject",
+    )
     assert "invoice" in answers["bad-variable"]["message"]
     assert started == []
     assert await smtp_sink.messages(to_domain=domain) == []

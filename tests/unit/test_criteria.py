@@ -1,0 +1,67 @@
+import pytest
+
+from services.targeting.criteria import InvalidCriteria, compile_criteria
+from shared.events import Criterion
+
+
+def test_seed_example_ors_values_and_ands_fields() -> None:
+    compiled = compile_criteria(
+        [
+            Criterion(field="status", values=["to_renew", "active"]),
+            Criterion(field="building_type", values=["residential"]),
+        ],
+        first=4,
+    )
+    assert compiled.sql == "status = ANY($4::text[]) AND building_type = ANY($5::text[])"
+    assert compiled.params == (["active", "to_renew"], ["residential"])
+
+
+def test_no_criterion_selects_every_contract() -> None:
+    compiled = compile_criteria([], first=1)
+    assert (compiled.sql, compiled.params) == ("TRUE", ())
+
+
+def test_unknown_field_is_refused_with_its_position() -> None:
+    with pytest.raises(InvalidCriteria) as caught:
+        compile_criteria(
+            [
+                Criterion(field="status", values=["active"]),
+                Criterion(field="colour", values=["red"]),
+            ],
+            first=1,
+        )
+    assert caught.value.code == "unknown_criterion"
+    assert caught.value.field == "criteria[1].field"
+    assert "colour" in caught.value.message and "building_type" in caught.value.message
+
+
+def test_unknown_value_of_a_closed_field_is_refused() -> None:
+    with pytest.raises(InvalidCriteria) as caught:
+        compile_criteria(
+            [Criterion(field="building_type", values=["residential", "castle"])], first=1
+        )
+    assert (caught.value.code, caught.value.field) == ("unknown_value", "criteria[0].values[1]")
+
+
+def test_a_field_given_twice_is_refused() -> None:
+    with pytest.raises(InvalidCriteria) as caught:
+        compile_criteria(
+            [Criterion(field="zone", values=["A"]), Criterion(field="zone", values=["B"])], first=1
+        )
+    assert caught.value.field == "criteria[1].field"
+
+
+@pytest.mark.parametrize("field", ["zone", "season", "contract_id"])
+def test_free_form_fields_bind_any_value_as_a_parameter(field: str) -> None:
+    hostile = "x'); DROP TABLE targeting.contracts; --"
+    compiled = compile_criteria([Criterion(field=field, values=[hostile])], first=2)
+    assert hostile not in compiled.sql
+    assert compiled.params == ([hostile],)
+
+
+def test_language_is_a_closed_field() -> None:
+    assert compile_criteria([Criterion(field="language", values=["en"])], first=1).params == (
+        ["en"],
+    )
+    with pytest.raises(InvalidCriteria):
+        compile_criteria([Criterion(field="language", values=["de"])], first=1)

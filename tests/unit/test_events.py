@@ -1,0 +1,82 @@
+from uuid import UUID
+
+import pytest
+from pydantic import ValidationError
+
+from shared.events import COMMAND_ADAPTER, CreateBroadcast, RecipientTargeted, StartBroadcast
+from shared.ids import broadcast_id_for, event_id_for, recipient_id_for, run_id_for
+from shared.kafka import field_errors
+
+START = {
+    "type": "start_broadcast",
+    "tenant_id": "acme",
+    "request_id": "r",
+    "requested_by": "u",
+    "broadcast_id": "8d0f6a8e-1111-4a4a-9b9b-000000000001",
+}
+
+
+def test_commands_are_told_apart_by_type() -> None:
+    assert isinstance(COMMAND_ADAPTER.validate_python(START), StartBroadcast)
+
+
+def test_a_misspelt_command_field_is_an_error_naming_it() -> None:
+    with pytest.raises(ValidationError) as caught:
+        COMMAND_ADAPTER.validate_python({**START, "broadcastid": "x"})
+    assert ("broadcastid", "Extra inputs are not permitted") in field_errors(
+        caught.value, skip="start_broadcast"
+    )
+
+
+def test_a_missing_type_is_reported_on_the_type_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        COMMAND_ADAPTER.validate_python({k: v for k, v in START.items() if k != "type"})
+    assert field_errors(caught.value)[0][0] == "type"
+
+
+def test_nested_paths_use_indices() -> None:
+    with pytest.raises(ValidationError) as caught:
+        CreateBroadcast.model_validate(
+            {
+                "tenant_id": "acme",
+                "request_id": "r",
+                "requested_by": "u",
+                "name": "n",
+                "criteria": [{"field": "status", "values": []}],
+                "channels": ["email"],
+                "languages": ["fr"],
+                "content": {},
+                "sender": {"address": "a@b.c"},
+            }
+        )
+    assert field_errors(caught.value)[0][0] == "criteria[0].values"
+
+
+def test_tenant_ids_are_restricted_to_safe_characters() -> None:
+    with pytest.raises(ValidationError):
+        COMMAND_ADAPTER.validate_python({**START, "tenant_id": "acme\nother"})
+
+
+def test_events_ignore_fields_added_by_newer_producers() -> None:
+    event = RecipientTargeted.model_validate_json(
+        '{"tenant_id":"t","broadcast_id":"8d0f6a8e-1111-4a4a-9b9b-000000000001",'
+        '"run_id":"8d0f6a8e-1111-4a4a-9b9b-000000000002",'
+        '"recipient_id":"8d0f6a8e-1111-4a4a-9b9b-000000000003","channel":"email",'
+        '"address":"a@b.c","added_later":1,"contract":{"contract_id":"c","number":"1",'
+        '"status":"active","building_type":"residential","zone":"","season":"",'
+        '"client_name":"n","service_address":"","language":"fr","balance":"1.50",'
+        '"amount_paid":"0"}}'
+    )
+    assert str(event.contract.balance) == "1.50"
+
+
+def test_ids_are_deterministic_and_distinct() -> None:
+    b = broadcast_id_for("acme", "r1")
+    assert b == broadcast_id_for("acme", "r1") != broadcast_id_for("other", "r1")
+    assert run_id_for(b, 1) != run_id_for(b, 2)
+    r = run_id_for(b, 1)
+    assert recipient_id_for(r, "C1", "email", "A@x.example") == recipient_id_for(
+        r, "C1", "email", "a@X.EXAMPLE"
+    )
+    assert event_id_for(r, "x") != event_id_for(r, "y")
+    assert isinstance(b, UUID)
