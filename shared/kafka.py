@@ -54,6 +54,9 @@ def make_broker(
         # Publishing a batch with no_confirm fills producer batches; a short linger lets them fill.
         linger_ms=5,
         max_batch_size=256 * 1024,
+        # On SIGTERM the batch in hand is finished (and committed) before the consumer stops; a
+        # batch still running after this long is abandoned uncommitted and redelivered.
+        graceful_timeout=15.0,
         middlewares=(
             BackoffOnError,
             KafkaPrometheusMiddleware(registry=registry, app_name=service),

@@ -41,6 +41,11 @@ class SmtpSink:
             found.append(ReceivedMail(item["mail_from"], item["rcpt_tos"], parsed))
         return found
 
+    async def count(self) -> int:
+        response = await self._http.get("/_sink/count")
+        response.raise_for_status()
+        return int(response.json()["count"])
+
     async def set_rules(self, rules: list[dict[str, Any]]) -> None:
         (await self._http.put("/_sink/rules", json=rules)).raise_for_status()
 
@@ -56,8 +61,11 @@ async def publish_json(topic: str, records: Iterable[tuple[str, dict[str, Any]]]
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
     await producer.start()
     try:
-        for key, value in records:
-            await producer.send_and_wait(topic, json.dumps(value).encode(), key=key.encode())
+        pending = [
+            await producer.send(topic, json.dumps(value).encode(), key=key.encode())
+            for key, value in records
+        ]
+        await asyncio.gather(*pending)
     finally:
         await producer.stop()
 

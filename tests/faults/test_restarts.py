@@ -1,0 +1,95 @@
+"""Stopping and killing services mid-broadcast: nothing lost, nothing sent twice, exact counters."""
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import pytest
+
+from deploy.local import stack
+from tests.e2e.audience import contract, create_command, load, new_tenant
+from tests.stack import EventLog, SmtpSink, publish_json
+
+pytestmark = pytest.mark.stack
+
+AUDIENCE = 3000
+
+
+async def broadcast_with_interruption(
+    db: asyncpg.Pool, sink: SmtpSink, interrupt: Callable[[], Awaitable[None]]
+) -> tuple[str, dict[str, object]]:
+    """Start a broadcast to AUDIENCE contracts, interrupt once a fifth was sent, await the end."""
+    tenant, domain = new_tenant()
+    await load(db, [contract(tenant, f"C-{n}", status="active", building="residential",
+                             emails=[f"c{n}@{domain}"]) for n in range(AUDIENCE)], timeout=60)
+    baseline = await sink.count()
+    log = await EventLog("broadcast.events").open()
+    try:
+        create = create_command(tenant, languages=["fr"])
+        del create["content"]["email"]["en"]
+        await publish_json("broadcast.requests", [(tenant, create)])
+        accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
+        broadcast_id = accepted["broadcast_id"]
+        await publish_json("broadcast.requests", [(tenant, {
+            "type": "start_broadcast", "tenant_id": tenant, "request_id": "start",
+            "requested_by": "user-42", "broadcast_id": broadcast_id})])
+        async with asyncio.timeout(60):
+            while await sink.count() - baseline < AUDIENCE // 5:
+                await asyncio.sleep(0.05)
+        await interrupt()
+        sent_before_restart = await sink.count() - baseline
+        assert sent_before_restart < AUDIENCE, "the interruption came after the broadcast ended"
+        completed = await log.wait_for(
+            lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast_id,
+            timeout=120,
+        )
+    finally:
+        await log.close()
+    return domain, completed
+
+
+async def assert_each_recipient_got_exactly_one(sink: SmtpSink, domain: str) -> None:
+    received = Counter(m.rcpt_tos[0] for m in await sink.messages(to_domain=domain))
+    assert [a for a, n in received.items() if n > 1] == []  # duplicates: none
+    assert len(received) == AUDIENCE  # missing: none
+
+
+def restart(name: str, sig: signal.Signals) -> Callable[[], Awaitable[None]]:
+    async def interrupt() -> None:
+        component = stack.components()[name]
+        await asyncio.to_thread(stack.stop_process, component.pid_file, sig=sig)
+        await asyncio.to_thread(stack.up, [name])
+
+    return interrupt
+
+
+async def test_dispatcher_stopped_by_sigterm_finishes_its_batch_and_resumes(
+    db: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    domain, completed = await broadcast_with_interruption(
+        db, smtp_sink, restart("dispatcher", signal.SIGTERM))
+    assert completed["counters"] == {"contracts_targeted": AUDIENCE, "messages_targeted": AUDIENCE,
+                                     "delivered": AUDIENCE, "failed": 0}
+    await assert_each_recipient_got_exactly_one(smtp_sink, domain)
+
+
+async def test_tracker_killed_mid_broadcast_ends_with_exact_counters(
+    db: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    domain, completed = await broadcast_with_interruption(
+        db, smtp_sink, restart("tracker", signal.SIGKILL))
+    assert completed["counters"] == {"contracts_targeted": AUDIENCE, "messages_targeted": AUDIENCE,
+                                     "delivered": AUDIENCE, "failed": 0}
+    assert completed["outcome"] == "fully_successful"
+    await assert_each_recipient_got_exactly_one(smtp_sink, domain)
+
+
+async def test_composer_killed_mid_broadcast_loses_nothing(
+    db: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    domain, completed = await broadcast_with_interruption(
+        db, smtp_sink, restart("composer", signal.SIGKILL))
+    assert completed["counters"]["delivered"] == AUDIENCE
+    await assert_each_recipient_got_exactly_one(smtp_sink, domain)
