@@ -10,7 +10,7 @@ Plain JSON on the wire, so any Kafka client can take part. Rules:
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
@@ -322,6 +322,11 @@ class ContractSnapshot(BaseModel):
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
+_REF = frozenset(
+    {"tenant_id", "broadcast_id", "run_id", "recipient_id", "contract_id", "channel", "address"}
+)
+
+
 class RecipientTargeted(Record):
     """One message to produce. `recipient_id` is stable: (run, contract, channel, address)."""
 
@@ -334,11 +339,22 @@ class RecipientTargeted(Record):
     address: str
     contract: ContractSnapshot
 
+    def ref(self) -> dict[str, Any]:
+        """The identity of the message this recipient becomes."""
+        return {
+            "tenant_id": self.tenant_id,
+            "broadcast_id": self.broadcast_id,
+            "run_id": self.run_id,
+            "recipient_id": self.recipient_id,
+            "contract_id": self.contract.contract_id,
+            "channel": self.channel,
+            "address": self.address,
+        }
 
-class MessageRendered(Record):
-    """A message ready for its provider: a full RFC 5322 message for email, the text for SMS."""
 
-    type: Literal["message.rendered"] = "message.rendered"
+class MessageRef(Record):
+    """The fields that identify one message of one run, carried by every per-message event."""
+
     tenant_id: str
     broadcast_id: UUID
     run_id: UUID
@@ -346,6 +362,16 @@ class MessageRendered(Record):
     contract_id: str
     channel: Channel
     address: str
+
+    def ref(self) -> dict[str, Any]:
+        """These fields alone, to build the next event about the same message."""
+        return {name: getattr(self, name) for name in _REF}
+
+
+class MessageRendered(MessageRef):
+    """A message ready for its provider: a full RFC 5322 message for email, the text for SMS."""
+
+    type: Literal["message.rendered"] = "message.rendered"
     sender: str
     body: str
 
@@ -359,32 +385,18 @@ FailureReason = Literal[
 ]
 
 
-class MessageDelivered(Record):
+class MessageDelivered(MessageRef):
     """The provider accepted the message."""
 
     type: Literal["delivery.delivered"] = "delivery.delivered"
-    tenant_id: str
-    broadcast_id: UUID
-    run_id: UUID
-    recipient_id: UUID
-    contract_id: str
-    channel: Channel
-    address: str
     provider_code: int | None = None
     provider_message: str = ""
 
 
-class DeliveryFailed(Record):
+class DeliveryFailed(MessageRef):
     """The message will not reach its recipient without somebody acting on it."""
 
     type: Literal["delivery.failed"] = "delivery.failed"
-    tenant_id: str
-    broadcast_id: UUID
-    run_id: UUID
-    recipient_id: UUID
-    contract_id: str
-    channel: Channel
-    address: str
     reason: FailureReason
     detail: str = ""
     provider_code: int | None = None

@@ -8,7 +8,6 @@ Writes broadcast.messages    (ready-to-send messages)
 
 from datetime import UTC, datetime
 from pathlib import Path
-from uuid import UUID
 
 from faststream.asgi import AsgiFastStream
 from pydantic import TypeAdapter
@@ -31,14 +30,11 @@ from shared.kafka import (
 from shared.service import Runtime, service_app
 
 from . import store
-from .render import CompiledRun, compile_run, render
+from .render import render
+from .runs import CompiledRuns
 from .settings import Settings
 
 SERVICE = "composer"
-
-
-class RunNotKnownYet(RuntimeError):
-    """A recipient overtook its run's definition (they travel on different topics): retry."""
 
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
@@ -49,16 +45,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     failures = broker.publisher(topics.DELIVERIES.name, schema=DeliveryEvent)
     dead_letters = dead_letter_publisher(broker)
     quarantine = dead_letter_quarantine(dead_letters, SERVICE)
-    compiled: dict[UUID, CompiledRun] = {}
-
-    async def compiled_runs(run_ids: set[UUID]) -> dict[UUID, CompiledRun]:
-        missing = run_ids - compiled.keys()
-        if missing:
-            for run in await store.load_runs(runtime.pool, missing):
-                compiled[run.run_id] = compile_run(run)
-        if unknown := run_ids - compiled.keys():
-            raise RunNotKnownYet(f"definition of runs {sorted(map(str, unknown))} not received yet")
-        return {run_id: compiled[run_id] for run_id in run_ids}
+    compiled = CompiledRuns()
 
     @broker.subscriber(
         topics.RUNS.name,
@@ -76,7 +63,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         description="Recipients to render, one message each.",
     )
     async def on_recipients(recipients: list[RecipientTargeted]) -> None:
-        runs = await compiled_runs({r.run_id for r in recipients})
+        runs = await compiled.get(runtime.pool, {r.run_id for r in recipients})
         now = datetime.now(UTC)
         outputs = [render(runs[r.run_id], r, now) for r in recipients]
         await publish_keyed(

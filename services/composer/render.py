@@ -134,24 +134,12 @@ def render(
             body = compiled.sms[language].render(values)
     except (TemplateError, HeaderInjection, ValueError) as error:
         return DeliveryFailed(
-            tenant_id=recipient.tenant_id,
-            broadcast_id=recipient.broadcast_id,
-            run_id=recipient.run_id,
-            recipient_id=recipient.recipient_id,
-            contract_id=recipient.contract.contract_id,
-            channel=recipient.channel,
-            address=recipient.address,
+            **recipient.ref(),
             reason="render_failed",
             detail=f"{type(error).__name__}: {error}",
         )
     return MessageRendered(
-        tenant_id=recipient.tenant_id,
-        broadcast_id=recipient.broadcast_id,
-        run_id=recipient.run_id,
-        recipient_id=recipient.recipient_id,
-        contract_id=recipient.contract.contract_id,
-        channel=recipient.channel,
-        address=recipient.address,
+        **recipient.ref(),
         sender=run.sender.address,
         body=body,
     )

@@ -35,22 +35,13 @@ SERVICE = "dispatcher"
 
 
 def delivery_event(message: MessageRendered, attempt: Attempt) -> MessageDelivered | DeliveryFailed:
-    common = {
-        "tenant_id": message.tenant_id,
-        "broadcast_id": message.broadcast_id,
-        "run_id": message.run_id,
-        "recipient_id": message.recipient_id,
-        "contract_id": message.contract_id,
-        "channel": message.channel,
-        "address": message.address,
-    }
     if attempt.verdict == "accepted":
         return MessageDelivered(
-            **common, provider_code=attempt.code, provider_message=attempt.detail[:500]
+            **message.ref(), provider_code=attempt.code, provider_message=attempt.detail[:500]
         )
     # Retries come with the dispatcher issue; until then a temporary failure is final too.
     return DeliveryFailed(
-        **common,
+        **message.ref(),
         reason=attempt.reason or "provider_error",
         detail=attempt.detail[:500],
         provider_code=attempt.code,
