@@ -190,8 +190,11 @@ async def main() -> int:
                 return 1
             if isinstance(event, BroadcastProgressed | BroadcastCompleted):
                 c = event.counters
-                print(f"\r{bar(c.delivered + c.failed, c.messages_targeted)}\033[K", end="",
-                      flush=True)
+                print(
+                    f"\r{bar(c.delivered + c.failed, c.messages_targeted)}\033[K",
+                    end="",
+                    flush=True,
+                )
             if isinstance(event, BroadcastCompleted):
                 completed = event
                 break

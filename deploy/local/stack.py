@@ -781,8 +781,16 @@ def _service(name: str, port: int) -> Component:
     return Component(
         name=name,
         command=_python_module(
-            "faststream", "run", "--factory", f"services.{name}.app:create_app",
-            "--host", HOST, "--port", str(port), "--access-log", "false",
+            "faststream",
+            "run",
+            "--factory",
+            f"services.{name}.app:create_app",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--access-log",
+            "false",
         ),
         ports=(port,),
         env={"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},

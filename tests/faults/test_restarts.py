@@ -22,8 +22,16 @@ async def broadcast_with_interruption(
 ) -> tuple[str, dict[str, object]]:
     """Start a broadcast to AUDIENCE contracts, interrupt once a fifth was sent, await the end."""
     tenant, domain = new_tenant()
-    await load(db, [contract(tenant, f"C-{n}", status="active", building="residential",
-                             emails=[f"c{n}@{domain}"]) for n in range(AUDIENCE)], timeout=60)
+    await load(
+        db,
+        [
+            contract(
+                tenant, f"C-{n}", status="active", building="residential", emails=[f"c{n}@{domain}"]
+            )
+            for n in range(AUDIENCE)
+        ],
+        timeout=60,
+    )
     baseline = await sink.count()
     log = await EventLog("broadcast.events").open()
     try:
@@ -32,9 +40,21 @@ async def broadcast_with_interruption(
         await publish_json("broadcast.requests", [(tenant, create)])
         accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
         broadcast_id = accepted["broadcast_id"]
-        await publish_json("broadcast.requests", [(tenant, {
-            "type": "start_broadcast", "tenant_id": tenant, "request_id": "start",
-            "requested_by": "user-42", "broadcast_id": broadcast_id})])
+        await publish_json(
+            "broadcast.requests",
+            [
+                (
+                    tenant,
+                    {
+                        "type": "start_broadcast",
+                        "tenant_id": tenant,
+                        "request_id": "start",
+                        "requested_by": "user-42",
+                        "broadcast_id": broadcast_id,
+                    },
+                )
+            ],
+        )
         async with asyncio.timeout(60):
             while await sink.count() - baseline < AUDIENCE // 5:
                 await asyncio.sleep(0.05)
@@ -69,9 +89,14 @@ async def test_dispatcher_stopped_by_sigterm_finishes_its_batch_and_resumes(
     db: asyncpg.Pool, smtp_sink: SmtpSink
 ) -> None:
     domain, completed = await broadcast_with_interruption(
-        db, smtp_sink, restart("dispatcher", signal.SIGTERM))
-    assert completed["counters"] == {"contracts_targeted": AUDIENCE, "messages_targeted": AUDIENCE,
-                                     "delivered": AUDIENCE, "failed": 0}
+        db, smtp_sink, restart("dispatcher", signal.SIGTERM)
+    )
+    assert completed["counters"] == {
+        "contracts_targeted": AUDIENCE,
+        "messages_targeted": AUDIENCE,
+        "delivered": AUDIENCE,
+        "failed": 0,
+    }
     await assert_each_recipient_got_exactly_one(smtp_sink, domain)
 
 
@@ -79,9 +104,14 @@ async def test_tracker_killed_mid_broadcast_ends_with_exact_counters(
     db: asyncpg.Pool, smtp_sink: SmtpSink
 ) -> None:
     domain, completed = await broadcast_with_interruption(
-        db, smtp_sink, restart("tracker", signal.SIGKILL))
-    assert completed["counters"] == {"contracts_targeted": AUDIENCE, "messages_targeted": AUDIENCE,
-                                     "delivered": AUDIENCE, "failed": 0}
+        db, smtp_sink, restart("tracker", signal.SIGKILL)
+    )
+    assert completed["counters"] == {
+        "contracts_targeted": AUDIENCE,
+        "messages_targeted": AUDIENCE,
+        "delivered": AUDIENCE,
+        "failed": 0,
+    }
     assert completed["outcome"] == "fully_successful"
     await assert_each_recipient_got_exactly_one(smtp_sink, domain)
 
@@ -90,6 +120,7 @@ async def test_composer_killed_mid_broadcast_loses_nothing(
     db: asyncpg.Pool, smtp_sink: SmtpSink
 ) -> None:
     domain, completed = await broadcast_with_interruption(
-        db, smtp_sink, restart("composer", signal.SIGKILL))
+        db, smtp_sink, restart("composer", signal.SIGKILL)
+    )
     assert completed["counters"]["delivered"] == AUDIENCE
     await assert_each_recipient_got_exactly_one(smtp_sink, domain)
