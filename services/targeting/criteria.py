@@ -15,6 +15,9 @@ class Field:
     column: str
     # None: any value is accepted (free-form fields such as a zone name).
     values: frozenset[str] | None
+    # True: a value matches when it appears anywhere in the column, case-insensitively
+    # (the Campaigns seed's "customers sharing a keyword in their name").
+    contains: bool = False
 
 
 FIELDS: dict[str, Field] = {
@@ -28,6 +31,7 @@ FIELDS: dict[str, Field] = {
     "zone": Field("zone", None),
     "season": Field("season", None),
     "contract_id": Field("contract_id", None),
+    "client_name": Field("client_name", None, contains=True),
 }
 
 
@@ -77,6 +81,22 @@ def compile_criteria(criteria: Sequence[Criterion], *, first: int) -> CompiledCr
                         f"criteria[{i}].values[{j}]",
                         f"unknown value '{value}' for '{criterion.field}'; allowed: {allowed}",
                     )
-        params.append(sorted(set(criterion.values)))
-        clauses.append(f"{spec.column} = ANY(${first + len(params) - 1}::text[])")
+        values = sorted(set(criterion.values))
+        if spec.contains:
+            if any(not v.strip() for v in values):
+                raise InvalidCriteria(
+                    "invalid_field",
+                    f"criteria[{i}].values",
+                    f"an empty keyword for '{criterion.field}' would match every contract",
+                )
+            params.append([f"%{_escape_like(v.strip())}%" for v in values])
+            clauses.append(f"{spec.column} ILIKE ANY(${first + len(params) - 1}::text[])")
+        else:
+            params.append(values)
+            clauses.append(f"{spec.column} = ANY(${first + len(params) - 1}::text[])")
     return CompiledCriteria(" AND ".join(clauses) or "TRUE", tuple(params))
+
+
+def _escape_like(value: str) -> str:
+    """A keyword is literal text: %, _ and the escape character itself match only themselves."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 import asyncpg
 
-from tests.stack import publish_json
+from tests.stack import EventLog, publish_json
 
 
 def contract(
@@ -86,3 +86,28 @@ def create_command(tenant: str, **overrides: Any) -> dict[str, Any]:
     }
     command.update(overrides)
     return command
+
+
+async def run_broadcast(create: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Create and start; return every event of the broadcast up to the completed one."""
+    log = await EventLog("broadcast.events").open()
+    try:
+        tenant = create["tenant_id"]
+        await publish_json("broadcast.requests", [(tenant, create)])
+        accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
+        assert accepted["type"] == "broadcast.accepted", accepted
+        broadcast_id = accepted["broadcast_id"]
+        start = {
+            "type": "start_broadcast",
+            "tenant_id": tenant,
+            "request_id": f"{create['request_id']}-start",
+            "requested_by": create["requested_by"],
+            "broadcast_id": broadcast_id,
+        }
+        await publish_json("broadcast.requests", [(tenant, start)])
+        completed = await log.wait_for(
+            lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast_id
+        )
+        return [e for e in log.records if e.get("broadcast_id") == broadcast_id], completed
+    finally:
+        await log.close()

@@ -1,39 +1,13 @@
 """One broadcast through the four real services, driven with a plain Kafka client."""
 
-from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.e2e.audience import contract, create_command, load, new_tenant
+from tests.e2e.audience import contract, create_command, load, new_tenant, run_broadcast
 from tests.stack import EventLog, SmtpSink, publish_json
 
 pytestmark = pytest.mark.stack
-
-
-async def run_broadcast(create: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Create and start; return every event of the broadcast up to the completed one."""
-    log = await EventLog("broadcast.events").open()
-    try:
-        tenant = create["tenant_id"]
-        await publish_json("broadcast.requests", [(tenant, create)])
-        accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
-        assert accepted["type"] == "broadcast.accepted", accepted
-        broadcast_id = accepted["broadcast_id"]
-        start = {
-            "type": "start_broadcast",
-            "tenant_id": tenant,
-            "request_id": f"{create['request_id']}-start",
-            "requested_by": create["requested_by"],
-            "broadcast_id": broadcast_id,
-        }
-        await publish_json("broadcast.requests", [(tenant, start)])
-        completed = await log.wait_for(
-            lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast_id
-        )
-        return [e for e in log.records if e.get("broadcast_id") == broadcast_id], completed
-    finally:
-        await log.close()
 
 
 async def test_seed_example_reaches_each_reachable_email_once(

@@ -65,3 +65,17 @@ def test_language_is_a_closed_field() -> None:
     )
     with pytest.raises(InvalidCriteria):
         compile_criteria([Criterion(field="language", values=["de"])], first=1)
+
+
+def test_name_keywords_match_anywhere_case_insensitively_and_literally() -> None:
+    compiled = compile_criteria(
+        [Criterion(field="client_name", values=["Tremblay", "50%_off\\"])], first=1
+    )
+    assert compiled.sql == "client_name ILIKE ANY($1::text[])"
+    assert compiled.params == (["%50\\%\\_off\\\\%", "%Tremblay%"],)
+
+
+def test_an_empty_keyword_is_refused() -> None:
+    with pytest.raises(InvalidCriteria) as caught:
+        compile_criteria([Criterion(field="client_name", values=["  "])], first=1)
+    assert caught.value.field == "criteria[0].values"
