@@ -114,8 +114,20 @@ class StartBroadcast(Command):
     broadcast_id: UUID
 
 
-BroadcastCommand = Annotated[CreateBroadcast | StartBroadcast, Field(discriminator="type")]
-COMMAND_ADAPTER: TypeAdapter[CreateBroadcast | StartBroadcast] = TypeAdapter(BroadcastCommand)
+class EstimateBroadcast(Command):
+    """How many contracts and messages these criteria reach, before anything is created."""
+
+    type: Literal["estimate_broadcast"] = "estimate_broadcast"
+    criteria: list[Criterion] = Field(default_factory=list)
+    channels: list[Channel] = Field(min_length=1)
+
+
+BroadcastCommand = Annotated[
+    CreateBroadcast | StartBroadcast | EstimateBroadcast, Field(discriminator="type")
+]
+COMMAND_ADAPTER: TypeAdapter[CreateBroadcast | StartBroadcast | EstimateBroadcast] = TypeAdapter(
+    BroadcastCommand
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,6 +180,23 @@ class BroadcastRejected(Record):
     message: str
 
 
+class BroadcastEstimated(Record):
+    """The answer to an estimate: the seed's "280 of 4,753".
+
+    `messages` counts one message per usable address and channel (a contract with two emails
+    counts twice); `unreachable_contracts` matched but have no usable address on any requested
+    channel; `opted_out_addresses` were left out because their owner opted out.
+    """
+
+    type: Literal["broadcast.estimated"] = "broadcast.estimated"
+    tenant_id: str
+    request_id: str
+    contracts: int
+    unreachable_contracts: int
+    messages: dict[Channel, int]
+    opted_out_addresses: dict[Channel, int]
+
+
 class BroadcastStarted(Record):
     type: Literal["broadcast.started"] = "broadcast.started"
     tenant_id: str
@@ -200,6 +229,7 @@ class BroadcastCompleted(Record):
 BroadcastEvent = Annotated[
     BroadcastAccepted
     | BroadcastRejected
+    | BroadcastEstimated
     | BroadcastStarted
     | BroadcastProgressed
     | BroadcastCompleted,
@@ -208,6 +238,7 @@ BroadcastEvent = Annotated[
 BROADCAST_EVENT_ADAPTER: TypeAdapter[
     BroadcastAccepted
     | BroadcastRejected
+    | BroadcastEstimated
     | BroadcastStarted
     | BroadcastProgressed
     | BroadcastCompleted

@@ -19,6 +19,7 @@ from shared.events import (
     BroadcastEvent,
     ContractEvent,
     CreateBroadcast,
+    EstimateBroadcast,
     RecipientTargeted,
     RunEvent,
     StartBroadcast,
@@ -68,9 +69,12 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         topics.REQUESTS.name,
         **batch_consumer(f"{SERVICE}.requests", settings.batch_size),
         decoder=QuarantineDecoder(COMMAND_ADAPTER, rejecting_quarantine(events)),
-        description="Broadcast commands; each is answered on broadcast.events.",
+        description="Broadcast commands (create, start, estimate); each is answered on "
+        "broadcast.events.",
     )
-    async def on_commands(commands: list[CreateBroadcast | StartBroadcast]) -> None:
+    async def on_commands(
+        commands: list[CreateBroadcast | StartBroadcast | EstimateBroadcast],
+    ) -> None:
         if not commands:  # every record of the batch was invalid and already answered
             return
         handler = CommandHandler(runtime.pool, events, start_run)

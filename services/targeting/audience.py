@@ -43,6 +43,31 @@ def usable_addresses(points: Iterable[Mapping[str, Any]]) -> list[str]:
     return usable
 
 
+@dataclass
+class Estimate:
+    contracts: int = 0
+    unreachable_contracts: int = 0
+    messages: dict[Channel, int] = field(default_factory=dict)
+    opted_out_addresses: dict[Channel, int] = field(default_factory=dict)
+
+    def add(self, channels: Sequence[Channel], rows: Iterable[Row]) -> None:
+        """Count a page of matching contracts exactly as `expand` would turn them into messages."""
+        for row in rows:
+            self.contracts += 1
+            reached = 0
+            for channel in channels:
+                points = row["emails"] if channel == "email" else row["phones"]
+                usable = len(usable_addresses(points))
+                opted_out = sum(1 for p in points if p.get("opted_out"))
+                self.messages[channel] = self.messages.get(channel, 0) + usable
+                self.opted_out_addresses[channel] = (
+                    self.opted_out_addresses.get(channel, 0) + opted_out
+                )
+                reached += usable
+            if reached == 0:
+                self.unreachable_contracts += 1
+
+
 def snapshot(row: Row) -> ContractSnapshot:
     return ContractSnapshot(
         contract_id=row["contract_id"],

@@ -1,11 +1,12 @@
 """The rules a broadcast definition must meet before it is accepted. Pure: no I/O."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared import templating
-from shared.events import CreateBroadcast, RejectionReason
+from shared.events import CreateBroadcast, Criterion, RejectionReason
 
-from .criteria import InvalidCriteria, compile_criteria
+from .criteria import CompiledCriteria, InvalidCriteria, compile_criteria
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,17 @@ def _template_fields(command: CreateBroadcast) -> list[tuple[str, str]]:
     return fields
 
 
-def check_definition(command: CreateBroadcast) -> None:
-    """Raise Rejection for the first problem found, naming its field."""
+def check_criteria(criteria: Sequence[Criterion], *, first: int) -> CompiledCriteria:
+    """The compiled criteria, or a Rejection naming the offending criterion."""
     try:
-        compile_criteria(command.criteria, first=1)
+        return compile_criteria(criteria, first=first)
     except InvalidCriteria as error:
         raise Rejection(error.code, error.field, error.message) from None
+
+
+def check_definition(command: CreateBroadcast) -> None:
+    """Raise Rejection for the first problem found, naming its field."""
+    check_criteria(command.criteria, first=1)
     for channel in command.channels:
         given = command.content.email if channel == "email" else command.content.sms
         for language in command.languages:

@@ -11,8 +11,10 @@ from pydantic import ValidationError
 
 from shared.events import (
     BroadcastAccepted,
+    BroadcastEstimated,
     BroadcastRejected,
     CreateBroadcast,
+    EstimateBroadcast,
     RejectionReason,
     StartBroadcast,
 )
@@ -20,7 +22,11 @@ from shared.ids import broadcast_id_for, run_id_for
 from shared.kafka import field_errors
 
 from . import store
-from .broadcasts import Rejection, check_definition
+from .audience import Estimate
+from .broadcasts import Rejection, check_criteria, check_definition
+
+# Contracts read per query while estimating: large pages, since nothing is published.
+ESTIMATE_PAGE = 5000
 
 
 class CommandHandler:
@@ -31,23 +37,57 @@ class CommandHandler:
         self._events = events
         self._start_run = start_run
 
-    async def handle(self, command: CreateBroadcast | StartBroadcast) -> None:
+    async def handle(self, command: CreateBroadcast | StartBroadcast | EstimateBroadcast) -> None:
+        """Apply the command and publish its one answer: accepted, estimated or rejected."""
+        answer: BroadcastAccepted | BroadcastEstimated | BroadcastRejected
+        broadcast_id = None if isinstance(command, EstimateBroadcast) else command.broadcast_id
         try:
-            if isinstance(command, CreateBroadcast):
-                broadcast_id = await self._create(command)
+            if isinstance(command, EstimateBroadcast):
+                answer = await self._estimate(command)
             else:
-                broadcast_id = await self._start(command)
+                if isinstance(command, CreateBroadcast):
+                    broadcast_id = await self._create(command)
+                else:
+                    broadcast_id = await self._start(command)
+                answer = BroadcastAccepted(
+                    tenant_id=command.tenant_id,
+                    request_id=command.request_id,
+                    broadcast_id=broadcast_id,
+                    command=command.type,
+                )
         except Rejection as rejection:
-            await self._reject(command, rejection, command.broadcast_id)
-            return
-        await self._publish(
-            BroadcastAccepted(
+            answer = BroadcastRejected(
                 tenant_id=command.tenant_id,
                 request_id=command.request_id,
                 broadcast_id=broadcast_id,
                 command=command.type,
-            ),
-            broadcast_id,
+                reason=rejection.code,
+                field=rejection.field,
+                message=rejection.message,
+            )
+        key = str(broadcast_id) if broadcast_id else command.tenant_id
+        await self._events.publish(answer, key=key.encode())
+
+    async def _estimate(self, command: EstimateBroadcast) -> BroadcastEstimated:
+        where = check_criteria(command.criteria, first=4)
+        estimate = Estimate(
+            messages=dict.fromkeys(command.channels, 0),
+            opted_out_addresses=dict.fromkeys(command.channels, 0),
+        )
+        async with self._pool.acquire() as connection:
+            cursor = 0
+            while rows := await store.next_contracts(
+                connection, command.tenant_id, where, cursor, ESTIMATE_PAGE
+            ):
+                estimate.add(command.channels, rows)
+                cursor = rows[-1]["pk"]
+        return BroadcastEstimated(
+            tenant_id=command.tenant_id,
+            request_id=command.request_id,
+            contracts=estimate.contracts,
+            unreachable_contracts=estimate.unreachable_contracts,
+            messages=estimate.messages,
+            opted_out_addresses=estimate.opted_out_addresses,
         )
 
     async def _create(self, command: CreateBroadcast) -> UUID:
@@ -88,30 +128,6 @@ class CommandHandler:
         # A replayed start resumes the same run rather than creating another one.
         self._start_run(outcome.run_id)
         return command.broadcast_id
-
-    async def _reject(
-        self,
-        command: CreateBroadcast | StartBroadcast,
-        rejection: Rejection,
-        broadcast_id: UUID | None,
-    ) -> None:
-        await self._publish(
-            BroadcastRejected(
-                tenant_id=command.tenant_id,
-                request_id=command.request_id,
-                broadcast_id=broadcast_id,
-                command=command.type,
-                reason=rejection.code,
-                field=rejection.field,
-                message=rejection.message,
-            ),
-            broadcast_id,
-        )
-
-    async def _publish(
-        self, event: BroadcastAccepted | BroadcastRejected, key: UUID | None
-    ) -> None:
-        await self._events.publish(event, key=str(key).encode() if key else None)
 
 
 def rejecting_quarantine(

@@ -1,6 +1,5 @@
 """One broadcast through the four real services, driven with a plain Kafka client."""
 
-
 import asyncpg
 import pytest
 

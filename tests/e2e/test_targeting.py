@@ -62,3 +62,64 @@ async def test_name_keywords_select_matching_clients(db: asyncpg.Pool, smtp_sink
     assert completed["counters"]["contracts_targeted"] == 2
     received = sorted(m.rcpt_tos[0] for m in await smtp_sink.messages(to_domain=domain))
     assert received == [f"b@{domain}", f"c@{domain}"]
+
+
+async def test_estimate_reports_contracts_messages_and_the_unreachable(
+    db: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    from tests.stack import EventLog, publish_json
+
+    tenant, domain = new_tenant()
+    await load(
+        db,
+        [
+            contract(
+                tenant,
+                "C-1",
+                status="active",
+                building="residential",
+                emails=[f"a1@{domain}", f"a2@{domain}"],
+            ),
+            contract(tenant, "C-2", status="to_renew", building="residential", emails=[]),
+            contract(
+                tenant,
+                "C-3",
+                status="active",
+                building="residential",
+                emails=[f"out@{domain}"],
+                opted_out=(f"out@{domain}",),
+            ),
+            contract(tenant, "C-4", status="active", building="commercial", emails=[f"d@{domain}"]),
+        ],
+    )
+    criteria = create_command(tenant)["criteria"]
+    log = await EventLog("broadcast.events").open()
+    try:
+        await publish_json(
+            "broadcast.requests",
+            [
+                (
+                    tenant,
+                    {
+                        "type": "estimate_broadcast",
+                        "tenant_id": tenant,
+                        "request_id": "estimate-1",
+                        "requested_by": "user-42",
+                        "criteria": criteria,
+                        "channels": ["email", "sms"],
+                    },
+                )
+            ],
+        )
+        answer = await log.wait_for(lambda e: e.get("request_id") == "estimate-1")
+    finally:
+        await log.close()
+    assert answer["type"] == "broadcast.estimated"
+    assert (answer["contracts"], answer["unreachable_contracts"]) == (3, 2)
+    assert answer["messages"] == {"email": 2, "sms": 0}
+    assert answer["opted_out_addresses"] == {"email": 1, "sms": 0}
+    assert await smtp_sink.messages(to_domain=domain) == []  # an estimate sends nothing
+
+    _, completed = await run_broadcast(create_command(tenant))
+    assert completed["counters"]["messages_targeted"] == answer["messages"]["email"]
+    assert completed["counters"]["contracts_targeted"] == answer["contracts"]

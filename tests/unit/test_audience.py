@@ -69,3 +69,24 @@ def test_recipient_ids_are_stable_across_expansions() -> None:
         expand(scope, rows).recipients[0].recipient_id
         == expand(scope, rows).recipients[0].recipient_id
     )
+
+
+def test_estimate_counts_what_expand_would_send() -> None:
+    from services.targeting.audience import Estimate
+
+    rows = [
+        row(
+            "C1",
+            [{"address": "a@x.example"}, {"address": "b@x.example"}],
+            [{"address": "+15145550000"}],
+        ),
+        row("C2", [{"address": "c@x.example", "opted_out": True}]),
+        row("C3", []),
+    ]
+    estimate = Estimate(messages={"email": 0}, opted_out_addresses={"email": 0})
+    estimate.add(["email"], rows)
+    assert (estimate.contracts, estimate.unreachable_contracts) == (3, 2)
+    assert estimate.messages == {"email": 2}
+    assert estimate.opted_out_addresses == {"email": 1}
+    scope = RunScope("t", uuid4(), uuid4(), ["email"])
+    assert len(expand(scope, rows).recipients) == estimate.messages["email"]
