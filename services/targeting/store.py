@@ -94,7 +94,19 @@ async def apply_contract_changes(
             service_address = excluded.service_address, language = excluded.language,
             emails = excluded.emails, phones = excluded.phones, balance = excluded.balance,
             amount_paid = excluded.amount_paid, attributes = excluded.attributes,
-            updated_at = now()
+            -- A newer version with the same content (a file imported twice) changes nothing
+            -- but the version: updated_at tells when the contract last really changed.
+            updated_at = CASE
+                WHEN (c.deleted, c.number, c.status, c.building_type, c.zone, c.season,
+                      c.client_name, c.service_address, c.language, c.emails, c.phones,
+                      c.balance, c.amount_paid, c.attributes)
+                     IS DISTINCT FROM
+                     (excluded.deleted, excluded.number, excluded.status, excluded.building_type,
+                      excluded.zone, excluded.season, excluded.client_name,
+                      excluded.service_address, excluded.language, excluded.emails,
+                      excluded.phones, excluded.balance, excluded.amount_paid,
+                      excluded.attributes)
+                THEN now() ELSE c.updated_at END
         WHERE excluded.version > c.version
         """,
         *columns,

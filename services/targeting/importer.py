@@ -1,0 +1,60 @@
+"""Importing a client file: `python -m services.targeting.importer FILE --tenant T`.
+
+The contracts go through `audience.contracts`, the same path as the platform's changes, so the
+read model has one writer. Each import's version is its time in microseconds: a later import
+wins, and importing the same file again leaves every contract's content as it was.
+"""
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from shared.topics import CONTRACTS
+
+from .csv_import import ParsedFile, parse
+from .settings import Settings
+
+
+async def publish(parsed: ParsedFile, bootstrap: str) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
+    await producer.start()
+    try:
+        pending = [
+            await producer.send(
+                CONTRACTS.name,
+                c.model_dump_json().encode(),
+                key=f"{c.tenant_id}:{c.contract_id}".encode(),
+            )
+            for c in parsed.contracts
+        ]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 when every line was imported, 1 when some lines were refused, 2 on bad usage."""
+    parser = argparse.ArgumentParser(description="Import a client file (CSV) for one tenant.")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--tenant", required=True)
+    args = parser.parse_args(argv)
+    if not args.file.is_file():
+        print(f"{args.file}: no such file", file=sys.stderr)
+        return 2
+    with args.file.open(encoding="utf-8-sig", newline="") as lines:
+        parsed = parse(lines, tenant_id=args.tenant, version=time.time_ns() // 1000)
+    for error in parsed.errors:
+        print(f"{args.file}: {error}", file=sys.stderr)
+    asyncio.run(publish(parsed, Settings().kafka_bootstrap_servers))
+    print(f"{len(parsed.contracts)} contracts imported, {len(parsed.errors)} lines refused")
+    return 1 if parsed.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
