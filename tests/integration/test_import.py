@@ -55,7 +55,10 @@ async def test_import_keeps_good_lines_reports_bad_ones_and_is_idempotent(
         ("C-1", "Ann Roy", "active"),
         ("C-2", "Bob Côté", "to_renew"),
     ]
-    assert [e["address"] for e in json.loads(first[1]["emails"])] == [f"bob@{domain}", f"bob2@{domain}"]
+    assert [e["address"] for e in json.loads(first[1]["emails"])] == [
+        f"bob@{domain}",
+        f"bob2@{domain}",
+    ]
 
     code, second = await import_and_wait(db, path, tenant, {r["version"] for r in first})
     assert code == 1

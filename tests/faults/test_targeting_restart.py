@@ -1,0 +1,142 @@
+"""Targeting killed in the middle of streaming a 100,000-recipient run: nobody is missing.
+
+The composer is held stopped for the test so that its input topic, `broadcast.recipients`, can
+be counted exactly; afterwards its consumer group is moved past this run's records, so the
+rest of the suite does not wait for 100,000 renders (they would prove nothing more here). The
+run then stays "running" in the tracker: nothing of it is delivered. Its contracts are removed.
+"""
+
+import asyncio
+import json
+import signal
+from uuid import UUID
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from bench.e2e import load_contracts
+from deploy.local import stack
+from tests.e2e.audience import create_command, new_tenant
+from tests.stack import KAFKA, EventLog, publish_json
+
+pytestmark = pytest.mark.stack
+
+AUDIENCE = 100_000
+RECIPIENTS = "broadcast.recipients"
+COMPOSER_GROUP = "composer.recipients"
+
+
+async def end_offsets() -> dict[TopicPartition, int]:
+    """The current end of every partition of the recipients topic."""
+    consumer = AIOKafkaConsumer(RECIPIENTS, bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        async with asyncio.timeout(10):
+            while not consumer.assignment():
+                await asyncio.sleep(0.05)
+        return await consumer.end_offsets(list(consumer.assignment()))
+    finally:
+        await consumer.stop()
+
+
+async def recipients_of_run(start: dict[TopicPartition, int], run_id: str) -> list[str]:
+    """Every recipient id published for `run_id` after the offsets in `start`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(start))
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        end = await consumer.end_offsets(list(start))
+        found: list[str] = []
+        async with asyncio.timeout(120):
+            while [tp for tp in start if await consumer.position(tp) < end[tp]]:
+                for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                    for record in records:
+                        value = json.loads(record.value)
+                        if value["run_id"] == run_id:
+                            found.append(value["recipient_id"])
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def skip_for_composer(offsets: dict[TopicPartition, int]) -> None:
+    """Commit `offsets` for the composer's (stopped, so empty) consumer group."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=KAFKA, group_id=COMPOSER_GROUP, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+    finally:
+        await consumer.stop()
+
+
+async def test_targeting_killed_mid_stream_resumes_and_misses_nobody(db: asyncpg.Pool) -> None:
+    tenant, _ = new_tenant()
+    async with db.acquire() as connection:
+        await load_contracts(connection, tenant, AUDIENCE)
+    await asyncio.to_thread(stack.down, ["composer"])
+    start = await end_offsets()
+    log = await EventLog("broadcast.events").open()
+    try:
+        create = create_command(tenant, languages=["fr"])
+        del create["content"]["email"]["en"]
+        await publish_json("broadcast.requests", [(tenant, create)])
+        accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
+        broadcast_id = accepted["broadcast_id"]
+        await publish_json(
+            "broadcast.requests",
+            [
+                (
+                    tenant,
+                    {
+                        "type": "start_broadcast",
+                        "tenant_id": tenant,
+                        "request_id": "start",
+                        "requested_by": "user-42",
+                        "broadcast_id": broadcast_id,
+                    },
+                )
+            ],
+        )
+        started = await log.wait_for(
+            lambda e: e["type"] == "broadcast.started" and e["broadcast_id"] == broadcast_id
+        )
+        run_id = UUID(started["run_id"])
+        async with asyncio.timeout(60):
+            while (
+                await db.fetchval("SELECT messages FROM targeting.runs WHERE run_id = $1", run_id)
+                or 0
+            ) < AUDIENCE // 4:
+                await asyncio.sleep(0.05)
+        component = stack.components()["targeting"]
+        await asyncio.to_thread(stack.stop_process, component.pid_file, sig=signal.SIGKILL)
+        at_kill = await db.fetchrow(
+            "SELECT state, messages FROM targeting.runs WHERE run_id = $1", run_id
+        )
+        assert at_kill["state"] == "streaming" and at_kill["messages"] < AUDIENCE
+        await asyncio.to_thread(stack.up, ["targeting"])
+        async with asyncio.timeout(120):
+            while (
+                await db.fetchval("SELECT state FROM targeting.runs WHERE run_id = $1", run_id)
+                != "targeted"
+            ):
+                await asyncio.sleep(0.2)
+
+        assert (
+            await db.fetchval("SELECT messages FROM targeting.runs WHERE run_id = $1", run_id)
+            == AUDIENCE
+        )
+        published = await recipients_of_run(start, str(run_id))
+        assert len(set(published)) == AUDIENCE  # missing: none
+        assert len(published) >= AUDIENCE  # a page published twice is allowed, and harmless
+    finally:
+        await log.close()
+        await skip_for_composer(await end_offsets())
+        await asyncio.to_thread(stack.up, ["composer"])
+        await db.execute("DELETE FROM targeting.contracts WHERE tenant_id = $1", tenant)
