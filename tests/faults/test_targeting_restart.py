@@ -7,73 +7,21 @@ run then stays "running" in the tracker: nothing of it is delivered. Its contrac
 """
 
 import asyncio
-import json
 import signal
 from uuid import UUID
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
 
 from bench.e2e import load_contracts
+from bench.recipients import end_offsets, recipients_of_run, skip_for_composer
 from deploy.local import stack
 from tests.e2e.audience import create_command, new_tenant
-from tests.stack import KAFKA, EventLog, publish_json
+from tests.stack import EventLog, publish_json
 
 pytestmark = pytest.mark.stack
 
 AUDIENCE = 100_000
-RECIPIENTS = "broadcast.recipients"
-COMPOSER_GROUP = "composer.recipients"
-
-
-async def end_offsets() -> dict[TopicPartition, int]:
-    """The current end of every partition of the recipients topic."""
-    consumer = AIOKafkaConsumer(RECIPIENTS, bootstrap_servers=KAFKA, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        async with asyncio.timeout(10):
-            while not consumer.assignment():
-                await asyncio.sleep(0.05)
-        return await consumer.end_offsets(list(consumer.assignment()))
-    finally:
-        await consumer.stop()
-
-
-async def recipients_of_run(start: dict[TopicPartition, int], run_id: str) -> list[str]:
-    """Every recipient id published for `run_id` after the offsets in `start`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(list(start))
-        for tp, offset in start.items():
-            consumer.seek(tp, offset)
-        end = await consumer.end_offsets(list(start))
-        found: list[str] = []
-        async with asyncio.timeout(120):
-            while [tp for tp in start if await consumer.position(tp) < end[tp]]:
-                for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
-                    for record in records:
-                        value = json.loads(record.value)
-                        if value["run_id"] == run_id:
-                            found.append(value["recipient_id"])
-        return found
-    finally:
-        await consumer.stop()
-
-
-async def skip_for_composer(offsets: dict[TopicPartition, int]) -> None:
-    """Commit `offsets` for the composer's (stopped, so empty) consumer group."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=KAFKA, group_id=COMPOSER_GROUP, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(list(offsets))
-        await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
-    finally:
-        await consumer.stop()
 
 
 async def test_targeting_killed_mid_stream_resumes_and_misses_nobody(db: asyncpg.Pool) -> None:
