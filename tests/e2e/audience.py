@@ -88,23 +88,29 @@ def create_command(tenant: str, **overrides: Any) -> dict[str, Any]:
     return command
 
 
+async def create_and_start(log: EventLog, create: dict[str, Any]) -> str:
+    """Publish the create command and, once accepted, its start; return the broadcast id."""
+    tenant = create["tenant_id"]
+    await publish_json("broadcast.requests", [(tenant, create)])
+    accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
+    assert accepted["type"] == "broadcast.accepted", accepted
+    broadcast_id: str = accepted["broadcast_id"]
+    start = {
+        "type": "start_broadcast",
+        "tenant_id": tenant,
+        "request_id": f"{create['request_id']}-start",
+        "requested_by": create["requested_by"],
+        "broadcast_id": broadcast_id,
+    }
+    await publish_json("broadcast.requests", [(tenant, start)])
+    return broadcast_id
+
+
 async def run_broadcast(create: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Create and start; return every event of the broadcast up to the completed one."""
     log = await EventLog("broadcast.events").open()
     try:
-        tenant = create["tenant_id"]
-        await publish_json("broadcast.requests", [(tenant, create)])
-        accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
-        assert accepted["type"] == "broadcast.accepted", accepted
-        broadcast_id = accepted["broadcast_id"]
-        start = {
-            "type": "start_broadcast",
-            "tenant_id": tenant,
-            "request_id": f"{create['request_id']}-start",
-            "requested_by": create["requested_by"],
-            "broadcast_id": broadcast_id,
-        }
-        await publish_json("broadcast.requests", [(tenant, start)])
+        broadcast_id = await create_and_start(log, create)
         completed = await log.wait_for(
             lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast_id
         )

@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 
 from deploy.local import stack
-from tests.e2e.audience import contract, create_command, load, new_tenant
-from tests.stack import EventLog, SmtpSink, publish_json
+from tests.e2e.audience import contract, create_and_start, create_command, load, new_tenant
+from tests.stack import EventLog, SmtpSink
 
 pytestmark = pytest.mark.stack
 
@@ -37,24 +37,7 @@ async def broadcast_with_interruption(
     try:
         create = create_command(tenant, languages=["fr"])
         del create["content"]["email"]["en"]
-        await publish_json("broadcast.requests", [(tenant, create)])
-        accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
-        broadcast_id = accepted["broadcast_id"]
-        await publish_json(
-            "broadcast.requests",
-            [
-                (
-                    tenant,
-                    {
-                        "type": "start_broadcast",
-                        "tenant_id": tenant,
-                        "request_id": "start",
-                        "requested_by": "user-42",
-                        "broadcast_id": broadcast_id,
-                    },
-                )
-            ],
-        )
+        broadcast_id = await create_and_start(log, create)
         async with asyncio.timeout(60):
             while await sink.count() - baseline < AUDIENCE // 5:
                 await asyncio.sleep(0.05)

@@ -16,8 +16,8 @@ import pytest
 from bench.e2e import load_contracts
 from bench.recipients import end_offsets, recipients_of_run, skip_for_composer
 from deploy.local import stack
-from tests.e2e.audience import create_command, new_tenant
-from tests.stack import EventLog, publish_json
+from tests.e2e.audience import create_and_start, create_command, new_tenant
+from tests.stack import EventLog
 
 pytestmark = pytest.mark.stack
 
@@ -34,24 +34,7 @@ async def test_targeting_killed_mid_stream_resumes_and_misses_nobody(db: asyncpg
     try:
         create = create_command(tenant, languages=["fr"])
         del create["content"]["email"]["en"]
-        await publish_json("broadcast.requests", [(tenant, create)])
-        accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
-        broadcast_id = accepted["broadcast_id"]
-        await publish_json(
-            "broadcast.requests",
-            [
-                (
-                    tenant,
-                    {
-                        "type": "start_broadcast",
-                        "tenant_id": tenant,
-                        "request_id": "start",
-                        "requested_by": "user-42",
-                        "broadcast_id": broadcast_id,
-                    },
-                )
-            ],
-        )
+        broadcast_id = await create_and_start(log, create)
         started = await log.wait_for(
             lambda e: e["type"] == "broadcast.started" and e["broadcast_id"] == broadcast_id
         )
