@@ -43,6 +43,20 @@ def usable_addresses(points: Iterable[Mapping[str, Any]]) -> list[str]:
     return usable
 
 
+def _points(row: Row, channel: Channel) -> list[Mapping[str, Any]]:
+    points: list[Mapping[str, Any]] = row["emails"] if channel == "email" else row["phones"]
+    return points
+
+
+def reachable(row: Row, channels: Sequence[Channel]) -> list[tuple[Channel, str]]:
+    """(channel, address) of every message a contract gets: one rule for estimates and runs."""
+    return [
+        (channel, address)
+        for channel in channels
+        for address in usable_addresses(_points(row, channel))
+    ]
+
+
 @dataclass
 class Estimate:
     contracts: int = 0
@@ -51,21 +65,19 @@ class Estimate:
     opted_out_addresses: dict[Channel, int] = field(default_factory=dict)
 
     def add(self, channels: Sequence[Channel], rows: Iterable[Row]) -> None:
-        """Count a page of matching contracts exactly as `expand` would turn them into messages."""
+        """Count a page of matching contracts exactly as `expand` turns them into messages."""
         for row in rows:
             self.contracts += 1
-            reached = 0
+            targets = reachable(row, channels)
+            if not targets:
+                self.unreachable_contracts += 1
+            for channel, _ in targets:
+                self.messages[channel] = self.messages.get(channel, 0) + 1
             for channel in channels:
-                points = row["emails"] if channel == "email" else row["phones"]
-                usable = len(usable_addresses(points))
-                opted_out = sum(1 for p in points if p.get("opted_out"))
-                self.messages[channel] = self.messages.get(channel, 0) + usable
+                opted_out = sum(1 for p in _points(row, channel) if p.get("opted_out"))
                 self.opted_out_addresses[channel] = (
                     self.opted_out_addresses.get(channel, 0) + opted_out
                 )
-                reached += usable
-            if reached == 0:
-                self.unreachable_contracts += 1
 
 
 def snapshot(row: Row) -> ContractSnapshot:
@@ -89,25 +101,21 @@ def expand(scope: RunScope, rows: Iterable[Row]) -> Expansion:
     result = Expansion()
     for row in rows:
         result.contracts += 1
-        contract = snapshot(row)
-        reached = 0
-        for channel in scope.channels:
-            points = row["emails"] if channel == "email" else row["phones"]
-            for address in usable_addresses(points):
-                reached += 1
-                result.recipients.append(
-                    RecipientTargeted(
-                        tenant_id=scope.tenant_id,
-                        broadcast_id=scope.broadcast_id,
-                        run_id=scope.run_id,
-                        recipient_id=recipient_id_for(
-                            scope.run_id, contract.contract_id, channel, address
-                        ),
-                        channel=channel,
-                        address=address,
-                        contract=contract,
-                    )
-                )
-        if reached == 0:
+        targets = reachable(row, scope.channels)
+        if not targets:
             result.unreachable_contracts += 1
+            continue
+        contract = snapshot(row)
+        result.recipients.extend(
+            RecipientTargeted(
+                tenant_id=scope.tenant_id,
+                broadcast_id=scope.broadcast_id,
+                run_id=scope.run_id,
+                recipient_id=recipient_id_for(scope.run_id, contract.contract_id, channel, address),
+                channel=channel,
+                address=address,
+                contract=contract,
+            )
+            for channel, address in targets
+        )
     return result

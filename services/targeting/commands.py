@@ -75,12 +75,8 @@ class CommandHandler:
             opted_out_addresses=dict.fromkeys(command.channels, 0),
         )
         async with self._pool.acquire() as connection:
-            cursor = 0
-            while rows := await store.next_contracts(
-                connection, command.tenant_id, where, cursor, ESTIMATE_PAGE
-            ):
+            async for rows in store.pages(connection, command.tenant_id, where, 0, ESTIMATE_PAGE):
                 estimate.add(command.channels, rows)
-                cursor = rows[-1]["pk"]
         return BroadcastEstimated(
             tenant_id=command.tenant_id,
             request_id=command.request_id,

@@ -1,7 +1,7 @@
 """Every query of the targeting service. Tenant isolation: every read names its tenant."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -266,6 +266,15 @@ async def next_contracts(
         limit,
         *where.params,
     )
+
+
+async def pages(
+    connection: Connection, tenant_id: str, where: CompiledCriteria, after: int, size: int
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """Every matching contract after pk `after`, a page of at most `size` at a time."""
+    while rows := await next_contracts(connection, tenant_id, where, after, size):
+        yield rows
+        after = rows[-1]["pk"]
 
 
 async def checkpoint(

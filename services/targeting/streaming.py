@@ -92,9 +92,7 @@ class RunStreamer:
         where = compile_criteria(definition.criteria, first=4)
         cursor = run.cursor
         contracts, messages, unreachable = run.contracts, run.messages, run.unreachable
-        while rows := await store.next_contracts(
-            connection, run.tenant_id, where, cursor, self._page_size
-        ):
+        async for rows in store.pages(connection, run.tenant_id, where, cursor, self._page_size):
             page = expand(scope, rows)
             await publish_keyed(
                 self._recipients, ((str(r.recipient_id), r) for r in page.recipients)
