@@ -37,10 +37,10 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
+from bench import invoice
 from deploy.local import stack
-from services.composer.mime import build_email
-from services.composer.render import text_from_html
-from shared import templating, topics
+from services.composer.render import render
+from shared import topics
 from shared.events import (
     BROADCAST_EVENT_ADAPTER,
     BroadcastAccepted,
@@ -48,8 +48,8 @@ from shared.events import (
     BroadcastProgressed,
     BroadcastRejected,
     BroadcastStarted,
-    ContractSnapshot,
     CreateBroadcast,
+    MessageRendered,
     StartBroadcast,
 )
 from shared.ids import broadcast_id_for
@@ -69,28 +69,6 @@ STALL_TIMEOUT_S = 120.0
 # before the clock starts, so it is not counted as pipeline time.
 GROUP_SETTLE_S = 5.0
 
-SENDER = {"address": "factures@bench.example", "name": "Déneigement Québec — Facturation"}
-SUBJECT = "Votre facture de déneigement — contrat {{ contract.number }}"
-HTML = """\
-<html><body style="font-family: Arial, sans-serif; color: #222;">
-<h2>Facture de la saison {{ contract.season }}</h2>
-<p>Bonjour {{ contract.client_name }},</p>
-<p>Nous vous remercions de votre confiance pour le déneigement de votre propriété située au
-{{ contract.service_address }}. Veuillez trouver ci-dessous le résumé de votre contrat
-numéro <strong>{{ contract.number }}</strong> pour la saison en cours.</p>
-<table style="border-collapse: collapse; margin: 1em 0;">
-<tr><td style="padding: 4px 12px;">Contrat</td><td>{{ contract.number }}</td></tr>
-<tr><td style="padding: 4px 12px;">Adresse</td><td>{{ contract.service_address }}</td></tr>
-<tr><td style="padding: 4px 12px;">Solde à payer</td><td>{{ contract.balance }} $</td></tr>
-</table>
-<p>Le paiement est exigible au plus tard le 15 décembre. Vous pouvez régler votre solde en ligne,
-par virement bancaire ou par chèque libellé à l'ordre de Déneigement Québec inc. Des frais
-d'administration s'appliquent aux paiements reçus après l'échéance.</p>
-<p>Pour toute question concernant votre facture, répondez simplement à ce courriel ou
-communiquez avec notre service à la clientèle du lundi au vendredi, de 8 h à 17 h.</p>
-<p>Merci et bon hiver!<br>L'équipe de Déneigement Québec</p>
-</body></html>
-"""
 CRITERIA = [
     {"field": "status", "values": ["active", "to_renew"]},
     {"field": "building_type", "values": ["residential"]},
@@ -412,8 +390,8 @@ def create_command(tenant: str, request_id: str) -> CreateBroadcast:
             "criteria": CRITERIA,
             "channels": ["email"],
             "languages": ["fr"],
-            "content": {"email": {"fr": {"subject": SUBJECT, "html": HTML}}},
-            "sender": SENDER,
+            "content": {"email": {"fr": {"subject": invoice.SUBJECT, "html": invoice.HTML}}},
+            "sender": invoice.SENDER,
         }
     )
 
@@ -666,33 +644,9 @@ async def composer_window(
 
 def ceiling_message() -> bytes:
     """One message as the composer renders it for this broadcast, built once."""
-    contract = ContractSnapshot(
-        contract_id="B-0000001",
-        number="B-0000001",
-        status="active",
-        building_type="residential",
-        zone="Zone 2",
-        season="2026-2027",
-        client_name="Client Bench 1",
-        service_address="2 rue des Érables, Québec (Québec)",
-        language="fr",
-        balance=Decimal("123.45"),
-        amount_paid=Decimal(0),
-    )
-    values = {"contract": contract.model_dump()}
-    html = templating.environment(html=True).from_string(HTML).render(values)
-    subject = templating.environment(html=False).from_string(SUBJECT).render(values)
-    return build_email(
-        recipient_id=UUID(int=1),
-        sender_address=SENDER["address"],
-        sender_name=SENDER["name"],
-        reply_to=None,
-        to="client1@bench.example",
-        subject=subject,
-        text=text_from_html(html),
-        html=html,
-        sent_at=datetime.now(UTC),
-    ).encode()
+    message = render(invoice.compiled_run(), invoice.recipient(1), datetime.now(UTC))
+    assert isinstance(message, MessageRendered), message
+    return message.body.encode()
 
 
 async def smtp_ceiling(total: int, message: bytes) -> float:
@@ -707,7 +661,7 @@ async def smtp_ceiling(total: int, message: bytes) -> float:
 
     async def pump(client: aiosmtplib.SMTP) -> None:
         while next(tickets) < total:
-            await client.sendmail(SENDER["address"], ["client1@bench.example"], message)
+            await client.sendmail(invoice.SENDER["address"], ["client1@bench.example"], message)
 
     try:
         began = time.monotonic()

@@ -12,8 +12,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
 
 Channel = Literal["email", "sms"]
 Language = Literal["fr", "en"]
@@ -24,6 +33,21 @@ RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 ContractId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Text = Annotated[str, StringConstraints(max_length=100_000)]
+TemplateId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+]
+
+
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone '{name}'") from None
+    return name
+
+
+TimeZone = Annotated[str, AfterValidator(_known_zone)]
+HttpUrl = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$")]
 
 
 def _now() -> datetime:
@@ -85,6 +109,45 @@ class Sender(BaseModel):
     reply_to: Annotated[str, StringConstraints(max_length=254)] | None = None
 
 
+LinkKind = Literal[
+    "statement",
+    "payment",
+    "visits_log",
+    "contract_pdf",
+    "statement_pdf",
+    "survey",
+    "email_confirmation",
+    "service_opt_out",
+    "service_opt_in",
+]
+
+
+class DkimSelector(BaseModel):
+    """Where the public key is published. The private key is a secret of the composer's
+    environment (`<keys dir>/<tenant>/<selector>.pem`), never a field of an event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    domain: Annotated[str, StringConstraints(min_length=3, max_length=253)]
+    selector: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")]
+
+
+class TenantSettings(BaseModel):
+    """What a tenant configures once and every run of its broadcasts uses.
+
+    `links` are the base URLs of the tenant's pages; each link in a message carries a signed,
+    expiring token naming the contract, so nobody can forge another customer's link.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    time_zone: TimeZone = "America/Toronto"
+    links: dict[LinkKind, HttpUrl] = Field(default_factory=dict)
+    link_validity_days: int = Field(default=60, ge=1, le=400)
+    sms_max_segments: int = Field(default=3, ge=1, le=10)
+    dkim: DkimSelector | None = None
+
+
 class Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -95,7 +158,11 @@ class Command(BaseModel):
 
 
 class CreateBroadcast(Command):
-    """Create a broadcast as a draft. Its id is derived from the request when not given."""
+    """Create a broadcast as a draft. Its id is derived from the request when not given.
+
+    The message is either `content` written for this broadcast or a saved `template_id`; a
+    template's latest version when the broadcast starts is the one its run keeps.
+    """
 
     type: Literal["create_broadcast"] = "create_broadcast"
     broadcast_id: UUID | None = None
@@ -103,7 +170,8 @@ class CreateBroadcast(Command):
     criteria: list[Criterion] = Field(default_factory=list)
     channels: list[Channel] = Field(min_length=1)
     languages: list[Language] = Field(min_length=1)
-    content: Content
+    content: Content | None = None
+    template_id: TemplateId | None = None
     sender: Sender
 
 
@@ -122,12 +190,56 @@ class EstimateBroadcast(Command):
     channels: list[Channel] = Field(min_length=1)
 
 
-BroadcastCommand = Annotated[
-    CreateBroadcast | StartBroadcast | EstimateBroadcast, Field(discriminator="type")
-]
-COMMAND_ADAPTER: TypeAdapter[CreateBroadcast | StartBroadcast | EstimateBroadcast] = TypeAdapter(
-    BroadcastCommand
+class PreviewBroadcast(Command):
+    """Send the broadcast, rendered for one sample contract, to `to` only (the seed's "Envoyer
+    un aperçu"). The sample is `contract_id`, else the first contract the criteria match."""
+
+    type: Literal["preview_broadcast"] = "preview_broadcast"
+    broadcast_id: UUID
+    to: Annotated[str, StringConstraints(min_length=3, max_length=254)]
+    channel: Channel = "email"
+    contract_id: ContractId | None = None
+
+
+class ConfigureTenant(Command):
+    """Replace the tenant's settings; runs started afterwards use them."""
+
+    type: Literal["configure_tenant"] = "configure_tenant"
+    settings: TenantSettings
+
+
+class SaveTemplate(Command):
+    """Create a template or save a new version of it."""
+
+    type: Literal["save_template"] = "save_template"
+    template_id: TemplateId
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    content: Content
+
+
+class DeleteTemplate(Command):
+    """Broadcasts created from the template can no longer start; runs keep their copy."""
+
+    type: Literal["delete_template"] = "delete_template"
+    template_id: TemplateId
+
+
+class ListTemplates(Command):
+    type: Literal["list_templates"] = "list_templates"
+
+
+AnyCommand = (
+    CreateBroadcast
+    | StartBroadcast
+    | EstimateBroadcast
+    | PreviewBroadcast
+    | ConfigureTenant
+    | SaveTemplate
+    | DeleteTemplate
+    | ListTemplates
 )
+BroadcastCommand = Annotated[AnyCommand, Field(discriminator="type")]
+COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(BroadcastCommand)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,6 +256,9 @@ RejectionReason = Literal[
     "broadcast_exists",
     "broadcast_not_found",
     "already_started",
+    "template_not_found",
+    "contract_not_found",
+    "no_matching_contract",
 ]
 Outcome = Literal["fully_successful", "partially_successful", "failed"]
 
@@ -160,11 +275,82 @@ class Counters(BaseModel):
 
 
 class BroadcastAccepted(Record):
+    """A broadcast command applied. For a preview, `run_id` is the preview's own run."""
+
     type: Literal["broadcast.accepted"] = "broadcast.accepted"
     tenant_id: str
     request_id: str
     broadcast_id: UUID
     command: str
+    run_id: UUID | None = None
+
+
+class BroadcastPreviewed(Record):
+    """The outcome of a preview: whether the one message reached its provider, else why not."""
+
+    type: Literal["broadcast.previewed"] = "broadcast.previewed"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    requested_by: str
+    address: str
+    delivered: bool
+    reason: str | None = None
+    detail: str = ""
+
+
+class TenantConfigured(Record):
+    type: Literal["tenant.configured"] = "tenant.configured"
+    tenant_id: str
+    request_id: str
+    settings: TenantSettings
+
+
+class TemplateSaved(Record):
+    type: Literal["template.saved"] = "template.saved"
+    tenant_id: str
+    request_id: str
+    template_id: str
+    version: int
+
+
+class TemplateDeleted(Record):
+    type: Literal["template.deleted"] = "template.deleted"
+    tenant_id: str
+    request_id: str
+    template_id: str
+
+
+class TemplateSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    template_id: str
+    name: str
+    version: int
+    channels: list[Channel]
+    languages: list[Language]
+    saved_at: datetime
+
+
+class TemplatesListed(Record):
+    """The answer to list_templates: the tenant's templates, latest version of each."""
+
+    type: Literal["templates.listed"] = "templates.listed"
+    tenant_id: str
+    request_id: str
+    templates: list[TemplateSummary]
+
+
+class ContactOptedOut(Record):
+    """A recipient used the unsubscribe link: targeting no longer sends to this address.
+
+    Published so the platform can show it and update its own contact data."""
+
+    type: Literal["contact.opted_out"] = "contact.opted_out"
+    tenant_id: str
+    contract_id: str
+    channel: Channel
+    address: str
 
 
 class BroadcastRejected(Record):
@@ -226,23 +412,22 @@ class BroadcastCompleted(Record):
     counters: Counters
 
 
-BroadcastEvent = Annotated[
-    BroadcastAccepted
-    | BroadcastRejected
-    | BroadcastEstimated
-    | BroadcastStarted
-    | BroadcastProgressed
-    | BroadcastCompleted,
-    Field(discriminator="type"),
-]
-BROADCAST_EVENT_ADAPTER: TypeAdapter[
+AnyBroadcastEvent = (
     BroadcastAccepted
     | BroadcastRejected
     | BroadcastEstimated
     | BroadcastStarted
     | BroadcastProgressed
     | BroadcastCompleted
-] = TypeAdapter(BroadcastEvent)
+    | BroadcastPreviewed
+    | TenantConfigured
+    | TemplateSaved
+    | TemplateDeleted
+    | TemplatesListed
+    | ContactOptedOut
+)
+BroadcastEvent = Annotated[AnyBroadcastEvent, Field(discriminator="type")]
+BROADCAST_EVENT_ADAPTER: TypeAdapter[AnyBroadcastEvent] = TypeAdapter(BroadcastEvent)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,6 +442,26 @@ class ContactPoint(BaseModel):
 
     address: Annotated[str, StringConstraints(min_length=1, max_length=254)]
     opted_out: bool = False
+
+
+class ContractDetails(BaseModel):
+    """The Diffusions seed's variables that follow the last visit and payment; None: unknown.
+
+    Service options (spreading, transports, spring cleaning) are the text the platform shows,
+    e.g. "Inclus" or "2 voyages"."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transaction_id: str | None = None
+    auth_code: str | None = None
+    visit_at: AwareDatetime | None = None
+    driver_name: str | None = None
+    spreading: str | None = None
+    transport_10_wheels: str | None = None
+    transport_12_wheels: str | None = None
+    transport_semi_2: str | None = None
+    transport_semi_3: str | None = None
+    spring_cleaning: str | None = None
 
 
 class ContractFields(BaseModel):
@@ -276,6 +481,7 @@ class ContractFields(BaseModel):
     phones: list[ContactPoint] = Field(default_factory=list)
     balance: Decimal = Decimal(0)
     amount_paid: Decimal = Decimal(0)
+    details: ContractDetails = ContractDetails()
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
@@ -304,8 +510,18 @@ ContractEvent = Annotated[ContractUpserted | ContractDeleted, Field(discriminato
 # ---------------------------------------------------------------------------------------------
 
 
+class TemplateVersion(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    template_id: str
+    version: int
+
+
 class RunStarted(Record):
-    """A run's frozen definition: every later stage renders and counts from this snapshot."""
+    """A run's frozen definition: every later stage renders and counts from this snapshot.
+
+    A `preview` run has one recipient, the preview address; it is not part of the broadcast's
+    counters and creates no follow-up action."""
 
     type: Literal["run.started"] = "run.started"
     tenant_id: str
@@ -317,6 +533,9 @@ class RunStarted(Record):
     languages: list[Language]
     content: Content
     sender: Sender
+    purpose: Literal["broadcast", "preview"] = "broadcast"
+    template: TemplateVersion | None = None
+    settings: TenantSettings = TenantSettings()
 
 
 class TargetingCompleted(Record):
@@ -350,6 +569,7 @@ class ContractSnapshot(BaseModel):
     language: Language
     balance: Decimal
     amount_paid: Decimal
+    details: ContractDetails = ContractDetails()
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
@@ -399,16 +619,25 @@ class MessageRef(Record):
         return {name: getattr(self, name) for name in _REF}
 
 
+SmsEncoding = Literal["gsm7", "ucs2"]
+
+
 class MessageRendered(MessageRef):
-    """A message ready for its provider: a full RFC 5322 message for email, the text for SMS."""
+    """A message ready for its provider: a full RFC 5322 message for email, the text for SMS.
+
+    For SMS, `sms_encoding` and `sms_segments` say what the message will cost."""
 
     type: Literal["message.rendered"] = "message.rendered"
     sender: str
     body: str
+    sms_encoding: SmsEncoding | None = None
+    sms_segments: int | None = None
 
 
 FailureReason = Literal[
     "render_failed",
+    "missing_value",
+    "sms_too_long",
     "invalid_address",
     "refused",
     "temporary_failure",

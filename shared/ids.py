@@ -22,3 +22,8 @@ def recipient_id_for(run_id: UUID, contract_id: str, channel: str, address: str)
 def event_id_for(subject: UUID, what: str) -> UUID:
     """The id of an event that must be recognisable when it is published again after a crash."""
     return uuid5(_NAMESPACE, f"event|{subject}|{what}")
+
+
+def preview_run_id_for(broadcast_id: UUID, request_id: str) -> UUID:
+    """A preview is a run of its own: a replayed preview command lands on the same run."""
+    return uuid5(_NAMESPACE, f"preview|{broadcast_id}|{request_id}")

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from faststream.asgi import AsgiFastStream, make_ping_asgi
@@ -63,7 +64,9 @@ def service_app(
     after_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     after_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    routes: Sequence[tuple[str, Any]] = (),
 ) -> AsgiFastStream:
+    """`routes` are extra (path, ASGI app) pairs served next to /health and /metrics."""
     logging.getLogger(runtime.service).setLevel(logging.INFO)
 
     async def prepare() -> None:
@@ -75,6 +78,7 @@ def service_app(
         asgi_routes=[
             ("/health", make_ping_asgi(runtime.broker, timeout=5.0)),
             ("/metrics", make_asgi_app(registry=runtime.registry)),
+            *routes,
         ],
         on_startup=[prepare, *on_startup],
         after_startup=list(after_startup),

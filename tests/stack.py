@@ -112,3 +112,18 @@ class EventLog:
 
     async def close(self) -> None:
         await self._consumer.stop()
+
+
+class SmsSink:
+    """The local SMS gateway: what it accepted, as {from, to, text, reference}."""
+
+    def __init__(self) -> None:
+        self._http = httpx.AsyncClient(base_url=SMS_CONTROL, timeout=10)
+
+    async def messages(self, to: set[str] | None = None) -> list[dict[str, Any]]:
+        response = await self._http.get("/_sink/messages")
+        response.raise_for_status()
+        return [m for m in response.json() if to is None or m["to"] in to]
+
+    async def close(self) -> None:
+        await self._http.aclose()

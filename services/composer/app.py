@@ -29,7 +29,8 @@ from shared.kafka import (
 )
 from shared.service import Runtime, service_app
 
-from . import store
+from . import dkim_keys, store
+from .context import LinkKeys
 from .render import render
 from .runs import CompiledRuns
 from .settings import Settings
@@ -45,7 +46,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     failures = broker.publisher(topics.DELIVERIES.name, schema=DeliveryEvent)
     dead_letters = dead_letter_publisher(broker)
     quarantine = dead_letter_quarantine(dead_letters, SERVICE)
-    compiled = CompiledRuns()
+    compiled = CompiledRuns(
+        LinkKeys(settings.link_secret.get_secret_value().encode(), settings.unsubscribe_url),
+        lambda run: dkim_keys.load(settings.dkim_keys_dir, run),
+    )
 
     @broker.subscriber(
         topics.RUNS.name,

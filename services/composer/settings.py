@@ -1,3 +1,6 @@
+from pathlib import Path
+
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -5,3 +8,11 @@ from shared.settings import ServiceSettings
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="COMPOSER_", frozen=True, extra="ignore")
+
+    # Signs every link in a message; targeting verifies with the same secret. The default only
+    # suits the local stack: production sets COMPOSER_LINK_SECRET.
+    link_secret: SecretStr = SecretStr("local-development-link-secret")
+    # Targeting's unsubscribe endpoint as recipients reach it (List-Unsubscribe, unsubscribe_url).
+    unsubscribe_url: str = "http://127.0.0.1:9101/unsubscribe"
+    # DKIM private keys, one file per tenant and selector: <dir>/<tenant>/<selector>.pem.
+    dkim_keys_dir: Path | None = None

@@ -1,10 +1,11 @@
 """Targeting: the audience read model, broadcast commands, and streaming runs to the composer.
 
 Reads  audience.contracts  (contract upserts and deletions from the platform)
-       broadcast.requests  (create / start commands)
-Writes broadcast.events    (accepted, rejected, started)
+       broadcast.requests  (broadcast, template and tenant commands)
+Writes broadcast.events    (answers to commands, started, contact opted out)
        broadcast.runs      (run started with its definition, targeting completed with the total)
        broadcast.recipients (one record per message to produce)
+Serves /unsubscribe        (the page every unsubscribe link leads to)
 """
 
 from pathlib import Path
@@ -16,13 +17,13 @@ from pydantic import TypeAdapter
 from shared import topics
 from shared.events import (
     COMMAND_ADAPTER,
+    AnyCommand,
     BroadcastEvent,
+    Channel,
+    ContactOptedOut,
     ContractEvent,
-    CreateBroadcast,
-    EstimateBroadcast,
     RecipientTargeted,
     RunEvent,
-    StartBroadcast,
 )
 from shared.kafka import (
     QuarantineDecoder,
@@ -33,9 +34,10 @@ from shared.kafka import (
 from shared.service import Runtime, service_app
 
 from . import store
-from .commands import CommandHandler, rejecting_quarantine
+from .commands import CommandHandler, Publishers, rejecting_quarantine
 from .settings import Settings
 from .streaming import RunStreamer
+from .unsubscribe import UnsubscribePage
 
 SERVICE = "targeting"
 
@@ -69,17 +71,26 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         topics.REQUESTS.name,
         **batch_consumer(f"{SERVICE}.requests", settings.batch_size),
         decoder=QuarantineDecoder(COMMAND_ADAPTER, rejecting_quarantine(events)),
-        description="Broadcast commands (create, start, estimate); each is answered on "
+        description="Commands (broadcasts, templates, tenant settings); each is answered on "
         "broadcast.events.",
     )
-    async def on_commands(
-        commands: list[CreateBroadcast | StartBroadcast | EstimateBroadcast],
-    ) -> None:
+    async def on_commands(commands: list[AnyCommand]) -> None:
         if not commands:  # every record of the batch was invalid and already answered
             return
-        handler = CommandHandler(runtime.pool, events, start_run)
+        handler = CommandHandler(runtime.pool, Publishers(events, runs, recipients), start_run)
         for command in commands:
             await handler.handle(command)
+
+    async def record_opt_out(
+        tenant_id: str, channel: Channel, address: str, contract_id: str
+    ) -> None:
+        if await store.record_opt_out(runtime.pool, tenant_id, channel, address, contract_id):
+            await events.publish(
+                ContactOptedOut(
+                    tenant_id=tenant_id, contract_id=contract_id, channel=channel, address=address
+                ),
+                key=tenant_id.encode(),
+            )
 
     async def create_streamer() -> None:
         nonlocal streamer
@@ -106,4 +117,5 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         on_startup=[create_streamer],
         after_startup=[resume_streaming],
         on_shutdown=[stop_streaming],
+        routes=[("/unsubscribe", UnsubscribePage(settings.link_secrets(), record_opt_out))],
     )

@@ -5,7 +5,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
-from shared.events import Channel, ContractSnapshot, RecipientTargeted
+from shared.events import (
+    Channel,
+    ContactPoint,
+    ContractFields,
+    ContractSnapshot,
+    RecipientTargeted,
+)
 from shared.ids import recipient_id_for
 
 
@@ -41,6 +47,26 @@ def usable_addresses(points: Iterable[Mapping[str, Any]]) -> list[str]:
         seen.add(address.lower())
         usable.append(address)
     return usable
+
+
+def with_opt_outs(contract: ContractFields, opted_out: set[tuple[Channel, str]]) -> ContractFields:
+    """The contract with every address its owner unsubscribed (`(channel, lower-cased address)`)
+    marked opted out, whatever the platform sent."""
+
+    def marked(channel: Channel, points: list[ContactPoint]) -> list[ContactPoint]:
+        return [
+            p.model_copy(update={"opted_out": True})
+            if (channel, p.address.strip().lower()) in opted_out
+            else p
+            for p in points
+        ]
+
+    return contract.model_copy(
+        update={
+            "emails": marked("email", contract.emails),
+            "phones": marked("sms", contract.phones),
+        }
+    )
 
 
 def _points(row: Row, channel: Channel) -> list[Mapping[str, Any]]:
@@ -93,6 +119,7 @@ def snapshot(row: Row) -> ContractSnapshot:
         language=row["language"],
         balance=row["balance"],
         amount_paid=row["amount_paid"],
+        details=row["details"],
         attributes=row["attributes"],
     )
 

@@ -1,10 +1,11 @@
 """The rules a broadcast definition must meet before it is accepted. Pure: no I/O."""
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared import templating
-from shared.events import CreateBroadcast, Criterion, RejectionReason
+from shared.events import Channel, Content, CreateBroadcast, Criterion, RejectionReason
 
 from .criteria import CompiledCriteria, InvalidCriteria, compile_criteria
 
@@ -18,16 +19,27 @@ class Rejection(Exception):
     message: str
 
 
-def _template_fields(command: CreateBroadcast) -> list[tuple[str, str]]:
+def _template_fields(content: Content) -> list[tuple[str, str]]:
     fields: list[tuple[str, str]] = []
-    for language, email in command.content.email.items():
-        fields.append((f"content.email.{language}.subject", email.subject))
-        fields.append((f"content.email.{language}.html", email.html))
+    for language, email in content.email.items():
+        fields.append((f"email.{language}.subject", email.subject))
+        fields.append((f"email.{language}.html", email.html))
         if email.text is not None:
-            fields.append((f"content.email.{language}.text", email.text))
-    for language, sms in command.content.sms.items():
-        fields.append((f"content.sms.{language}.text", sms.text))
+            fields.append((f"email.{language}.text", email.text))
+    for language, sms in content.sms.items():
+        fields.append((f"sms.{language}.text", sms.text))
     return fields
+
+
+def check_content(content: Content, *, field: str = "content") -> None:
+    """Every template parses and uses only catalogued variables; subjects stay on one line."""
+    for name, source in _template_fields(content):
+        problem = templating.check(source)
+        if problem is not None:
+            where = f" at line {problem.line}" if problem.line else ""
+            raise Rejection("invalid_template", f"{field}.{name}", f"{problem.message}{where}")
+        if name.endswith(".subject") and ("\r" in source or "\n" in source):
+            raise Rejection("invalid_template", f"{field}.{name}", "a subject must fit on one line")
 
 
 def check_criteria(criteria: Sequence[Criterion], *, first: int) -> CompiledCriteria:
@@ -38,29 +50,52 @@ def check_criteria(criteria: Sequence[Criterion], *, first: int) -> CompiledCrit
         raise Rejection(error.code, error.field, error.message) from None
 
 
-def check_definition(command: CreateBroadcast) -> None:
-    """Raise Rejection for the first problem found, naming its field."""
+def check_definition(command: CreateBroadcast, template: Content | None = None) -> None:
+    """Raise Rejection for the first problem found, naming its field.
+
+    `template` is the content of the saved template the command names, if it names one."""
     check_criteria(command.criteria, first=1)
+    if (command.content is None) == (command.template_id is None):
+        raise Rejection(
+            "missing_content" if command.content is None else "invalid_field",
+            "content",
+            "give either the content or a template_id, not both",
+        )
+    content, field = (command.content, "content") if command.content else (template, "template_id")
+    assert content is not None, "the caller resolves the template first"
     for channel in command.channels:
-        given = command.content.email if channel == "email" else command.content.sms
+        given = content.email if channel == "email" else content.sms
         for language in command.languages:
             if language not in given:
+                where = f"content.{channel}.{language}" if field == "content" else field
                 raise Rejection(
                     "missing_content",
-                    f"content.{channel}.{language}",
+                    where,
                     f"{channel} is enabled in '{language}' but has no {channel} content "
                     f"in that language",
                 )
-    for field, source in _template_fields(command):
-        problem = templating.check(source)
-        if problem is not None:
-            where = f" at line {problem.line}" if problem.line else ""
-            raise Rejection("invalid_template", field, f"{problem.message}{where}")
-    for field, value in (
+    if command.content is not None:
+        check_content(command.content)
+    for name, value in (
         ("sender.address", command.sender.address),
         ("sender.name", command.sender.name),
+        ("sender.reply_to", command.sender.reply_to or ""),
     ):
         if "\r" in value or "\n" in value:
-            raise Rejection("invalid_field", field, "line breaks are not allowed in a header")
+            raise Rejection("invalid_field", name, "line breaks are not allowed in a header")
     if "@" not in command.sender.address:
         raise Rejection("invalid_field", "sender.address", "not an email address")
+
+
+# E.164, what SMS gateways take.
+_PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+def check_preview_address(channel: Channel, to: str) -> None:
+    """The one address a preview goes to must be usable on its channel."""
+    if channel == "email":
+        local, at, domain = to.partition("@")
+        if not (local and at and "." in domain) or any(c.isspace() for c in to):
+            raise Rejection("invalid_field", "to", f"'{to}' is not an email address")
+    elif not _PHONE.match(to):
+        raise Rejection("invalid_field", "to", f"'{to}' is not an E.164 phone number")

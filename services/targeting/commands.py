@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
@@ -9,52 +10,85 @@ from aiokafka import ConsumerRecord
 from faststream.kafka.publisher.usecase import DefaultPublisher
 from pydantic import ValidationError
 
+from shared.db import Connection
 from shared.events import (
+    AnyCommand,
     BroadcastAccepted,
     BroadcastEstimated,
     BroadcastRejected,
+    ConfigureTenant,
+    ContractSnapshot,
     CreateBroadcast,
+    DeleteTemplate,
     EstimateBroadcast,
+    ListTemplates,
+    PreviewBroadcast,
+    RecipientTargeted,
     RejectionReason,
+    RunStarted,
+    SaveTemplate,
     StartBroadcast,
+    TargetingCompleted,
+    TemplateDeleted,
+    TemplateSaved,
+    TemplatesListed,
+    TenantConfigured,
 )
-from shared.ids import broadcast_id_for, run_id_for
+from shared.ids import (
+    broadcast_id_for,
+    event_id_for,
+    preview_run_id_for,
+    recipient_id_for,
+    run_id_for,
+)
 from shared.kafka import field_errors
 
 from . import store
-from .audience import Estimate
-from .broadcasts import Rejection, check_criteria, check_definition
+from .audience import Estimate, snapshot
+from .broadcasts import (
+    Rejection,
+    check_content,
+    check_criteria,
+    check_definition,
+    check_preview_address,
+)
+from .criteria import compile_criteria
 
 # Contracts read per query while estimating: large pages, since nothing is published.
 ESTIMATE_PAGE = 5000
 
 
+Answer = (
+    BroadcastAccepted
+    | BroadcastEstimated
+    | BroadcastRejected
+    | TenantConfigured
+    | TemplateSaved
+    | TemplateDeleted
+    | TemplatesListed
+)
+
+
+@dataclass(frozen=True)
+class Publishers:
+    events: DefaultPublisher
+    runs: DefaultPublisher
+    recipients: DefaultPublisher
+
+
 class CommandHandler:
     def __init__(
-        self, pool: asyncpg.Pool, events: DefaultPublisher, start_run: Callable[[UUID], None]
+        self, pool: asyncpg.Pool, publish: Publishers, start_run: Callable[[UUID], None]
     ) -> None:
         self._pool = pool
-        self._events = events
+        self._publish = publish
         self._start_run = start_run
 
-    async def handle(self, command: CreateBroadcast | StartBroadcast | EstimateBroadcast) -> None:
-        """Apply the command and publish its one answer: accepted, estimated or rejected."""
-        answer: BroadcastAccepted | BroadcastEstimated | BroadcastRejected
-        broadcast_id = None if isinstance(command, EstimateBroadcast) else command.broadcast_id
+    async def handle(self, command: AnyCommand) -> None:
+        """Apply the command and publish its one answer: the outcome, or rejected."""
+        broadcast_id = getattr(command, "broadcast_id", None)
         try:
-            if isinstance(command, EstimateBroadcast):
-                answer = await self._estimate(command)
-            else:
-                if isinstance(command, CreateBroadcast):
-                    broadcast_id = await self._create(command)
-                else:
-                    broadcast_id = await self._start(command)
-                answer = BroadcastAccepted(
-                    tenant_id=command.tenant_id,
-                    request_id=command.request_id,
-                    broadcast_id=broadcast_id,
-                    command=command.type,
-                )
+            answer = await self._apply(command)
         except Rejection as rejection:
             answer = BroadcastRejected(
                 tenant_id=command.tenant_id,
@@ -65,8 +99,60 @@ class CommandHandler:
                 field=rejection.field,
                 message=rejection.message,
             )
+        broadcast_id = getattr(answer, "broadcast_id", None) or broadcast_id
         key = str(broadcast_id) if broadcast_id else command.tenant_id
-        await self._events.publish(answer, key=key.encode())
+        await self._publish.events.publish(answer, key=key.encode())
+
+    async def _apply(self, command: AnyCommand) -> Answer:
+        match command:
+            case EstimateBroadcast():
+                return await self._estimate(command)
+            case CreateBroadcast():
+                return self._accepted(command, await self._create(command))
+            case StartBroadcast():
+                return self._accepted(command, await self._start(command))
+            case PreviewBroadcast():
+                return self._accepted(command, command.broadcast_id, await self._preview(command))
+            case ConfigureTenant():
+                await store.configure_tenant(
+                    self._pool, command.tenant_id, command.settings, command.request_id
+                )
+                return TenantConfigured(
+                    tenant_id=command.tenant_id,
+                    request_id=command.request_id,
+                    settings=command.settings,
+                )
+            case SaveTemplate():
+                check_content(command.content)
+                return TemplateSaved(
+                    tenant_id=command.tenant_id,
+                    request_id=command.request_id,
+                    template_id=command.template_id,
+                    version=await store.save_template(self._pool, command),
+                )
+            case DeleteTemplate():
+                await self._delete_template(command)
+                return TemplateDeleted(
+                    tenant_id=command.tenant_id,
+                    request_id=command.request_id,
+                    template_id=command.template_id,
+                )
+            case ListTemplates():
+                return TemplatesListed(
+                    tenant_id=command.tenant_id,
+                    request_id=command.request_id,
+                    templates=await store.list_templates(self._pool, command.tenant_id),
+                )
+
+    @staticmethod
+    def _accepted(command: AnyCommand, broadcast_id: UUID, run_id: UUID | None = None) -> Answer:
+        return BroadcastAccepted(
+            tenant_id=command.tenant_id,
+            request_id=command.request_id,
+            broadcast_id=broadcast_id,
+            command=command.type,
+            run_id=run_id,
+        )
 
     async def _estimate(self, command: EstimateBroadcast) -> BroadcastEstimated:
         where = check_criteria(command.criteria, first=4)
@@ -87,7 +173,16 @@ class CommandHandler:
         )
 
     async def _create(self, command: CreateBroadcast) -> UUID:
-        check_definition(command)
+        template = None
+        if command.template_id is not None and command.content is None:
+            async with self._pool.acquire() as connection:
+                latest = await store.latest_template(
+                    connection, command.tenant_id, command.template_id
+                )
+            if latest is None:
+                raise _no_template(command.template_id)
+            template = latest[1]
+        check_definition(command, template)
         broadcast_id = command.broadcast_id or broadcast_id_for(
             command.tenant_id, command.request_id
         )
@@ -109,12 +204,10 @@ class CommandHandler:
             command.requested_by,
             run_id_for(command.broadcast_id, 1),
         )
+        if outcome.missing_template is not None:
+            raise _no_template(outcome.missing_template)
         if outcome.run_id is None:
-            raise Rejection(
-                "broadcast_not_found",
-                "broadcast_id",
-                f"no broadcast {command.broadcast_id} for tenant '{command.tenant_id}'",
-            )
+            raise _no_broadcast(command)
         if outcome.state != "draft" and outcome.earlier_request != command.request_id:
             raise Rejection(
                 "already_started",
@@ -124,6 +217,111 @@ class CommandHandler:
         # A replayed start resumes the same run rather than creating another one.
         self._start_run(outcome.run_id)
         return command.broadcast_id
+
+    async def _preview(self, command: PreviewBroadcast) -> UUID:
+        """Publish a one-recipient run for the preview address; nothing else is sent."""
+        check_preview_address(command.channel, command.to)
+        async with self._pool.acquire() as connection:
+            definition = await store.load_broadcast(
+                connection, command.tenant_id, command.broadcast_id
+            )
+            if definition is None:
+                raise _no_broadcast(command)
+            if command.channel not in definition.channels:
+                raise Rejection(
+                    "invalid_field", "channel", f"the broadcast does not send {command.channel}"
+                )
+            resolved = await store.resolve_content(connection, definition)
+            if resolved is None:
+                raise _no_template(definition.template_id or "")
+            settings = await store.tenant_settings(connection, command.tenant_id)
+            sample = await self._sample(connection, command, definition)
+        run_id = preview_run_id_for(command.broadcast_id, command.request_id)
+        content, template = resolved
+        key = str(command.broadcast_id).encode()
+        await self._publish.runs.publish(
+            RunStarted(
+                event_id=event_id_for(run_id, "run_started"),
+                tenant_id=command.tenant_id,
+                broadcast_id=command.broadcast_id,
+                run_id=run_id,
+                name=definition.name,
+                requested_by=command.requested_by,
+                channels=[command.channel],
+                languages=definition.languages,
+                content=content,
+                sender=definition.sender,
+                purpose="preview",
+                template=template,
+                settings=settings,
+            ),
+            key=key,
+        )
+        recipient = RecipientTargeted(
+            event_id=event_id_for(run_id, "preview_recipient"),
+            tenant_id=command.tenant_id,
+            broadcast_id=command.broadcast_id,
+            run_id=run_id,
+            recipient_id=recipient_id_for(run_id, sample.contract_id, command.channel, command.to),
+            channel=command.channel,
+            address=command.to,
+            contract=sample,
+        )
+        await self._publish.recipients.publish(recipient, key=str(recipient.recipient_id).encode())
+        await self._publish.runs.publish(
+            TargetingCompleted(
+                event_id=event_id_for(run_id, "targeting_completed"),
+                tenant_id=command.tenant_id,
+                broadcast_id=command.broadcast_id,
+                run_id=run_id,
+                contracts=1,
+                messages=1,
+                unreachable_contracts=0,
+            ),
+            key=key,
+        )
+        return run_id
+
+    async def _sample(
+        self, connection: Connection, command: PreviewBroadcast, definition: CreateBroadcast
+    ) -> ContractSnapshot:
+        if command.contract_id is not None:
+            row = await store.live_contract(connection, command.tenant_id, command.contract_id)
+            if row is None:
+                raise Rejection(
+                    "contract_not_found",
+                    "contract_id",
+                    f"no contract '{command.contract_id}' for tenant '{command.tenant_id}'",
+                )
+            return snapshot(row)
+        where = compile_criteria(definition.criteria, first=4)
+        rows = await store.next_contracts(connection, command.tenant_id, where, 0, 1)
+        if not rows:
+            raise Rejection(
+                "no_matching_contract",
+                "criteria",
+                "no contract matches the broadcast's criteria to render the preview with",
+            )
+        return snapshot(rows[0])
+
+    async def _delete_template(self, command: DeleteTemplate) -> None:
+        if await store.delete_template(self._pool, command.tenant_id, command.template_id):
+            return
+        # Deleting twice is harmless; deleting what never existed is a mistake worth naming.
+        if not await store.template_deleted(self._pool, command.tenant_id, command.template_id):
+            raise _no_template(command.template_id)
+
+
+def _no_template(template_id: str) -> Rejection:
+    return Rejection("template_not_found", "template_id", f"no template '{template_id}'")
+
+
+def _no_broadcast(command: StartBroadcast | PreviewBroadcast) -> Rejection:
+    return Rejection(
+        "broadcast_not_found",
+        "broadcast_id",
+        f"no broadcast {command.broadcast_id} for tenant '{command.tenant_id}'",
+    )
 
 
 def rejecting_quarantine(

@@ -8,8 +8,19 @@ from uuid import UUID
 import asyncpg
 
 from shared.db import Connection
-from shared.events import ContractDeleted, ContractUpserted, CreateBroadcast
+from shared.events import (
+    Channel,
+    Content,
+    ContractDeleted,
+    ContractUpserted,
+    CreateBroadcast,
+    SaveTemplate,
+    TemplateSummary,
+    TemplateVersion,
+    TenantSettings,
+)
 
+from .audience import with_opt_outs
 from .criteria import CompiledCriteria
 
 
@@ -22,10 +33,13 @@ async def apply_contract_changes(
         key = (change.tenant_id, change.contract_id)
         if key not in latest or change.version >= latest[key].version:
             latest[key] = change
+    opted_out = await _opted_out(
+        pool, [c for c in latest.values() if isinstance(c, ContractUpserted)]
+    )
     rows: list[tuple[object, ...]] = []
     for change in latest.values():
         if isinstance(change, ContractUpserted):
-            c = change.contract
+            c = with_opt_outs(change.contract, opted_out.get(change.tenant_id, set()))
             rows.append(
                 (
                     change.tenant_id,
@@ -45,6 +59,7 @@ async def apply_contract_changes(
                     c.balance,
                     c.amount_paid,
                     json.dumps(c.attributes),
+                    c.details.model_dump_json(exclude_none=True),
                 )
             )
         else:
@@ -67,6 +82,7 @@ async def apply_contract_changes(
                     0,
                     0,
                     "{}",
+                    "{}",
                 )
             )
     if not rows:
@@ -77,16 +93,18 @@ async def apply_contract_changes(
         INSERT INTO targeting.contracts AS c (
             tenant_id, contract_id, version, deleted, number, status, building_type, zone, season,
             client_name, service_address, language, emails, phones, balance, amount_paid,
-            attributes)
+            attributes, details)
         SELECT t.tenant_id, t.contract_id, t.version, t.deleted, t.number, t.status,
                t.building_type, t.zone, t.season, t.client_name, t.service_address, t.language,
-               t.emails::jsonb, t.phones::jsonb, t.balance, t.amount_paid, t.attributes::jsonb
+               t.emails::jsonb, t.phones::jsonb, t.balance, t.amount_paid, t.attributes::jsonb,
+               t.details::jsonb
         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::boolean[], $5::text[], $6::text[],
                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                    $13::text[], $14::text[], $15::numeric[], $16::numeric[], $17::text[])
+                    $13::text[], $14::text[], $15::numeric[], $16::numeric[], $17::text[],
+                    $18::text[])
              AS t(tenant_id, contract_id, version, deleted, number, status, building_type, zone,
                   season, client_name, service_address, language, emails, phones, balance,
-                  amount_paid, attributes)
+                  amount_paid, attributes, details)
         ON CONFLICT (tenant_id, contract_id) DO UPDATE SET
             version = excluded.version, deleted = excluded.deleted, number = excluded.number,
             status = excluded.status, building_type = excluded.building_type,
@@ -94,23 +112,83 @@ async def apply_contract_changes(
             service_address = excluded.service_address, language = excluded.language,
             emails = excluded.emails, phones = excluded.phones, balance = excluded.balance,
             amount_paid = excluded.amount_paid, attributes = excluded.attributes,
+            details = excluded.details,
             -- A newer version with the same content (a file imported twice) changes nothing
             -- but the version: updated_at tells when the contract last really changed.
             updated_at = CASE
                 WHEN (c.deleted, c.number, c.status, c.building_type, c.zone, c.season,
                       c.client_name, c.service_address, c.language, c.emails, c.phones,
-                      c.balance, c.amount_paid, c.attributes)
+                      c.balance, c.amount_paid, c.attributes, c.details)
                      IS DISTINCT FROM
                      (excluded.deleted, excluded.number, excluded.status, excluded.building_type,
                       excluded.zone, excluded.season, excluded.client_name,
                       excluded.service_address, excluded.language, excluded.emails,
                       excluded.phones, excluded.balance, excluded.amount_paid,
-                      excluded.attributes)
+                      excluded.attributes, excluded.details)
                 THEN now() ELSE c.updated_at END
         WHERE excluded.version > c.version
         """,
         *columns,
     )
+
+
+async def _opted_out(
+    pool: asyncpg.Pool, upserts: Sequence[ContractUpserted]
+) -> dict[str, set[tuple[Channel, str]]]:
+    """The unsubscribed addresses among these contracts', by tenant."""
+    pairs = {
+        (u.tenant_id, p.address.strip().lower())
+        for u in upserts
+        for p in (*u.contract.emails, *u.contract.phones)
+    }
+    if not pairs:
+        return {}
+    tenants, addresses = zip(*pairs, strict=True)
+    rows = await pool.fetch(
+        """SELECT o.tenant_id, o.channel, o.address FROM targeting.opt_outs o
+           JOIN unnest($1::text[], $2::text[]) AS t(tenant_id, address)
+                USING (tenant_id, address)""",
+        list(tenants),
+        list(addresses),
+    )
+    found: dict[str, set[tuple[Channel, str]]] = {}
+    for row in rows:
+        found.setdefault(row["tenant_id"], set()).add((row["channel"], row["address"]))
+    return found
+
+
+async def record_opt_out(
+    pool: asyncpg.Pool, tenant_id: str, channel: Channel, address: str, contract_id: str
+) -> bool:
+    """Remember the opt-out and apply it to every contract of the tenant with that address.
+
+    True when it is new: a second click changes nothing."""
+    address = address.strip().lower()
+    column = "emails" if channel == "email" else "phones"
+    async with pool.acquire() as connection, connection.transaction():
+        inserted = await connection.fetchval(
+            """INSERT INTO targeting.opt_outs (tenant_id, channel, address, contract_id)
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true""",
+            tenant_id,
+            channel,
+            address,
+            contract_id,
+        )
+        # `column` is one of two literals, never input.
+        await connection.execute(
+            f"""UPDATE targeting.contracts SET {column} = (
+                    SELECT jsonb_agg(CASE WHEN lower(trim(p->>'address')) = $2
+                                          THEN p || '{{"opted_out": true}}' ELSE p END
+                                     ORDER BY n)
+                    FROM jsonb_array_elements({column}) WITH ORDINALITY AS x(p, n))
+                WHERE tenant_id = $1 AND EXISTS (
+                    SELECT 1 FROM jsonb_array_elements({column}) p
+                    WHERE lower(trim(p->>'address')) = $2
+                      AND NOT coalesce((p->>'opted_out')::boolean, false))""",  # noqa: S608
+            tenant_id,
+            address,
+        )
+        return bool(inserted)
 
 
 async def create_broadcast(
@@ -140,11 +218,14 @@ async def create_broadcast(
 
 @dataclass(frozen=True)
 class StartOutcome:
-    """`run_id` of the run this request started; `earlier_request` set when it was a replay."""
+    """`run_id` of the run this request started; `earlier_request` set when it was a replay.
+
+    `missing_template` names the template of a draft that can no longer start."""
 
     run_id: UUID | None
     state: str | None
     earlier_request: str | None
+    missing_template: str | None = None
 
 
 async def start_broadcast(
@@ -155,24 +236,33 @@ async def start_broadcast(
     requested_by: str,
     run_id: UUID,
 ) -> StartOutcome:
-    """Move a draft to started and create its first run, in one transaction."""
+    """Move a draft to started and create its first run, in one transaction.
+
+    The run keeps the content it starts with (a template's latest version at this moment) and
+    the tenant's settings, so later edits never change a running broadcast."""
     async with pool.acquire() as connection, connection.transaction():
-        state = await connection.fetchval(
-            "SELECT state FROM targeting.broadcasts WHERE broadcast_id = $1 AND tenant_id = $2 "
-            "FOR UPDATE",
+        row = await connection.fetchrow(
+            "SELECT state, definition FROM targeting.broadcasts "
+            "WHERE broadcast_id = $1 AND tenant_id = $2 FOR UPDATE",
             broadcast_id,
             tenant_id,
         )
-        if state is None:
+        if row is None:
             return StartOutcome(None, None, None)
-        if state != "draft":
+        if row["state"] != "draft":
             earlier = await connection.fetchrow(
                 "SELECT run_id, request_id FROM targeting.runs WHERE broadcast_id = $1 "
                 "ORDER BY run_number LIMIT 1",
                 broadcast_id,
             )
             assert earlier is not None, "a started broadcast always has a run"
-            return StartOutcome(earlier["run_id"], state, earlier["request_id"])
+            return StartOutcome(earlier["run_id"], row["state"], earlier["request_id"])
+        definition = CreateBroadcast.model_validate(row["definition"])
+        resolved = await resolve_content(connection, definition)
+        if resolved is None:
+            return StartOutcome(None, "draft", None, missing_template=definition.template_id)
+        content, template = resolved
+        settings = await tenant_settings(connection, tenant_id)
         await connection.execute(
             "UPDATE targeting.broadcasts SET state = 'started', started_at = now() "
             "WHERE broadcast_id = $1",
@@ -180,15 +270,45 @@ async def start_broadcast(
         )
         await connection.execute(
             """INSERT INTO targeting.runs
-                   (run_id, broadcast_id, tenant_id, run_number, request_id, requested_by, state)
-               VALUES ($1, $2, $3, 1, $4, $5, 'streaming')""",
+                   (run_id, broadcast_id, tenant_id, run_number, request_id, requested_by, state,
+                    content, template_id, template_version, settings)
+               VALUES ($1, $2, $3, 1, $4, $5, 'streaming', $6, $7, $8, $9)""",
             run_id,
             broadcast_id,
             tenant_id,
             request_id,
             requested_by,
+            content.model_dump(mode="json"),
+            template.template_id if template else None,
+            template.version if template else None,
+            settings.model_dump(mode="json"),
         )
         return StartOutcome(run_id, "draft", None)
+
+
+async def load_broadcast(
+    connection: Connection, tenant_id: str, broadcast_id: UUID
+) -> CreateBroadcast | None:
+    definition = await connection.fetchval(
+        "SELECT definition FROM targeting.broadcasts WHERE broadcast_id = $1 AND tenant_id = $2",
+        broadcast_id,
+        tenant_id,
+    )
+    return None if definition is None else CreateBroadcast.model_validate(definition)
+
+
+async def resolve_content(
+    connection: Connection, definition: CreateBroadcast
+) -> tuple[Content, TemplateVersion | None] | None:
+    """The content a run of this broadcast would send now; None when its template is gone."""
+    if definition.template_id is None:
+        assert definition.content is not None, "a definition has content or a template"
+        return definition.content, None
+    template = await latest_template(connection, definition.tenant_id, definition.template_id)
+    if template is None:
+        return None
+    version, content = template
+    return content, TemplateVersion(template_id=definition.template_id, version=version)
 
 
 @dataclass(frozen=True)
@@ -204,20 +324,144 @@ class Run:
     messages: int
     unreachable: int
     definition: CreateBroadcast
+    content: Content
+    template: TemplateVersion | None
+    settings: TenantSettings
 
 
 async def load_run(connection: Connection, run_id: UUID) -> Run:
     row = await connection.fetchrow(
         """SELECT r.run_id, r.broadcast_id, r.tenant_id, r.request_id, r.requested_by, r.announced,
-                  r.cursor, r.contracts, r.messages, r.unreachable, b.definition
+                  r.cursor, r.contracts, r.messages, r.unreachable, b.definition, r.content,
+                  r.template_id, r.template_version, r.settings
            FROM targeting.runs r JOIN targeting.broadcasts b USING (broadcast_id)
            WHERE r.run_id = $1""",
         run_id,
     )
     assert row is not None, f"run {run_id} vanished"
     fields = dict(row)
-    fields["definition"] = CreateBroadcast.model_validate(fields["definition"])
+    definition = CreateBroadcast.model_validate(fields["definition"])
+    template_id, version = fields.pop("template_id"), fields.pop("template_version")
+    fields["definition"] = definition
+    # Runs started before content was pinned per run (migration 002) carry none: the
+    # definition's own content is what they started with.
+    fields["content"] = Content.model_validate(fields["content"] or definition.content)
+    fields["template"] = (
+        TemplateVersion(template_id=template_id, version=version) if template_id else None
+    )
+    fields["settings"] = TenantSettings.model_validate(fields["settings"])
     return Run(**fields)
+
+
+async def configure_tenant(
+    pool: asyncpg.Pool, tenant_id: str, settings: TenantSettings, request_id: str
+) -> None:
+    await pool.execute(
+        """INSERT INTO targeting.tenants (tenant_id, settings, request_id) VALUES ($1, $2, $3)
+           ON CONFLICT (tenant_id) DO UPDATE SET settings = excluded.settings,
+               request_id = excluded.request_id, configured_at = now()""",
+        tenant_id,
+        settings.model_dump(mode="json"),
+        request_id,
+    )
+
+
+async def tenant_settings(connection: Connection, tenant_id: str) -> TenantSettings:
+    """The tenant's settings; the defaults for a tenant that never configured any."""
+    settings = await connection.fetchval(
+        "SELECT settings FROM targeting.tenants WHERE tenant_id = $1", tenant_id
+    )
+    return TenantSettings.model_validate(settings or {})
+
+
+async def save_template(pool: asyncpg.Pool, command: SaveTemplate) -> int:
+    """The version this request saved: a new one, or the one it saved before (a replay)."""
+    async with pool.acquire() as connection, connection.transaction():
+        # Versions of one template are numbered one after the other, even under concurrency.
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('targeting-template'), hashtext($1))",
+            f"{command.tenant_id}|{command.template_id}",
+        )
+        earlier: int | None = await connection.fetchval(
+            "SELECT version FROM targeting.templates WHERE tenant_id = $1 AND request_id = $2",
+            command.tenant_id,
+            command.request_id,
+        )
+        if earlier is not None:
+            return earlier
+        version: int = await connection.fetchval(
+            """INSERT INTO targeting.templates
+                   (tenant_id, template_id, version, name, content, request_id)
+               SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5
+               FROM targeting.templates WHERE tenant_id = $1 AND template_id = $2
+               RETURNING version""",
+            command.tenant_id,
+            command.template_id,
+            command.name,
+            command.content.model_dump(mode="json"),
+            command.request_id,
+        )
+        return version
+
+
+async def delete_template(pool: asyncpg.Pool, tenant_id: str, template_id: str) -> bool:
+    """False when the tenant has no such template (never saved, or deleted before)."""
+    status = await pool.execute(
+        "UPDATE targeting.templates SET deleted = true "
+        "WHERE tenant_id = $1 AND template_id = $2 AND NOT deleted",
+        tenant_id,
+        template_id,
+    )
+    return status != "UPDATE 0"
+
+
+async def template_deleted(pool: asyncpg.Pool, tenant_id: str, template_id: str) -> bool:
+    """True when the template was saved once and is deleted now."""
+    deleted: bool | None = await pool.fetchval(
+        "SELECT bool_and(deleted) FROM targeting.templates WHERE tenant_id = $1 "
+        "AND template_id = $2",
+        tenant_id,
+        template_id,
+    )
+    return bool(deleted)
+
+
+async def latest_template(
+    connection: Connection, tenant_id: str, template_id: str
+) -> tuple[int, Content] | None:
+    row = await connection.fetchrow(
+        """SELECT version, content FROM targeting.templates
+           WHERE tenant_id = $1 AND template_id = $2 AND NOT deleted
+           ORDER BY version DESC LIMIT 1""",
+        tenant_id,
+        template_id,
+    )
+    return None if row is None else (row["version"], Content.model_validate(row["content"]))
+
+
+async def list_templates(pool: asyncpg.Pool, tenant_id: str) -> list[TemplateSummary]:
+    rows = await pool.fetch(
+        """SELECT DISTINCT ON (template_id) template_id, name, version, content, saved_at
+           FROM targeting.templates WHERE tenant_id = $1 AND NOT deleted
+           ORDER BY template_id, version DESC""",
+        tenant_id,
+    )
+    summaries = []
+    for row in rows:
+        content = Content.model_validate(row["content"])
+        channels: list[Channel] = [c for c in ("email", "sms") if getattr(content, c)]
+        languages = sorted({*content.email, *content.sms})
+        summaries.append(
+            TemplateSummary(
+                template_id=row["template_id"],
+                name=row["name"],
+                version=row["version"],
+                channels=channels,
+                languages=languages,
+                saved_at=row["saved_at"],
+            )
+        )
+    return summaries
 
 
 async def streaming_runs(pool: asyncpg.Pool) -> list[UUID]:
@@ -257,7 +501,8 @@ async def next_contracts(
     """The next page of matching contracts after pk `after`, in pk order (keyset pagination)."""
     return await connection.fetch(
         f"""SELECT pk, contract_id, number, status, building_type, zone, season, client_name,
-                   service_address, language, emails, phones, balance, amount_paid, attributes
+                   service_address, language, emails, phones, balance, amount_paid, attributes,
+                   details
             FROM targeting.contracts
             WHERE tenant_id = $1 AND NOT deleted AND pk > $2 AND ({where.sql})
             ORDER BY pk LIMIT $3""",  # noqa: S608 -- `where` is compiled from a whitelist
@@ -301,4 +546,18 @@ async def mark_targeted(connection: Connection, run_id: UUID) -> None:
     await connection.execute(
         "UPDATE targeting.runs SET state = 'targeted', targeted_at = now() WHERE run_id = $1",
         run_id,
+    )
+
+
+async def live_contract(
+    connection: Connection, tenant_id: str, contract_id: str
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(
+        """SELECT pk, contract_id, number, status, building_type, zone, season, client_name,
+                  service_address, language, emails, phones, balance, amount_paid, attributes,
+                  details
+           FROM targeting.contracts
+           WHERE tenant_id = $1 AND contract_id = $2 AND NOT deleted""",
+        tenant_id,
+        contract_id,
     )

@@ -138,8 +138,10 @@ class RunStreamer:
                 requested_by=run.requested_by,
                 channels=d.channels,
                 languages=d.languages,
-                content=d.content,
+                content=run.content,
                 sender=d.sender,
+                template=run.template,
+                settings=run.settings,
             ),
             key=key,
         )

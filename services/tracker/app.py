@@ -2,7 +2,8 @@
 
 Reads  broadcast.runs        (run started; targeting completed with the exact total)
        broadcast.deliveries  (delivered / failed, possibly twice, possibly out of order)
-Writes broadcast.events      (progressed at a bounded rate, completed with outcome and counters)
+Writes broadcast.events      (progressed at a bounded rate, completed with outcome and counters,
+                              previewed for a preview run)
 """
 
 import time
@@ -17,6 +18,7 @@ from shared import topics
 from shared.events import (
     BroadcastCompleted,
     BroadcastEvent,
+    BroadcastPreviewed,
     BroadcastProgressed,
     DeliveryEvent,
     RunEvent,
@@ -51,6 +53,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         # the next call, which finds the run completed but not yet announced.
         for run in await store.unpublished_completions(runtime.pool):
             assert run.outcome is not None and run.requested_by is not None
+            if run.purpose == "preview":
+                await publish_preview(run)
+                continue
             await events.publish(
                 BroadcastCompleted(
                     event_id=event_id_for(run.run_id, "broadcast_completed"),
@@ -65,6 +70,25 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             )
             await store.mark_completion_published(runtime.pool, run.run_id)
             last_progress.pop(run.run_id, None)
+
+    async def publish_preview(run: store.RunView) -> None:
+        assert run.requested_by is not None
+        result = await store.preview_result(runtime.pool, run.run_id)
+        await events.publish(
+            BroadcastPreviewed(
+                event_id=event_id_for(run.run_id, "broadcast_previewed"),
+                tenant_id=run.tenant_id,
+                broadcast_id=run.broadcast_id,
+                run_id=run.run_id,
+                requested_by=run.requested_by,
+                address=result["address"] if result else "",
+                delivered=bool(result and result["state"] == "delivered"),
+                reason=result["reason"] if result else None,
+                detail=(result["detail"] or "") if result else "",
+            ),
+            key=str(run.broadcast_id).encode(),
+        )
+        await store.mark_completion_published(runtime.pool, run.run_id)
 
     async def publish_progress(run_ids: Iterable[UUID]) -> None:
         now = time.monotonic()

@@ -19,13 +19,25 @@ from .outcome import is_complete, outcome
 
 
 async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> None:
-    await pool.executemany(
-        """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, requested_by, name)
-           VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (run_id) DO UPDATE
-           SET requested_by = excluded.requested_by, name = excluded.name""",
-        [(r.run_id, r.broadcast_id, r.tenant_id, r.requested_by, r.name) for r in runs],
-    )
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.executemany(
+            """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, requested_by, name,
+                                         purpose)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (run_id) DO UPDATE
+               SET requested_by = excluded.requested_by, name = excluded.name,
+                   purpose = excluded.purpose""",
+            [
+                (r.run_id, r.broadcast_id, r.tenant_id, r.requested_by, r.name, r.purpose)
+                for r in runs
+            ],
+        )
+        # A preview's failure may have arrived before its run.started (another topic): it is
+        # reported by broadcast.previewed, not left as a follow-up action.
+        await connection.execute(
+            "DELETE FROM tracker.actions WHERE run_id = ANY($1::uuid[])",
+            [r.run_id for r in runs if r.purpose == "preview"],
+        )
 
 
 async def record_targeting(pool: asyncpg.Pool, totals: Sequence[TargetingCompleted]) -> None:
@@ -64,7 +76,10 @@ async def record_deliveries(
                 RETURNING recipient_id, run_id, tenant_id, state),
             actions AS (
                 INSERT INTO tracker.actions (recipient_id, run_id, tenant_id)
-                SELECT recipient_id, run_id, tenant_id FROM inserted WHERE state = 'failed')
+                SELECT recipient_id, run_id, tenant_id FROM inserted i
+                WHERE state = 'failed' AND NOT EXISTS (
+                    SELECT 1 FROM tracker.runs r
+                    WHERE r.run_id = i.run_id AND r.purpose = 'preview'))
             INSERT INTO tracker.runs AS r (run_id, broadcast_id, tenant_id, delivered, failed)
             SELECT i.run_id, min(c.broadcast_id::text)::uuid, min(i.tenant_id),
                    count(*) FILTER (WHERE i.state = 'delivered'),
@@ -96,6 +111,7 @@ class RunView:
     requested_by: str | None
     counters: Counters
     outcome: Outcome | None
+    purpose: str
 
 
 def _view(row: asyncpg.Record) -> RunView:
@@ -111,11 +127,12 @@ def _view(row: asyncpg.Record) -> RunView:
             failed=row["failed"],
         ),
         outcome=row["outcome"],
+        purpose=row["purpose"],
     )
 
 
 _COLUMNS = """run_id, broadcast_id, tenant_id, requested_by, contracts_targeted,
-              messages_targeted, delivered, failed, outcome"""
+              messages_targeted, delivered, failed, outcome, purpose"""
 
 
 async def complete_finished(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> None:
@@ -153,7 +170,16 @@ async def mark_completion_published(pool: asyncpg.Pool, run_id: UUID) -> None:
 async def running(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[RunView]:
     rows = await pool.fetch(
         f"""SELECT {_COLUMNS} FROM tracker.runs
-            WHERE run_id = ANY($1::uuid[]) AND state = 'running'""",  # noqa: S608
+            WHERE run_id = ANY($1::uuid[]) AND state = 'running'
+              AND purpose = 'broadcast'""",  # noqa: S608
         list(run_ids),
     )
     return [_view(r) for r in rows]
+
+
+async def preview_result(pool: asyncpg.Pool, run_id: UUID) -> asyncpg.Record | None:
+    """The one message of a preview run: its state, reason and detail."""
+    return await pool.fetchrow(
+        "SELECT address, state, reason, detail FROM tracker.messages WHERE run_id = $1 LIMIT 1",
+        run_id,
+    )

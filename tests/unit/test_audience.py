@@ -22,6 +22,7 @@ def row(
         "balance": Decimal("1.00"),
         "amount_paid": Decimal("0"),
         "attributes": {},
+        "details": {},
         "emails": emails,
         "phones": phones or [],
     }

@@ -2,8 +2,8 @@ from typing import Any
 
 import pytest
 
-from services.targeting.broadcasts import Rejection, check_definition
-from shared.events import CreateBroadcast
+from services.targeting.broadcasts import Rejection, check_definition, check_preview_address
+from shared.events import Channel, Content, CreateBroadcast
 
 
 def command(**overrides: Any) -> CreateBroadcast:
@@ -77,3 +77,46 @@ def test_sender_name_cannot_inject_headers() -> None:
 def test_invalid_criteria_are_reported_as_rejections() -> None:
     found = rejection(command(criteria=[{"field": "size", "values": ["xl"]}]))
     assert (found.code, found.field) == ("unknown_criterion", "criteria[0].field")
+
+
+def test_content_or_a_template_but_not_both_nor_neither() -> None:
+    neither = command(content=None)
+    assert (rejection(neither).code, rejection(neither).field) == ("missing_content", "content")
+    both = command(template_id="avis")
+    assert (rejection(both).code, rejection(both).field) == ("invalid_field", "content")
+
+
+def test_a_template_must_cover_every_enabled_channel_and_language() -> None:
+    from_template = command(content=None, template_id="avis", languages=["fr", "en"])
+    template = Content.model_validate({"email": {"fr": {"subject": "s", "html": "h"}}})
+    with pytest.raises(Rejection) as raised:
+        check_definition(from_template, template)
+    assert (raised.value.code, raised.value.field) == ("missing_content", "template_id")
+    assert "'en'" in raised.value.message
+
+
+def test_a_subject_template_must_fit_on_one_line() -> None:
+    found = rejection(command(content={"email": {"fr": {"subject": "a\nb", "html": "h"}}}))
+    assert (found.code, found.field) == ("invalid_template", "content.email.fr.subject")
+
+
+def test_an_unknown_field_of_a_known_variable_is_named_with_its_line() -> None:
+    html = "<p>\n\n{{ contract.numero }}</p>"
+    found = rejection(command(content={"email": {"fr": {"subject": "s", "html": html}}}))
+    assert found.field == "content.email.fr.html"
+    assert found.message == "unknown variable 'contract.numero' at line 3"
+
+
+@pytest.mark.parametrize(
+    ("channel", "to"),
+    [("email", "moi"), ("email", "a b@c.example"), ("email", "a@b"), ("sms", "5145550000")],
+)
+def test_a_preview_address_must_suit_its_channel(channel: Channel, to: str) -> None:
+    with pytest.raises(Rejection) as raised:
+        check_preview_address(channel, to)
+    assert raised.value.field == "to"
+
+
+def test_a_usable_preview_address_passes() -> None:
+    check_preview_address("email", "moi@deneigement.example")
+    check_preview_address("sms", "+15145550000")

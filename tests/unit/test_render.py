@@ -8,20 +8,33 @@ from uuid import uuid4
 
 import pytest
 
-from services.composer.render import compile_run, pick_language, render, text_from_html
+from services.composer.context import LinkKeys
+from services.composer.render import (
+    CompiledRun,
+    compile_run,
+    pick_language,
+    render,
+    text_from_html,
+)
+from shared import links
 from shared.events import (
+    ContractDetails,
     ContractSnapshot,
     DeliveryFailed,
     MessageRendered,
     RecipientTargeted,
     RunStarted,
 )
+from shared.variables import CATALOGUE, LINK_KINDS
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 
 
 def run(
-    content: dict[str, Any], languages: list[str] | None = None, channels: list[str] | None = None
+    content: dict[str, Any],
+    languages: list[str] | None = None,
+    channels: list[str] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> RunStarted:
     return RunStarted.model_validate(
         {
@@ -38,6 +51,7 @@ def run(
                 "name": "Déneigement Côté",
                 "reply_to": "service@neige.example",
             },
+            "settings": settings or {"links": {"statement": "https://portail.example/etat"}},
         }
     )
 
@@ -55,6 +69,13 @@ EMAIL = {
         },
     }
 }
+
+
+KEYS = LinkKeys(b"unit-test-secret", "https://engine.example/unsubscribe")
+
+
+def compiled(started: RunStarted, dkim_key: bytes | None = None) -> CompiledRun:
+    return compile_run(started, KEYS, dkim_key)
 
 
 def recipient(
@@ -99,18 +120,18 @@ def parsed(output: MessageRendered | DeliveryFailed) -> EmailMessage:
 
 def test_both_languages_each_contract_gets_its_own() -> None:
     started = run(EMAIL)
-    compiled = compile_run(started)
-    assert parsed(render(compiled, recipient(started, language="en"), NOW))["Subject"] == (
+    ready = compiled(started)
+    assert parsed(render(ready, recipient(started, language="en"), NOW))["Subject"] == (
         "Notice — C-1"
     )
-    assert parsed(render(compiled, recipient(started, language="fr"), NOW))["Subject"] == (
+    assert parsed(render(ready, recipient(started, language="fr"), NOW))["Subject"] == (
         "Avis — C-1"
     )
 
 
 def test_one_language_enabled_everyone_gets_it() -> None:
     started = run(EMAIL, languages=["fr"])
-    message = parsed(render(compile_run(started), recipient(started, language="en"), NOW))
+    message = parsed(render(compiled(started), recipient(started, language="en"), NOW))
     assert message["Subject"] == "Avis — C-1"
 
 
@@ -121,7 +142,7 @@ def test_language_falls_back_to_the_other_when_missing() -> None:
 
 def test_email_is_valid_mime_with_headers_and_both_bodies() -> None:
     started = run(EMAIL)
-    output = render(compile_run(started), recipient(started), NOW)
+    output = render(compiled(started), recipient(started), NOW)
     message = parsed(output)
     assert message.get_content_type() == "multipart/alternative"
     assert message["From"].addresses[0].display_name == "Déneigement Côté"
@@ -137,7 +158,7 @@ def test_email_is_valid_mime_with_headers_and_both_bodies() -> None:
 def test_a_script_in_a_value_arrives_escaped_in_html() -> None:
     started = run(EMAIL)
     message = parsed(
-        render(compile_run(started), recipient(started, name="<script>alert(1)</script>"), NOW)
+        render(compiled(started), recipient(started, name="<script>alert(1)</script>"), NOW)
     )
     html = message.get_body(("html",)).get_content()
     assert "<script>" not in html
@@ -150,7 +171,7 @@ def test_a_line_break_in_a_rendered_subject_fails_that_recipient() -> None:
         languages=["fr"],
     )
     output = render(
-        compile_run(started), recipient(started, name="x\r\nBcc: everyone@example.com"), NOW
+        compiled(started), recipient(started, name="x\r\nBcc: everyone@example.com"), NOW
     )
     assert isinstance(output, DeliveryFailed)
     assert output.reason == "render_failed" and "line break" in output.detail
@@ -161,9 +182,10 @@ def test_a_missing_value_fails_that_recipient_with_the_reason() -> None:
         {"email": {"fr": {"subject": "Avis", "html": "{{ contract.attributes.driver }}"}}},
         languages=["fr"],
     )
-    output = render(compile_run(started), recipient(started), NOW)
+    output = render(compiled(started), recipient(started), NOW)
     assert isinstance(output, DeliveryFailed)
-    assert output.reason == "render_failed" and "driver" in output.detail
+    assert output.reason == "missing_value"
+    assert output.detail == "no value for contract.attributes.driver"
 
 
 @pytest.mark.parametrize(
@@ -172,13 +194,20 @@ def test_a_missing_value_fails_that_recipient_with_the_reason() -> None:
         "{{ contract.__class__.__mro__ }}",
         "{{ ().__class__.__bases__[0].__subclasses__() }}",
         "{{ contract.items.__globals__ }}",
+        "{{ contract.balance.__class__ }}",
+        "{{ contract.balance.amount.__class__.__mro__ }}",
+        "{{ contract.statement_url._secret }}",
+        "{{ contract._recipient }}",
+        "{{ contract._values.keys.secret }}",
+        "{{ contract.visit_at.__init__.__globals__ }}",
     ],
 )
 def test_sandbox_refuses_escape_attempts(template: str) -> None:
     started = run({"email": {"fr": {"subject": "s", "html": template}}}, languages=["fr"])
-    output = render(compile_run(started), recipient(started), NOW)
+    output = render(compiled(started), recipient(started), NOW)
     assert isinstance(output, DeliveryFailed)
-    assert output.reason == "render_failed"
+    # Refused outright (SecurityError) or simply not there: either way nothing is shown.
+    assert output.reason in ("render_failed", "missing_value")
 
 
 def test_sms_is_plain_text() -> None:
@@ -188,7 +217,7 @@ def test_sms_is_plain_text() -> None:
         channels=["sms"],
     )
     output = render(
-        compile_run(started), recipient(started, channel="sms", address="+15145550000"), NOW
+        compiled(started), recipient(started, channel="sms", address="+15145550000"), NOW
     )
     assert isinstance(output, MessageRendered)
     assert output.body == "Bonjour Élise Tremblay <3"
@@ -200,3 +229,125 @@ def test_text_from_html_keeps_words_and_drops_markup() -> None:
         "<script>x()</script><p>Fin &amp; suite</p>"
     )
     assert text == "Avis\nBonjour Élise,\nmerci.\n\nFin & suite\n"
+
+
+def test_every_catalogued_variable_renders_for_a_complete_contract() -> None:
+    every_link = {kind: f"https://portail.example/{kind}" for kind in LINK_KINDS.values()}
+    source = " | ".join(
+        f"{v.name}={{{{ {v.name} }}}}" for v in CATALOGUE if "attributes" not in v.name
+    )
+    started = run(
+        {"email": {"fr": {"subject": "s", "html": "<p></p>", "text": source}}},
+        languages=["fr"],
+        settings={"links": every_link},
+    )
+    complete = recipient(started)
+    contract = complete.contract.model_copy(
+        update={
+            "zone": "Nord",
+            "season": "2026-2027",
+            "details": ContractDetails(
+                transaction_id="TX-1",
+                auth_code="A-1",
+                visit_at=datetime(2026, 12, 1, 14, 5, tzinfo=UTC),
+                driver_name="Gaétan",
+                spreading="Inclus",
+                transport_10_wheels="1",
+                transport_12_wheels="2",
+                transport_semi_2="3",
+                transport_semi_3="4",
+                spring_cleaning="Oui",
+            ),
+        }
+    )
+    output = render(compiled(started), complete.model_copy(update={"contract": contract}), NOW)
+    text = parsed(output).get_body(("plain",)).get_content()
+    values = dict(part.split("=", 1) for part in text.strip().split(" | "))
+    assert values["contract.balance"] == "1\u00a0234,56\u00a0$"
+    assert values["contract.visit_at"] == "1er décembre 2026 à 9 h 05"
+    assert values["today"] == "23 novembre 2026"
+    assert values["contract.transport_semi_3"] == "4"
+    for name, kind in LINK_KINDS.items():
+        url = values[f"contract.{name}"]
+        assert url.startswith(f"https://portail.example/{kind}?token=")
+        claims = links.verify(KEYS.secret, url.split("token=")[1], NOW.timestamp())
+        assert (claims.contract_id, claims.purpose) == ("C-1", kind)
+    assert all(values.values())
+
+
+def test_a_link_without_a_tenant_base_url_is_a_missing_value() -> None:
+    started = run(
+        {"email": {"fr": {"subject": "s", "html": "{{ contract.payment_url }}"}}},
+        languages=["fr"],
+    )
+    output = render(compiled(started), recipient(started), NOW)
+    assert isinstance(output, DeliveryFailed) and output.reason == "missing_value"
+    assert "contract.payment_url" in output.detail and "base URL" in output.detail
+
+
+def test_an_optional_value_can_be_guarded() -> None:
+    html = (
+        "{% if contract.visit_at %}Visite {{ contract.visit_at }}{% else %}Aucune visite{% endif %}"
+    )
+    started = run({"email": {"fr": {"subject": "s", "html": html}}}, languages=["fr"])
+    assert (
+        "Aucune visite"
+        in parsed(render(compiled(started), recipient(started), NOW))
+        .get_body(("html",))
+        .get_content()
+    )
+
+
+def test_english_formats_amounts_and_dates_the_english_way() -> None:
+    html = "{{ contract.balance }} {{ today }}"
+    started = run({"email": {"en": {"subject": "s", "html": html}}}, languages=["en"])
+    body = parsed(render(compiled(started), recipient(started, language="en"), NOW))
+    assert "$1,234.56 November 23, 2026" in body.get_body(("html",)).get_content()
+
+
+def test_every_email_has_a_signed_one_click_unsubscribe() -> None:
+    started = run(EMAIL)
+    output = render(compiled(started), recipient(started), NOW)
+    message = parsed(output)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = str(message["List-Unsubscribe"]).strip("<>")
+    assert url.startswith("https://engine.example/unsubscribe?token=")
+    claims = links.verify(KEYS.secret, url.split("token=")[1], NOW.timestamp())
+    assert (claims.purpose, claims.address) == ("unsubscribe:email", "elise@example.com")
+
+
+def test_an_sms_reports_its_encoding_and_segments() -> None:
+    started = run(
+        {"sms": {"fr": {"text": "Fenêtre : {{ contract.client_name }}"}}}, channels=["sms"]
+    )
+    output = render(
+        compiled(started), recipient(started, channel="sms", address="+15145550000"), NOW
+    )
+    assert isinstance(output, MessageRendered)
+    assert (output.sms_encoding, output.sms_segments) == ("ucs2", 1)
+
+
+def test_an_sms_over_the_tenant_maximum_fails_with_the_count() -> None:
+    started = run(
+        {"sms": {"fr": {"text": "{{ contract.client_name }} " + "x" * 400}}},
+        channels=["sms"],
+        settings={"sms_max_segments": 2},
+    )
+    output = render(
+        compiled(started), recipient(started, channel="sms", address="+15145550000"), NOW
+    )
+    assert isinstance(output, DeliveryFailed) and output.reason == "sms_too_long"
+    assert output.detail.startswith("3 segments (gsm7") and "at most 2" in output.detail
+
+
+def test_a_tenant_that_signs_without_a_key_fails_every_email_clearly() -> None:
+    started = run(EMAIL, settings={"dkim": {"domain": "neige.example", "selector": "s1"}})
+    output = render(compiled(started, dkim_key=None), recipient(started), NOW)
+    assert isinstance(output, DeliveryFailed) and output.reason == "render_failed"
+    assert "no DKIM key for selector 's1'" in output.detail
+
+
+def test_an_address_the_relay_cannot_take_fails_as_invalid_address() -> None:
+    started = run(EMAIL)
+    output = render(compiled(started), recipient(started, address="élise@exemple.com"), NOW)
+    assert isinstance(output, DeliveryFailed) and output.reason == "invalid_address"
