@@ -39,6 +39,7 @@ from pydantic import ValidationError
 
 from bench import invoice
 from deploy.local import stack
+from deploy.local.every_day import send_every_day
 from services.composer.render import render
 from shared import topics
 from shared.events import (
@@ -473,6 +474,11 @@ async def run_broadcast(tenant: str, expected: int, timeout_s: float) -> RunOutc
                 topics.REQUESTS.name, command.model_dump_json().encode(), key=tenant.encode()
             )
 
+        connection = await asyncpg.connect(stack.postgres_url())
+        try:
+            await send_every_day(producer, connection, tenant)
+        finally:
+            await connection.close()
         await send(create_command(tenant, request_id))
         await _expect_accepted(watcher, time.monotonic() + 60.0)
 

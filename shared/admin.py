@@ -26,7 +26,12 @@ async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] = ALL) -> list
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
-                        NewTopic(name=t.name, num_partitions=t.partitions, replication_factor=1)
+                        NewTopic(
+                            name=t.name,
+                            num_partitions=t.partitions,
+                            replication_factor=1,
+                            topic_configs={"cleanup.policy": "compact"} if t.compacted else {},
+                        )
                         for t in missing
                     ]
                 )

@@ -132,11 +132,37 @@ class DkimSelector(BaseModel):
     selector: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")]
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ClockTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _week() -> list[Weekday]:
+    return list(WEEKDAYS)
+
+
+def _working_week() -> list[Weekday]:
+    return list(WEEKDAYS[:5])
+
+
+class QuietHours(BaseModel):
+    """No message from `start` to `end`, local time; `end` before `start` spans midnight."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: ClockTime
+    end: ClockTime
+
+
 class TenantSettings(BaseModel):
     """What a tenant configures once and every run of its broadcasts uses.
 
     `links` are the base URLs of the tenant's pages; each link in a message carries a signed,
     expiring token naming the contract, so nobody can forge another customer's link.
+    Send windows and rates apply when a message is handed over, so a change applies to
+    broadcasts already running, within seconds.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -146,6 +172,13 @@ class TenantSettings(BaseModel):
     link_validity_days: int = Field(default=60, ge=1, le=400)
     sms_max_segments: int = Field(default=3, ge=1, le=10)
     dkim: DkimSelector | None = None
+    # The Campaigns seed: no email on Saturday and Sunday.
+    email_days: list[Weekday] = Field(default_factory=_working_week, min_length=1)
+    sms_days: list[Weekday] = Field(default_factory=_week, min_length=1)
+    sms_quiet_hours: QuietHours | None = QuietHours(start="21:00", end="08:00")
+    # Messages per second handed over for this tenant, across every dispatcher; None: no limit.
+    email_per_second: float | None = Field(default=None, gt=0, le=100_000)
+    sms_per_second: float | None = Field(default=None, gt=0, le=100_000)
 
 
 class Command(BaseModel):
@@ -190,6 +223,13 @@ class EstimateBroadcast(Command):
     channels: list[Channel] = Field(min_length=1)
 
 
+class CancelBroadcast(Command):
+    """Stop sending: messages not handed over yet are reported as cancelled, not failed."""
+
+    type: Literal["cancel_broadcast"] = "cancel_broadcast"
+    broadcast_id: UUID
+
+
 class PreviewBroadcast(Command):
     """Send the broadcast, rendered for one sample contract, to `to` only (the seed's "Envoyer
     un aperçu"). The sample is `contract_id`, else the first contract the criteria match."""
@@ -231,6 +271,7 @@ class ListTemplates(Command):
 AnyCommand = (
     CreateBroadcast
     | StartBroadcast
+    | CancelBroadcast
     | EstimateBroadcast
     | PreviewBroadcast
     | ConfigureTenant
@@ -259,8 +300,9 @@ RejectionReason = Literal[
     "template_not_found",
     "contract_not_found",
     "no_matching_contract",
+    "not_started",
 ]
-Outcome = Literal["fully_successful", "partially_successful", "failed"]
+Outcome = Literal["fully_successful", "partially_successful", "failed", "cancelled"]
 
 
 class Counters(BaseModel):
@@ -272,6 +314,7 @@ class Counters(BaseModel):
     messages_targeted: int | None = None
     delivered: int = 0
     failed: int = 0
+    cancelled: int = 0
 
 
 class BroadcastAccepted(Record):
@@ -339,6 +382,14 @@ class TemplatesListed(Record):
     tenant_id: str
     request_id: str
     templates: list[TemplateSummary]
+
+
+class TenantSettingsChanged(Record):
+    """The tenant's settings as they are now, on the compacted `tenant.settings` topic."""
+
+    type: Literal["tenant.settings_changed"] = "tenant.settings_changed"
+    tenant_id: str
+    settings: TenantSettings
 
 
 class ContactOptedOut(Record):
@@ -550,7 +601,17 @@ class TargetingCompleted(Record):
     unreachable_contracts: int
 
 
-RunEvent = Annotated[RunStarted | TargetingCompleted, Field(discriminator="type")]
+class RunCancelled(Record):
+    """Stop the run: what was not handed over yet is cancelled. May come before targeting ends."""
+
+    type: Literal["run.cancelled"] = "run.cancelled"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    requested_by: str
+
+
+RunEvent = Annotated[RunStarted | TargetingCompleted | RunCancelled, Field(discriminator="type")]
 
 
 class ContractSnapshot(BaseModel):
@@ -632,9 +693,12 @@ class MessageRendered(MessageRef):
     body: str
     sms_encoding: SmsEncoding | None = None
     sms_segments: int | None = None
+    # A preview goes to the person who asked for it, at once: send windows do not apply.
+    preview: bool = False
 
 
 FailureReason = Literal[
+    "unknown_outcome",
     "render_failed",
     "missing_value",
     "sms_too_long",
@@ -662,7 +726,31 @@ class DeliveryFailed(MessageRef):
     provider_code: int | None = None
 
 
-DeliveryEvent = Annotated[MessageDelivered | DeliveryFailed, Field(discriminator="type")]
+WaitReason = Literal["retry", "send_window", "throttled"]
+
+
+class DeliveryDeferred(MessageRef):
+    """Not handed over yet: it will be tried again at `due_at`. Not a final state."""
+
+    type: Literal["delivery.deferred"] = "delivery.deferred"
+    waiting_for: WaitReason
+    due_at: datetime
+    attempts: int
+    detail: str = ""
+    provider_code: int | None = None
+
+
+class DeliveryCancelled(MessageRef):
+    """Its broadcast was cancelled before the message was handed over."""
+
+    type: Literal["delivery.cancelled"] = "delivery.cancelled"
+
+
+FinalDelivery = MessageDelivered | DeliveryFailed | DeliveryCancelled
+DeliveryEvent = Annotated[
+    MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled,
+    Field(discriminator="type"),
+]
 
 
 class DeadLettered(Record):

@@ -16,6 +16,8 @@ class Topic:
     name: str
     key: str
     partitions: int
+    # A compacted topic keeps the latest record of each key forever: a state, not a history.
+    compacted: bool = False
 
 
 # Public contract: read and written by other services of the platform.
@@ -25,6 +27,7 @@ CONTRACTS = Topic("audience.contracts", key="tenant_id:contract_id", partitions=
 
 # Internal: between the four services.
 RUNS = Topic("broadcast.runs", key="broadcast_id", partitions=4)
+TENANTS = Topic("tenant.settings", key="tenant_id", partitions=4, compacted=True)
 RECIPIENTS = Topic("broadcast.recipients", key="recipient_id", partitions=8)
 MESSAGES = Topic("broadcast.messages", key="recipient_id", partitions=8)
 DELIVERIES = Topic("broadcast.deliveries", key="recipient_id", partitions=8)
@@ -35,6 +38,7 @@ ALL: tuple[Topic, ...] = (
     EVENTS,
     CONTRACTS,
     RUNS,
+    TENANTS,
     RECIPIENTS,
     MESSAGES,
     DELIVERIES,

@@ -4,6 +4,7 @@ import asyncio
 import email
 import email.policy
 import json
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -11,6 +12,8 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from deploy.local import stack as local_stack
 
 KAFKA = "127.0.0.1:19092"
 DATABASE_URL = "postgresql://broadcast:broadcast@127.0.0.1:15432/broadcast"
@@ -127,3 +130,20 @@ class SmsSink:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+def restart_service(name: str, env: dict[str, str] | None = None) -> None:
+    """Restart one of the stack's services with `env` added to its environment (none: as the
+    stack starts it)."""
+    component = local_stack.components()[name]
+    local_stack.stop_process(component.pid_file)
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        local_stack.up([name])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

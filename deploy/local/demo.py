@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from deploy.local.every_day import send_every_day
 from shared import topics
 from shared.events import (
     BROADCAST_EVENT_ADAPTER,
@@ -163,6 +164,7 @@ async def main() -> int:
             await asyncio.sleep(0.2)
         while not consumer.assignment():  # join before publishing, so no event is missed
             await asyncio.sleep(0.1)
+        await send_every_day(producer, db, TENANT)
 
         request_id = f"demo-{int(time.time())}"
         broadcast_id = broadcast_id_for(TENANT, request_id)

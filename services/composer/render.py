@@ -205,5 +205,6 @@ def render(
             body=body,
             sms_encoding=size.encoding if size else None,
             sms_segments=size.segments if size else None,
+            preview=compiled.run.purpose == "preview",
         )
     return DeliveryFailed(**recipient.ref(), reason=reason, detail=detail)

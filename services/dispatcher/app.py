@@ -1,21 +1,36 @@
-"""Dispatcher: hands each rendered message to its provider, once.
+"""Dispatcher: hands each rendered message to its provider, once, when the tenant allows it.
 
 Reads  broadcast.messages    (ready-to-send email and SMS)
-Writes broadcast.deliveries  (delivered, or failed with the provider's code and text)
+       broadcast.runs        (cancelled runs)
+       tenant.settings       (send windows and rates)
+Writes broadcast.deliveries  (delivered, failed, deferred until a retry or a window, cancelled)
 
-Order of effects per batch: claim in the ledger (committed) -> call the providers -> record the
-outcomes -> publish them and wait for the broker's ack -> commit the offsets.
+Order of effects per wave: reserve rate-limit tokens -> claim in the ledger (committed) -> call
+the providers -> record the outcomes; per batch: publish the events and wait for the broker's
+ack -> commit the offsets. Waiting messages live in the ledger; a sweeper in every instance
+takes them when due (FOR UPDATE SKIP LOCKED), turns expired claims into "unknown", and
+announces outcomes a crash left unpublished.
 """
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from uuid import UUID
 
 from faststream.asgi import AsgiFastStream
 from pydantic import TypeAdapter
 
 from shared import topics
-from shared.events import DeliveryEvent, DeliveryFailed, MessageDelivered, MessageRendered
+from shared.events import (
+    DeliveryDeferred,
+    DeliveryEvent,
+    MessageRendered,
+    RunCancelled,
+    RunEvent,
+    TenantSettingsChanged,
+)
 from shared.kafka import (
     QuarantineDecoder,
     batch_consumer,
@@ -25,35 +40,29 @@ from shared.kafka import (
 )
 from shared.service import Runtime, service_app
 
-from . import ledger
+from . import ledger, ratelimit, tenants
+from .handover import Clock, Event, Handover, Limits
 from .policy import Attempt
+from .retry import RetryPolicy
 from .settings import Settings
 from .sms_gateway import HttpSmsGateway
 from .smtp import SmtpRelay
 
 SERVICE = "dispatcher"
+log = logging.getLogger(SERVICE)
 
 
-def delivery_event(message: MessageRendered, attempt: Attempt) -> MessageDelivered | DeliveryFailed:
-    if attempt.verdict == "accepted":
-        return MessageDelivered(
-            **message.ref(), provider_code=attempt.code, provider_message=attempt.detail[:500]
-        )
-    # Retries come with the dispatcher issue; until then a temporary failure is final too.
-    return DeliveryFailed(
-        **message.ref(),
-        reason=attempt.reason or "provider_error",
-        detail=attempt.detail[:500],
-        provider_code=attempt.code,
-    )
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
-def create_app(settings: Settings | None = None) -> AsgiFastStream:
+def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFastStream:
+    """`clock` is injectable so that tests can stand on a Saturday."""
     settings = settings or Settings()
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
     deliveries = broker.publisher(topics.DELIVERIES.name, schema=DeliveryEvent)
-    dead_letters = dead_letter_publisher(broker)
+    quarantine = dead_letter_quarantine(dead_letter_publisher(broker), SERVICE)
     relay = SmtpRelay(
         host=settings.smtp_host,
         port=settings.smtp_port,
@@ -70,40 +79,112 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         sender=settings.sms_sender,
         timeout=settings.sms_timeout_seconds,
     )
+    handover: Handover | None = None
+    sweeper: asyncio.Task[None] | None = None
 
     async def send(message: MessageRendered) -> Attempt:
         if message.channel == "email":
             return await relay.send(message.sender, message.address, message.body.encode())
         return await sms.send(message.address, message.body, str(message.recipient_id))
 
+    async def publish(events: Sequence[Event]) -> None:
+        await publish_keyed(deliveries, ((str(e.recipient_id), e) for e in events))
+
+    def ready() -> Handover:
+        assert handover is not None, "messages are consumed only after start-up"
+        return handover
+
     @broker.subscriber(
         topics.MESSAGES.name,
         **batch_consumer(f"{SERVICE}.messages", settings.batch_size),
-        decoder=QuarantineDecoder(
-            TypeAdapter(MessageRendered), dead_letter_quarantine(dead_letters, SERVICE)
-        ),
+        decoder=QuarantineDecoder(TypeAdapter(MessageRendered), quarantine),
         description="Rendered messages to hand to the SMTP relay or the SMS gateway.",
     )
     async def on_messages(batch: list[MessageRendered]) -> None:
-        unique = list({m.recipient_id: m for m in batch}.values())
-        claims = await ledger.claim(runtime.pool, unique)
-        to_send = [m for m in unique if m.recipient_id in claims.claimed]
-        attempts = await asyncio.gather(*(send(m) for m in to_send))
-        outcomes: dict[UUID, Attempt] = {
-            m.recipient_id: a for m, a in zip(to_send, attempts, strict=True)
-        }
-        await ledger.record(runtime.pool, outcomes)
-        # Outcomes recorded by an earlier delivery of this batch are announced again, in case
-        # that delivery crashed before publishing them; the tracker ignores the copies.
-        outcomes.update(claims.finished)
-        await publish_keyed(
-            deliveries,
-            (
-                (str(m.recipient_id), delivery_event(m, outcomes[m.recipient_id]))
-                for m in unique
-                if m.recipient_id in outcomes
-            ),
+        await publish(await ready().fresh(batch))
+
+    @broker.subscriber(
+        topics.RUNS.name,
+        **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
+        decoder=QuarantineDecoder(TypeAdapter(RunEvent), quarantine),
+        description="Cancelled runs: what was not handed over yet is reported as cancelled.",
+    )
+    async def on_runs(batch: list[RunEvent]) -> None:
+        await ledger.record_cancelled_runs(
+            runtime.pool, [e.run_id for e in batch if isinstance(e, RunCancelled)]
         )
+
+    @broker.subscriber(
+        topics.TENANTS.name,
+        **batch_consumer(f"{SERVICE}.tenants", settings.batch_size),
+        decoder=QuarantineDecoder(TypeAdapter(TenantSettingsChanged), quarantine),
+        description="Tenants' send windows and rates, applied without a restart.",
+    )
+    async def on_tenant_settings(batch: list[TenantSettingsChanged]) -> None:
+        await tenants.save(runtime.pool, batch)
+
+    async def sweep_once() -> int:
+        """One pass; the number of events published."""
+        work = ready()
+        events = [*await work.expire(), *await work.repair(timedelta(seconds=30))]
+        events += await work.due(settings.sweep_batch)
+        await publish(events)
+        await ledger.mark_announced(
+            runtime.pool, [e.recipient_id for e in events if not isinstance(e, DeliveryDeferred)]
+        )
+        return len(events)
+
+    async def sweep_forever() -> None:
+        while True:
+            try:
+                busy = await sweep_once() >= settings.sweep_batch
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed; trying again")
+                busy = False
+            if not busy:
+                await asyncio.sleep(settings.sweep_interval_seconds)
+
+    async def create_handover() -> None:
+        nonlocal handover
+        # Set from the environment at start; changed at run time in dispatcher.rate_limits.
+        await ratelimit.set_limits(
+            runtime.pool,
+            [
+                (ratelimit.relay_key(channel), rate)
+                for channel, rate in (
+                    ("email", settings.smtp_per_second),
+                    ("sms", settings.sms_per_second),
+                )
+                if rate is not None
+            ],
+        )
+        handover = Handover(
+            runtime.pool,
+            send,
+            tenants.Directory(runtime.pool),
+            RetryPolicy(
+                delays=settings.retry_delays_seconds,
+                throttle_backoff=settings.throttle_backoff_seconds,
+            ),
+            Limits(
+                wave_size=settings.smtp_connections,
+                waves_in_flight=2,
+                lease=timedelta(seconds=settings.lease_seconds),
+            ),
+            clock,
+        )
+
+    async def start_sweeper() -> None:
+        nonlocal sweeper
+        sweeper = asyncio.create_task(sweep_forever(), name="dispatcher-sweeper")
+
+    async def stop_sweeper() -> None:
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
 
     async def close_providers() -> None:
         await relay.close()
@@ -113,5 +194,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         runtime,
         description=__doc__ or "",
         migrations=Path(__file__).parent / "migrations",
+        on_startup=[create_handover],
+        after_startup=[start_sweeper],
+        on_shutdown=[stop_sweeper],
         after_shutdown=[close_providers],
     )

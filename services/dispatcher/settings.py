@@ -17,8 +17,23 @@ class Settings(ServiceSettings):
     # throughput comes from connections in parallel.
     smtp_connections: int = Field(default=8, ge=1, le=200)
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Messages per second through the relay, across all dispatchers; None: no limit.
+    smtp_per_second: float | None = Field(default=None, gt=0)
 
     sms_gateway_url: str = "http://127.0.0.1:10080/v1/messages"
     sms_gateway_token: SecretStr = SecretStr("local-dev-token")
     sms_sender: str = "+15550000000"
     sms_timeout_seconds: float = Field(default=10.0, gt=0)
+    sms_per_second: float | None = Field(default=None, gt=0)
+
+    # Waits after the 1st, 2nd, ... temporary failure; after the last, the message fails.
+    retry_delays_seconds: tuple[float, ...] = (30.0, 300.0, 1800.0)
+    # How long a relay is left alone after it asked us to slow down without saying how long.
+    throttle_backoff_seconds: float = Field(default=30.0, gt=0)
+    # A claim not recorded within this time belonged to a dispatcher that died: its outcome
+    # becomes unknown. Longer than the slowest hand-over (connect + MAIL + RCPT + DATA, each
+    # up to the timeout), so a live dispatcher never loses a claim.
+    lease_seconds: float = Field(default=300.0, gt=0)
+    sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    # Waiting messages taken per sweep.
+    sweep_batch: int = Field(default=200, ge=1)

@@ -35,7 +35,9 @@ class HttpSmsGateway:
             )
         except httpx.HTTPError as error:
             return connection_failure(f"{type(error).__name__}: {error}")
-        return http_reply(response.status_code, response.text[:500])
+        return http_reply(
+            response.status_code, response.text[:500], response.headers.get("retry-after")
+        )
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -5,7 +5,7 @@ import logging
 
 import aiosmtplib
 
-from .policy import Attempt, connection_failure, invalid_address, smtp_reply
+from .policy import Attempt, connection_failure, invalid_address, outcome_unknown, smtp_reply
 
 log = logging.getLogger("dispatcher")
 
@@ -59,12 +59,8 @@ class SmtpRelay:
         try:
             if not connection.is_connected:
                 await connection.connect()
-            _, reply = await connection.sendmail(sender, [recipient], message)
-            return smtp_reply(250, reply)
-        except aiosmtplib.SMTPRecipientsRefused as error:
-            refused = error.recipients[0]
-            await _reset(connection)
-            return smtp_reply(refused.code, refused.message)
+            await connection.mail(sender)
+            await connection.rcpt(recipient)
         except (
             aiosmtplib.SMTPServerDisconnected,
             aiosmtplib.SMTPConnectError,
@@ -73,6 +69,25 @@ class SmtpRelay:
         ) as error:
             connection.close()
             return connection_failure(f"{type(error).__name__}: {error}")
+        except aiosmtplib.SMTPResponseException as error:
+            await _reset(connection)
+            return smtp_reply(error.code, error.message)
+        return await self._data(connection, message)
+
+    async def _data(self, connection: aiosmtplib.SMTP, message: bytes) -> Attempt:
+        """Once DATA starts, a lost connection leaves the outcome unknown (RFC 1047): the relay
+        may have queued the message before its reply was lost, so it is not sent again."""
+        try:
+            reply = await connection.data(message)
+            return smtp_reply(reply.code, reply.message)
+        except (
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPTimeoutError,
+            OSError,
+        ) as error:
+            connection.close()
+            return outcome_unknown(f"connection lost during DATA: {type(error).__name__}: {error}")
         except aiosmtplib.SMTPResponseException as error:
             await _reset(connection)
             return smtp_reply(error.code, error.message)

@@ -5,6 +5,7 @@ Reads  audience.contracts  (contract upserts and deletions from the platform)
 Writes broadcast.events    (answers to commands, started, contact opted out)
        broadcast.runs      (run started with its definition, targeting completed with the total)
        broadcast.recipients (one record per message to produce)
+       tenant.settings     (each tenant's settings, compacted: send windows and rates)
 Serves /unsubscribe        (the page every unsubscribe link leads to)
 """
 
@@ -24,6 +25,7 @@ from shared.events import (
     ContractEvent,
     RecipientTargeted,
     RunEvent,
+    TenantSettingsChanged,
 )
 from shared.kafka import (
     QuarantineDecoder,
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
     runs = broker.publisher(topics.RUNS.name, schema=RunEvent)
     recipients = broker.publisher(topics.RECIPIENTS.name, schema=RecipientTargeted)
+    tenants = broker.publisher(topics.TENANTS.name, schema=TenantSettingsChanged)
     dead_letters = dead_letter_publisher(broker)
     streamer: RunStreamer | None = None
 
@@ -77,7 +80,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     async def on_commands(commands: list[AnyCommand]) -> None:
         if not commands:  # every record of the batch was invalid and already answered
             return
-        handler = CommandHandler(runtime.pool, Publishers(events, runs, recipients), start_run)
+        handler = CommandHandler(
+            runtime.pool, Publishers(events, runs, recipients, tenants), start_run
+        )
         for command in commands:
             await handler.handle(command)
 

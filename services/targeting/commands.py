@@ -16,6 +16,7 @@ from shared.events import (
     BroadcastAccepted,
     BroadcastEstimated,
     BroadcastRejected,
+    CancelBroadcast,
     ConfigureTenant,
     ContractSnapshot,
     CreateBroadcast,
@@ -25,6 +26,7 @@ from shared.events import (
     PreviewBroadcast,
     RecipientTargeted,
     RejectionReason,
+    RunCancelled,
     RunStarted,
     SaveTemplate,
     StartBroadcast,
@@ -33,6 +35,7 @@ from shared.events import (
     TemplateSaved,
     TemplatesListed,
     TenantConfigured,
+    TenantSettingsChanged,
 )
 from shared.ids import (
     broadcast_id_for,
@@ -74,6 +77,7 @@ class Publishers:
     events: DefaultPublisher
     runs: DefaultPublisher
     recipients: DefaultPublisher
+    tenants: DefaultPublisher
 
 
 class CommandHandler:
@@ -111,11 +115,19 @@ class CommandHandler:
                 return self._accepted(command, await self._create(command))
             case StartBroadcast():
                 return self._accepted(command, await self._start(command))
+            case CancelBroadcast():
+                await self._cancel(command)
+                return self._accepted(command, command.broadcast_id)
             case PreviewBroadcast():
                 return self._accepted(command, command.broadcast_id, await self._preview(command))
             case ConfigureTenant():
                 await store.configure_tenant(
                     self._pool, command.tenant_id, command.settings, command.request_id
+                )
+                # The dispatcher applies send windows and rates from this compacted topic.
+                await self._publish.tenants.publish(
+                    TenantSettingsChanged(tenant_id=command.tenant_id, settings=command.settings),
+                    key=command.tenant_id.encode(),
                 )
                 return TenantConfigured(
                     tenant_id=command.tenant_id,
@@ -206,6 +218,8 @@ class CommandHandler:
         )
         if outcome.missing_template is not None:
             raise _no_template(outcome.missing_template)
+        if outcome.state == "cancelled":
+            raise Rejection("already_started", "broadcast_id", "this broadcast was cancelled")
         if outcome.run_id is None:
             raise _no_broadcast(command)
         if outcome.state != "draft" and outcome.earlier_request != command.request_id:
@@ -217,6 +231,22 @@ class CommandHandler:
         # A replayed start resumes the same run rather than creating another one.
         self._start_run(outcome.run_id)
         return command.broadcast_id
+
+    async def _cancel(self, command: CancelBroadcast) -> None:
+        runs = await store.cancel_broadcast(self._pool, command.tenant_id, command.broadcast_id)
+        if runs is None:
+            raise _no_broadcast(command)
+        for run in runs:
+            await self._publish.runs.publish(
+                RunCancelled(
+                    event_id=event_id_for(run.run_id, "run_cancelled"),
+                    tenant_id=command.tenant_id,
+                    broadcast_id=command.broadcast_id,
+                    run_id=run.run_id,
+                    requested_by=run.requested_by,
+                ),
+                key=str(command.broadcast_id).encode(),
+            )
 
     async def _preview(self, command: PreviewBroadcast) -> UUID:
         """Publish a one-recipient run for the preview address; nothing else is sent."""
@@ -316,7 +346,7 @@ def _no_template(template_id: str) -> Rejection:
     return Rejection("template_not_found", "template_id", f"no template '{template_id}'")
 
 
-def _no_broadcast(command: StartBroadcast | PreviewBroadcast) -> Rejection:
+def _no_broadcast(command: StartBroadcast | PreviewBroadcast | CancelBroadcast) -> Rejection:
     return Rejection(
         "broadcast_not_found",
         "broadcast_id",

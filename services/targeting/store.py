@@ -249,6 +249,8 @@ async def start_broadcast(
         )
         if row is None:
             return StartOutcome(None, None, None)
+        if row["state"] == "cancelled":
+            return StartOutcome(None, "cancelled", None)
         if row["state"] != "draft":
             earlier = await connection.fetchrow(
                 "SELECT run_id, request_id FROM targeting.runs WHERE broadcast_id = $1 "
@@ -529,17 +531,19 @@ async def checkpoint(
     contracts: int,
     messages: int,
     unreachable: int,
-) -> None:
-    await connection.execute(
+) -> bool:
+    """Record a page as published; True when the run was cancelled meanwhile (stop there)."""
+    cancelled: bool = await connection.fetchval(
         """UPDATE targeting.runs SET cursor = $2, contracts = contracts + $3,
                messages = messages + $4, unreachable = unreachable + $5
-           WHERE run_id = $1""",
+           WHERE run_id = $1 RETURNING cancelled""",
         run_id,
         cursor,
         contracts,
         messages,
         unreachable,
     )
+    return cancelled
 
 
 async def mark_targeted(connection: Connection, run_id: UUID) -> None:
@@ -561,3 +565,33 @@ async def live_contract(
         tenant_id,
         contract_id,
     )
+
+
+@dataclass(frozen=True)
+class CancelledRun:
+    run_id: UUID
+    requested_by: str
+
+
+async def cancel_broadcast(
+    pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID
+) -> list[CancelledRun] | None:
+    """Cancel the broadcast and its runs; None when the tenant has no such broadcast.
+
+    Returns every cancelled run, not only the ones cancelled now, so that a replayed command
+    announces them again (the announcement may have been lost in a crash)."""
+    async with pool.acquire() as connection, connection.transaction():
+        found = await connection.fetchval(
+            """UPDATE targeting.broadcasts SET state = 'cancelled'
+               WHERE broadcast_id = $1 AND tenant_id = $2 RETURNING true""",
+            broadcast_id,
+            tenant_id,
+        )
+        if not found:
+            return None
+        rows = await connection.fetch(
+            """UPDATE targeting.runs SET cancelled = true WHERE broadcast_id = $1
+               RETURNING run_id, requested_by""",
+            broadcast_id,
+        )
+    return [CancelledRun(r["run_id"], r["requested_by"]) for r in rows]

@@ -98,7 +98,7 @@ class RunStreamer:
                 self._recipients, ((str(r.recipient_id), r) for r in page.recipients)
             )
             cursor = rows[-1]["pk"]
-            await store.checkpoint(
+            cancelled = await store.checkpoint(
                 connection,
                 run_id,
                 cursor,
@@ -109,6 +109,11 @@ class RunStreamer:
             contracts += page.contracts
             messages += len(page.recipients)
             unreachable += page.unreachable_contracts
+            if cancelled:
+                # What was published so far is the run's whole audience: the tracker completes
+                # it once each of those messages is delivered, failed or cancelled.
+                log.info("run %s cancelled while streaming", run_id)
+                break
         await self._runs.publish(
             TargetingCompleted(
                 event_id=event_id_for(run_id, "targeting_completed"),

@@ -20,7 +20,9 @@ from shared.events import (
     BroadcastEvent,
     BroadcastPreviewed,
     BroadcastProgressed,
+    DeliveryDeferred,
     DeliveryEvent,
+    RunCancelled,
     RunEvent,
     RunStarted,
     TargetingCompleted,
@@ -127,6 +129,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         await store.record_targeting(
             runtime.pool, [e for e in batch if isinstance(e, TargetingCompleted)]
         )
+        await store.record_cancellations(
+            runtime.pool, [e for e in batch if isinstance(e, RunCancelled)]
+        )
         await settle({e.run_id for e in batch})
 
     @broker.subscriber(
@@ -136,7 +141,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         description="Delivery outcomes; duplicates and reordering leave the counters exact.",
     )
     async def on_deliveries(batch: list[DeliveryEvent]) -> None:
-        await settle(await store.record_deliveries(runtime.pool, batch))
+        final = [e for e in batch if not isinstance(e, DeliveryDeferred)]
+        await settle(await store.record_deliveries(runtime.pool, final))
 
     return service_app(
         runtime,

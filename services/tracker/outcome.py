@@ -3,8 +3,11 @@
 from shared.events import Outcome
 
 
-def outcome(delivered: int, failed: int) -> Outcome:
-    """Everything delivered: fully successful; nothing delivered (or nothing to send): failed."""
+def outcome(delivered: int, failed: int, cancelled: bool = False) -> Outcome:
+    """Everything delivered: fully successful; nothing delivered (or nothing to send): failed.
+    A run cancelled on purpose is cancelled, whatever was sent before."""
+    if cancelled:
+        return "cancelled"
     if delivered == 0:
         return "failed"
     if failed == 0:
@@ -12,6 +15,6 @@ def outcome(delivered: int, failed: int) -> Outcome:
     return "partially_successful"
 
 
-def is_complete(messages_targeted: int | None, delivered: int, failed: int) -> bool:
+def is_complete(messages_targeted: int | None, final: int) -> bool:
     """Complete once targeting's total is known and every message has a final state."""
-    return messages_targeted is not None and delivered + failed >= messages_targeted
+    return messages_targeted is not None and final >= messages_targeted

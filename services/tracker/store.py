@@ -9,8 +9,9 @@ import asyncpg
 from shared.events import (
     Counters,
     DeliveryFailed,
-    MessageDelivered,
+    FinalDelivery,
     Outcome,
+    RunCancelled,
     RunStarted,
     TargetingCompleted,
 )
@@ -40,6 +41,15 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
         )
 
 
+async def record_cancellations(pool: asyncpg.Pool, runs: Sequence[RunCancelled]) -> None:
+    await pool.executemany(
+        """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, cancel_requested)
+           VALUES ($1, $2, $3, true)
+           ON CONFLICT (run_id) DO UPDATE SET cancel_requested = true""",
+        [(r.run_id, r.broadcast_id, r.tenant_id) for r in runs],
+    )
+
+
 async def record_targeting(pool: asyncpg.Pool, totals: Sequence[TargetingCompleted]) -> None:
     await pool.executemany(
         """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, contracts_targeted,
@@ -52,12 +62,16 @@ async def record_targeting(pool: asyncpg.Pool, totals: Sequence[TargetingComplet
     )
 
 
-async def record_deliveries(
-    pool: asyncpg.Pool, events: Sequence[MessageDelivered | DeliveryFailed]
-) -> set[UUID]:
+_STATES = {
+    "delivery.delivered": "delivered",
+    "delivery.failed": "failed",
+    "delivery.cancelled": "cancelled",
+}
+
+
+async def record_deliveries(pool: asyncpg.Pool, events: Sequence[FinalDelivery]) -> set[UUID]:
     """Record each message's final state once; counters move only for states new to us."""
     unique = list({e.recipient_id: e for e in events}.values())
-    failed = [isinstance(e, DeliveryFailed) for e in unique]
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(
             """
@@ -80,14 +94,17 @@ async def record_deliveries(
                 WHERE state = 'failed' AND NOT EXISTS (
                     SELECT 1 FROM tracker.runs r
                     WHERE r.run_id = i.run_id AND r.purpose = 'preview'))
-            INSERT INTO tracker.runs AS r (run_id, broadcast_id, tenant_id, delivered, failed)
+            INSERT INTO tracker.runs AS r (run_id, broadcast_id, tenant_id, delivered, failed,
+                                           cancelled)
             SELECT i.run_id, min(c.broadcast_id::text)::uuid, min(i.tenant_id),
                    count(*) FILTER (WHERE i.state = 'delivered'),
-                   count(*) FILTER (WHERE i.state = 'failed')
+                   count(*) FILTER (WHERE i.state = 'failed'),
+                   count(*) FILTER (WHERE i.state = 'cancelled')
             FROM inserted i JOIN incoming c USING (recipient_id)
             GROUP BY i.run_id
             ON CONFLICT (run_id) DO UPDATE
-            SET delivered = r.delivered + excluded.delivered, failed = r.failed + excluded.failed
+            SET delivered = r.delivered + excluded.delivered, failed = r.failed + excluded.failed,
+                cancelled = r.cancelled + excluded.cancelled
             """,
             [e.recipient_id for e in unique],
             [e.run_id for e in unique],
@@ -96,7 +113,7 @@ async def record_deliveries(
             [e.contract_id for e in unique],
             [e.channel for e in unique],
             [e.address for e in unique],
-            ["failed" if f else "delivered" for f in failed],
+            [_STATES[e.type] for e in unique],
             [e.reason if isinstance(e, DeliveryFailed) else None for e in unique],
             [e.detail if isinstance(e, DeliveryFailed) else None for e in unique],
         )
@@ -125,6 +142,7 @@ def _view(row: asyncpg.Record) -> RunView:
             messages_targeted=row["messages_targeted"],
             delivered=row["delivered"],
             failed=row["failed"],
+            cancelled=row["cancelled"],
         ),
         outcome=row["outcome"],
         purpose=row["purpose"],
@@ -132,7 +150,8 @@ def _view(row: asyncpg.Record) -> RunView:
 
 
 _COLUMNS = """run_id, broadcast_id, tenant_id, requested_by, contracts_targeted,
-              messages_targeted, delivered, failed, outcome, purpose"""
+              messages_targeted, delivered, failed, cancelled, cancel_requested, outcome,
+              purpose"""
 
 
 async def complete_finished(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> None:
@@ -145,11 +164,18 @@ async def complete_finished(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> None
                 FOR UPDATE""",  # noqa: S608 -- constant column list
             list(run_ids),
         )
-        done = [r for r in rows if is_complete(r["messages_targeted"], r["delivered"], r["failed"])]
+        done = [
+            r
+            for r in rows
+            if is_complete(r["messages_targeted"], r["delivered"] + r["failed"] + r["cancelled"])
+        ]
         await connection.executemany(
             """UPDATE tracker.runs SET state = 'completed', outcome = $2, completed_at = now()
                WHERE run_id = $1""",
-            [(r["run_id"], outcome(r["delivered"], r["failed"])) for r in done],
+            [
+                (r["run_id"], outcome(r["delivered"], r["failed"], r["cancel_requested"]))
+                for r in done
+            ],
         )
 
 

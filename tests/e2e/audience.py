@@ -1,12 +1,20 @@
 """A small audience that exercises every targeting rule, as plain JSON the platform would send."""
 
 import asyncio
+import json
 from typing import Any
 from uuid import uuid4
 
 import asyncpg
 
-from tests.stack import EventLog, publish_json
+from tests.stack import DATABASE_URL, EventLog, publish_json
+
+# Tests must not depend on the day they run: by default no email leaves on a weekend.
+OPEN_ALL_WEEK: dict[str, Any] = {
+    "email_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+    "sms_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+    "sms_quiet_hours": None,
+}
 
 
 def contract(
@@ -88,9 +96,52 @@ def create_command(tenant: str, **overrides: Any) -> dict[str, Any]:
     return command
 
 
+async def configure(
+    log: EventLog, tenant: str, settings: dict[str, Any], timeout: float = 30
+) -> dict[str, Any]:
+    """Configure the tenant and wait until the dispatcher applies the settings; the answer."""
+    request_id = f"req-{uuid4()}"
+    command = {
+        "type": "configure_tenant",
+        "tenant_id": tenant,
+        "request_id": request_id,
+        "requested_by": "user-42",
+        "settings": settings,
+    }
+    await publish_json("broadcast.requests", [(tenant, command)])
+    answer = await log.wait_for(lambda e: e.get("request_id") == request_id)
+    if answer["type"] != "tenant.configured":
+        return answer
+    connection = await asyncpg.connect(DATABASE_URL)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                applied = await connection.fetchval(
+                    "SELECT settings FROM dispatcher.tenants WHERE tenant_id = $1", tenant
+                )
+                if applied is not None and all(
+                    json.loads(applied).get(k) == v for k, v in settings.items()
+                ):
+                    return answer
+                await asyncio.sleep(0.1)
+    finally:
+        await connection.close()
+
+
 async def create_and_start(log: EventLog, create: dict[str, Any]) -> str:
-    """Publish the create command and, once accepted, its start; return the broadcast id."""
+    """Publish the create command and, once accepted, its start; return the broadcast id.
+
+    A tenant the test did not configure is configured to send every day first."""
     tenant = create["tenant_id"]
+    connection = await asyncpg.connect(DATABASE_URL)
+    try:
+        known = await connection.fetchval(
+            "SELECT 1 FROM dispatcher.tenants WHERE tenant_id = $1", tenant
+        )
+    finally:
+        await connection.close()
+    if not known:
+        await configure(log, tenant, OPEN_ALL_WEEK)
     await publish_json("broadcast.requests", [(tenant, create)])
     accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
     assert accepted["type"] == "broadcast.accepted", accepted

@@ -68,6 +68,7 @@ async def test_seed_example_reaches_each_reachable_email_once(
         "messages_targeted": 6,  # a, b1, b2, f, g, gone
         "delivered": 5,
         "failed": 1,
+        "cancelled": 0,
     }
     assert completed["outcome"] == "partially_successful"
     assert completed["requested_by"] == "user-42"

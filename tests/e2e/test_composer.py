@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from shared import links
-from tests.e2e.audience import contract, create_and_start, load, new_tenant
+from tests.e2e.audience import (
+    OPEN_ALL_WEEK,
+    configure,
+    contract,
+    create_and_start,
+    load,
+    new_tenant,
+)
 from tests.stack import EventLog, SmsSink, SmtpSink, publish_json
 
 pytestmark = pytest.mark.stack
@@ -51,6 +58,7 @@ def detailed(tenant: str, number: str, **fields: Any) -> dict[str, Any]:
 
 
 SETTINGS = {
+    **OPEN_ALL_WEEK,
     "time_zone": "America/Toronto",
     "links": {
         kind: f"https://portail.example/{kind}?lang=fr"
@@ -103,7 +111,7 @@ async def test_every_variable_in_both_languages_with_a_pinned_template_version(
     db: asyncpg.Pool, smtp_sink: SmtpSink, events: EventLog
 ) -> None:
     tenant, domain = new_tenant()
-    configured = await command(events, tenant, {"type": "configure_tenant", "settings": SETTINGS})
+    configured = await configure(events, tenant, SETTINGS)
     assert configured["type"] == "tenant.configured", configured
     fr = detailed(
         tenant,
@@ -387,7 +395,7 @@ async def test_sms_segments_and_the_tenant_maximum(
     db: asyncpg.Pool, events: EventLog, sms_sink: SmsSink
 ) -> None:
     tenant, _ = new_tenant()
-    await command(events, tenant, {"type": "configure_tenant", "settings": {"sms_max_segments": 1}})
+    await configure(events, tenant, {**OPEN_ALL_WEEK, "sms_max_segments": 1})
     base = 15_140_000_000 + uuid4().int % 9_000_000 * 100  # the sink keeps earlier runs' SMS
     short, long = f"+{base + 1}", f"+{base + 2}"
     await load(

@@ -79,6 +79,7 @@ async def test_dispatcher_stopped_by_sigterm_finishes_its_batch_and_resumes(
         "messages_targeted": AUDIENCE,
         "delivered": AUDIENCE,
         "failed": 0,
+        "cancelled": 0,
     }
     await assert_each_recipient_got_exactly_one(smtp_sink, domain)
 
@@ -94,6 +95,7 @@ async def test_tracker_killed_mid_broadcast_ends_with_exact_counters(
         "messages_targeted": AUDIENCE,
         "delivered": AUDIENCE,
         "failed": 0,
+        "cancelled": 0,
     }
     assert completed["outcome"] == "fully_successful"
     await assert_each_recipient_got_exactly_one(smtp_sink, domain)

@@ -1,0 +1,79 @@
+"""Rate limits shared by every dispatcher instance: token buckets in PostgreSQL.
+
+A limit is the tenant's (or the relay's), not the process's: each reservation updates the
+bucket's row, so two dispatchers draw from the same tokens. A bucket holds at most one second
+of tokens (the burst); a reservation larger than what is left goes into debt, and the debt
+divided by the rate is how long the reserving dispatcher waits before sending.
+"""
+
+from collections.abc import Iterable
+
+import asyncpg
+
+
+def tenant_key(tenant_id: str, channel: str) -> str:
+    return f"tenant:{tenant_id}:{channel}"
+
+
+def relay_key(channel: str) -> str:
+    return f"relay:{channel}"
+
+
+async def reserve(pool: asyncpg.Pool, counts: dict[str, int]) -> float:
+    """Take `counts[key]` tokens from each bucket; the seconds to wait before using them.
+
+    Keys without a row or a limit cost nothing; a paused bucket adds its pause. One statement
+    per key, in key order, so two dispatchers never lock the same rows in opposite orders."""
+    wait = 0.0
+    async with pool.acquire() as connection:
+        for key in sorted(counts):
+            row = await connection.fetchrow(
+                """UPDATE dispatcher.rate_limits SET
+                       tokens = CASE WHEN per_second IS NULL THEN 0 ELSE
+                           least(per_second, tokens + per_second * extract(
+                               epoch FROM clock_timestamp() - updated_at)) - $2 END,
+                       updated_at = clock_timestamp()
+                   WHERE key = $1
+                   RETURNING per_second, tokens,
+                             extract(epoch FROM paused_until - clock_timestamp()) AS paused""",
+                key,
+                counts[key],
+            )
+            if row is None:
+                continue
+            if row["per_second"] is not None and row["tokens"] < 0:
+                wait = max(wait, -row["tokens"] / row["per_second"])
+            if row["paused"] is not None and row["paused"] > 0:
+                wait = max(wait, float(row["paused"]))
+    return wait
+
+
+async def refund(pool: asyncpg.Pool, counts: dict[str, int]) -> None:
+    """Give back tokens reserved for messages that will not be sent now."""
+    await pool.executemany(
+        "UPDATE dispatcher.rate_limits SET tokens = tokens + $2 "
+        "WHERE key = $1 AND per_second IS NOT NULL",
+        sorted(counts.items()),
+    )
+
+
+async def pause(pool: asyncpg.Pool, key: str, seconds: float) -> None:
+    """The provider asked us to slow down: nobody sends through `key` for `seconds`."""
+    await pool.execute(
+        """INSERT INTO dispatcher.rate_limits AS r (key, paused_until)
+           VALUES ($1, clock_timestamp() + make_interval(secs => $2))
+           ON CONFLICT (key) DO UPDATE
+           SET paused_until = greatest(r.paused_until, excluded.paused_until)""",
+        key,
+        seconds,
+    )
+
+
+async def set_limits(pool: asyncpg.Pool, limits: Iterable[tuple[str, float | None]]) -> None:
+    """Set the rate of each key (None: no limit); applies to the next reservation."""
+    await pool.executemany(
+        """INSERT INTO dispatcher.rate_limits AS r (key, per_second, tokens)
+           VALUES ($1, $2::double precision, coalesce($2::double precision, 0))
+           ON CONFLICT (key) DO UPDATE SET per_second = excluded.per_second""",
+        list(limits),
+    )
