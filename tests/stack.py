@@ -6,7 +6,7 @@ import email.policy
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Any
 
@@ -147,3 +147,18 @@ def restart_service(name: str, env: dict[str, str] | None = None) -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def second_dispatcher(env: dict[str, str], port: int = 9113) -> local_stack.Component:
+    """Another dispatcher process, in the same consumer group as the stack's; the caller
+    starts it with `local_stack.start_component` and must stop it."""
+    base = local_stack.components()["dispatcher"]
+    argv = [str(port) if arg == str(base.ports[0]) else arg for arg in base.command]
+    return replace(
+        base,
+        name="dispatcher-2",
+        command=argv,
+        ports=(port,),
+        env={**base.env, **env},
+        ready=local_stack.http_ok(port, "/health"),
+    )

@@ -837,6 +837,10 @@ def start_component(component: Component) -> str:
         _wait_ready(component, None)  # may be another `up` still starting it
         return f"{component.name}: already running (pid {pid})"
     for port in component.ports:
+        # A process killed a moment ago may still be releasing its sockets.
+        deadline = time.monotonic() + 5.0
+        while port_in_use(port) and time.monotonic() < deadline:
+            time.sleep(POLL_INTERVAL)
         if port_in_use(port):
             raise StackError(
                 f"{component.name}: port {port} is taken by a process stack.py "

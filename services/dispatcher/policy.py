@@ -19,7 +19,7 @@ from shared.events import FailureReason
 Verdict = Literal["accepted", "throttled", "temporary", "permanent", "unknown"]
 
 _SLOW_DOWN = re.compile(
-    r"\b4\.7\.\d+\b|rate|throttl|too many|slow down|try again later", re.IGNORECASE
+    r"\b4\.7\.\d+\b|\brate\b|throttl|too many|slow down|try again later", re.IGNORECASE
 )
 
 

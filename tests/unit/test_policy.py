@@ -1,6 +1,11 @@
 import pytest
 
-from services.dispatcher.policy import connection_failure, http_reply, smtp_reply
+from services.dispatcher.policy import (
+    connection_failure,
+    http_reply,
+    outcome_unknown,
+    smtp_reply,
+)
 
 
 @pytest.mark.parametrize(
@@ -26,11 +31,48 @@ def test_bad_mailbox_syntax_enhanced_code_is_an_invalid_address() -> None:
 
 
 @pytest.mark.parametrize(
+    ("code", "detail"),
+    [
+        (421, "4.7.0 Try again later, closing connection"),
+        (451, "Rate limit exceeded"),
+        (454, "Too many connections from your IP"),
+        (451, "Please slow down"),
+        (421, "Throttling in effect"),
+        (421, "Try again later"),
+        (451, "4.7.1 Service unavailable, please retry"),
+    ],
+)
+def test_smtp_slow_down_replies_are_throttled(code: int, detail: str) -> None:
+    attempt = smtp_reply(code, detail)
+    assert (attempt.verdict, attempt.code, attempt.detail) == ("throttled", code, detail)
+    assert attempt.reason == "temporary_failure"
+
+
+@pytest.mark.parametrize(
+    ("code", "detail"),
+    [
+        # A 421 without a slow-down text is a plain temporary failure.
+        (421, "Service not available, closing transmission channel"),
+        (450, "Requested mail action not taken: mailbox busy"),
+        # A slow-down text with a code other than 421 / 451 / 454 is not a throttle.
+        (452, "Too many recipients"),
+    ],
+)
+def test_other_smtp_4xx_replies_are_temporary(code: int, detail: str) -> None:
+    attempt = smtp_reply(code, detail)
+    assert (attempt.verdict, attempt.reason, attempt.code) == (
+        "temporary",
+        "temporary_failure",
+        code,
+    )
+
+
+@pytest.mark.parametrize(
     ("status", "verdict"),
     [
         (200, "accepted"),
         (202, "accepted"),
-        (429, "temporary"),
+        (429, "throttled"),
         (500, "temporary"),
         (503, "temporary"),
         (400, "permanent"),
@@ -42,6 +84,45 @@ def test_http_replies(status: int, verdict: str) -> None:
     assert http_reply(status, "").verdict == verdict
 
 
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (429, "temporary_failure"),
+        (503, "temporary_failure"),
+        (400, "invalid_address"),
+        (422, "invalid_address"),
+        (401, "provider_error"),
+        (200, None),
+    ],
+)
+def test_http_reasons(status: int, reason: str | None) -> None:
+    assert http_reply(status, "").reason == reason
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        ("abc", None),
+        ("", None),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", None),
+        ("-5", 0.0),
+        (None, None),
+    ],
+)
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_read_in_seconds(
+    status: int, header: str | None, seconds: float | None
+) -> None:
+    assert http_reply(status, "", header).retry_after == seconds
+
+
+def test_retry_after_is_not_kept_on_a_permanent_reply() -> None:
+    assert http_reply(404, "", "120").retry_after is None
+
+
 def test_a_connection_failure_is_temporary_and_keeps_its_text() -> None:
     attempt = connection_failure("ConnectionResetError: reset by peer")
     assert (attempt.verdict, attempt.code, attempt.detail) == (
@@ -49,3 +130,18 @@ def test_a_connection_failure_is_temporary_and_keeps_its_text() -> None:
         None,
         "ConnectionResetError: reset by peer",
     )
+
+
+def test_an_unknown_outcome_is_never_retried_and_keeps_its_text() -> None:
+    attempt = outcome_unknown("connection lost after end of DATA")
+    assert (attempt.verdict, attempt.reason, attempt.code, attempt.detail) == (
+        "unknown",
+        "unknown_outcome",
+        None,
+        "connection lost after end of DATA",
+    )
+
+
+def test_a_word_containing_rate_is_not_a_slow_down() -> None:
+    attempt = smtp_reply(451, "4.3.0 Temporary local problem, unable to generate message")
+    assert attempt.verdict == "temporary"

@@ -1,0 +1,106 @@
+"""Send windows with an injected clock: the dispatcher's hand-over against the real database
+and SMTP sink, standing on a Saturday, then on Monday morning."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+
+from services.dispatcher.handover import Handover, Limits
+from services.dispatcher.policy import Attempt
+from services.dispatcher.retry import RetryPolicy
+from services.dispatcher.smtp import SmtpRelay
+from services.dispatcher.tenants import Directory
+from shared.events import DeliveryDeferred, MessageRendered
+from tests.stack import SmtpSink
+
+pytestmark = pytest.mark.stack
+
+TORONTO = ZoneInfo("America/Toronto")
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def next_saturday_noon() -> datetime:
+    """In the future, so that the stack's own dispatcher, on the real clock, leaves it alone."""
+    day = datetime.now(TORONTO).date() + timedelta(days=1)
+    while day.weekday() != 5:
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, 12, tzinfo=TORONTO).astimezone(UTC)
+
+
+@pytest.fixture
+async def relay(stack: None) -> AsyncIterator[SmtpRelay]:
+    smtp = SmtpRelay(host="127.0.0.1", port=10025, size=2, timeout=10)
+    yield smtp
+    await smtp.close()
+
+
+def message(tenant: str, address: str) -> MessageRendered:
+    return MessageRendered(
+        tenant_id=tenant,
+        broadcast_id=uuid4(),
+        run_id=uuid4(),
+        recipient_id=uuid4(),
+        contract_id="C-1",
+        channel="email",
+        address=address,
+        sender="avis@deneigement.example",
+        body=f"From: avis@deneigement.example\r\nTo: {address}\r\nSubject: x\r\n\r\nBonjour\r\n",
+    )
+
+
+async def test_a_weekend_message_waits_until_monday_then_leaves_once(
+    db: asyncpg.Pool, relay: SmtpRelay, smtp_sink: SmtpSink
+) -> None:
+    tenant, address = f"t{uuid4().hex[:10]}", f"lundi@{uuid4().hex[:8]}.example"
+    clock = Clock(next_saturday_noon())
+
+    async def send(m: MessageRendered) -> Attempt:
+        return await relay.send(m.sender, m.address, m.body.encode())
+
+    handover = Handover(
+        db,
+        send,
+        Directory(db),  # the tenant has no settings: the default, no email on weekends
+        RetryPolicy(),
+        Limits(wave_size=4, waves_in_flight=1, lease=timedelta(minutes=5)),
+        clock,
+    )
+    events = await handover.fresh([message(tenant, address)])
+    assert [e.type for e in events] == ["delivery.deferred"]
+    deferred = events[0]
+    assert isinstance(deferred, DeliveryDeferred) and deferred.waiting_for == "send_window"
+    monday = deferred.due_at.astimezone(TORONTO)
+    assert (monday.weekday(), monday.hour, monday.minute) == (0, 0, 0)
+    assert monday - clock.now.astimezone(TORONTO) == timedelta(hours=36)
+
+    # Like any dispatcher, this one also takes other messages that are due by its clock: only
+    # this tenant's are looked at.
+    async def due() -> list[tuple[str, str]]:
+        return [
+            (e.type, e.address) for e in await handover.due(limit=1000) if e.tenant_id == tenant
+        ]
+
+    clock.now = monday.astimezone(UTC) - timedelta(seconds=1)  # Sunday, 23:59:59
+    assert await due() == []
+    assert [m for m in await smtp_sink.messages() if address in m.rcpt_tos] == []
+
+    clock.now = monday.astimezone(UTC) + timedelta(seconds=1)
+    assert await due() == [("delivery.delivered", address)]
+    assert await due() == []  # taken once
+    received = [m for m in await smtp_sink.messages() if address in m.rcpt_tos]
+    assert len(received) == 1
+    state = await db.fetchval(
+        "SELECT state FROM dispatcher.deliveries WHERE tenant_id = $1", tenant
+    )
+    assert state == "delivered"
