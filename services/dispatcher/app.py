@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
                 throttle_backoff=settings.throttle_backoff_seconds,
             ),
             Limits(
-                wave_size=settings.smtp_connections,
+                wave_size=2 * settings.smtp_connections,
                 waves_in_flight=2,
                 lease=timedelta(seconds=settings.lease_seconds),
             ),

@@ -94,6 +94,7 @@ class Handover:
         self._policy = policy
         self._limits = limits
         self._clock = clock
+        self._limited = ratelimit.ActiveKeys(pool)
 
     async def fresh(self, messages: Sequence[MessageRendered]) -> list[Event]:
         """Messages from Kafka: each is claimed here, unless it was seen before."""
@@ -189,7 +190,7 @@ class Handover:
         deadline: float,
         out: _Outcomes,
     ) -> None:
-        counts = Counter(
+        every = Counter(
             key
             for m, _ in part
             for key in (
@@ -197,9 +198,11 @@ class Handover:
                 ratelimit.relay_key(m.channel),
             )
         )
-        wait = await ratelimit.reserve(self._pool, dict(counts))
+        limited = await self._limited.among(every)
+        counts = {key: n for key, n in every.items() if key in limited}
+        wait = await ratelimit.reserve(self._pool, counts)
         if time.monotonic() + wait > deadline:
-            await ratelimit.refund(self._pool, dict(counts))
+            await ratelimit.refund(self._pool, counts)
             due = self._clock() + timedelta(seconds=wait)
             out.waits.extend(ledger.Wait(m, due, "throttled", a) for m, a in part)
             return
@@ -220,20 +223,17 @@ class Handover:
                 )
             to_send = [m for m in to_send if m.recipient_id in claims.claimed]
             if len(to_send) < len(part):
-                await ratelimit.refund(
-                    self._pool,
-                    dict(
-                        Counter(
-                            key
-                            for m, _ in part
-                            if m.recipient_id not in claims.claimed
-                            for key in (
-                                ratelimit.tenant_key(m.tenant_id, m.channel),
-                                ratelimit.relay_key(m.channel),
-                            )
-                        )
-                    ),
+                unused = Counter(
+                    key
+                    for m, _ in part
+                    if m.recipient_id not in claims.claimed
+                    for key in (
+                        ratelimit.tenant_key(m.tenant_id, m.channel),
+                        ratelimit.relay_key(m.channel),
+                    )
+                    if key in limited
                 )
+                await ratelimit.refund(self._pool, dict(unused))
         attempts = await asyncio.gather(*(self._send(m) for m in to_send))
         finals: dict[UUID, Attempt] = {}
         for message, attempt in zip(to_send, attempts, strict=True):
@@ -259,6 +259,7 @@ class Handover:
         if attempt.verdict == "throttled":
             seconds = self._policy.after_throttle(attempt.retry_after)
             await ratelimit.pause(self._pool, ratelimit.relay_key(message.channel), seconds)
+            self._limited.forget()
             return ledger.Wait(
                 message, now + timedelta(seconds=seconds), "throttled", attempts, attempt
             )

@@ -6,6 +6,7 @@ of tokens (the burst); a reservation larger than what is left goes into debt, an
 divided by the rate is how long the reserving dispatcher waits before sending.
 """
 
+import time
 from collections.abc import Iterable
 
 import asyncpg
@@ -19,12 +20,39 @@ def relay_key(channel: str) -> str:
     return f"relay:{channel}"
 
 
+class ActiveKeys:
+    """The keys that have a limit or a pause, re-read every `ttl` seconds: the others cost
+    no query at all, which is most of the traffic."""
+
+    def __init__(self, pool: asyncpg.Pool, ttl: float = 1.0) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._keys: frozenset[str] = frozenset()
+        self._read_at = -1e9
+
+    async def among(self, keys: Iterable[str]) -> frozenset[str]:
+        if time.monotonic() - self._read_at > self._ttl:
+            rows = await self._pool.fetch(
+                "SELECT key FROM dispatcher.rate_limits "
+                "WHERE per_second IS NOT NULL OR paused_until > clock_timestamp()"
+            )
+            self._keys = frozenset(r["key"] for r in rows)
+            self._read_at = time.monotonic()
+        return self._keys.intersection(keys)
+
+    def forget(self) -> None:
+        """Read again on the next use: a pause was just set here."""
+        self._read_at = -1e9
+
+
 async def reserve(pool: asyncpg.Pool, counts: dict[str, int]) -> float:
     """Take `counts[key]` tokens from each bucket; the seconds to wait before using them.
 
     Keys without a row or a limit cost nothing; a paused bucket adds its pause. One statement
     per key, in key order, so two dispatchers never lock the same rows in opposite orders."""
     wait = 0.0
+    if not counts:
+        return wait
     async with pool.acquire() as connection:
         for key in sorted(counts):
             row = await connection.fetchrow(
@@ -50,6 +78,8 @@ async def reserve(pool: asyncpg.Pool, counts: dict[str, int]) -> float:
 
 async def refund(pool: asyncpg.Pool, counts: dict[str, int]) -> None:
     """Give back tokens reserved for messages that will not be sent now."""
+    if not counts:
+        return
     await pool.executemany(
         "UPDATE dispatcher.rate_limits SET tokens = tokens + $2 "
         "WHERE key = $1 AND per_second IS NOT NULL",

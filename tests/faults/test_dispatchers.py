@@ -30,8 +30,9 @@ pytestmark = pytest.mark.stack
 
 AUDIENCE = 20_000
 LEASE = {"DISPATCHER_LEASE_SECONDS": "8"}
-# What one dispatcher may have claimed and not recorded at any moment: two waves of eight.
-IN_FLIGHT = 2 * 8
+# What one dispatcher may have claimed and not recorded at any moment: two waves of twice its
+# eight connections.
+IN_FLIGHT = 2 * 2 * 8
 
 
 @pytest.fixture
@@ -99,7 +100,12 @@ async def check_nothing_lost_nothing_twice(
     assert everyone - set(received) - unknown == set()  # missing: 0
     assert len(unknown) <= killed * IN_FLIGHT
     counters = completed["counters"]
-    assert (counters["delivered"], counters["failed"]) == (len(received), len(unknown))
+    # An unknown message may have reached the relay before its dispatcher died: that is what
+    # unknown means. Every other message in the sink was counted delivered.
+    assert (counters["delivered"], counters["failed"]) == (
+        len(set(received) - unknown),
+        len(unknown),
+    )
     actions = await db.fetchval(
         "SELECT count(*) FROM tracker.actions a JOIN tracker.messages m USING (recipient_id) "
         "WHERE a.tenant_id = $1 AND m.reason = 'unknown_outcome'",
