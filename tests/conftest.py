@@ -4,12 +4,12 @@ Unit tests need none of this and run alone with `pytest tests/unit`.
 """
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
-from tests.stack import DATABASE_URL, SmtpSink
+from tests.stack import DATABASE_URL, SmtpSink, restart_service
 
 _PORTS = {"kafka": 19092, "postgres": 15432, "smtp sink": 10025, "sms sink": 10080}
 
@@ -21,10 +21,14 @@ def _answers(port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def stack() -> None:
+def stack() -> Iterator[None]:
+    """The running stack, its dispatcher restarted with the suite's settings for the session."""
     down = [name for name, port in _PORTS.items() if not _answers(port)]
     if down:
         pytest.fail(f"not running: {', '.join(down)}; run the suite with `make test`")
+    restart_service("dispatcher")
+    yield
+    restart_service("dispatcher", as_in_the_suite=False)
 
 
 @pytest.fixture(scope="session")

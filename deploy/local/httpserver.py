@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs
 
 from deploy.local.rules import Rules
 
@@ -28,6 +29,7 @@ class Request:
     path: str
     headers: Mapping[str, str]  # keys lower-cased
     body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         """Parse the body as JSON; raises ValueError on bad input."""
@@ -98,9 +100,10 @@ async def _connection_loop(
 
         connection = headers.get("connection", "").lower()
         keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
-        path = target.split("?", 1)[0]
+        path, _, query = target.partition("?")
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
         try:
-            response = await handler(Request(method.upper(), path, headers, body))
+            response = await handler(Request(method.upper(), path, headers, body, params))
         except Exception as exc:  # a sink bug must not kill the connection loop silently
             response = json_error(500, f"sink error: {exc!r}")
         await _write(writer, response, keep_alive)
@@ -135,6 +138,17 @@ async def control_routes(
     if route == ("GET", "/_sink/health"):
         return Response(200, {"status": "ok"})
     if route == ("GET", "/_sink/messages"):
+        # A suite's worth of messages is large: a test asks for its own domain's only.
+        domain = request.query.get("rcpt_domain", "").lower()
+        if domain:
+            return Response(
+                200,
+                [
+                    m
+                    for m in messages
+                    if any(r.lower().endswith("@" + domain) for r in m.get("rcpt_tos", ()))
+                ],
+            )
         return Response(200, messages)
     if route == ("GET", "/_sink/count"):
         return Response(200, {"count": len(messages)})

@@ -42,6 +42,7 @@ from shared.service import Runtime, service_app
 
 from . import ledger, ratelimit, tenants
 from .handover import Clock, Event, Handover, Limits
+from .metrics import DispatcherMetrics
 from .policy import Attempt
 from .retry import RetryPolicy
 from .settings import Settings
@@ -81,14 +82,17 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
     )
     handover: Handover | None = None
     sweeper: asyncio.Task[None] | None = None
+    metrics = DispatcherMetrics(runtime.registry)
 
     async def send(message: MessageRendered) -> Attempt:
-        if message.channel == "email":
-            return await relay.send(message.sender, message.address, message.body.encode())
-        return await sms.send(message.address, message.body, str(message.recipient_id))
+        with metrics.provider_seconds.labels(message.channel).time():
+            if message.channel == "email":
+                return await relay.send(message.sender, message.address, message.body.encode())
+            return await sms.send(message.address, message.body, str(message.recipient_id))
 
     async def publish(events: Sequence[Event]) -> None:
         await publish_keyed(deliveries, ((str(e.recipient_id), e) for e in events))
+        metrics.observe(events)
 
     def ready() -> Handover:
         assert handover is not None, "messages are consumed only after start-up"

@@ -22,6 +22,7 @@ from shared.events import (
     DeliveryFailed,
     MessageDelivered,
     MessageRendered,
+    TenantSettings,
 )
 
 from . import ledger, ratelimit
@@ -44,6 +45,10 @@ class Limits:
     # them when due): a handler must not sleep for long (past max_poll_interval_ms the group
     # rebalances and the batch is delivered again), and a cancel must take effect in seconds.
     max_wait_seconds: float = 2.0
+
+
+def _rate(settings: TenantSettings, channel: str) -> float | None:
+    return settings.email_per_second if channel == "email" else settings.sms_per_second
 
 
 def final_event(message: MessageRendered | ledger.Ref, attempt: Attempt) -> Event:
@@ -164,7 +169,7 @@ class Handover:
 
         async def wave(part: Sequence[tuple[MessageRendered, int]]) -> None:
             async with gate:
-                await self._wave(part, claimed, deadline, out)
+                await self._wave(part, settings, claimed, deadline, out)
 
         await asyncio.gather(*(wave(ready[i : i + size]) for i in range(0, len(ready), size)))
         await ledger.schedule(self._pool, out.waits)
@@ -186,6 +191,7 @@ class Handover:
     async def _wave(
         self,
         part: Sequence[tuple[MessageRendered, int]],
+        settings: dict[str, TenantSettings],
         claimed: bool,
         deadline: float,
         out: _Outcomes,
@@ -198,7 +204,13 @@ class Handover:
                 ratelimit.relay_key(m.channel),
             )
         )
-        limited = await self._limited.among(every)
+        # A tenant's own rate is known from its settings at once; relays and pauses from the
+        # shared table, re-read every second.
+        limited = await self._limited.among(every) | {
+            ratelimit.tenant_key(m.tenant_id, m.channel)
+            for m, _ in part
+            if _rate(settings[m.tenant_id], m.channel) is not None
+        }
         counts = {key: n for key, n in every.items() if key in limited}
         wait = await ratelimit.reserve(self._pool, counts)
         if time.monotonic() + wait > deadline:

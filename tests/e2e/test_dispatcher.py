@@ -1,8 +1,8 @@
 """Retries, failures, dropped connections, poison messages, throttling and cancel, through the
-real stack. The dispatcher is restarted with short retry delays for this module."""
+real stack (whose dispatcher retries after 1 and 2 s in the suite, see tests/stack.py)."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
@@ -11,25 +11,13 @@ import pytest
 
 from tests.e2e.audience import configure, contract, create_and_start, create_command, load
 from tests.e2e.audience import new_tenant as fresh_tenant
-from tests.stack import EventLog, SmtpSink, publish_json, restart_service
+from tests.stack import EventLog, SmtpSink, publish_json
 
 pytestmark = pytest.mark.stack
 
-QUICK = {
-    "DISPATCHER_RETRY_DELAYS_SECONDS": "[1, 2]",
-    "DISPATCHER_THROTTLE_BACKOFF_SECONDS": "2",
-}
-
-
-@pytest.fixture(scope="module")
-def quick_dispatcher(stack: None) -> Iterator[None]:
-    restart_service("dispatcher", QUICK)
-    yield
-    restart_service("dispatcher")
-
 
 @pytest.fixture
-async def events(quick_dispatcher: None) -> AsyncIterator[EventLog]:
+async def events(stack: None) -> AsyncIterator[EventLog]:
     log = await EventLog("broadcast.events").open()
     yield log
     await log.close()
@@ -215,8 +203,15 @@ async def test_cancel_stops_sending_and_reports_the_rest_as_cancelled(
     del create["content"]["email"]["en"]
     broadcast_id = await create_and_start(events, create)
     async with asyncio.timeout(60):
-        while len(await smtp_sink.messages(domain)) < 40:
-            await asyncio.sleep(0.2)
+        while (
+            await db.fetchval(
+                "SELECT count(*) FROM dispatcher.deliveries "
+                "WHERE tenant_id = $1 AND state = 'delivered'",
+                tenant,
+            )
+            < 40
+        ):
+            await asyncio.sleep(0.1)
     cancel = {
         "type": "cancel_broadcast",
         "tenant_id": tenant,

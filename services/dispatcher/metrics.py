@@ -1,0 +1,68 @@
+"""The dispatcher's domain metrics: outcomes, retries and waits, provider latency.
+
+Labels are closed sets (channel, outcome, reason, what a message waits for): never a tenant,
+broadcast or recipient id.
+"""
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from shared.events import DeliveryCancelled, DeliveryDeferred, DeliveryFailed, MessageDelivered
+
+Event = MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled
+
+_OUTCOME = {
+    "delivery.delivered": "delivered",
+    "delivery.failed": "failed",
+    "delivery.deferred": "deferred",
+    "delivery.cancelled": "cancelled",
+}
+
+
+class DispatcherMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.handovers = Counter(
+            "broadcast_dispatcher_outcomes",
+            "Messages by what became of them at the dispatcher.",
+            ["channel", "outcome"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "broadcast_dispatcher_failures",
+            "Final failures by reason (unknown_outcome: maybe sent, never resent).",
+            ["channel", "reason"],
+            registry=registry,
+        )
+        self.deferrals = Counter(
+            "broadcast_dispatcher_deferrals",
+            "Messages parked in the ledger: a retry, a closed send window, a slow-down.",
+            ["channel", "waiting_for"],
+            registry=registry,
+        )
+        self.delays = Histogram(
+            "broadcast_dispatcher_deferral_delay_seconds",
+            "How long a parked message waits before its next try.",
+            ["waiting_for"],
+            buckets=(1, 5, 30, 60, 300, 900, 1800, 3600, 21_600, 86_400, 259_200),
+            registry=registry,
+        )
+        self.provider_seconds = Histogram(
+            "broadcast_dispatcher_provider_call_seconds",
+            "Time the SMTP relay or the SMS gateway took to answer one message.",
+            ["channel"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+
+    def observe(self, events: Iterable[Event]) -> None:
+        now = datetime.now(UTC)
+        for event in events:
+            self.handovers.labels(event.channel, _OUTCOME[event.type]).inc()
+            if isinstance(event, DeliveryFailed):
+                self.failures.labels(event.channel, event.reason).inc()
+            elif isinstance(event, DeliveryDeferred):
+                self.deferrals.labels(event.channel, event.waiting_for).inc()
+                delay = (event.due_at - now).total_seconds()
+                self.delays.labels(event.waiting_for).observe(max(0.0, delay))
