@@ -306,7 +306,10 @@ Outcome = Literal["fully_successful", "partially_successful", "failed", "cancell
 
 
 class Counters(BaseModel):
-    """`messages_targeted` is None until targeting has counted every recipient of the run."""
+    """`messages_targeted` is None until targeting has counted every recipient of the run.
+
+    `delivered + failed + cancelled` are final; `pending_retry` (a retry or a provider that
+    asked to slow down) and `waiting_window` (the tenant's send window) are on their way."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -315,6 +318,9 @@ class Counters(BaseModel):
     delivered: int = 0
     failed: int = 0
     cancelled: int = 0
+    pending_retry: int = 0
+    waiting_window: int = 0
+    failed_by_reason: dict[str, int] = Field(default_factory=dict)
 
 
 class BroadcastAccepted(Record):

@@ -6,6 +6,9 @@ Writes broadcast.events      (progressed at a bounded rate, completed with outco
                               previewed for a preview run)
 """
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -40,6 +43,7 @@ from . import store
 from .settings import Settings
 
 SERVICE = "tracker"
+log = logging.getLogger(SERVICE)
 
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
@@ -49,6 +53,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
     quarantine = dead_letter_quarantine(dead_letter_publisher(broker), SERVICE)
     last_progress: dict[UUID, float] = {}
+    # Runs that changed since their last progress event: a change that came too soon after the
+    # previous event is announced by the next tick instead of being dropped.
+    changed: set[UUID] = set()
+    ticker: asyncio.Task[None] | None = None
 
     async def publish_completions() -> None:
         # Completion is recorded first and published after: a crash in between is repaired by
@@ -93,12 +101,14 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         await store.mark_completion_published(runtime.pool, run.run_id)
 
     async def publish_progress(run_ids: Iterable[UUID]) -> None:
+        changed.update(run_ids)
         now = time.monotonic()
         due = [
             r
-            for r in run_ids
+            for r in changed
             if now - last_progress.get(r, 0.0) >= settings.progress_interval_seconds
         ]
+        changed.difference_update(due)
         for run in await store.running(runtime.pool, due):
             last_progress[run.run_id] = now
             await events.publish(
@@ -110,6 +120,25 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 ),
                 key=str(run.broadcast_id).encode(),
             )
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(settings.progress_interval_seconds)
+            try:
+                await publish_progress(())
+            except Exception:
+                log.exception("publishing progress failed; trying again")
+
+    async def start_ticker() -> None:
+        nonlocal ticker
+        await publish_completions()
+        ticker = asyncio.create_task(tick(), name="tracker-progress")
+
+    async def stop_ticker() -> None:
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
 
     async def settle(run_ids: set[UUID]) -> None:
         await store.complete_finished(runtime.pool, run_ids)
@@ -141,12 +170,16 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         description="Delivery outcomes; duplicates and reordering leave the counters exact.",
     )
     async def on_deliveries(batch: list[DeliveryEvent]) -> None:
+        # Deferrals first: a final outcome in the same batch then replaces "waiting".
+        waiting = [e for e in batch if isinstance(e, DeliveryDeferred)]
         final = [e for e in batch if not isinstance(e, DeliveryDeferred)]
-        await settle(await store.record_deliveries(runtime.pool, final))
+        run_ids = await store.record_deferrals(runtime.pool, waiting)
+        await settle(run_ids | await store.record_deliveries(runtime.pool, final))
 
     return service_app(
         runtime,
         description=__doc__ or "",
         migrations=Path(__file__).parent / "migrations",
-        after_startup=[publish_completions],
+        after_startup=[start_ticker],
+        on_shutdown=[stop_ticker],
     )

@@ -8,6 +8,7 @@ import asyncpg
 
 from shared.events import (
     Counters,
+    DeliveryDeferred,
     DeliveryFailed,
     FinalDelivery,
     Outcome,
@@ -86,7 +87,11 @@ async def record_deliveries(pool: asyncpg.Pool, events: Sequence[FinalDelivery])
                 SELECT recipient_id, run_id, tenant_id, contract_id, channel, address, state,
                        reason, detail
                 FROM incoming
-                ON CONFLICT (recipient_id) DO NOTHING
+                -- A final state replaces "waiting", never another final state.
+                ON CONFLICT (recipient_id) DO UPDATE
+                SET state = excluded.state, reason = excluded.reason, detail = excluded.detail,
+                    waiting_for = NULL, due_at = NULL, updated_at = now()
+                WHERE tracker.messages.state = 'waiting'
                 RETURNING recipient_id, run_id, tenant_id, state),
             actions AS (
                 INSERT INTO tracker.actions (recipient_id, run_id, tenant_id)
@@ -120,6 +125,65 @@ async def record_deliveries(pool: asyncpg.Pool, events: Sequence[FinalDelivery])
     return {e.run_id for e in unique}
 
 
+async def record_deferrals(pool: asyncpg.Pool, events: Sequence[DeliveryDeferred]) -> set[UUID]:
+    """Messages on their way: waiting, unless their final state is already known."""
+    latest = list({e.recipient_id: e for e in events}.values())
+    if not latest:
+        return set()
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id)
+               SELECT DISTINCT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])
+               ON CONFLICT (run_id) DO NOTHING""",
+            [e.run_id for e in latest],
+            [e.broadcast_id for e in latest],
+            [e.tenant_id for e in latest],
+        )
+        await connection.execute(
+            """INSERT INTO tracker.messages AS m (recipient_id, run_id, tenant_id, contract_id,
+                                                 channel, address, state, waiting_for, due_at,
+                                                 detail)
+               SELECT t.recipient_id, t.run_id, t.tenant_id, t.contract_id, t.channel,
+                      t.address, 'waiting', t.waiting_for, t.due_at, t.detail
+               FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                           $6::text[], $7::text[], $8::timestamptz[], $9::text[])
+                    AS t(recipient_id, run_id, tenant_id, contract_id, channel, address,
+                         waiting_for, due_at, detail)
+               ON CONFLICT (recipient_id) DO UPDATE
+               SET waiting_for = excluded.waiting_for, due_at = excluded.due_at,
+                   detail = excluded.detail, updated_at = now()
+               WHERE m.state = 'waiting'""",
+            [e.recipient_id for e in latest],
+            [e.run_id for e in latest],
+            [e.tenant_id for e in latest],
+            [e.contract_id for e in latest],
+            [e.channel for e in latest],
+            [e.address for e in latest],
+            [e.waiting_for for e in latest],
+            [e.due_at for e in latest],
+            [e.detail for e in latest],
+        )
+    return {e.run_id for e in latest}
+
+
+async def _breakdowns(
+    pool: asyncpg.Pool, run_ids: Sequence[UUID]
+) -> dict[UUID, dict[str, dict[str, int]]]:
+    """Per run: waiting messages by what they wait for, failed ones by reason."""
+    rows = await pool.fetch(
+        """SELECT run_id, state, coalesce(waiting_for, reason, 'unspecified') AS what,
+                  count(*) AS n
+           FROM tracker.messages
+           WHERE run_id = ANY($1::uuid[]) AND state IN ('waiting', 'failed')
+           GROUP BY 1, 2, 3""",
+        list(run_ids),
+    )
+    found: dict[UUID, dict[str, dict[str, int]]] = {}
+    for r in rows:
+        found.setdefault(r["run_id"], {}).setdefault(r["state"], {})[r["what"]] = r["n"]
+    return found
+
+
 @dataclass(frozen=True)
 class RunView:
     run_id: UUID
@@ -131,7 +195,8 @@ class RunView:
     purpose: str
 
 
-def _view(row: asyncpg.Record) -> RunView:
+def _view(row: asyncpg.Record, details: dict[str, dict[str, int]]) -> RunView:
+    waiting = details.get("waiting", {})
     return RunView(
         run_id=row["run_id"],
         broadcast_id=row["broadcast_id"],
@@ -143,10 +208,18 @@ def _view(row: asyncpg.Record) -> RunView:
             delivered=row["delivered"],
             failed=row["failed"],
             cancelled=row["cancelled"],
+            pending_retry=waiting.get("retry", 0) + waiting.get("throttled", 0),
+            waiting_window=waiting.get("send_window", 0),
+            failed_by_reason=details.get("failed", {}),
         ),
         outcome=row["outcome"],
         purpose=row["purpose"],
     )
+
+
+async def _views(pool: asyncpg.Pool, rows: Sequence[asyncpg.Record]) -> list[RunView]:
+    details = await _breakdowns(pool, [r["run_id"] for r in rows])
+    return [_view(r, details.get(r["run_id"], {})) for r in rows]
 
 
 _COLUMNS = """run_id, broadcast_id, tenant_id, requested_by, contracts_targeted,
@@ -184,7 +257,7 @@ async def unpublished_completions(pool: asyncpg.Pool) -> list[RunView]:
         f"""SELECT {_COLUMNS} FROM tracker.runs
             WHERE state = 'completed' AND NOT completion_published"""  # noqa: S608
     )
-    return [_view(r) for r in rows]
+    return await _views(pool, rows)
 
 
 async def mark_completion_published(pool: asyncpg.Pool, run_id: UUID) -> None:
@@ -200,7 +273,7 @@ async def running(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[RunView]:
               AND purpose = 'broadcast'""",  # noqa: S608
         list(run_ids),
     )
-    return [_view(r) for r in rows]
+    return await _views(pool, rows)
 
 
 async def preview_result(pool: asyncpg.Pool, run_id: UUID) -> asyncpg.Record | None:

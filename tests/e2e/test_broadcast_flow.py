@@ -69,6 +69,9 @@ async def test_seed_example_reaches_each_reachable_email_once(
         "delivered": 5,
         "failed": 1,
         "cancelled": 0,
+        "pending_retry": 0,
+        "waiting_window": 0,
+        "failed_by_reason": {"refused": 1},
     }
     assert completed["outcome"] == "partially_successful"
     assert completed["requested_by"] == "user-42"

@@ -80,6 +80,9 @@ async def test_dispatcher_stopped_by_sigterm_finishes_its_batch_and_resumes(
         "delivered": AUDIENCE,
         "failed": 0,
         "cancelled": 0,
+        "pending_retry": 0,
+        "waiting_window": 0,
+        "failed_by_reason": {},
     }
     await assert_each_recipient_got_exactly_one(smtp_sink, domain)
 
@@ -96,6 +99,9 @@ async def test_tracker_killed_mid_broadcast_ends_with_exact_counters(
         "delivered": AUDIENCE,
         "failed": 0,
         "cancelled": 0,
+        "pending_retry": 0,
+        "waiting_window": 0,
+        "failed_by_reason": {},
     }
     assert completed["outcome"] == "fully_successful"
     await assert_each_recipient_got_exactly_one(smtp_sink, domain)

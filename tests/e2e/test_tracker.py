@@ -1,0 +1,109 @@
+"""What the platform reads while a broadcast runs: waiting messages and failures by reason."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+
+from shared.events import WEEKDAYS
+from tests.e2e.audience import configure, contract, create_and_start, create_command, load
+from tests.e2e.audience import new_tenant as fresh_tenant
+from tests.stack import EventLog, SmtpSink, publish_json
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+async def events(stack: None) -> AsyncIterator[EventLog]:
+    log = await EventLog("broadcast.events").open()
+    yield log
+    await log.close()
+
+
+async def start(db: asyncpg.Pool, log: EventLog, tenant: str, addresses: list[str]) -> str:
+    await load(
+        db,
+        [
+            contract(tenant, f"C-{i}", status="active", building="residential", emails=[a])
+            for i, a in enumerate(addresses)
+        ],
+    )
+    create = create_command(tenant, languages=["fr"])
+    del create["content"]["email"]["en"]
+    return await create_and_start(log, create)
+
+
+def of(broadcast_id: str, kind: str) -> Any:
+    return lambda e: e["type"] == kind and e["broadcast_id"] == broadcast_id
+
+
+async def test_a_retried_message_shows_as_pending_then_delivered(
+    db: asyncpg.Pool, smtp_sink: SmtpSink, events: EventLog
+) -> None:
+    tenant, domain = fresh_tenant()
+    busy = f"busy@{domain}"
+    rule = {"address": busy, "stage": "rcpt", "code": 450, "message": "4.2.1 Mailbox busy"}
+    await smtp_sink.set_rules([rule | {"times": 2, "action": "reply"}])
+    broadcast_id = await start(db, events, tenant, [busy, f"fine@{domain}", f"gone@{domain}"])
+    pending = await events.wait_for(
+        lambda e: (
+            of(broadcast_id, "broadcast.progressed")(e) and e["counters"]["pending_retry"] == 1
+        )
+    )
+    assert pending["counters"]["waiting_window"] == 0
+    completed = await events.wait_for(of(broadcast_id, "broadcast.completed"))
+    counters = completed["counters"]
+    assert (counters["delivered"], counters["pending_retry"], counters["failed"]) == (3, 0, 0)
+
+
+async def test_failures_are_counted_by_reason(
+    db: asyncpg.Pool, smtp_sink: SmtpSink, events: EventLog
+) -> None:
+    tenant, domain = fresh_tenant()
+    gone, bad = f"gone@{domain}", f"bad@{domain}"
+    await smtp_sink.set_rules(
+        [
+            {"address": gone, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown"},
+            {"address": bad, "stage": "rcpt", "code": 553, "message": "5.1.3 Bad syntax"},
+        ]
+    )
+    broadcast_id = await start(db, events, tenant, [gone, bad, f"ok@{domain}"])
+    completed = await events.wait_for(of(broadcast_id, "broadcast.completed"))
+    assert completed["outcome"] == "partially_successful"
+    assert completed["counters"]["failed_by_reason"] == {"refused": 1, "invalid_address": 1}
+
+
+async def test_a_message_outside_its_window_waits_and_a_cancel_ends_it(
+    db: asyncpg.Pool, events: EventLog
+) -> None:
+    tenant, domain = fresh_tenant()
+    tomorrow = datetime.now(ZoneInfo("America/Toronto")) + timedelta(days=1)
+    await configure(events, tenant, {"email_days": [WEEKDAYS[tomorrow.weekday()]]})
+    broadcast_id = await start(db, events, tenant, [f"later@{domain}"])
+    waiting = await events.wait_for(
+        lambda e: (
+            of(broadcast_id, "broadcast.progressed")(e) and e["counters"]["waiting_window"] == 1
+        )
+    )
+    assert waiting["counters"]["delivered"] == 0
+    due = await db.fetchval(
+        "SELECT due_at FROM tracker.messages WHERE tenant_id = $1 AND state = 'waiting'", tenant
+    )
+    assert due.astimezone(ZoneInfo("America/Toronto")).date() == tomorrow.date()
+    assert due > datetime.now(UTC)
+    cancel = {
+        "type": "cancel_broadcast",
+        "tenant_id": tenant,
+        "request_id": f"req-{uuid4()}",
+        "requested_by": "user-42",
+        "broadcast_id": broadcast_id,
+    }
+    await publish_json("broadcast.requests", [(tenant, cancel)])
+    completed = await events.wait_for(of(broadcast_id, "broadcast.completed"))
+    assert completed["outcome"] == "cancelled"
+    counters = completed["counters"]
+    assert (counters["cancelled"], counters["waiting_window"], counters["delivered"]) == (1, 0, 0)
