@@ -10,7 +10,7 @@ Plain JSON on the wire, so any Kafka client can take part. Rules:
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -268,6 +268,40 @@ class ListTemplates(Command):
     type: Literal["list_templates"] = "list_templates"
 
 
+ActionState = Literal["open", "sending", "sent", "ignored"]
+
+
+class ListActions(Command):
+    """The tenant's manual follow-up actions, newest first (answered by the tracker)."""
+
+    type: Literal["list_actions"] = "list_actions"
+    broadcast_id: UUID | None = None
+    state: ActionState | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class ResolveAction(Command):
+    """Send the message again (to `address` when given: a corrected address) or ignore it.
+    Resolving twice the same way is harmless."""
+
+    type: Literal["resolve_action"] = "resolve_action"
+    action_id: int = Field(ge=1)
+    resolution: Literal["send", "ignore"]
+    address: Annotated[str, StringConstraints(min_length=3, max_length=254)] | None = None
+
+
+class ContractHistory(Command):
+    """Every broadcast message a contract got or failed to get (the customer's history)."""
+
+    type: Literal["contract_history"] = "contract_history"
+    contract_id: ContractId
+
+
+TrackerCommand = ListActions | ResolveAction | ContractHistory
+TRACKER_COMMAND_ADAPTER: TypeAdapter[TrackerCommand] = TypeAdapter(
+    Annotated[TrackerCommand, Field(discriminator="type")]
+)
+
 AnyCommand = (
     CreateBroadcast
     | StartBroadcast
@@ -281,6 +315,14 @@ AnyCommand = (
 )
 BroadcastCommand = Annotated[AnyCommand, Field(discriminator="type")]
 COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(BroadcastCommand)
+
+
+def _types(union: Any) -> frozenset[str]:
+    return frozenset(m.model_fields["type"].default for m in get_args(union))
+
+
+# Commands share `broadcast.requests`: the tracker answers these, targeting all the others.
+TRACKER_COMMAND_TYPES = _types(TrackerCommand)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,6 +343,8 @@ RejectionReason = Literal[
     "contract_not_found",
     "no_matching_contract",
     "not_started",
+    "action_not_found",
+    "already_resolved",
 ]
 Outcome = Literal["fully_successful", "partially_successful", "failed", "cancelled"]
 
@@ -398,6 +442,63 @@ class TenantSettingsChanged(Record):
     settings: TenantSettings
 
 
+class ActionView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    action_id: int
+    broadcast_id: UUID
+    run_id: UUID
+    contract_id: str
+    channel: Channel
+    address: str
+    reason: str | None
+    detail: str | None
+    state: ActionState
+    created_at: datetime
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+
+
+class ActionsListed(Record):
+    type: Literal["actions.listed"] = "actions.listed"
+    tenant_id: str
+    request_id: str
+    actions: list[ActionView]
+
+
+class ActionResolved(Record):
+    """`sending`: the message is on its way again (`run_id` follows it); `ignored`."""
+
+    type: Literal["action.resolved"] = "action.resolved"
+    tenant_id: str
+    request_id: str
+    action_id: int
+    resolution: Literal["send", "ignore"]
+    state: ActionState
+    run_id: UUID | None = None
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    broadcast_id: UUID
+    run_id: UUID
+    broadcast_name: str | None
+    channel: Channel
+    address: str
+    state: str
+    reason: str | None
+    at: datetime
+
+
+class ContractHistoryListed(Record):
+    type: Literal["contract.history"] = "contract.history"
+    tenant_id: str
+    request_id: str
+    contract_id: str
+    messages: list[HistoryEntry]
+
+
 class ContactOptedOut(Record):
     """A recipient used the unsubscribe link: targeting no longer sends to this address.
 
@@ -482,6 +583,9 @@ AnyBroadcastEvent = (
     | TemplateDeleted
     | TemplatesListed
     | ContactOptedOut
+    | ActionsListed
+    | ActionResolved
+    | ContractHistoryListed
 )
 BroadcastEvent = Annotated[AnyBroadcastEvent, Field(discriminator="type")]
 BROADCAST_EVENT_ADAPTER: TypeAdapter[AnyBroadcastEvent] = TypeAdapter(BroadcastEvent)
@@ -577,8 +681,9 @@ class TemplateVersion(BaseModel):
 class RunStarted(Record):
     """A run's frozen definition: every later stage renders and counts from this snapshot.
 
-    A `preview` run has one recipient, the preview address; it is not part of the broadcast's
-    counters and creates no follow-up action."""
+    A `preview` run has one recipient, the preview address; a `follow_up` run has one message
+    sent again for a manual action. Neither is part of the broadcast's counters or creates
+    actions."""
 
     type: Literal["run.started"] = "run.started"
     tenant_id: str
@@ -590,7 +695,7 @@ class RunStarted(Record):
     languages: list[Language]
     content: Content
     sender: Sender
-    purpose: Literal["broadcast", "preview"] = "broadcast"
+    purpose: Literal["broadcast", "preview", "follow_up"] = "broadcast"
     template: TemplateVersion | None = None
     settings: TenantSettings = TenantSettings()
 
@@ -617,7 +722,26 @@ class RunCancelled(Record):
     requested_by: str
 
 
-RunEvent = Annotated[RunStarted | TargetingCompleted | RunCancelled, Field(discriminator="type")]
+class FollowUpRequested(Record):
+    """A manual action resolved with "send": targeting publishes the message of run `run_id`
+    for this contract again, as the one-message run `follow_up_run_id`, to `address`."""
+
+    type: Literal["run.follow_up_requested"] = "run.follow_up_requested"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    follow_up_run_id: UUID
+    action_id: int
+    contract_id: str
+    channel: Channel
+    address: str
+    requested_by: str
+
+
+RunEvent = Annotated[
+    RunStarted | TargetingCompleted | RunCancelled | FollowUpRequested,
+    Field(discriminator="type"),
+]
 
 
 class ContractSnapshot(BaseModel):

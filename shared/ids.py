@@ -27,3 +27,8 @@ def event_id_for(subject: UUID, what: str) -> UUID:
 def preview_run_id_for(broadcast_id: UUID, request_id: str) -> UUID:
     """A preview is a run of its own: a replayed preview command lands on the same run."""
     return uuid5(_NAMESPACE, f"preview|{broadcast_id}|{request_id}")
+
+
+def follow_up_run_id_for(action_id: int) -> UUID:
+    """The run that sends an action's message again: resolving it twice lands on the same run."""
+    return uuid5(_NAMESPACE, f"follow-up|{action_id}")

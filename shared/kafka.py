@@ -7,6 +7,7 @@ replays the batch, which the stable ids make harmless.
 """
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
@@ -20,7 +21,7 @@ from faststream.message import StreamMessage
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from shared.events import DeadLettered
+from shared.events import BroadcastRejected, DeadLettered, RejectionReason
 from shared.settings import ServiceSettings
 from shared.topics import DEAD_LETTERS
 
@@ -86,25 +87,40 @@ class QuarantineDecoder(Generic[T]):
     """Decodes a batch record by record; a record that does not validate is quarantined.
 
     `quarantine` decides what happens to it (a dead letter, a `rejected` event); the rest of the
-    batch goes on, so one bad record never blocks a partition.
+    batch goes on, so one bad record never blocks a partition. When several services read one
+    topic, `mine` tells from a record's `type` (None when it has none) whether this one
+    handles it; the others are skipped.
     """
 
     def __init__(
         self,
         adapter: TypeAdapter[T],
         quarantine: Callable[[ConsumerRecord, ValidationError], Awaitable[None]],
+        mine: Callable[[str | None], bool] | None = None,
     ) -> None:
         self._adapter = adapter
         self._quarantine = quarantine
+        self._mine = mine
 
     async def __call__(self, msg: StreamMessage[tuple[ConsumerRecord, ...]]) -> list[T]:
         decoded: list[T] = []
         for record in msg.raw_message:
+            if self._mine is not None and not self._mine(_type_of(record.value)):
+                continue
             try:
                 decoded.append(self._adapter.validate_json(record.value or b""))
             except ValidationError as error:
                 await self._quarantine(record, error)
         return decoded
+
+
+def _type_of(value: bytes | None) -> str | None:
+    try:
+        parsed = json.loads(value or b"")
+    except ValueError:
+        return None
+    kind = parsed.get("type") if isinstance(parsed, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def field_errors(error: ValidationError, *, skip: str | None = None) -> list[tuple[str, str]]:
@@ -167,3 +183,40 @@ def dead_letter_publisher(broker: KafkaBroker) -> DefaultPublisher:
         schema=DeadLettered,
         description="Records that could not be parsed, with the error, for an operator.",
     )
+
+
+def rejecting_quarantine(
+    events: DefaultPublisher,
+) -> Callable[[ConsumerRecord, ValidationError], Awaitable[None]]:
+    """A command that does not validate is answered with `rejected`, naming the field."""
+
+    async def quarantine(record: ConsumerRecord, error: ValidationError) -> None:
+        try:
+            raw = json.loads(record.value or b"")
+        except ValueError:
+            raw = None
+        known = raw if isinstance(raw, dict) else {}
+
+        def text(name: str) -> str | None:
+            value = known.get(name)
+            return value if isinstance(value, str) else None
+
+        reason: RejectionReason = "invalid_json"
+        field: str | None = None
+        message = "the request is not a JSON object"
+        if isinstance(raw, dict):
+            field, problem = field_errors(error, skip=text("type"))[0]
+            reason, message = "invalid_field", f"{field}: {problem}"
+        await events.publish(
+            BroadcastRejected(
+                tenant_id=text("tenant_id"),
+                request_id=text("request_id"),
+                command=text("type"),
+                reason=reason,
+                field=field,
+                message=message,
+            ),
+            key=record.key,
+        )
+
+    return quarantine

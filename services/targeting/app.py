@@ -2,6 +2,7 @@
 
 Reads  audience.contracts  (contract upserts and deletions from the platform)
        broadcast.requests  (broadcast, template and tenant commands)
+       broadcast.runs      (follow-ups: an action's message to send again)
 Writes broadcast.events    (answers to commands, started, contact opted out)
        broadcast.runs      (run started with its definition, targeting completed with the total)
        broadcast.recipients (one record per message to produce)
@@ -18,11 +19,13 @@ from pydantic import TypeAdapter
 from shared import topics
 from shared.events import (
     COMMAND_ADAPTER,
+    TRACKER_COMMAND_TYPES,
     AnyCommand,
     BroadcastEvent,
     Channel,
     ContactOptedOut,
     ContractEvent,
+    FollowUpRequested,
     RecipientTargeted,
     RunEvent,
     TenantSettingsChanged,
@@ -32,11 +35,12 @@ from shared.kafka import (
     batch_consumer,
     dead_letter_publisher,
     dead_letter_quarantine,
+    rejecting_quarantine,
 )
 from shared.service import Runtime, service_app
 
 from . import store
-from .commands import CommandHandler, Publishers, rejecting_quarantine
+from .commands import CommandHandler, Publishers
 from .settings import Settings
 from .streaming import RunStreamer
 from .unsubscribe import UnsubscribePage
@@ -73,7 +77,12 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     @broker.subscriber(
         topics.REQUESTS.name,
         **batch_consumer(f"{SERVICE}.requests", settings.batch_size),
-        decoder=QuarantineDecoder(COMMAND_ADAPTER, rejecting_quarantine(events)),
+        # The tracker answers its own commands; anything else, even unreadable, is ours.
+        decoder=QuarantineDecoder(
+            COMMAND_ADAPTER,
+            rejecting_quarantine(events),
+            mine=lambda kind: kind not in TRACKER_COMMAND_TYPES,
+        ),
         description="Commands (broadcasts, templates, tenant settings); each is answered on "
         "broadcast.events.",
     )
@@ -85,6 +94,23 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         )
         for command in commands:
             await handler.handle(command)
+
+    @broker.subscriber(
+        topics.RUNS.name,
+        **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
+        decoder=QuarantineDecoder(
+            TypeAdapter(FollowUpRequested),
+            dead_letter_quarantine(dead_letters, SERVICE),
+            mine=lambda kind: kind == "run.follow_up_requested",
+        ),
+        description="Messages of manual actions to send again, as one-message runs.",
+    )
+    async def on_follow_ups(requests: list[FollowUpRequested]) -> None:
+        handler = CommandHandler(
+            runtime.pool, Publishers(events, runs, recipients, tenants), start_run
+        )
+        for request in requests:
+            await handler.follow_up(request)
 
     async def record_opt_out(
         tenant_id: str, channel: Channel, address: str, contract_id: str

@@ -1,14 +1,12 @@
 """Applying broadcast commands: one answer (accepted or rejected) per command, replays included."""
 
-import json
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
-from aiokafka import ConsumerRecord
 from faststream.kafka.publisher.usecase import DefaultPublisher
-from pydantic import ValidationError
 
 from shared.db import Connection
 from shared.events import (
@@ -17,15 +15,16 @@ from shared.events import (
     BroadcastEstimated,
     BroadcastRejected,
     CancelBroadcast,
+    Channel,
     ConfigureTenant,
     ContractSnapshot,
     CreateBroadcast,
     DeleteTemplate,
     EstimateBroadcast,
+    FollowUpRequested,
     ListTemplates,
     PreviewBroadcast,
     RecipientTargeted,
-    RejectionReason,
     RunCancelled,
     RunStarted,
     SaveTemplate,
@@ -44,7 +43,6 @@ from shared.ids import (
     recipient_id_for,
     run_id_for,
 )
-from shared.kafka import field_errors
 
 from . import store
 from .audience import Estimate, snapshot
@@ -56,6 +54,8 @@ from .broadcasts import (
     check_preview_address,
 )
 from .criteria import compile_criteria
+
+log = logging.getLogger("targeting")
 
 # Contracts read per query while estimating: large pages, since nothing is published.
 ESTIMATE_PAGE = 5000
@@ -268,8 +268,7 @@ class CommandHandler:
             sample = await self._sample(connection, command, definition)
         run_id = preview_run_id_for(command.broadcast_id, command.request_id)
         content, template = resolved
-        key = str(command.broadcast_id).encode()
-        await self._publish.runs.publish(
+        await self._one_message_run(
             RunStarted(
                 event_id=event_id_for(run_id, "run_started"),
                 tenant_id=command.tenant_id,
@@ -285,32 +284,70 @@ class CommandHandler:
                 template=template,
                 settings=settings,
             ),
-            key=key,
+            sample,
+            command.channel,
+            command.to,
         )
+        return run_id
+
+    async def follow_up(self, request: FollowUpRequested) -> None:
+        """Publish an action's message again, rendered as its run renders, to `address`."""
+        async with self._pool.acquire() as connection:
+            run = await store.find_run(connection, request.run_id)
+            row = await store.live_contract(connection, request.tenant_id, request.contract_id)
+        if run is None or run.tenant_id != request.tenant_id or row is None:
+            log.warning("follow-up %s: its run or contract is gone", request.follow_up_run_id)
+            return
+        await self._one_message_run(
+            RunStarted(
+                event_id=event_id_for(request.follow_up_run_id, "run_started"),
+                tenant_id=run.tenant_id,
+                broadcast_id=run.broadcast_id,
+                run_id=request.follow_up_run_id,
+                name=run.definition.name,
+                requested_by=request.requested_by,
+                channels=[request.channel],
+                languages=run.definition.languages,
+                content=run.content,
+                sender=run.definition.sender,
+                purpose="follow_up",
+                template=run.template,
+                settings=run.settings,
+            ),
+            snapshot(row),
+            request.channel,
+            request.address,
+        )
+
+    async def _one_message_run(
+        self, run: RunStarted, contract: ContractSnapshot, channel: Channel, address: str
+    ) -> None:
+        """A run of one message (a preview, a follow-up): its start, the recipient, the total."""
+        key = str(run.broadcast_id).encode()
+        await self._publish.runs.publish(run, key=key)
         recipient = RecipientTargeted(
-            event_id=event_id_for(run_id, "preview_recipient"),
-            tenant_id=command.tenant_id,
-            broadcast_id=command.broadcast_id,
-            run_id=run_id,
-            recipient_id=recipient_id_for(run_id, sample.contract_id, command.channel, command.to),
-            channel=command.channel,
-            address=command.to,
-            contract=sample,
+            event_id=event_id_for(run.run_id, "recipient"),
+            tenant_id=run.tenant_id,
+            broadcast_id=run.broadcast_id,
+            run_id=run.run_id,
+            recipient_id=recipient_id_for(run.run_id, contract.contract_id, channel, address),
+            channel=channel,
+            address=address,
+            contract=contract,
         )
         await self._publish.recipients.publish(recipient, key=str(recipient.recipient_id).encode())
         await self._publish.runs.publish(
             TargetingCompleted(
-                event_id=event_id_for(run_id, "targeting_completed"),
-                tenant_id=command.tenant_id,
-                broadcast_id=command.broadcast_id,
-                run_id=run_id,
+                event_id=event_id_for(run.run_id, "targeting_completed"),
+                tenant_id=run.tenant_id,
+                broadcast_id=run.broadcast_id,
+                run_id=run.run_id,
                 contracts=1,
                 messages=1,
                 unreachable_contracts=0,
             ),
             key=key,
         )
-        return run_id
 
     async def _sample(
         self, connection: Connection, command: PreviewBroadcast, definition: CreateBroadcast
@@ -352,40 +389,3 @@ def _no_broadcast(command: StartBroadcast | PreviewBroadcast | CancelBroadcast) 
         "broadcast_id",
         f"no broadcast {command.broadcast_id} for tenant '{command.tenant_id}'",
     )
-
-
-def rejecting_quarantine(
-    events: DefaultPublisher,
-) -> Callable[[ConsumerRecord, ValidationError], Awaitable[None]]:
-    """A command that does not validate is answered with `rejected`, naming the field."""
-
-    async def quarantine(record: ConsumerRecord, error: ValidationError) -> None:
-        try:
-            raw = json.loads(record.value or b"")
-        except ValueError:
-            raw = None
-        known = raw if isinstance(raw, dict) else {}
-
-        def text(name: str) -> str | None:
-            value = known.get(name)
-            return value if isinstance(value, str) else None
-
-        reason: RejectionReason = "invalid_json"
-        field: str | None = None
-        message = "the request is not a JSON object"
-        if isinstance(raw, dict):
-            field, problem = field_errors(error, skip=text("type"))[0]
-            reason, message = "invalid_field", f"{field}: {problem}"
-        await events.publish(
-            BroadcastRejected(
-                tenant_id=text("tenant_id"),
-                request_id=text("request_id"),
-                command=text("type"),
-                reason=reason,
-                field=field,
-                message=message,
-            ),
-            key=record.key,
-        )
-
-    return quarantine

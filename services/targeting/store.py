@@ -331,6 +331,11 @@ class Run:
     settings: TenantSettings
 
 
+async def find_run(connection: Connection, run_id: UUID) -> Run | None:
+    exists = await connection.fetchval("SELECT 1 FROM targeting.runs WHERE run_id = $1", run_id)
+    return await load_run(connection, run_id) if exists else None
+
+
 async def load_run(connection: Connection, run_id: UUID) -> Run:
     row = await connection.fetchrow(
         """SELECT r.run_id, r.broadcast_id, r.tenant_id, r.request_id, r.requested_by, r.announced,

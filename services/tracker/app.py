@@ -1,9 +1,11 @@
 """Tracker: exact counters per run, completion, progress and the follow-up actions of failures.
 
 Reads  broadcast.runs        (run started; targeting completed with the exact total)
+       broadcast.requests    (action and history commands; the others are targeting's)
        broadcast.deliveries  (delivered / failed, possibly twice, possibly out of order)
 Writes broadcast.events      (progressed at a bounded rate, completed with outcome and counters,
-                              previewed for a preview run)
+                              previewed for a preview run, answers to its commands)
+       broadcast.runs        (follow-ups: an action's message to send again)
 """
 
 import asyncio
@@ -19,16 +21,20 @@ from pydantic import TypeAdapter
 
 from shared import topics
 from shared.events import (
+    TRACKER_COMMAND_ADAPTER,
+    TRACKER_COMMAND_TYPES,
     BroadcastCompleted,
     BroadcastEvent,
     BroadcastPreviewed,
     BroadcastProgressed,
     DeliveryDeferred,
     DeliveryEvent,
+    FollowUpRequested,
     RunCancelled,
     RunEvent,
     RunStarted,
     TargetingCompleted,
+    TrackerCommand,
 )
 from shared.ids import event_id_for
 from shared.kafka import (
@@ -36,10 +42,12 @@ from shared.kafka import (
     batch_consumer,
     dead_letter_publisher,
     dead_letter_quarantine,
+    rejecting_quarantine,
 )
 from shared.service import Runtime, service_app
 
 from . import store
+from .commands import answer
 from .settings import Settings
 
 SERVICE = "tracker"
@@ -51,6 +59,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
+    runs = broker.publisher(topics.RUNS.name, schema=FollowUpRequested)
     quarantine = dead_letter_quarantine(dead_letter_publisher(broker), SERVICE)
     last_progress: dict[UUID, float] = {}
     # Runs that changed since their last progress event: a change that came too soon after the
@@ -65,6 +74,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             assert run.outcome is not None and run.requested_by is not None
             if run.purpose == "preview":
                 await publish_preview(run)
+                continue
+            if run.purpose == "follow_up":  # reported on its action (settle_follow_ups)
+                await store.mark_completion_published(runtime.pool, run.run_id)
                 continue
             await events.publish(
                 BroadcastCompleted(
@@ -142,6 +154,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
 
     async def settle(run_ids: set[UUID]) -> None:
         await store.complete_finished(runtime.pool, run_ids)
+        await store.settle_follow_ups(runtime.pool, run_ids)
         await publish_completions()
         await publish_progress(run_ids)
 
@@ -175,6 +188,21 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         final = [e for e in batch if not isinstance(e, DeliveryDeferred)]
         run_ids = await store.record_deferrals(runtime.pool, waiting)
         await settle(run_ids | await store.record_deliveries(runtime.pool, final))
+
+    @broker.subscriber(
+        topics.REQUESTS.name,
+        **batch_consumer(f"{SERVICE}.requests", settings.batch_size),
+        decoder=QuarantineDecoder(
+            TRACKER_COMMAND_ADAPTER,
+            rejecting_quarantine(events),
+            mine=lambda kind: kind in TRACKER_COMMAND_TYPES,
+        ),
+        description="Manual actions (list, resolve with send or ignore) and contract history.",
+    )
+    async def on_commands(commands: list[TrackerCommand]) -> None:
+        for command in commands:
+            reply = await answer(runtime.pool, runs, command)
+            await events.publish(reply, key=command.tenant_id.encode())
 
     return service_app(
         runtime,

@@ -7,10 +7,12 @@ from uuid import UUID
 import asyncpg
 
 from shared.events import (
+    ActionView,
     Counters,
     DeliveryDeferred,
     DeliveryFailed,
     FinalDelivery,
+    HistoryEntry,
     Outcome,
     RunCancelled,
     RunStarted,
@@ -38,7 +40,7 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
         # reported by broadcast.previewed, not left as a follow-up action.
         await connection.execute(
             "DELETE FROM tracker.actions WHERE run_id = ANY($1::uuid[])",
-            [r.run_id for r in runs if r.purpose == "preview"],
+            [r.run_id for r in runs if r.purpose != "broadcast"],
         )
 
 
@@ -98,7 +100,7 @@ async def record_deliveries(pool: asyncpg.Pool, events: Sequence[FinalDelivery])
                 SELECT recipient_id, run_id, tenant_id FROM inserted i
                 WHERE state = 'failed' AND NOT EXISTS (
                     SELECT 1 FROM tracker.runs r
-                    WHERE r.run_id = i.run_id AND r.purpose = 'preview'))
+                    WHERE r.run_id = i.run_id AND r.purpose <> 'broadcast'))
             INSERT INTO tracker.runs AS r (run_id, broadcast_id, tenant_id, delivered, failed,
                                            cancelled)
             SELECT i.run_id, min(c.broadcast_id::text)::uuid, min(i.tenant_id),
@@ -282,3 +284,114 @@ async def preview_result(pool: asyncpg.Pool, run_id: UUID) -> asyncpg.Record | N
         "SELECT address, state, reason, detail FROM tracker.messages WHERE run_id = $1 LIMIT 1",
         run_id,
     )
+
+
+_ACTION_COLUMNS = """a.action_id, r.broadcast_id, a.run_id, m.contract_id, m.channel, m.address,
+                     m.reason, m.detail, a.state, a.created_at, a.resolved_by, a.resolved_at"""
+
+
+async def list_actions(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    broadcast_id: UUID | None,
+    state: str | None,
+    limit: int,
+) -> list[ActionView]:
+    rows = await pool.fetch(
+        f"""SELECT {_ACTION_COLUMNS}
+            FROM tracker.actions a
+            JOIN tracker.messages m USING (recipient_id)
+            JOIN tracker.runs r ON r.run_id = a.run_id
+            WHERE a.tenant_id = $1
+              AND ($2::uuid IS NULL OR r.broadcast_id = $2)
+              AND ($3::text IS NULL OR a.state = $3)
+            ORDER BY a.action_id DESC LIMIT $4""",  # noqa: S608 -- constant column list
+        tenant_id,
+        broadcast_id,
+        state,
+        limit,
+    )
+    return [ActionView(**dict(r)) for r in rows]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The action after the command; `previous` is the resolution it already had, if any."""
+
+    action: ActionView
+    previous: str | None
+    follow_up_address: str | None
+
+
+async def resolve_action(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    action_id: int,
+    resolution: str,
+    resolved_by: str,
+    follow_up_run: UUID,
+    address: str | None,
+) -> Resolution | None:
+    """Resolve an open action; an action resolved before is returned unchanged."""
+    async with pool.acquire() as connection, connection.transaction():
+        previous = await connection.fetchrow(
+            "SELECT state, resolution FROM tracker.actions "
+            "WHERE action_id = $1 AND tenant_id = $2 FOR UPDATE",
+            action_id,
+            tenant_id,
+        )
+        if previous is None:
+            return None
+        if previous["state"] == "open":
+            await connection.execute(
+                """UPDATE tracker.actions a
+                   SET state = $2, resolution = $3, resolved_by = $4, resolved_at = now(),
+                       follow_up_run = CASE WHEN $3 = 'send' THEN $5::uuid END,
+                       follow_up_address = CASE WHEN $3 = 'send' THEN coalesce($6, m.address) END
+                   FROM tracker.messages m
+                   WHERE a.action_id = $1 AND m.recipient_id = a.recipient_id""",
+                action_id,
+                "sending" if resolution == "send" else "ignored",
+                resolution,
+                resolved_by,
+                follow_up_run,
+                address,
+            )
+        row = await connection.fetchrow(
+            f"""SELECT {_ACTION_COLUMNS}, a.follow_up_address
+                FROM tracker.actions a JOIN tracker.messages m USING (recipient_id)
+                JOIN tracker.runs r ON r.run_id = a.run_id
+                WHERE a.action_id = $1""",  # noqa: S608
+            action_id,
+        )
+    assert row is not None
+    fields = dict(row)
+    follow_up_address = fields.pop("follow_up_address")
+    return Resolution(ActionView(**fields), previous["resolution"], follow_up_address)
+
+
+async def settle_follow_ups(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> None:
+    """An action whose message was sent again is sent once delivered, open again if not."""
+    await pool.execute(
+        """UPDATE tracker.actions a
+           SET state = CASE WHEN m.state = 'delivered' THEN 'sent' ELSE 'open' END
+           FROM tracker.messages m
+           WHERE a.follow_up_run = ANY($1::uuid[]) AND m.run_id = a.follow_up_run
+             AND a.state = 'sending' AND m.state IN ('delivered', 'failed', 'cancelled')""",
+        list(run_ids),
+    )
+
+
+async def contract_history(
+    pool: asyncpg.Pool, tenant_id: str, contract_id: str
+) -> list[HistoryEntry]:
+    rows = await pool.fetch(
+        """SELECT r.broadcast_id, m.run_id, r.name AS broadcast_name, m.channel, m.address,
+                  m.state, m.reason, m.updated_at AS at
+           FROM tracker.messages m JOIN tracker.runs r USING (run_id)
+           WHERE m.tenant_id = $1 AND m.contract_id = $2 AND r.purpose <> 'preview'
+           ORDER BY m.updated_at, m.recipient_id""",
+        tenant_id,
+        contract_id,
+    )
+    return [HistoryEntry(**dict(r)) for r in rows]

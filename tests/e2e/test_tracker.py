@@ -1,5 +1,6 @@
 """What the platform reads while a broadcast runs: waiting messages and failures by reason."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -107,3 +108,70 @@ async def test_a_message_outside_its_window_waits_and_a_cancel_ends_it(
     assert completed["outcome"] == "cancelled"
     counters = completed["counters"]
     assert (counters["cancelled"], counters["waiting_window"], counters["delivered"]) == (1, 0, 0)
+
+
+async def ask(log: EventLog, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
+    request_id = f"req-{uuid4()}"
+    command = {"tenant_id": tenant, "request_id": request_id, "requested_by": "agent-7", **body}
+    await publish_json("broadcast.requests", [(tenant, command)])
+    return await log.wait_for(lambda e: e.get("request_id") == request_id)
+
+
+async def test_actions_are_listed_sent_again_to_a_corrected_address_or_ignored(
+    db: asyncpg.Pool, smtp_sink: SmtpSink, events: EventLog
+) -> None:
+    tenant, domain = fresh_tenant()
+    typo, gone = f"jean.tremblay@{domain}", f"gone@{domain}"
+    await smtp_sink.set_rules(
+        [
+            {"address": a, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown"}
+            for a in (typo, gone)
+        ]
+    )
+    broadcast_id = await start(db, events, tenant, [typo, gone, f"ok@{domain}"])
+    await events.wait_for(of(broadcast_id, "broadcast.completed"))
+
+    listed = await ask(events, tenant, {"type": "list_actions", "broadcast_id": broadcast_id})
+    actions = {a["address"]: a for a in listed["actions"]}
+    assert set(actions) == {typo, gone}
+    assert {a["state"] for a in actions.values()} == {"open"}
+    assert actions[typo]["reason"] == "refused" and actions[typo]["contract_id"] == "C-0"
+
+    corrected = f"jean.tremblay2@{domain}"
+    send = {
+        "type": "resolve_action",
+        "action_id": actions[typo]["action_id"],
+        "resolution": "send",
+        "address": corrected,
+    }
+    resolved = await ask(events, tenant, send)
+    assert (resolved["type"], resolved["state"]) == ("action.resolved", "sending")
+    assert (await ask(events, tenant, send))["run_id"] == resolved["run_id"]  # harmless twice
+    ignore = {"type": "resolve_action", "action_id": actions[gone]["action_id"]}
+    assert (await ask(events, tenant, ignore | {"resolution": "ignore"}))["state"] == "ignored"
+    conflict = await ask(events, tenant, ignore | {"resolution": "send"})
+    assert (conflict["type"], conflict["reason"]) == ("broadcast.rejected", "already_resolved")
+    missing = await ask(events, tenant, ignore | {"action_id": 10**12, "resolution": "ignore"})
+    assert missing["reason"] == "action_not_found"
+
+    async with asyncio.timeout(30):
+        while (
+            await db.fetchval(
+                "SELECT state FROM tracker.actions WHERE action_id = $1", actions[typo]["action_id"]
+            )
+            != "sent"
+        ):
+            await asyncio.sleep(0.2)
+    received = [m.rcpt_tos[0] for m in await smtp_sink.messages(domain)]
+    assert sorted(received) == sorted([f"ok@{domain}", corrected])  # one new message
+    listed = await ask(events, tenant, {"type": "list_actions", "state": "open"})
+    assert listed["actions"] == []
+    other = await ask(events, fresh_tenant()[0], {"type": "list_actions"})
+    assert other["actions"] == []  # tenants never see each other's actions
+
+    history = await ask(events, tenant, {"type": "contract_history", "contract_id": "C-0"})
+    assert [(m["address"], m["state"]) for m in history["messages"]] == [
+        (typo, "failed"),
+        (corrected, "delivered"),
+    ]
+    assert {m["broadcast_id"] for m in history["messages"]} == {broadcast_id}

@@ -1,0 +1,103 @@
+"""The tracker's commands: listing and resolving manual actions, a contract's history.
+
+Each command gets one answer on `broadcast.events`, keyed by tenant; a replay gets the same
+answer and changes nothing.
+"""
+
+import asyncpg
+from faststream.kafka.publisher.usecase import DefaultPublisher
+
+from shared.events import (
+    ActionResolved,
+    ActionsListed,
+    BroadcastRejected,
+    ContractHistory,
+    ContractHistoryListed,
+    FollowUpRequested,
+    ListActions,
+    RejectionReason,
+    ResolveAction,
+    TrackerCommand,
+)
+from shared.ids import follow_up_run_id_for
+
+from . import store
+
+Answer = ActionsListed | ActionResolved | ContractHistoryListed | BroadcastRejected
+
+
+async def answer(pool: asyncpg.Pool, runs: DefaultPublisher, command: TrackerCommand) -> Answer:
+    match command:
+        case ListActions():
+            return ActionsListed(
+                tenant_id=command.tenant_id,
+                request_id=command.request_id,
+                actions=await store.list_actions(
+                    pool, command.tenant_id, command.broadcast_id, command.state, command.limit
+                ),
+            )
+        case ContractHistory():
+            return ContractHistoryListed(
+                tenant_id=command.tenant_id,
+                request_id=command.request_id,
+                contract_id=command.contract_id,
+                messages=await store.contract_history(pool, command.tenant_id, command.contract_id),
+            )
+        case ResolveAction():
+            return await _resolve(pool, runs, command)
+
+
+async def _resolve(pool: asyncpg.Pool, runs: DefaultPublisher, command: ResolveAction) -> Answer:
+    follow_up_run = follow_up_run_id_for(command.action_id)
+    resolved = await store.resolve_action(
+        pool,
+        command.tenant_id,
+        command.action_id,
+        command.resolution,
+        command.requested_by,
+        follow_up_run,
+        command.address,
+    )
+    if resolved is None:
+        return _rejected(command, "action_not_found", f"no action {command.action_id}")
+    if resolved.previous not in (None, command.resolution):
+        return _rejected(
+            command, "already_resolved", f"this action was resolved with '{resolved.previous}'"
+        )
+    action = resolved.action
+    if command.resolution == "send" and action.state == "sending" and resolved.follow_up_address:
+        # Published again on a replay: the follow-up run's ids are stable, so nothing is sent
+        # twice.
+        await runs.publish(
+            FollowUpRequested(
+                tenant_id=command.tenant_id,
+                broadcast_id=action.broadcast_id,
+                run_id=action.run_id,
+                follow_up_run_id=follow_up_run,
+                action_id=action.action_id,
+                contract_id=action.contract_id,
+                channel=action.channel,
+                address=resolved.follow_up_address,
+                requested_by=command.requested_by,
+            ),
+            key=str(action.broadcast_id).encode(),
+        )
+    return ActionResolved(
+        tenant_id=command.tenant_id,
+        request_id=command.request_id,
+        action_id=action.action_id,
+        resolution=command.resolution,
+        state=action.state,
+        run_id=follow_up_run if command.resolution == "send" else None,
+    )
+
+
+def _rejected(command: ResolveAction, reason: RejectionReason, message: str) -> BroadcastRejected:
+    return BroadcastRejected(
+        tenant_id=command.tenant_id,
+        request_id=command.request_id,
+        command=command.type,
+        reason=reason,
+        field="action_id",
+        message=message,
+    )
