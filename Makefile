@@ -14,8 +14,10 @@ up: install
 demo: up
 	@$(PY) -m deploy.local.demo
 
-# Starts the stack, runs the whole suite, stops the stack whatever the result.
+# Starts the stack, runs the whole suite, stops the stack whatever the result. Debian's
+# Prometheus checks the dashboards' and alerts' queries against the running services.
 test: install
+	@deploy/local/install.sh prometheus
 	@$(STACK) up
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(STACK) down; exit $$status
 

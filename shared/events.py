@@ -765,7 +765,16 @@ class ContractSnapshot(BaseModel):
 
 
 _REF = frozenset(
-    {"tenant_id", "broadcast_id", "run_id", "recipient_id", "contract_id", "channel", "address"}
+    {
+        "tenant_id",
+        "broadcast_id",
+        "run_id",
+        "recipient_id",
+        "contract_id",
+        "channel",
+        "address",
+        "targeted_at",
+    }
 )
 
 
@@ -791,11 +800,15 @@ class RecipientTargeted(Record):
             "contract_id": self.contract.contract_id,
             "channel": self.channel,
             "address": self.address,
+            "targeted_at": self.occurred_at,
         }
 
 
 class MessageRef(Record):
-    """The fields that identify one message of one run, carried by every per-message event."""
+    """The fields that identify one message of one run, carried by every per-message event.
+
+    `targeted_at` is when targeting published the recipient: the start of its end-to-end
+    latency."""
 
     tenant_id: str
     broadcast_id: UUID
@@ -804,6 +817,7 @@ class MessageRef(Record):
     contract_id: str
     channel: Channel
     address: str
+    targeted_at: datetime | None = None
 
     def ref(self) -> dict[str, Any]:
         """These fields alone, to build the next event about the same message."""

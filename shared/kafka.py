@@ -18,7 +18,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.publisher.usecase import DefaultPublisher
 from faststream.message import StreamMessage
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.events import BroadcastRejected, DeadLettered, RejectionReason
@@ -139,9 +139,19 @@ def describe(error: ValidationError) -> str:
     return "; ".join(f"{field}: {reason}" for field, reason in field_errors(error))
 
 
+Quarantine = Callable[[ConsumerRecord, ValidationError], Awaitable[None]]
+
+
 def dead_letter_quarantine(
-    publisher: DefaultPublisher, service: str
-) -> Callable[[ConsumerRecord, ValidationError], Awaitable[None]]:
+    publisher: DefaultPublisher, service: str, registry: CollectorRegistry
+) -> Quarantine:
+    dead_letters = Counter(
+        "broadcast_dead_letters",
+        "Records no handler could parse, sent to broadcast.dead-letters.",
+        ["topic"],
+        registry=registry,
+    )
+
     async def quarantine(record: ConsumerRecord, validation: ValidationError) -> None:
         error = describe(validation)
         key = record.key.decode(errors="replace") if record.key else None
@@ -155,6 +165,7 @@ def dead_letter_quarantine(
             error=error,
         )
         await publisher.publish(letter, key=record.key)
+        dead_letters.labels(record.topic).inc()
         log.warning(
             "dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, error
         )

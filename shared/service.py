@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 
 from shared.admin import ensure_topics
 from shared.db import create_pool, migrate
-from shared.kafka import make_broker
+from shared.kafka import Quarantine, dead_letter_publisher, dead_letter_quarantine, make_broker
 from shared.settings import ServiceSettings
 
 
@@ -32,10 +32,15 @@ class Runtime:
     settings: ServiceSettings
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     broker: KafkaBroker = field(init=False)
+    # Dead-letters a record no handler can parse, and counts it.
+    quarantine: Quarantine = field(init=False)
     _pool: asyncpg.Pool | None = None
 
     def __post_init__(self) -> None:
         self.broker = make_broker(self.settings, service=self.service, registry=self.registry)
+        self.quarantine = dead_letter_quarantine(
+            dead_letter_publisher(self.broker), self.service, self.registry
+        )
 
     @property
     def pool(self) -> asyncpg.Pool:

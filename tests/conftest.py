@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from tests.stack import DATABASE_URL, SmtpSink, restart_service
+from tests.stack import DATABASE_URL, SUITE_ENV, SmtpSink, restart_service
 
 _PORTS = {"kafka": 19092, "postgres": 15432, "smtp sink": 10025, "sms sink": 10080}
 
@@ -22,13 +22,15 @@ def _answers(port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[None]:
-    """The running stack, its dispatcher restarted with the suite's settings for the session."""
+    """The running stack, some services restarted with the suite's settings for the session."""
     down = [name for name, port in _PORTS.items() if not _answers(port)]
     if down:
         pytest.fail(f"not running: {', '.join(down)}; run the suite with `make test`")
-    restart_service("dispatcher")
+    for name in SUITE_ENV:
+        restart_service(name)
     yield
-    restart_service("dispatcher", as_in_the_suite=False)
+    for name in SUITE_ENV:
+        restart_service(name, as_in_the_suite=False)
 
 
 @pytest.fixture(scope="session")

@@ -139,7 +139,9 @@ SUITE_ENV = {
     "dispatcher": {
         "DISPATCHER_RETRY_DELAYS_SECONDS": "[1, 2]",
         "DISPATCHER_THROTTLE_BACKOFF_SECONDS": "2",
-    }
+    },
+    # Gauges (running broadcasts, consumer lag) refreshed every 2 s rather than 15 s.
+    "tracker": {"TRACKER_GAUGES_INTERVAL_SECONDS": "2"},
 }
 
 

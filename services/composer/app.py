@@ -23,14 +23,13 @@ from shared.events import (
 from shared.kafka import (
     QuarantineDecoder,
     batch_consumer,
-    dead_letter_publisher,
-    dead_letter_quarantine,
     publish_keyed,
 )
 from shared.service import Runtime, service_app
 
 from . import dkim_keys, store
 from .context import LinkKeys
+from .metrics import ComposerMetrics
 from .render import render
 from .runs import CompiledRuns
 from .settings import Settings
@@ -44,8 +43,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     broker = runtime.broker
     messages = broker.publisher(topics.MESSAGES.name, schema=MessageRendered)
     failures = broker.publisher(topics.DELIVERIES.name, schema=DeliveryEvent)
-    dead_letters = dead_letter_publisher(broker)
-    quarantine = dead_letter_quarantine(dead_letters, SERVICE)
+    quarantine = runtime.quarantine
+    metrics = ComposerMetrics(runtime.registry)
     compiled = CompiledRuns(
         LinkKeys(settings.link_secret.get_secret_value().encode(), settings.unsubscribe_url),
         lambda run: dkim_keys.load(settings.dkim_keys_dir, run),
@@ -70,6 +69,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         runs = await compiled.get(runtime.pool, {r.run_id for r in recipients})
         now = datetime.now(UTC)
         outputs = [render(runs[r.run_id], r, now) for r in recipients]
+        metrics.observe(outputs)
         await publish_keyed(
             messages, ((str(o.recipient_id), o) for o in outputs if isinstance(o, MessageRendered))
         )

@@ -34,8 +34,6 @@ from shared.events import (
 from shared.kafka import (
     QuarantineDecoder,
     batch_consumer,
-    dead_letter_publisher,
-    dead_letter_quarantine,
     publish_keyed,
 )
 from shared.service import Runtime, service_app
@@ -63,7 +61,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
     deliveries = broker.publisher(topics.DELIVERIES.name, schema=DeliveryEvent)
-    quarantine = dead_letter_quarantine(dead_letter_publisher(broker), SERVICE)
+    quarantine = runtime.quarantine
     relay = SmtpRelay(
         host=settings.smtp_host,
         port=settings.smtp_port,

@@ -33,8 +33,6 @@ from shared.events import (
 from shared.kafka import (
     QuarantineDecoder,
     batch_consumer,
-    dead_letter_publisher,
-    dead_letter_quarantine,
     rejecting_quarantine,
 )
 from shared.service import Runtime, service_app
@@ -56,7 +54,6 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     runs = broker.publisher(topics.RUNS.name, schema=RunEvent)
     recipients = broker.publisher(topics.RECIPIENTS.name, schema=RecipientTargeted)
     tenants = broker.publisher(topics.TENANTS.name, schema=TenantSettingsChanged)
-    dead_letters = dead_letter_publisher(broker)
     streamer: RunStreamer | None = None
 
     def start_run(run_id: UUID) -> None:
@@ -66,9 +63,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     @broker.subscriber(
         topics.CONTRACTS.name,
         **batch_consumer(f"{SERVICE}.contracts", settings.batch_size),
-        decoder=QuarantineDecoder(
-            TypeAdapter(ContractEvent), dead_letter_quarantine(dead_letters, SERVICE)
-        ),
+        decoder=QuarantineDecoder(TypeAdapter(ContractEvent), runtime.quarantine),
         description="The platform's contract changes, applied to the audience read model.",
     )
     async def on_contract_changes(changes: list[ContractEvent]) -> None:
@@ -100,7 +95,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
         decoder=QuarantineDecoder(
             TypeAdapter(FollowUpRequested),
-            dead_letter_quarantine(dead_letters, SERVICE),
+            runtime.quarantine,
             mine=lambda kind: kind == "run.follow_up_requested",
         ),
         description="Messages of manual actions to send again, as one-message runs.",

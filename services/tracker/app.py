@@ -40,14 +40,14 @@ from shared.ids import event_id_for
 from shared.kafka import (
     QuarantineDecoder,
     batch_consumer,
-    dead_letter_publisher,
-    dead_letter_quarantine,
     rejecting_quarantine,
 )
+from shared.lag import consumer_lag
 from shared.service import Runtime, service_app
 
 from . import store
 from .commands import answer
+from .metrics import TrackerMetrics
 from .settings import Settings
 
 SERVICE = "tracker"
@@ -60,8 +60,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     broker = runtime.broker
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
     runs = broker.publisher(topics.RUNS.name, schema=FollowUpRequested)
-    quarantine = dead_letter_quarantine(dead_letter_publisher(broker), SERVICE)
+    quarantine = runtime.quarantine
     last_progress: dict[UUID, float] = {}
+    metrics = TrackerMetrics(runtime.registry)
     # Runs that changed since their last progress event: a change that came too soon after the
     # previous event is announced by the next tick instead of being dropped.
     changed: set[UUID] = set()
@@ -134,12 +135,17 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             )
 
     async def tick() -> None:
+        last_gauges = 0.0
         while True:
             await asyncio.sleep(settings.progress_interval_seconds)
             try:
                 await publish_progress(())
+                if time.monotonic() - last_gauges >= settings.gauges_interval_seconds:
+                    last_gauges = time.monotonic()
+                    metrics.running.set(await store.running_broadcasts(runtime.pool))
+                    metrics.set_lag(await consumer_lag(settings.kafka_bootstrap_servers))
             except Exception:
-                log.exception("publishing progress failed; trying again")
+                log.exception("publishing progress or gauges failed; trying again")
 
     async def start_ticker() -> None:
         nonlocal ticker
@@ -187,7 +193,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         waiting = [e for e in batch if isinstance(e, DeliveryDeferred)]
         final = [e for e in batch if not isinstance(e, DeliveryDeferred)]
         run_ids = await store.record_deferrals(runtime.pool, waiting)
-        await settle(run_ids | await store.record_deliveries(runtime.pool, final))
+        final_runs, recorded = await store.record_deliveries(runtime.pool, final)
+        metrics.observe(recorded)
+        await settle(run_ids | final_runs)
 
     @broker.subscriber(
         topics.REQUESTS.name,

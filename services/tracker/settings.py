@@ -9,3 +9,5 @@ class Settings(ServiceSettings):
 
     # At most one progress event per run in this interval, however fast deliveries come.
     progress_interval_seconds: float = Field(default=1.0, gt=0)
+    # How often the running-broadcasts and consumer-lag gauges are refreshed.
+    gauges_interval_seconds: float = Field(default=15.0, gt=0)

@@ -72,11 +72,17 @@ _STATES = {
 }
 
 
-async def record_deliveries(pool: asyncpg.Pool, events: Sequence[FinalDelivery]) -> set[UUID]:
-    """Record each message's final state once; counters move only for states new to us."""
+async def record_deliveries(
+    pool: asyncpg.Pool, events: Sequence[FinalDelivery]
+) -> tuple[set[UUID], list[FinalDelivery]]:
+    """Record each message's final state once; counters move only for states new to us.
+
+    Returns the runs concerned and the events recorded now (copies left out)."""
     unique = list({e.recipient_id: e for e in events}.values())
+    if not unique:
+        return set(), []
     async with pool.acquire() as connection, connection.transaction():
-        await connection.execute(
+        new = await connection.fetch(
             """
             WITH incoming AS (
                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
@@ -100,7 +106,8 @@ async def record_deliveries(pool: asyncpg.Pool, events: Sequence[FinalDelivery])
                 SELECT recipient_id, run_id, tenant_id FROM inserted i
                 WHERE state = 'failed' AND NOT EXISTS (
                     SELECT 1 FROM tracker.runs r
-                    WHERE r.run_id = i.run_id AND r.purpose <> 'broadcast'))
+                    WHERE r.run_id = i.run_id AND r.purpose <> 'broadcast')),
+            counted AS (
             INSERT INTO tracker.runs AS r (run_id, broadcast_id, tenant_id, delivered, failed,
                                            cancelled)
             SELECT i.run_id, min(c.broadcast_id::text)::uuid, min(i.tenant_id),
@@ -112,6 +119,8 @@ async def record_deliveries(pool: asyncpg.Pool, events: Sequence[FinalDelivery])
             ON CONFLICT (run_id) DO UPDATE
             SET delivered = r.delivered + excluded.delivered, failed = r.failed + excluded.failed,
                 cancelled = r.cancelled + excluded.cancelled
+            RETURNING 1)
+            SELECT recipient_id FROM inserted
             """,
             [e.recipient_id for e in unique],
             [e.run_id for e in unique],
@@ -124,7 +133,8 @@ async def record_deliveries(pool: asyncpg.Pool, events: Sequence[FinalDelivery])
             [e.reason if isinstance(e, DeliveryFailed) else None for e in unique],
             [e.detail if isinstance(e, DeliveryFailed) else None for e in unique],
         )
-    return {e.run_id for e in unique}
+    recorded = {r["recipient_id"] for r in new}
+    return {e.run_id for e in unique}, [e for e in unique if e.recipient_id in recorded]
 
 
 async def record_deferrals(pool: asyncpg.Pool, events: Sequence[DeliveryDeferred]) -> set[UUID]:
@@ -395,3 +405,10 @@ async def contract_history(
         contract_id,
     )
     return [HistoryEntry(**dict(r)) for r in rows]
+
+
+async def running_broadcasts(pool: asyncpg.Pool) -> int:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM tracker.runs WHERE state = 'running' AND purpose = 'broadcast'"
+    )
+    return count

@@ -107,12 +107,17 @@ def allowed_env(name: str) -> set[str]:
 @functools.cache
 def exported_metric_names() -> frozenset[str]:
     """The names a service exposes on /metrics, from a registry filled by its own broker."""
+    from services.composer.metrics import ComposerMetrics
+    from services.dispatcher.metrics import DispatcherMetrics
     from services.targeting.settings import Settings
+    from services.tracker.metrics import TrackerMetrics
     from shared.service import Runtime
 
     registry = CollectorRegistry()
     Runtime("targeting", Settings(), registry=registry)  # builds the broker; connects nothing
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+    for domain in (ComposerMetrics, DispatcherMetrics, TrackerMetrics):
+        domain(registry)
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + s for s in suffixes.get(family.type, ("",)))

@@ -1,0 +1,66 @@
+"""The tracker's domain metrics: final outcomes, end-to-end latency, running broadcasts and
+consumer lag. Labels are closed sets: never a tenant, broadcast or recipient id."""
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shared.events import DeliveryFailed, FinalDelivery
+
+_STATE = {
+    "delivery.delivered": "delivered",
+    "delivery.failed": "failed",
+    "delivery.cancelled": "cancelled",
+}
+
+
+class TrackerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.outcomes = Counter(
+            "broadcast_messages_final",
+            "Messages that reached a final state, counted once each.",
+            ["channel", "state"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "broadcast_message_failures",
+            "Failed messages by reason (each becomes a manual action).",
+            ["channel", "reason"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "broadcast_delivery_latency_seconds",
+            "From targeting publishing the recipient to the provider accepting the message.",
+            ["channel"],
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 86_400),
+            registry=registry,
+        )
+        self.running = Gauge(
+            "broadcast_runs_running", "Broadcast runs started and not completed.", registry=registry
+        )
+        self.lag = Gauge(
+            "broadcast_consumer_lag_messages",
+            "Records of a topic a consumer group has not committed yet.",
+            ["topic", "group"],
+            registry=registry,
+        )
+
+    def observe(self, recorded: Iterable[FinalDelivery]) -> None:
+        """Messages whose final state was recorded now (duplicates already left out)."""
+        for event in recorded:
+            self.outcomes.labels(event.channel, _STATE[event.type]).inc()
+            if isinstance(event, DeliveryFailed):
+                self.failures.labels(event.channel, event.reason).inc()
+            elif event.type == "delivery.delivered" and event.targeted_at is not None:
+                self.latency.labels(event.channel).observe(
+                    _seconds(event.occurred_at, event.targeted_at)
+                )
+
+    def set_lag(self, lag: Mapping[tuple[str, str], int]) -> None:
+        for (topic, group), behind in lag.items():
+            self.lag.labels(topic, group).set(behind)
+
+
+def _seconds(later: datetime, earlier: datetime) -> float:
+    return max(0.0, (later - earlier).total_seconds())
