@@ -107,7 +107,7 @@ async def query(api: httpx.AsyncClient, expr: str) -> dict[str, Any]:
 
 async def a_broadcast_with_a_failure_a_retry_and_a_dead_letter(
     db: asyncpg.Pool, sink: SmtpSink
-) -> None:
+) -> str:
     tenant, domain = new_tenant()
     gone, busy = f"gone@{domain}", f"c0@{domain}"
     await sink.set_rules(
@@ -134,6 +134,7 @@ async def a_broadcast_with_a_failure_a_retry_and_a_dead_letter(
         )
     finally:
         await log.close()
+    return broadcast_id
 
 
 async def test_every_dashboard_and_alert_query_parses_and_has_data(
@@ -162,3 +163,46 @@ async def test_every_dashboard_and_alert_query_parses_and_has_data(
     ]
     for expr in shown:
         assert (await query(api, expr))["data"]["result"], expr
+
+
+def broadcast_dashboard_queries(broadcast_id: str) -> dict[str, str]:
+    dashboard = json.loads((REPO / "deploy/grafana/dashboards/broadcast.json").read_text())
+    grafana_sql = {
+        "$broadcast": broadcast_id,
+        "$__timeFilter(m.updated_at)": "m.updated_at > now() - interval '6 hours'",
+    }
+    queries = {}
+    for panel in dashboard["panels"]:
+        (target,) = panel["targets"]
+        sql = target["rawSql"]
+        for variable, value in grafana_sql.items():
+            sql = sql.replace(variable, value)
+        queries[panel["title"]] = sql
+    (variable,) = dashboard["templating"]["list"]
+    queries["variable"] = variable["query"]
+    return queries
+
+
+async def test_the_broadcast_dashboard_shows_one_broadcast_from_the_tracker(
+    db: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    broadcast_id = await a_broadcast_with_a_failure_a_retry_and_a_dead_letter(db, smtp_sink)
+    queries = broadcast_dashboard_queries(broadcast_id)
+    (counters,) = await db.fetch(queries["Counters"])
+    assert dict(counters) == {
+        "contracts": 21,
+        "messages": 21,
+        "delivered": 20,
+        "failed": 1,
+        "cancelled": 0,
+        "waiting": 0,
+    }
+    (run,) = await db.fetch(queries["Run"])
+    assert (run["state"], run["outcome"]) == ("completed", "partially_successful")
+    assert [tuple(r) for r in await db.fetch(queries["Failures by reason"])] == [("refused", 1)]
+    assert await db.fetch(queries["Waiting"]) == []
+    (action,) = await db.fetch(queries["Manual actions"])
+    assert (action["reason"], action["state"]) == ("refused", "open")
+    assert sum(r["value"] for r in await db.fetch(queries["Outcomes over time"])) == 21
+    choices = {r["__value"] for r in await db.fetch(queries["variable"])}
+    assert broadcast_id in choices

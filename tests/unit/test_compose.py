@@ -453,13 +453,25 @@ def dashboards() -> list[Path]:
     return files
 
 
-def test_grafana_datasource(services: dict[str, dict[str, Any]]) -> None:
+def test_grafana_datasources(services: dict[str, dict[str, Any]]) -> None:
     (config,) = provisioning("datasources")
-    (source,) = config["datasources"]
-    assert source["type"] == "prometheus" and source["uid"] == "prometheus"
-    url = urlsplit(source["url"])
+    sources = {s["uid"]: s for s in config["datasources"]}
+    assert set(sources) == {"prometheus", "tracker"}
+    prometheus = sources["prometheus"]
+    assert prometheus["type"] == "prometheus"
+    url = urlsplit(prometheus["url"])
     assert url.hostname in services
     assert url.port in published_ports(services[url.hostname])
+    tracker = sources["tracker"]
+    assert tracker["type"] == "grafana-postgresql-datasource"
+    host, _, port = tracker["url"].partition(":")
+    assert host in services and int(port) == 5432
+    postgres = environment(services["postgres"])
+    assert tracker["jsonData"]["database"] == postgres["POSTGRES_DB"]
+    assert tracker["user"] == postgres["POSTGRES_USER"]
+    # The password is never written down: Grafana reads it from its environment.
+    assert tracker["secureJsonData"]["password"] == "$POSTGRES_PASSWORD"
+    assert "POSTGRES_PASSWORD" in services["grafana"]["environment"]
 
 
 def test_grafana_dashboard_provider_loads_the_repository_dashboards(
@@ -497,11 +509,15 @@ def test_dashboard(path: Path) -> None:
     graphs = [p for p in panels if p["type"] != "row"]
     assert len(graphs) >= 5
     for panel in graphs:
-        targets = [t for t in panel.get("targets", []) if t.get("expr", "").strip()]
+        targets = [
+            t
+            for t in panel.get("targets", [])
+            if t.get("expr", "").strip() or t.get("rawSql", "").strip()
+        ]
         assert targets, f"panel {panel['title']!r} has no query"
         for ref in [panel.get("datasource"), *(t.get("datasource") for t in targets)]:
-            assert ref is None or (ref["type"] == "prometheus" and ref["uid"] in uids), ref
-        exprs += [t["expr"] for t in targets]
+            assert ref is None or ref["uid"] in uids, ref
+        exprs += [t["expr"] for t in targets if "expr" in t]
     expressions_are_about_real_series(exprs)
     for variable in dashboard.get("templating", {}).get("list", []):
         if "datasource" in variable:
