@@ -1,0 +1,269 @@
+"""`broadcast`: the operator's command line, through the same events as any other service.
+
+Commands publish on `broadcast.requests` and wait for their answer on `broadcast.events`;
+`status` reads the tracker's read model. Every command has `--help`; `--json` prints the
+answer as JSON for scripts. Exit codes: 0 done, 1 refused (the answer says why), 2 bad usage,
+3 no answer in time (is the stack up?).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared import topics
+
+REPO = Path(__file__).resolve().parents[1]
+KAFKA = os.environ.get("BROADCAST_KAFKA", "127.0.0.1:19092")
+DATABASE = os.environ.get(
+    "BROADCAST_DATABASE_URL", "postgresql://broadcast:broadcast@127.0.0.1:15432/broadcast"
+)
+REFUSED, USAGE, NO_ANSWER = 1, 2, 3
+
+
+class Refused(Exception):
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__(answer.get("message", "refused"))
+        self.answer = answer
+
+
+async def request(command: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Publish one command and return its answer; Refused when it was rejected."""
+    who = os.environ.get("USER", "operator")
+    command = {"request_id": f"cli-{uuid4()}", "requested_by": who, **command}
+    events = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
+    await events.start()
+    await producer.start()
+    try:
+        # Listen from the current end before asking, so the answer cannot be missed.
+        parts = await producer.partitions_for(topics.EVENTS.name)
+        assigned = [TopicPartition(topics.EVENTS.name, p) for p in parts]
+        events.assign(assigned)
+        await events.seek_to_end(*assigned)
+        for tp in assigned:
+            await events.position(tp)
+        await producer.send_and_wait(
+            topics.REQUESTS.name, json.dumps(command).encode(), key=command["tenant_id"].encode()
+        )
+        async with asyncio.timeout(timeout):
+            while True:
+                batch = await events.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        answer = json.loads(record.value)
+                        if answer.get("request_id") == command["request_id"]:
+                            if answer["type"] == "broadcast.rejected":
+                                raise Refused(answer)
+                            return dict(answer)
+    finally:
+        await producer.stop()
+        await events.stop()
+
+
+def criteria(values: Sequence[str]) -> list[dict[str, Any]]:
+    """`field=v1,v2` options: values OR-ed, criteria AND-ed."""
+    found = []
+    for item in values:
+        field, _, listed = item.partition("=")
+        if not field or not listed:
+            raise SystemExit(f"--where {item!r}: expected field=value[,value...]")
+        found.append({"field": field, "values": listed.split(",")})
+    return found
+
+
+async def run_status(tenant: str, broadcast_id: str) -> dict[str, Any] | None:
+    connection = await asyncpg.connect(DATABASE)
+    try:
+        row = await connection.fetchrow(
+            """SELECT run_id::text, state, outcome, name, contracts_targeted, messages_targeted,
+                      delivered, failed, cancelled
+               FROM tracker.runs
+               WHERE tenant_id = $1 AND broadcast_id = $2::uuid AND purpose = 'broadcast'
+               ORDER BY started_at DESC LIMIT 1""",
+            tenant,
+            broadcast_id,
+        )
+    finally:
+        await connection.close()
+    return dict(row) if row else None
+
+
+def bar(done: int, total: int | None, width: int = 30) -> str:
+    if not total:
+        return f"[{'?' * width}] {done}/?"
+    filled = min(width, width * done // total)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+
+
+async def status(args: argparse.Namespace) -> dict[str, Any]:
+    while True:
+        found = await run_status(args.tenant, args.broadcast_id)
+        if found is None:
+            raise Refused({"reason": "broadcast_not_found", "message": "not started, or unknown"})
+        if not args.watch or found["state"] == "completed":
+            if args.watch and not args.json:
+                print()
+            return found
+        if not args.json:
+            done = found["delivered"] + found["failed"] + found["cancelled"]
+            print(f"\r{bar(done, found['messages_targeted'])} en cours", end="", flush=True)
+        await asyncio.sleep(1)
+
+
+def stack(*words: str) -> int:
+    return subprocess.call([sys.executable, str(REPO / "deploy/local/stack.py"), *words])
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="broadcast", description=__doc__.splitlines()[0])
+    root.add_argument("--json", action="store_true", help="print answers as JSON")
+    sub = root.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("up", "start the local stack"),
+        ("down", "stop it"),
+        ("demo", "run the demo"),
+    ):
+        sub.add_parser(name, help=text)
+
+    def tenant_command(name: str, text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=text, description=text)
+        command.add_argument("--tenant", required=True)
+        return command
+
+    conf = tenant_command("configure", "set the tenant's settings from a YAML file")
+    conf.add_argument("settings", type=Path)
+    imp = tenant_command("import", "import a client file (CSV)")
+    imp.add_argument("file", type=Path)
+    est = tenant_command("estimate", "count the contracts and messages some criteria reach")
+    est.add_argument("--where", action="append", default=[], help="field=value[,value]")
+    est.add_argument("--channel", action="append", choices=["email", "sms"])
+    sub.add_parser("create", help="create a draft broadcast from a YAML spec").add_argument(
+        "spec", type=Path
+    )
+    pre = tenant_command("preview", "send the draft, for one sample contract, to one address")
+    pre.add_argument("broadcast_id")
+    pre.add_argument("--to", required=True)
+    pre.add_argument("--channel", choices=["email", "sms"], default="email")
+    for name, text in (("start", "send a draft"), ("cancel", "stop a broadcast")):
+        tenant_command(name, text).add_argument("broadcast_id")
+    st = tenant_command("status", "counters of a broadcast's latest run")
+    st.add_argument("broadcast_id")
+    st.add_argument("--watch", action="store_true", help="follow until it is finished")
+    act = tenant_command("actions", "manual actions: list, or send / ignore one")
+    act.add_argument("verb", nargs="?", choices=["send", "ignore"])
+    act.add_argument("action_id", nargs="?", type=int)
+    act.add_argument("--broadcast")
+    act.add_argument("--state", choices=["open", "sending", "sent", "ignored"])
+    act.add_argument("--to", help="a corrected address, with send")
+    return root
+
+
+async def execute(args: argparse.Namespace) -> dict[str, Any]:
+    tenant = getattr(args, "tenant", None)
+    match args.command:
+        case "estimate":
+            return await request(
+                {
+                    "type": "estimate_broadcast",
+                    "tenant_id": tenant,
+                    "criteria": criteria(args.where),
+                    "channels": args.channel or ["email"],
+                }
+            )
+        case "configure":
+            settings = yaml.safe_load(args.settings.read_text(encoding="utf-8")) or {}
+            return await request(
+                {"type": "configure_tenant", "tenant_id": tenant, "settings": settings}
+            )
+        case "create":
+            spec = yaml.safe_load(args.spec.read_text(encoding="utf-8"))
+            if not isinstance(spec, dict) or "tenant_id" not in spec:
+                raise SystemExit(f"{args.spec}: a mapping with tenant_id, name, channels, ...")
+            return await request({"type": "create_broadcast", **spec})
+        case "preview":
+            return await request(
+                {
+                    "type": "preview_broadcast",
+                    "tenant_id": tenant,
+                    "broadcast_id": args.broadcast_id,
+                    "to": args.to,
+                    "channel": args.channel,
+                }
+            )
+        case "start" | "cancel":
+            return await request(
+                {
+                    "type": f"{args.command}_broadcast",
+                    "tenant_id": tenant,
+                    "broadcast_id": args.broadcast_id,
+                }
+            )
+        case "status":
+            return await status(args)
+        case "actions" if args.verb:
+            if args.action_id is None:
+                raise SystemExit("actions send|ignore needs an ACTION_ID")
+            command: dict[str, Any] = {
+                "type": "resolve_action",
+                "tenant_id": tenant,
+                "action_id": args.action_id,
+                "resolution": args.verb,
+            }
+            if args.to:
+                command["address"] = args.to
+            return await request(command)
+        case "actions":
+            listing: dict[str, Any] = {"type": "list_actions", "tenant_id": tenant}
+            if args.broadcast:
+                listing["broadcast_id"] = args.broadcast
+            if args.state:
+                listing["state"] = args.state
+            return await request(listing)
+    raise SystemExit(f"unknown command {args.command}")
+
+
+def show(answer: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer, default=str, ensure_ascii=False))
+        return
+    for key, value in answer.items():
+        if key in ("schema_version", "event_id", "occurred_at", "request_id"):
+            continue
+        print(f"{key:20} {json.dumps(value, default=str, ensure_ascii=False)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command in ("up", "down"):
+        return stack(args.command)
+    if args.command == "demo":
+        return subprocess.call([sys.executable, "-m", "deploy.local.demo"], cwd=REPO)
+    if args.command == "import":
+        from services.targeting.importer import main as import_file
+
+        return import_file([str(args.file), "--tenant", args.tenant])
+    try:
+        answer = asyncio.run(execute(args))
+    except Refused as refused:
+        show(refused.answer, args.json)
+        return REFUSED
+    except TimeoutError:
+        print("no answer: is the stack up? (broadcast up)", file=sys.stderr)
+        return NO_ANSWER
+    show(answer, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

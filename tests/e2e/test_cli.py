@@ -1,0 +1,141 @@
+"""The operator's `broadcast` command against the running stack, from a client file to a
+finished broadcast and its follow-up actions."""
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import yaml
+
+from tests.e2e.audience import OPEN_ALL_WEEK, new_tenant
+from tests.stack import SmtpSink
+
+pytestmark = pytest.mark.stack
+REPO = Path(__file__).resolve().parents[2]
+
+
+def broadcast(*words: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy.cli", "--json", *words],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    lines = done.stdout.strip().splitlines()
+    return done.returncode, json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+
+
+async def wait_until(db: asyncpg.Pool, query: str, *args: Any, timeout: float = 30) -> None:
+    async with asyncio.timeout(timeout):
+        while not await db.fetchval(query, *args):
+            await asyncio.sleep(0.2)
+
+
+async def test_from_a_client_file_to_a_finished_broadcast(
+    db: asyncpg.Pool, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    tenant, domain = new_tenant()
+    bouncing = f"ancien@{domain}"
+    await smtp_sink.set_rules(
+        [{"address": bouncing, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown"}]
+    )
+    clients = tmp_path / "clients.csv"
+    clients.write_text(
+        "contract_id,client_name,status,building_type,language,emails\n"
+        f"C-1,Émilie Côté,active,residential,fr,emilie@{domain}\n"
+        f"C-2,John Smith,active,residential,en,john@{domain}\n"
+        f"C-3,Ancien Client,active,residential,fr,{bouncing}\n"
+        f"C-4,Commerce Inc,active,commercial,fr,commerce@{domain}\n",
+        encoding="utf-8",
+    )
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump(OPEN_ALL_WEEK))
+    code, configured = broadcast("configure", str(settings), "--tenant", tenant)
+    assert (code, configured["type"]) == (0, "tenant.configured")
+    code, _ = broadcast("import", str(clients), "--tenant", tenant)
+    assert code == 0
+    await wait_until(
+        db, "SELECT count(*) = 4 FROM targeting.contracts WHERE tenant_id = $1", tenant
+    )
+    await wait_until(db, "SELECT 1 FROM dispatcher.tenants WHERE tenant_id = $1", tenant)
+
+    code, estimate = broadcast(
+        "estimate", "--tenant", tenant, "--where", "building_type=residential"
+    )
+    assert (code, estimate["contracts"], estimate["messages"]) == (0, 3, {"email": 3})
+
+    spec = tmp_path / "avis.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "tenant_id": tenant,
+                "name": "Avis de déneigement",
+                "criteria": [{"field": "building_type", "values": ["residential"]}],
+                "channels": ["email"],
+                "languages": ["fr", "en"],
+                "content": {
+                    "email": {
+                        "fr": {
+                            "subject": "Avis",
+                            "html": "<p>Bonjour {{ contract.client_name }}</p>",
+                        },
+                        "en": {
+                            "subject": "Notice",
+                            "html": "<p>Hello {{ contract.client_name }}</p>",
+                        },
+                    }
+                },
+                "sender": {"address": f"avis@{domain}", "name": "Déneigement"},
+            },
+            allow_unicode=True,
+        ),
+        encoding="utf-8",
+    )
+    code, created = broadcast("create", str(spec))
+    assert (code, created["type"]) == (0, "broadcast.accepted")
+    broadcast_id = created["broadcast_id"]
+
+    code, previewed = broadcast(
+        "preview", broadcast_id, "--tenant", tenant, "--to", f"moi@{domain}"
+    )
+    assert (code, previewed["command"]) == (0, "preview_broadcast")
+    code, _ = broadcast("start", broadcast_id, "--tenant", tenant)
+    assert code == 0
+    code, refused = broadcast("start", broadcast_id, "--tenant", tenant)
+    assert (code, refused["reason"]) == (1, "already_started")
+
+    code, status = broadcast("status", broadcast_id, "--tenant", tenant, "--watch")
+    assert code == 0
+    assert (status["state"], status["outcome"]) == ("completed", "partially_successful")
+    assert (status["delivered"], status["failed"]) == (2, 1)
+    received = sorted(m.rcpt_tos[0] for m in await smtp_sink.messages(domain))
+    assert received == sorted([f"emilie@{domain}", f"john@{domain}", f"moi@{domain}"])
+
+    code, listed = broadcast("actions", "--tenant", tenant, "--broadcast", broadcast_id)
+    (action,) = listed["actions"]
+    assert (code, action["address"], action["reason"]) == (0, bouncing, "refused")
+    code, ignored = broadcast("actions", "ignore", str(action["action_id"]), "--tenant", tenant)
+    assert (code, ignored["state"]) == (0, "ignored")
+    code, refused = broadcast("actions", "send", str(action["action_id"]), "--tenant", tenant)
+    assert (code, refused["reason"]) == (1, "already_resolved")
+
+
+def test_every_command_has_help() -> None:
+    for command in ("estimate", "create", "preview", "start", "cancel", "status", "actions"):
+        done = subprocess.run(
+            [sys.executable, "-m", "deploy.cli", command, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert done.returncode == 0 and "usage: broadcast" in done.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "deploy.cli", "launch"], capture_output=True, cwd=REPO
+    )
+    assert bad.returncode == 2
