@@ -44,6 +44,16 @@ _VERDICT_OF_STATE: dict[str, Verdict] = {
 }
 
 
+def _attempt(row: asyncpg.Record) -> Attempt:
+    """The outcome a final row records."""
+    return Attempt(
+        _VERDICT_OF_STATE[row["state"]],
+        row["provider_code"],
+        row["provider_message"] or "",
+        row["reason"],
+    )
+
+
 def _refs(messages: Sequence[MessageRendered]) -> tuple[list[Any], ...]:
     return (
         [m.recipient_id for m in messages],
@@ -83,18 +93,7 @@ async def claim(
             [m.recipient_id for m in messages if m.recipient_id not in claimed],
             list(_VERDICT_OF_STATE),
         )
-    finished = {
-        r["recipient_id"]: Finished(
-            r["state"],
-            Attempt(
-                _VERDICT_OF_STATE[r["state"]],
-                r["provider_code"],
-                r["provider_message"] or "",
-                r["reason"],
-            ),
-        )
-        for r in earlier
-    }
+    finished = {r["recipient_id"]: Finished(r["state"], _attempt(r)) for r in earlier}
     return Claims(claimed, finished)
 
 
@@ -306,16 +305,7 @@ async def unannounced(pool: asyncpg.Pool, before: datetime) -> list[Unannounced]
         before,
     )
     return [
-        Unannounced(
-            Ref(**{c: r[c] for c in _REF_COLUMNS.split(", ")}),
-            r["state"],
-            Attempt(
-                _VERDICT_OF_STATE[r["state"]],
-                r["provider_code"],
-                r["provider_message"] or "",
-                r["reason"],
-            ),
-        )
+        Unannounced(Ref(**{c: r[c] for c in _REF_COLUMNS.split(", ")}), r["state"], _attempt(r))
         for r in rows
     ]
 

@@ -9,6 +9,13 @@ from .policy import Attempt, connection_failure, invalid_address, outcome_unknow
 
 log = logging.getLogger("dispatcher")
 
+_CONNECTION_LOST = (
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPConnectError,
+    aiosmtplib.SMTPTimeoutError,
+    OSError,
+)
+
 
 class SmtpRelay:
     """Sends one message per call over one of `size` connections, opened lazily and kept open.
@@ -61,12 +68,7 @@ class SmtpRelay:
                 await connection.connect()
             await connection.mail(sender)
             await connection.rcpt(recipient)
-        except (
-            aiosmtplib.SMTPServerDisconnected,
-            aiosmtplib.SMTPConnectError,
-            aiosmtplib.SMTPTimeoutError,
-            OSError,
-        ) as error:
+        except _CONNECTION_LOST as error:
             connection.close()
             return connection_failure(f"{type(error).__name__}: {error}")
         except aiosmtplib.SMTPResponseException as error:
@@ -80,12 +82,7 @@ class SmtpRelay:
         try:
             reply = await connection.data(message)
             return smtp_reply(reply.code, reply.message)
-        except (
-            aiosmtplib.SMTPServerDisconnected,
-            aiosmtplib.SMTPConnectError,
-            aiosmtplib.SMTPTimeoutError,
-            OSError,
-        ) as error:
+        except _CONNECTION_LOST as error:
             connection.close()
             return outcome_unknown(f"connection lost during DATA: {type(error).__name__}: {error}")
         except aiosmtplib.SMTPResponseException as error:
