@@ -99,6 +99,30 @@ async def run_status(tenant: str, broadcast_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
+    """The seed's list: name, creation and send dates, targeted / delivered / failed."""
+    connection = await asyncpg.connect(DATABASE)
+    try:
+        rows = await connection.fetch(
+            """SELECT b.broadcast_id::text, b.name, b.state, b.created_at, b.started_at,
+                      r.messages_targeted AS targeted, coalesce(r.delivered, 0) AS delivered,
+                      coalesce(r.failed, 0) AS failed
+               FROM targeting.broadcasts b
+               LEFT JOIN LATERAL (
+                   SELECT * FROM tracker.runs t
+                   WHERE t.broadcast_id = b.broadcast_id AND t.purpose = 'broadcast'
+                   ORDER BY t.started_at DESC LIMIT 1) r ON true
+               WHERE b.tenant_id = $1
+                 AND ($2::text IS NULL OR (b.state = 'draft') = ($2 = 'pending'))
+               ORDER BY b.created_at DESC, b.broadcast_id""",
+            tenant,
+            state,
+        )
+    finally:
+        await connection.close()
+    return [dict(r) for r in rows]
+
+
 def bar(done: int, total: int | None, width: int = 30) -> str:
     if not total:
         return f"[{'?' * width}] {done}/?"
@@ -157,6 +181,11 @@ def parser() -> argparse.ArgumentParser:
     pre.add_argument("--channel", choices=["email", "sms"], default="email")
     for name, text in (("start", "send a draft"), ("cancel", "stop a broadcast")):
         tenant_command(name, text).add_argument("broadcast_id")
+    ren = tenant_command("rename", "give a broadcast another name")
+    ren.add_argument("broadcast_id")
+    ren.add_argument("name")
+    lst = tenant_command("list", "the tenant's broadcasts, newest first, with their counters")
+    lst.add_argument("--state", choices=["sent", "pending"], help="sent, or waiting to be sent")
     st = tenant_command("status", "counters of a broadcast's latest run")
     st.add_argument("broadcast_id")
     st.add_argument("--watch", action="store_true", help="follow until it is finished")
@@ -211,6 +240,17 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
             )
         case "status":
             return await status(args)
+        case "rename":
+            return await request(
+                {
+                    "type": "rename_broadcast",
+                    "tenant_id": tenant,
+                    "broadcast_id": args.broadcast_id,
+                    "name": args.name,
+                }
+            )
+        case "list":
+            return {"broadcasts": await broadcasts_of(args.tenant, args.state)}
         case "actions" if args.verb:
             if args.action_id is None:
                 raise SystemExit("actions send|ignore needs an ACTION_ID")

@@ -223,6 +223,14 @@ class EstimateBroadcast(Command):
     channels: list[Channel] = Field(min_length=1)
 
 
+class RenameBroadcast(Command):
+    """A broadcast's name can change at any time; runs already started keep theirs."""
+
+    type: Literal["rename_broadcast"] = "rename_broadcast"
+    broadcast_id: UUID
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
 class CancelBroadcast(Command):
     """Stop sending: messages not handed over yet are reported as cancelled, not failed."""
 
@@ -305,6 +313,7 @@ TRACKER_COMMAND_ADAPTER: TypeAdapter[TrackerCommand] = TypeAdapter(
 AnyCommand = (
     CreateBroadcast
     | StartBroadcast
+    | RenameBroadcast
     | CancelBroadcast
     | EstimateBroadcast
     | PreviewBroadcast

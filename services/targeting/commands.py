@@ -25,6 +25,7 @@ from shared.events import (
     ListTemplates,
     PreviewBroadcast,
     RecipientTargeted,
+    RenameBroadcast,
     RunCancelled,
     RunStarted,
     SaveTemplate,
@@ -117,6 +118,13 @@ class CommandHandler:
                 return self._accepted(command, await self._start(command))
             case CancelBroadcast():
                 await self._cancel(command)
+                return self._accepted(command, command.broadcast_id)
+            case RenameBroadcast():
+                renamed = await store.rename_broadcast(
+                    self._pool, command.tenant_id, command.broadcast_id, command.name
+                )
+                if not renamed:
+                    raise _no_broadcast(command)
                 return self._accepted(command, command.broadcast_id)
             case PreviewBroadcast():
                 return self._accepted(command, command.broadcast_id, await self._preview(command))
@@ -383,7 +391,9 @@ def _no_template(template_id: str) -> Rejection:
     return Rejection("template_not_found", "template_id", f"no template '{template_id}'")
 
 
-def _no_broadcast(command: StartBroadcast | PreviewBroadcast | CancelBroadcast) -> Rejection:
+def _no_broadcast(
+    command: StartBroadcast | PreviewBroadcast | CancelBroadcast | RenameBroadcast,
+) -> Rejection:
     return Rejection(
         "broadcast_not_found",
         "broadcast_id",

@@ -600,3 +600,18 @@ async def cancel_broadcast(
             broadcast_id,
         )
     return [CancelledRun(r["run_id"], r["requested_by"]) for r in rows]
+
+
+async def rename_broadcast(
+    pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID, name: str
+) -> bool:
+    """False when the tenant has no such broadcast."""
+    status = await pool.execute(
+        """UPDATE targeting.broadcasts
+           SET name = $3, definition = jsonb_set(definition, '{name}', to_jsonb($3::text))
+           WHERE broadcast_id = $1 AND tenant_id = $2""",
+        broadcast_id,
+        tenant_id,
+        name,
+    )
+    return status != "UPDATE 0"

@@ -117,6 +117,17 @@ async def test_from_a_client_file_to_a_finished_broadcast(
     received = sorted(m.rcpt_tos[0] for m in await smtp_sink.messages(domain))
     assert received == sorted([f"emilie@{domain}", f"john@{domain}", f"moi@{domain}"])
 
+    code, _ = broadcast("rename", broadcast_id, "Avis — novembre", "--tenant", tenant)
+    assert code == 0
+    code, second = broadcast("create", str(spec))  # another draft, waiting to be sent
+    code, sent = broadcast("list", "--tenant", tenant, "--state", "sent")
+    assert [
+        (b["broadcast_id"], b["name"], b["targeted"], b["delivered"], b["failed"])
+        for b in sent["broadcasts"]
+    ] == [(broadcast_id, "Avis — novembre", 3, 2, 1)]
+    code, pending = broadcast("list", "--tenant", tenant, "--state", "pending")
+    assert [b["broadcast_id"] for b in pending["broadcasts"]] == [second["broadcast_id"]]
+
     code, listed = broadcast("actions", "--tenant", tenant, "--broadcast", broadcast_id)
     (action,) = listed["actions"]
     assert (code, action["address"], action["reason"]) == (0, bouncing, "refused")
@@ -127,7 +138,8 @@ async def test_from_a_client_file_to_a_finished_broadcast(
 
 
 def test_every_command_has_help() -> None:
-    for command in ("estimate", "create", "preview", "start", "cancel", "status", "actions"):
+    commands = ("estimate", "create", "preview", "start", "cancel", "rename", "list", "status")
+    for command in (*commands, "actions", "configure", "import"):
         done = subprocess.run(
             [sys.executable, "-m", "deploy.cli", command, "--help"],
             capture_output=True,
