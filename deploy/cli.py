@@ -181,6 +181,9 @@ def parser() -> argparse.ArgumentParser:
     pre.add_argument("--channel", choices=["email", "sms"], default="email")
     for name, text in (("start", "send a draft"), ("cancel", "stop a broadcast")):
         tenant_command(name, text).add_argument("broadcast_id")
+    sch = tenant_command("schedule", "start a draft at a given time")
+    sch.add_argument("broadcast_id")
+    sch.add_argument("--at", required=True, help="ISO time; without an offset: the tenant's")
     ren = tenant_command("rename", "give a broadcast another name")
     ren.add_argument("broadcast_id")
     ren.add_argument("name")
@@ -240,6 +243,15 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
             )
         case "status":
             return await status(args)
+        case "schedule":
+            return await request(
+                {
+                    "type": "schedule_broadcast",
+                    "tenant_id": tenant,
+                    "broadcast_id": args.broadcast_id,
+                    "at": args.at,
+                }
+            )
         case "rename":
             return await request(
                 {

@@ -223,6 +223,15 @@ class EstimateBroadcast(Command):
     channels: list[Channel] = Field(min_length=1)
 
 
+class ScheduleBroadcast(Command):
+    """Start a draft at `at`; a time without an offset is the tenant's wall time. Scheduling
+    again moves the time; cancel stops it."""
+
+    type: Literal["schedule_broadcast"] = "schedule_broadcast"
+    broadcast_id: UUID
+    at: datetime
+
+
 class RenameBroadcast(Command):
     """A broadcast's name can change at any time; runs already started keep theirs."""
 
@@ -313,6 +322,7 @@ TRACKER_COMMAND_ADAPTER: TypeAdapter[TrackerCommand] = TypeAdapter(
 AnyCommand = (
     CreateBroadcast
     | StartBroadcast
+    | ScheduleBroadcast
     | RenameBroadcast
     | CancelBroadcast
     | EstimateBroadcast

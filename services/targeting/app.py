@@ -10,6 +10,9 @@ Writes broadcast.events    (answers to commands, started, contact opted out)
 Serves /unsubscribe        (the page every unsubscribe link leads to)
 """
 
+import asyncio
+import contextlib
+import logging
 from pathlib import Path
 from uuid import UUID
 
@@ -44,6 +47,7 @@ from .streaming import RunStreamer
 from .unsubscribe import UnsubscribePage
 
 SERVICE = "targeting"
+log = logging.getLogger(SERVICE)
 
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
@@ -55,6 +59,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     recipients = broker.publisher(topics.RECIPIENTS.name, schema=RecipientTargeted)
     tenants = broker.publisher(topics.TENANTS.name, schema=TenantSettingsChanged)
     streamer: RunStreamer | None = None
+    scheduler: asyncio.Task[None] | None = None
 
     def start_run(run_id: UUID) -> None:
         assert streamer is not None, "commands are consumed only after start-up"
@@ -129,10 +134,27 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         )
 
     async def resume_streaming() -> None:
+        nonlocal scheduler
         assert streamer is not None
         await streamer.resume_all()
+        scheduler = asyncio.create_task(start_scheduled(), name="targeting-scheduler")
+
+    async def start_scheduled() -> None:
+        handler = CommandHandler(
+            runtime.pool, Publishers(events, runs, recipients, tenants), start_run
+        )
+        while True:
+            try:
+                await handler.start_due()
+            except Exception:
+                log.exception("starting scheduled broadcasts failed; trying again")
+            await asyncio.sleep(1)
 
     async def stop_streaming() -> None:
+        if scheduler is not None:
+            scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduler
         if streamer is not None:
             await streamer.stop()
 

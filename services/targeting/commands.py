@@ -3,7 +3,9 @@
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from faststream.kafka.publisher.usecase import DefaultPublisher
@@ -29,6 +31,7 @@ from shared.events import (
     RunCancelled,
     RunStarted,
     SaveTemplate,
+    ScheduleBroadcast,
     StartBroadcast,
     TargetingCompleted,
     TemplateDeleted,
@@ -119,6 +122,8 @@ class CommandHandler:
             case CancelBroadcast():
                 await self._cancel(command)
                 return self._accepted(command, command.broadcast_id)
+            case ScheduleBroadcast():
+                return self._accepted(command, await self._schedule(command))
             case RenameBroadcast():
                 renamed = await store.rename_broadcast(
                     self._pool, command.tenant_id, command.broadcast_id, command.name
@@ -239,6 +244,48 @@ class CommandHandler:
         # A replayed start resumes the same run rather than creating another one.
         self._start_run(outcome.run_id)
         return command.broadcast_id
+
+    async def _schedule(self, command: ScheduleBroadcast) -> UUID:
+        at = command.at
+        if at.tzinfo is None:  # the tenant's wall time
+            async with self._pool.acquire() as connection:
+                settings = await store.tenant_settings(connection, command.tenant_id)
+            at = at.replace(tzinfo=ZoneInfo(settings.time_zone))
+        if at < datetime.now(UTC) - timedelta(minutes=1):
+            raise Rejection("invalid_field", "at", f"{at.isoformat()} is in the past")
+        state = await store.schedule_broadcast(
+            self._pool,
+            command.tenant_id,
+            command.broadcast_id,
+            at,
+            command.request_id,
+            command.requested_by,
+        )
+        if state is None:
+            raise _no_broadcast(command)
+        if state not in ("draft", "scheduled"):
+            raise Rejection(
+                "already_started",
+                "broadcast_id",
+                f"this broadcast is {state}: too late to schedule",
+            )
+        return command.broadcast_id
+
+    async def start_due(self) -> None:
+        """Start the scheduled broadcasts whose time has come, as their scheduler asked."""
+        for due in await store.due_schedules(self._pool):
+            outcome = await store.start_broadcast(
+                self._pool,
+                due.tenant_id,
+                due.broadcast_id,
+                due.request_id,
+                due.requested_by,
+                run_id_for(due.broadcast_id, 1),
+            )
+            if outcome.run_id is not None:
+                self._start_run(outcome.run_id)
+            else:
+                log.warning("scheduled broadcast %s could not start", due.broadcast_id)
 
     async def _cancel(self, command: CancelBroadcast) -> None:
         runs = await store.cancel_broadcast(self._pool, command.tenant_id, command.broadcast_id)
@@ -392,7 +439,11 @@ def _no_template(template_id: str) -> Rejection:
 
 
 def _no_broadcast(
-    command: StartBroadcast | PreviewBroadcast | CancelBroadcast | RenameBroadcast,
+    command: StartBroadcast
+    | PreviewBroadcast
+    | CancelBroadcast
+    | RenameBroadcast
+    | ScheduleBroadcast,
 ) -> Rejection:
     return Rejection(
         "broadcast_not_found",

@@ -3,6 +3,7 @@
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -251,7 +252,7 @@ async def start_broadcast(
             return StartOutcome(None, None, None)
         if row["state"] == "cancelled":
             return StartOutcome(None, "cancelled", None)
-        if row["state"] != "draft":
+        if row["state"] not in ("draft", "scheduled"):
             earlier = await connection.fetchrow(
                 "SELECT run_id, request_id FROM targeting.runs WHERE broadcast_id = $1 "
                 "ORDER BY run_number LIMIT 1",
@@ -615,3 +616,52 @@ async def rename_broadcast(
         name,
     )
     return status != "UPDATE 0"
+
+
+async def schedule_broadcast(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    broadcast_id: UUID,
+    at: datetime,
+    request_id: str,
+    requested_by: str,
+) -> str | None:
+    """The broadcast's state before (None: no such broadcast); scheduled only from a draft or a
+    schedule."""
+    async with pool.acquire() as connection, connection.transaction():
+        state: str | None = await connection.fetchval(
+            "SELECT state FROM targeting.broadcasts WHERE broadcast_id = $1 AND tenant_id = $2 "
+            "FOR UPDATE",
+            broadcast_id,
+            tenant_id,
+        )
+        if state in ("draft", "scheduled"):
+            await connection.execute(
+                """UPDATE targeting.broadcasts
+                   SET state = 'scheduled', scheduled_at = $2, schedule_request = $3,
+                       scheduled_by = $4
+                   WHERE broadcast_id = $1""",
+                broadcast_id,
+                at,
+                request_id,
+                requested_by,
+            )
+        return state
+
+
+@dataclass(frozen=True)
+class Due:
+    broadcast_id: UUID
+    tenant_id: str
+    request_id: str
+    requested_by: str
+
+
+async def due_schedules(pool: asyncpg.Pool) -> list[Due]:
+    rows = await pool.fetch(
+        """SELECT broadcast_id, tenant_id, schedule_request AS request_id,
+                  scheduled_by AS requested_by
+           FROM targeting.broadcasts WHERE state = 'scheduled' AND scheduled_at <= now()
+           ORDER BY scheduled_at LIMIT 100"""
+    )
+    return [Due(**dict(r)) for r in rows]

@@ -138,7 +138,8 @@ async def test_from_a_client_file_to_a_finished_broadcast(
 
 
 def test_every_command_has_help() -> None:
-    commands = ("estimate", "create", "preview", "start", "cancel", "rename", "list", "status")
+    commands = ("estimate", "create", "preview", "start", "schedule", "cancel", "rename", "list")
+    commands += ("status",)
     for command in (*commands, "actions", "configure", "import"):
         done = subprocess.run(
             [sys.executable, "-m", "deploy.cli", command, "--help"],
