@@ -196,14 +196,7 @@ class Handover:
         deadline: float,
         out: _Outcomes,
     ) -> None:
-        every = Counter(
-            key
-            for m, _ in part
-            for key in (
-                ratelimit.tenant_key(m.tenant_id, m.channel),
-                ratelimit.relay_key(m.channel),
-            )
-        )
+        every = Counter(key for m, _ in part for key in ratelimit.buckets(m.tenant_id, m.channel))
         # A tenant's own rate is known from its settings at once; relays and pauses from the
         # shared table, re-read every second.
         limited = await self._limited.among(every) | {
@@ -239,10 +232,7 @@ class Handover:
                     key
                     for m, _ in part
                     if m.recipient_id not in claims.claimed
-                    for key in (
-                        ratelimit.tenant_key(m.tenant_id, m.channel),
-                        ratelimit.relay_key(m.channel),
-                    )
+                    for key in ratelimit.buckets(m.tenant_id, m.channel)
                     if key in limited
                 )
                 await ratelimit.refund(self._pool, dict(unused))

@@ -20,6 +20,11 @@ def relay_key(channel: str) -> str:
     return f"relay:{channel}"
 
 
+def buckets(tenant_id: str, channel: str) -> tuple[str, str]:
+    """Every bucket a message draws from: its tenant's for its channel, and the relay's."""
+    return tenant_key(tenant_id, channel), relay_key(channel)
+
+
 class ActiveKeys:
     """The keys that have a limit or a pause, re-read every `ttl` seconds: the others cost
     no query at all, which is most of the traffic."""

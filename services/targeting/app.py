@@ -61,6 +61,11 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     streamer: RunStreamer | None = None
     scheduler: asyncio.Task[None] | None = None
 
+    publishers = Publishers(events, runs, recipients, tenants)
+
+    def command_handler() -> CommandHandler:
+        return CommandHandler(runtime.pool, publishers, start_run)
+
     def start_run(run_id: UUID) -> None:
         assert streamer is not None, "commands are consumed only after start-up"
         streamer.kick(run_id)
@@ -89,9 +94,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     async def on_commands(commands: list[AnyCommand]) -> None:
         if not commands:  # every record of the batch was invalid and already answered
             return
-        handler = CommandHandler(
-            runtime.pool, Publishers(events, runs, recipients, tenants), start_run
-        )
+        handler = command_handler()
         for command in commands:
             await handler.handle(command)
 
@@ -106,9 +109,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         description="Messages of manual actions to send again, as one-message runs.",
     )
     async def on_follow_ups(requests: list[FollowUpRequested]) -> None:
-        handler = CommandHandler(
-            runtime.pool, Publishers(events, runs, recipients, tenants), start_run
-        )
+        handler = command_handler()
         for request in requests:
             await handler.follow_up(request)
 
@@ -140,9 +141,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         scheduler = asyncio.create_task(start_scheduled(), name="targeting-scheduler")
 
     async def start_scheduled() -> None:
-        handler = CommandHandler(
-            runtime.pool, Publishers(events, runs, recipients, tenants), start_run
-        )
+        handler = command_handler()
         while True:
             try:
                 await handler.start_due()

@@ -332,12 +332,13 @@ class Run:
     settings: TenantSettings
 
 
-async def find_run(connection: Connection, run_id: UUID) -> Run | None:
-    exists = await connection.fetchval("SELECT 1 FROM targeting.runs WHERE run_id = $1", run_id)
-    return await load_run(connection, run_id) if exists else None
-
-
 async def load_run(connection: Connection, run_id: UUID) -> Run:
+    run = await find_run(connection, run_id)
+    assert run is not None, f"run {run_id} vanished"
+    return run
+
+
+async def find_run(connection: Connection, run_id: UUID) -> Run | None:
     row = await connection.fetchrow(
         """SELECT r.run_id, r.broadcast_id, r.tenant_id, r.request_id, r.requested_by, r.announced,
                   r.cursor, r.contracts, r.messages, r.unreachable, b.definition, r.content,
@@ -346,7 +347,8 @@ async def load_run(connection: Connection, run_id: UUID) -> Run:
            WHERE r.run_id = $1""",
         run_id,
     )
-    assert row is not None, f"run {run_id} vanished"
+    if row is None:
+        return None
     fields = dict(row)
     definition = CreateBroadcast.model_validate(fields["definition"])
     template_id, version = fields.pop("template_id"), fields.pop("template_version")
