@@ -83,14 +83,23 @@ def criteria(values: Sequence[str]) -> list[dict[str, Any]]:
 
 
 async def run_status(tenant: str, broadcast_id: str) -> dict[str, Any] | None:
+    """The broadcast's state (targeting) and its latest run's counters (tracker); None when
+    the tenant has no such broadcast."""
     connection = await asyncpg.connect(DATABASE)
     try:
         row = await connection.fetchrow(
-            """SELECT run_id::text, state, outcome, name, contracts_targeted, messages_targeted,
-                      delivered, failed, cancelled
-               FROM tracker.runs
-               WHERE tenant_id = $1 AND broadcast_id = $2::uuid AND purpose = 'broadcast'
-               ORDER BY started_at DESC LIMIT 1""",
+            """SELECT r.run_id::text, r.run_number, coalesce(t.state, 'running') AS state,
+                      b.state AS broadcast_state, t.outcome, b.name,
+                      coalesce(t.contracts_targeted, 0) AS contracts_targeted,
+                      t.messages_targeted, coalesce(t.delivered, 0) AS delivered,
+                      coalesce(t.failed, 0) AS failed, coalesce(t.cancelled, 0) AS cancelled
+               FROM targeting.broadcasts b
+               LEFT JOIN LATERAL (
+                   SELECT run_id, run_number FROM targeting.runs x
+                   WHERE x.broadcast_id = b.broadcast_id
+                   ORDER BY run_number DESC LIMIT 1) r ON true
+               LEFT JOIN tracker.runs t ON t.run_id = r.run_id
+               WHERE b.tenant_id = $1 AND b.broadcast_id = $2::uuid""",
             tenant,
             broadcast_id,
         )
@@ -113,7 +122,8 @@ async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
                    WHERE t.broadcast_id = b.broadcast_id AND t.purpose = 'broadcast'
                    ORDER BY t.started_at DESC LIMIT 1) r ON true
                WHERE b.tenant_id = $1
-                 AND ($2::text IS NULL OR (b.state = 'draft') = ($2 = 'pending'))
+                 AND ($2::text IS NULL
+                      OR (b.state IN ('draft', 'scheduled')) = ($2 = 'pending'))
                ORDER BY b.created_at DESC, b.broadcast_id""",
             tenant,
             state,
@@ -123,6 +133,13 @@ async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def load_spec(path: Path) -> dict[str, Any]:
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(spec, dict) or "tenant_id" not in spec:
+        raise SystemExit(f"{path}: a mapping with tenant_id, name, channels, ...")
+    return spec
+
+
 def bar(done: int, total: int | None, width: int = 30) -> str:
     if not total:
         return f"[{'?' * width}] {done}/?"
@@ -130,19 +147,64 @@ def bar(done: int, total: int | None, width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
+def finished(found: dict[str, Any]) -> bool:
+    """The latest run is complete and the broadcast's lifecycle knows it (a resend may follow)."""
+    return found["state"] == "completed" and found["broadcast_state"] in ("completed", "cancelled")
+
+
 async def status(args: argparse.Namespace) -> dict[str, Any]:
     while True:
         found = await run_status(args.tenant, args.broadcast_id)
         if found is None:
-            raise Refused({"reason": "broadcast_not_found", "message": "not started, or unknown"})
-        if not args.watch or found["state"] == "completed":
+            raise Refused({"reason": "broadcast_not_found", "message": "no such broadcast"})
+        if found["run_id"] is None and found["broadcast_state"] != "scheduled":
+            raise Refused({"reason": "not_started", "message": f"it is {found['broadcast_state']}"})
+        if not args.watch or finished(found):
             if args.watch and not args.json:
                 print()
             return found
-        if not args.json:
+        if not args.json and found["run_id"] is not None:
             done = found["delivered"] + found["failed"] + found["cancelled"]
-            print(f"\r{bar(done, found['messages_targeted'])} en cours", end="", flush=True)
+            where = "paused" if found["broadcast_state"] == "paused" else "in progress"
+            line = f"{bar(done, found['messages_targeted'])} {where}"
+            print(f"\r{line:60}", end="", flush=True)
         await asyncio.sleep(1)
+
+
+def import_contracts(args: argparse.Namespace) -> int:
+    """Publish the file like any producer, then wait until targeting's read model has it, so
+    that the next command (an estimate) counts it."""
+    from services.targeting.importer import import_file
+
+    if not args.file.is_file():
+        print(f"{args.file}: no such file", file=sys.stderr)
+        return USAGE
+    imported = import_file(args.file, args.tenant, KAFKA)
+
+    async def applied() -> int:
+        connection = await asyncpg.connect(DATABASE)
+        try:
+            async with asyncio.timeout(60):
+                while True:
+                    count: int = await connection.fetchval(
+                        "SELECT count(*) FROM targeting.contracts "
+                        "WHERE tenant_id = $1 AND version >= $2",
+                        args.tenant,
+                        imported.version,
+                    )
+                    if count >= imported.contracts:
+                        return count
+                    await asyncio.sleep(0.2)
+        finally:
+            await connection.close()
+
+    try:
+        asyncio.run(applied())
+    except TimeoutError:
+        print("imported, but targeting has not applied it yet", file=sys.stderr)
+        return NO_ANSWER
+    show({"imported": imported.contracts, "refused": imported.refused}, args.json)
+    return REFUSED if imported.refused else 0
 
 
 def stack(*words: str) -> int:
@@ -152,6 +214,12 @@ def stack(*words: str) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="broadcast", description=__doc__.splitlines()[0])
     root.add_argument("--json", action="store_true", help="print answers as JSON")
+    root.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the id the answer is about (for id=$(broadcast -q create ...))",
+    )
     sub = root.add_subparsers(dest="command", required=True)
     for name, text in (
         ("up", "start the local stack"),
@@ -172,15 +240,28 @@ def parser() -> argparse.ArgumentParser:
     est = tenant_command("estimate", "count the contracts and messages some criteria reach")
     est.add_argument("--where", action="append", default=[], help="field=value[,value]")
     est.add_argument("--channel", action="append", choices=["email", "sms"])
-    sub.add_parser("create", help="create a draft broadcast from a YAML spec").add_argument(
-        "spec", type=Path
-    )
+    cre = sub.add_parser("create", help="create a draft broadcast from a YAML spec")
+    cre.add_argument("spec", type=Path)
+    cre.add_argument("--contracts", help="C-1,C-2,...: exactly these customers (the campaign flow)")
+    upd = sub.add_parser("update", help="replace a draft's criteria and content from a spec")
+    upd.add_argument("broadcast_id")
+    upd.add_argument("spec", type=Path)
     pre = tenant_command("preview", "send the draft, for one sample contract, to one address")
     pre.add_argument("broadcast_id")
     pre.add_argument("--to", required=True)
     pre.add_argument("--channel", choices=["email", "sms"], default="email")
-    for name, text in (("start", "send a draft"), ("cancel", "stop a broadcast")):
+    for name, text in (
+        ("start", "send a draft"),
+        ("pause", "hold a running broadcast"),
+        ("resume", "release a paused broadcast; nobody gets the message twice"),
+        ("cancel", "stop a scheduled, running or paused broadcast"),
+    ):
         tenant_command(name, text).add_argument("broadcast_id")
+    res = tenant_command("resend", "send a finished broadcast again, as a new run")
+    res.add_argument("broadcast_id")
+    res.add_argument(
+        "--failed", action="store_true", help="only to the addresses that failed last time"
+    )
     sch = tenant_command("schedule", "start a draft at a given time")
     sch.add_argument("broadcast_id")
     sch.add_argument("--at", required=True, help="ISO time; without an offset: the tenant's")
@@ -219,10 +300,28 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
                 {"type": "configure_tenant", "tenant_id": tenant, "settings": settings}
             )
         case "create":
-            spec = yaml.safe_load(args.spec.read_text(encoding="utf-8"))
-            if not isinstance(spec, dict) or "tenant_id" not in spec:
-                raise SystemExit(f"{args.spec}: a mapping with tenant_id, name, channels, ...")
+            spec = load_spec(args.spec)
+            if args.contracts:
+                spec["criteria"] = [
+                    *spec.get("criteria", []),
+                    {"field": "contract_id", "values": args.contracts.split(",")},
+                ]
             return await request({"type": "create_broadcast", **spec})
+        case "update":
+            spec = load_spec(args.spec)
+            spec.pop("broadcast_id", None)
+            return await request(
+                {"type": "update_broadcast", "broadcast_id": args.broadcast_id, **spec}
+            )
+        case "resend":
+            return await request(
+                {
+                    "type": "resend_broadcast",
+                    "tenant_id": tenant,
+                    "broadcast_id": args.broadcast_id,
+                    "only_failed": args.failed,
+                }
+            )
         case "preview":
             return await request(
                 {
@@ -233,7 +332,7 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
                     "channel": args.channel,
                 }
             )
-        case "start" | "cancel":
+        case "start" | "pause" | "resume" | "cancel":
             return await request(
                 {
                     "type": f"{args.command}_broadcast",
@@ -285,7 +384,13 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
     raise SystemExit(f"unknown command {args.command}")
 
 
-def show(answer: dict[str, Any], as_json: bool) -> None:
+def show(answer: dict[str, Any], as_json: bool, quiet: bool = False) -> None:
+    if quiet:
+        for key in ("broadcast_id", "action_id", "run_id"):
+            if answer.get(key):
+                print(answer[key])
+                return
+        return
     if as_json:
         print(json.dumps(answer, default=str, ensure_ascii=False))
         return
@@ -302,18 +407,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return subprocess.call([sys.executable, "-m", "deploy.local.demo"], cwd=REPO)
     if args.command == "import":
-        from services.targeting.importer import main as import_file
-
-        return import_file([str(args.file), "--tenant", args.tenant])
+        return import_contracts(args)
     try:
         answer = asyncio.run(execute(args))
     except Refused as refused:
-        show(refused.answer, args.json)
+        show(refused.answer, args.json and not args.quiet)
         return REFUSED
     except TimeoutError:
         print("no answer: is the stack up? (broadcast up)", file=sys.stderr)
         return NO_ANSWER
-    show(answer, args.json)
+    show(answer, args.json, args.quiet)
     return 0
 
 

@@ -156,6 +156,18 @@ class QuietHours(BaseModel):
     end: ClockTime
 
 
+class AutoPause(BaseModel):
+    """Pause a running broadcast when more than `failure_ratio` of its messages failed (or
+    had to wait for a retry) over the last `window_seconds`, once at least `min_messages`
+    were tried in that window: a relay down or bad credentials must not burn the audience."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    window_seconds: int = Field(default=60, ge=5, le=3600)
+    min_messages: int = Field(default=50, ge=1, le=100_000)
+
+
 class TenantSettings(BaseModel):
     """What a tenant configures once and every run of its broadcasts uses.
 
@@ -179,6 +191,11 @@ class TenantSettings(BaseModel):
     # Messages per second handed over for this tenant, across every dispatcher; None: no limit.
     email_per_second: float | None = Field(default=None, gt=0, le=100_000)
     sms_per_second: float | None = Field(default=None, gt=0, le=100_000)
+    # Seconds between "start" and the first recipient being targeted: a start can still be
+    # cancelled with nothing sent.
+    grace_seconds: int = Field(default=0, ge=0, le=3600)
+    # None: never pause on failures.
+    auto_pause: AutoPause | None = AutoPause()
 
 
 class Command(BaseModel):
@@ -190,15 +207,13 @@ class Command(BaseModel):
     requested_by: UserId
 
 
-class CreateBroadcast(Command):
-    """Create a broadcast as a draft. Its id is derived from the request when not given.
+class BroadcastDefinition(Command):
+    """What a broadcast sends, to whom: the fields a draft is created and updated with.
 
     The message is either `content` written for this broadcast or a saved `template_id`; a
     template's latest version when the broadcast starts is the one its run keeps.
     """
 
-    type: Literal["create_broadcast"] = "create_broadcast"
-    broadcast_id: UUID | None = None
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     criteria: list[Criterion] = Field(default_factory=list)
     channels: list[Channel] = Field(min_length=1)
@@ -206,6 +221,23 @@ class CreateBroadcast(Command):
     content: Content | None = None
     template_id: TemplateId | None = None
     sender: Sender
+
+
+DEFINITION_FIELDS = frozenset(BroadcastDefinition.model_fields) - frozenset(Command.model_fields)
+
+
+class CreateBroadcast(BroadcastDefinition):
+    """Create a broadcast as a draft. Its id is derived from the request when not given."""
+
+    type: Literal["create_broadcast"] = "create_broadcast"
+    broadcast_id: UUID | None = None
+
+
+class UpdateBroadcast(BroadcastDefinition):
+    """Replace a draft's (or a scheduled broadcast's) definition; refused once it started."""
+
+    type: Literal["update_broadcast"] = "update_broadcast"
+    broadcast_id: UUID
 
 
 class StartBroadcast(Command):
@@ -238,6 +270,34 @@ class RenameBroadcast(Command):
     type: Literal["rename_broadcast"] = "rename_broadcast"
     broadcast_id: UUID
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class PauseBroadcast(Command):
+    """Hold a running broadcast: nothing more is handed over until it is resumed.
+
+    `reason` is `failure_ratio` when the tracker paused it on its own (AutoPause)."""
+
+    type: Literal["pause_broadcast"] = "pause_broadcast"
+    broadcast_id: UUID
+    reason: Literal["requested", "failure_ratio"] = "requested"
+    detail: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class ResumeBroadcast(Command):
+    """Release a paused broadcast: what was held is sent, never what was already sent."""
+
+    type: Literal["resume_broadcast"] = "resume_broadcast"
+    broadcast_id: UUID
+
+
+class ResendBroadcast(Command):
+    """Send a finished broadcast again, as a new run with its own counters.
+
+    `only_failed`: only to the addresses whose message failed in the previous run."""
+
+    type: Literal["resend_broadcast"] = "resend_broadcast"
+    broadcast_id: UUID
+    only_failed: bool = False
 
 
 class CancelBroadcast(Command):
@@ -321,7 +381,11 @@ TRACKER_COMMAND_ADAPTER: TypeAdapter[TrackerCommand] = TypeAdapter(
 
 AnyCommand = (
     CreateBroadcast
+    | UpdateBroadcast
     | StartBroadcast
+    | PauseBroadcast
+    | ResumeBroadcast
+    | ResendBroadcast
     | ScheduleBroadcast
     | RenameBroadcast
     | CancelBroadcast
@@ -364,6 +428,11 @@ RejectionReason = Literal[
     "not_started",
     "action_not_found",
     "already_resolved",
+    "not_running",
+    "not_paused",
+    "not_finished",
+    "nothing_to_resend",
+    "request_reused",
 ]
 Outcome = Literal["fully_successful", "partially_successful", "failed", "cancelled"]
 
@@ -383,6 +452,7 @@ class Counters(BaseModel):
     cancelled: int = 0
     pending_retry: int = 0
     waiting_window: int = 0
+    paused: int = 0
     failed_by_reason: dict[str, int] = Field(default_factory=dict)
 
 
@@ -569,6 +639,20 @@ class BroadcastStarted(Record):
     run_id: UUID
 
 
+class BroadcastPaused(Record):
+    """A running broadcast was paused; `requested_by` is its creator, to be told.
+
+    `reason` `failure_ratio`: it paused itself, `detail` says how many messages failed."""
+
+    type: Literal["broadcast.paused"] = "broadcast.paused"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    requested_by: str
+    reason: Literal["requested", "failure_ratio"]
+    detail: str = ""
+
+
 class BroadcastProgressed(Record):
     type: Literal["broadcast.progressed"] = "broadcast.progressed"
     tenant_id: str
@@ -594,6 +678,7 @@ AnyBroadcastEvent = (
     | BroadcastRejected
     | BroadcastEstimated
     | BroadcastStarted
+    | BroadcastPaused
     | BroadcastProgressed
     | BroadcastCompleted
     | BroadcastPreviewed
@@ -741,6 +826,25 @@ class RunCancelled(Record):
     requested_by: str
 
 
+class RunPaused(Record):
+    """Hold the run's messages not handed over yet until it is resumed."""
+
+    type: Literal["run.paused"] = "run.paused"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    reason: Literal["requested", "failure_ratio"]
+
+
+class RunResumed(Record):
+    """Release the run's held messages."""
+
+    type: Literal["run.resumed"] = "run.resumed"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+
+
 class FollowUpRequested(Record):
     """A manual action resolved with "send": targeting publishes the message of run `run_id`
     for this contract again, as the one-message run `follow_up_run_id`, to `address`."""
@@ -758,7 +862,7 @@ class FollowUpRequested(Record):
 
 
 RunEvent = Annotated[
-    RunStarted | TargetingCompleted | RunCancelled | FollowUpRequested,
+    RunStarted | TargetingCompleted | RunCancelled | RunPaused | RunResumed | FollowUpRequested,
     Field(discriminator="type"),
 ]
 
@@ -889,15 +993,16 @@ class DeliveryFailed(MessageRef):
     provider_code: int | None = None
 
 
-WaitReason = Literal["retry", "send_window", "throttled"]
+WaitReason = Literal["retry", "send_window", "throttled", "paused"]
 
 
 class DeliveryDeferred(MessageRef):
-    """Not handed over yet: it will be tried again at `due_at`. Not a final state."""
+    """Not handed over yet: it will be tried again at `due_at` (None: when its run is
+    resumed). Not a final state."""
 
     type: Literal["delivery.deferred"] = "delivery.deferred"
     waiting_for: WaitReason
-    due_at: datetime
+    due_at: datetime | None
     attempts: int
     detail: str = ""
     provider_code: int | None = None

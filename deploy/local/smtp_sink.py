@@ -4,8 +4,9 @@
 
 Control API on the HTTP port (all JSON): GET/DELETE /_sink/messages, GET /_sink/count,
 GET/PUT/DELETE /_sink/rules, GET /_sink/health. A rule:
-    {"address": "x@example.com" | "*", "stage": "rcpt" | "data", "code": 550,
-     "message": "5.1.1 User unknown", "times": null | int, "action": "reply" | "disconnect"}
+    {"address": "x@example.com" | "@example.com" (a whole domain) | "*",
+     "stage": "rcpt" | "data", "code": 550, "message": "5.1.1 User unknown",
+     "times": null | int, "action": "reply" | "disconnect"}
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ class SinkSMTP(SMTP):
         await super().push(status)
 
 
+def _matches(pattern: str, addresses: list[str]) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.startswith("@"):
+        return any(a.endswith(pattern) for a in addresses)
+    return pattern in addresses
+
+
 class SinkHandler:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
@@ -64,9 +73,7 @@ class SinkHandler:
 
     def _rule_for(self, stage: str, addresses: list[str]) -> Rule | None:
         lowered = [a.lower() for a in addresses]
-        return self.rules.take(
-            lambda r: r["stage"] == stage and (r["address"] == "*" or r["address"] in lowered)
-        )
+        return self.rules.take(lambda r: r["stage"] == stage and _matches(r["address"], lowered))
 
     @staticmethod
     def _apply(server: SMTP, rule: Rule) -> str:

@@ -1,7 +1,7 @@
 """Dispatcher: hands each rendered message to its provider, once, when the tenant allows it.
 
 Reads  broadcast.messages    (ready-to-send email and SMS)
-       broadcast.runs        (cancelled runs)
+       broadcast.runs        (cancelled, paused and resumed runs)
        tenant.settings       (send windows and rates)
 Writes broadcast.deliveries  (delivered, failed, deferred until a retry or a window, cancelled)
 
@@ -29,6 +29,8 @@ from shared.events import (
     MessageRendered,
     RunCancelled,
     RunEvent,
+    RunPaused,
+    RunResumed,
     TenantSettingsChanged,
 )
 from shared.kafka import (
@@ -109,12 +111,19 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
         topics.RUNS.name,
         **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
         decoder=QuarantineDecoder(TypeAdapter(RunEvent), quarantine),
-        description="Cancelled runs: what was not handed over yet is reported as cancelled.",
+        description="Cancelled runs (what was not handed over yet is reported as cancelled), "
+        "paused runs (held in the ledger) and resumed ones (released).",
     )
     async def on_runs(batch: list[RunEvent]) -> None:
-        await ledger.record_cancelled_runs(
-            runtime.pool, [e.run_id for e in batch if isinstance(e, RunCancelled)]
-        )
+        # In order: a pause and its resume may come in one batch.
+        for event in batch:
+            match event:
+                case RunCancelled():
+                    await ledger.record_cancelled_runs(runtime.pool, [event.run_id])
+                case RunPaused():
+                    await ledger.pause_run(runtime.pool, event.run_id)
+                case RunResumed():
+                    await ledger.resume_run(runtime.pool, event.run_id)
 
     @broker.subscriber(
         topics.TENANTS.name,

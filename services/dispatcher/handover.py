@@ -1,4 +1,5 @@
-"""Handing messages to their providers: cancelled runs, send windows, rate limits, waves.
+"""Handing messages to their providers: cancelled and paused runs, send windows, rate limits,
+waves.
 
 The same path serves messages fresh from Kafka and messages whose wait is over (the sweeper).
 Messages go out in waves of at most `wave_size`: a wave is claimed, sent over the pool's
@@ -144,14 +145,18 @@ class Handover:
         if not items:
             return []
         out = _Outcomes()
-        cancelled_runs = await ledger.cancelled_runs(self._pool, {m.run_id for m, _ in items})
+        stopped_runs = await ledger.stopped_runs(self._pool, {m.run_id for m, _ in items})
         settings = await self._tenants.get({m.tenant_id for m, _ in items})
         now = self._clock()
         ready: list[tuple[MessageRendered, int]] = []
         stopped: list[MessageRendered] = []
         for message, attempts in items:
-            if message.run_id in cancelled_runs:
+            why = stopped_runs.get(message.run_id)
+            if why == "cancelled":
                 stopped.append(message)
+                continue
+            if why == "paused":
+                out.waits.append(ledger.Wait(message, None, "paused", attempts))
                 continue
             opening = (
                 None
@@ -172,8 +177,8 @@ class Handover:
                 await self._wave(part, settings, claimed, deadline, out)
 
         await asyncio.gather(*(wave(ready[i : i + size]) for i in range(0, len(ready), size)))
-        await ledger.schedule(self._pool, out.waits)
-        out.events.extend(deferred_event(w) for w in out.waits)
+        parked = await ledger.schedule(self._pool, out.waits)
+        out.events.extend(deferred_event(w) for w in parked)
         return out.events
 
     async def _cancel(
@@ -209,7 +214,13 @@ class Handover:
         if time.monotonic() + wait > deadline:
             await ratelimit.refund(self._pool, counts)
             due = self._clock() + timedelta(seconds=wait)
-            out.waits.extend(ledger.Wait(m, due, "throttled", a) for m, a in part)
+            # Send the share of the wave the budget allows and park the rest: parking a whole
+            # wave that never fits (16 messages at 4/s) would park it forever.
+            fits = int(len(part) * max(0.0, deadline - time.monotonic()) / wait)
+            later = part[fits:] if 0 < fits < len(part) else part
+            out.waits.extend(ledger.Wait(m, due, "throttled", a) for m, a in later)
+            if later is not part:
+                await self._wave(part[:fits], settings, claimed, deadline, out)
             return
         if wait > 0:
             await asyncio.sleep(wait)

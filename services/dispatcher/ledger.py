@@ -7,13 +7,14 @@ restart or at another instance, is never handed over twice.
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from shared.db import Connection
 from shared.events import MessageRendered, WaitReason
 
 from .policy import Attempt, Verdict
@@ -129,18 +130,45 @@ class Wait:
     """A message that will be tried again at `due_at`."""
 
     message: MessageRendered
-    due_at: datetime
+    # None: held until its run is resumed.
+    due_at: datetime | None
     waiting_for: WaitReason
     attempts: int
     attempt: Attempt | None = None
 
 
-async def schedule(pool: asyncpg.Pool, waits: Sequence[Wait]) -> None:
-    """Park messages until they are due; the row may not exist yet (outside its window)."""
+async def schedule(pool: asyncpg.Pool, waits: Sequence[Wait]) -> list[Wait]:
+    """Park messages until they are due; the row may not exist yet (outside its window).
+
+    Returns the waits as recorded: a message held for a run resumed in the meantime is due
+    at once."""
     if not waits:
-        return
+        return []
+    async with pool.acquire() as connection, connection.transaction():
+        held = {w.message.run_id for w in waits if w.waiting_for == "paused"}
+        if held:
+            # FOR SHARE: a resume (which deletes the row) waits for this transaction, and its
+            # release of held messages then sees the ones parked here.
+            rows = await connection.fetch(
+                "SELECT run_id FROM dispatcher.paused_runs WHERE run_id = ANY($1::uuid[]) "
+                "FOR SHARE",
+                list(held),
+            )
+            still = {r["run_id"] for r in rows}
+            now = datetime.now(UTC)
+            waits = [
+                w
+                if w.waiting_for != "paused" or w.message.run_id in still
+                else replace(w, due_at=now)
+                for w in waits
+            ]
+        await _park(connection, waits)
+    return list(waits)
+
+
+async def _park(connection: Connection, waits: Sequence[Wait]) -> None:
     messages = [w.message for w in waits]
-    await pool.execute(
+    await connection.execute(
         """INSERT INTO dispatcher.deliveries AS d
                (recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id, address,
                 state, due_at, waiting_for, attempts, provider_code, provider_message, payload)
@@ -273,12 +301,34 @@ async def cancel_waiting(pool: asyncpg.Pool) -> list[Ref]:
     return [Ref(**dict(r)) for r in rows]
 
 
-async def cancelled_runs(pool: asyncpg.Pool, run_ids: set[UUID]) -> set[UUID]:
+async def stopped_runs(pool: asyncpg.Pool, run_ids: set[UUID]) -> dict[UUID, str]:
+    """Which of these runs are 'cancelled' or 'paused' (cancelled wins)."""
     rows = await pool.fetch(
-        "SELECT run_id FROM dispatcher.cancelled_runs WHERE run_id = ANY($1::uuid[])",
+        """SELECT run_id, 'cancelled' AS why FROM dispatcher.cancelled_runs
+           WHERE run_id = ANY($1::uuid[])
+           UNION ALL
+           SELECT run_id, 'paused' FROM dispatcher.paused_runs WHERE run_id = ANY($1::uuid[])
+           ORDER BY why DESC""",
         list(run_ids),
     )
-    return {r["run_id"] for r in rows}
+    return {r["run_id"]: r["why"] for r in rows}
+
+
+async def pause_run(pool: asyncpg.Pool, run_id: UUID) -> None:
+    await pool.execute(
+        "INSERT INTO dispatcher.paused_runs (run_id) VALUES ($1) ON CONFLICT DO NOTHING", run_id
+    )
+
+
+async def resume_run(pool: asyncpg.Pool, run_id: UUID) -> None:
+    """Release the run: its held messages are due now, for whichever sweeper comes first."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("DELETE FROM dispatcher.paused_runs WHERE run_id = $1", run_id)
+        await connection.execute(
+            """UPDATE dispatcher.deliveries SET due_at = now()
+               WHERE run_id = $1 AND state = 'scheduled' AND waiting_for = 'paused'""",
+            run_id,
+        )
 
 
 async def record_cancelled_runs(pool: asyncpg.Pool, run_ids: Sequence[UUID]) -> None:

@@ -64,5 +64,6 @@ class DispatcherMetrics:
                 self.failures.labels(event.channel, event.reason).inc()
             elif isinstance(event, DeliveryDeferred):
                 self.deferrals.labels(event.channel, event.waiting_for).inc()
-                delay = (event.due_at - now).total_seconds()
-                self.delays.labels(event.waiting_for).observe(max(0.0, delay))
+                if event.due_at is not None:  # None: held until its run is resumed
+                    delay = (event.due_at - now).total_seconds()
+                    self.delays.labels(event.waiting_for).observe(max(0.0, delay))

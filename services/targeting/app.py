@@ -3,8 +3,11 @@
 Reads  audience.contracts  (contract upserts and deletions from the platform)
        broadcast.requests  (broadcast, template and tenant commands)
        broadcast.runs      (follow-ups: an action's message to send again)
+       broadcast.events    (completed runs: the broadcast's lifecycle moves to completed)
+       broadcast.deliveries (failed messages: whom a resend to the failures goes to)
 Writes broadcast.events    (answers to commands, started, contact opted out)
-       broadcast.runs      (run started with its definition, targeting completed with the total)
+       broadcast.runs      (run started with its definition, targeting completed with the total,
+                            paused, resumed, cancelled)
        broadcast.recipients (one record per message to produce)
        tenant.settings     (each tenant's settings, compacted: send windows and rates)
 Serves /unsubscribe        (the page every unsubscribe link leads to)
@@ -24,10 +27,12 @@ from shared.events import (
     COMMAND_ADAPTER,
     TRACKER_COMMAND_TYPES,
     AnyCommand,
+    BroadcastCompleted,
     BroadcastEvent,
     Channel,
     ContactOptedOut,
     ContractEvent,
+    DeliveryFailed,
     FollowUpRequested,
     RecipientTargeted,
     RunEvent,
@@ -40,7 +45,7 @@ from shared.kafka import (
 )
 from shared.service import Runtime, service_app
 
-from . import store
+from . import store, transitions
 from .commands import CommandHandler, Publishers
 from .settings import Settings
 from .streaming import RunStreamer
@@ -112,6 +117,40 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         handler = command_handler()
         for request in requests:
             await handler.follow_up(request)
+
+    @broker.subscriber(
+        topics.EVENTS.name,
+        **batch_consumer(f"{SERVICE}.completions", settings.batch_size),
+        decoder=QuarantineDecoder(
+            TypeAdapter(BroadcastCompleted),
+            runtime.quarantine,
+            mine=lambda kind: kind == "broadcast.completed",
+        ),
+        description="Runs the tracker completed: their broadcast becomes completed.",
+    )
+    async def on_completions(completions: list[BroadcastCompleted]) -> None:
+        if completions:  # the topic's other events are skipped unread
+            await transitions.complete(
+                runtime.pool,
+                [
+                    transitions.Completion(c.run_id, c.outcome, c.counters.failed)
+                    for c in completions
+                ],
+            )
+
+    @broker.subscriber(
+        topics.DELIVERIES.name,
+        **batch_consumer(f"{SERVICE}.failures", settings.batch_size),
+        decoder=QuarantineDecoder(
+            TypeAdapter(DeliveryFailed),
+            runtime.quarantine,
+            mine=lambda kind: kind == "delivery.failed",
+        ),
+        description="Messages that failed: whom a resend to the failures goes to.",
+    )
+    async def on_failures(failures: list[DeliveryFailed]) -> None:
+        if failures:
+            await store.record_failures(runtime.pool, failures)
 
     async def record_opt_out(
         tenant_id: str, channel: Channel, address: str, contract_id: str

@@ -1,6 +1,6 @@
 """From contracts to recipients: one recipient per usable address and enabled channel. Pure."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -34,6 +34,14 @@ class Expansion:
     recipients: list[RecipientTargeted] = field(default_factory=list)
     contracts: int = 0
     unreachable_contracts: int = 0
+
+    def only(self, keep: Container[tuple[str, str, str]]) -> "Expansion":
+        """The recipients whose (contract, channel, address) is in `keep`: a resend to the
+        previous run's failures. Contracts left without any do not count."""
+        kept = [
+            r for r in self.recipients if (r.contract.contract_id, r.channel, r.address) in keep
+        ]
+        return Expansion(kept, contracts=len({r.contract.contract_id for r in kept}))
 
 
 def usable_addresses(points: Iterable[Mapping[str, Any]]) -> list[str]:

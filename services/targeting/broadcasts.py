@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared import templating
-from shared.events import Channel, Content, CreateBroadcast, Criterion, RejectionReason
+from shared.events import BroadcastDefinition, Channel, Content, Criterion, RejectionReason
 
 from .criteria import CompiledCriteria, InvalidCriteria, compile_criteria
 
@@ -50,7 +50,7 @@ def check_criteria(criteria: Sequence[Criterion], *, first: int) -> CompiledCrit
         raise Rejection(error.code, error.field, error.message) from None
 
 
-def check_definition(command: CreateBroadcast, template: Content | None = None) -> None:
+def check_definition(command: BroadcastDefinition, template: Content | None = None) -> None:
     """Raise Rejection for the first problem found, naming its field.
 
     `template` is the content of the saved template the command names, if it names one."""

@@ -12,9 +12,11 @@ from faststream.kafka.publisher.usecase import DefaultPublisher
 
 from shared.db import Connection
 from shared.events import (
+    DEFINITION_FIELDS,
     AnyCommand,
     BroadcastAccepted,
     BroadcastEstimated,
+    BroadcastPaused,
     BroadcastRejected,
     CancelBroadcast,
     Channel,
@@ -25,10 +27,15 @@ from shared.events import (
     EstimateBroadcast,
     FollowUpRequested,
     ListTemplates,
+    PauseBroadcast,
     PreviewBroadcast,
     RecipientTargeted,
     RenameBroadcast,
+    ResendBroadcast,
+    ResumeBroadcast,
     RunCancelled,
+    RunPaused,
+    RunResumed,
     RunStarted,
     SaveTemplate,
     ScheduleBroadcast,
@@ -39,16 +46,16 @@ from shared.events import (
     TemplatesListed,
     TenantConfigured,
     TenantSettingsChanged,
+    UpdateBroadcast,
 )
 from shared.ids import (
     broadcast_id_for,
     event_id_for,
     preview_run_id_for,
     recipient_id_for,
-    run_id_for,
 )
 
-from . import store
+from . import store, transitions
 from .audience import Estimate, snapshot
 from .broadcasts import (
     Rejection,
@@ -60,6 +67,22 @@ from .broadcasts import (
 from .criteria import compile_criteria
 
 log = logging.getLogger("targeting")
+
+# Commands whose replay must change nothing even after later commands changed the broadcast
+# or the tenant (a pause replayed after a resume, an old configure replayed after a new one):
+# their request ids are remembered once applied. Create and
+# start are idempotent by construction (ids derived from the request), cancel is final.
+REMEMBERED = frozenset(
+    {
+        "update_broadcast",
+        "schedule_broadcast",
+        "rename_broadcast",
+        "pause_broadcast",
+        "resume_broadcast",
+        "resend_broadcast",
+        "configure_tenant",
+    }
+)
 
 # Contracts read per query while estimating: large pages, since nothing is published.
 ESTIMATE_PAGE = 5000
@@ -95,8 +118,18 @@ class CommandHandler:
     async def handle(self, command: AnyCommand) -> None:
         """Apply the command and publish its one answer: the outcome, or rejected."""
         broadcast_id = getattr(command, "broadcast_id", None)
+        remembered = command.type in REMEMBERED
         try:
-            answer = await self._apply(command)
+            answer = (remembered and await self._replayed(command)) or await self._apply(command)
+            if remembered and isinstance(answer, BroadcastAccepted | TenantConfigured):
+                await store.remember_request(
+                    self._pool,
+                    command.tenant_id,
+                    command.request_id,
+                    command.type,
+                    getattr(answer, "broadcast_id", None),
+                    getattr(answer, "run_id", None),
+                )
         except Rejection as rejection:
             answer = BroadcastRejected(
                 tenant_id=command.tenant_id,
@@ -111,14 +144,64 @@ class CommandHandler:
         key = str(broadcast_id) if broadcast_id else command.tenant_id
         await self._publish.events.publish(answer, key=key.encode())
 
+    async def _replayed(self, command: AnyCommand) -> Answer | None:
+        """The answer a request already applied gave, without applying it again."""
+        applied = await store.applied_request(self._pool, command.tenant_id, command.request_id)
+        if applied is None:
+            return None
+        if applied.command != command.type or applied.broadcast_id != getattr(
+            command, "broadcast_id", None
+        ):
+            raise Rejection(
+                "request_reused",
+                "request_id",
+                f"request '{command.request_id}' was already used for another command "
+                f"({applied.command})",
+            )
+        if isinstance(command, ConfigureTenant):  # the settings as they are now
+            async with self._pool.acquire() as connection:
+                settings = await store.tenant_settings(connection, command.tenant_id)
+            return TenantConfigured(
+                tenant_id=command.tenant_id, request_id=command.request_id, settings=settings
+            )
+        assert applied.broadcast_id is not None
+        return self._accepted(command, applied.broadcast_id, applied.run_id)
+
     async def _apply(self, command: AnyCommand) -> Answer:
         match command:
             case EstimateBroadcast():
                 return await self._estimate(command)
             case CreateBroadcast():
                 return self._accepted(command, await self._create(command))
+            case UpdateBroadcast():
+                await self._update(command)
+                return self._accepted(command, command.broadcast_id)
             case StartBroadcast():
-                return self._accepted(command, await self._start(command))
+                run_id = await transitions.start(
+                    self._pool,
+                    command.tenant_id,
+                    command.broadcast_id,
+                    command.request_id,
+                    command.requested_by,
+                )
+                # A replayed start resumes the same run rather than creating another one.
+                self._start_run(run_id)
+                return self._accepted(command, command.broadcast_id, run_id)
+            case ResendBroadcast():
+                run_id = await transitions.resend(
+                    self._pool,
+                    command.tenant_id,
+                    command.broadcast_id,
+                    command.request_id,
+                    command.requested_by,
+                    command.only_failed,
+                )
+                self._start_run(run_id)
+                return self._accepted(command, command.broadcast_id, run_id)
+            case PauseBroadcast():
+                return self._accepted(command, command.broadcast_id, await self._pause(command))
+            case ResumeBroadcast():
+                return self._accepted(command, command.broadcast_id, await self._resume(command))
             case CancelBroadcast():
                 await self._cancel(command)
                 return self._accepted(command, command.broadcast_id)
@@ -197,7 +280,7 @@ class CommandHandler:
             opted_out_addresses=estimate.opted_out_addresses,
         )
 
-    async def _create(self, command: CreateBroadcast) -> UUID:
+    async def _check(self, command: CreateBroadcast | UpdateBroadcast) -> None:
         template = None
         if command.template_id is not None and command.content is None:
             async with self._pool.acquire() as connection:
@@ -208,6 +291,9 @@ class CommandHandler:
                 raise _no_template(command.template_id)
             template = latest[1]
         check_definition(command, template)
+
+    async def _create(self, command: CreateBroadcast) -> UUID:
+        await self._check(command)
         broadcast_id = command.broadcast_id or broadcast_id_for(
             command.tenant_id, command.request_id
         )
@@ -220,30 +306,56 @@ class CommandHandler:
             )
         return broadcast_id
 
-    async def _start(self, command: StartBroadcast) -> UUID:
-        outcome = await store.start_broadcast(
-            self._pool,
-            command.tenant_id,
-            command.broadcast_id,
-            command.request_id,
-            command.requested_by,
-            run_id_for(command.broadcast_id, 1),
-        )
-        if outcome.missing_template is not None:
-            raise _no_template(outcome.missing_template)
-        if outcome.state == "cancelled":
-            raise Rejection("already_started", "broadcast_id", "this broadcast was cancelled")
-        if outcome.run_id is None:
-            raise _no_broadcast(command)
-        if outcome.state != "draft" and outcome.earlier_request != command.request_id:
-            raise Rejection(
-                "already_started",
-                "broadcast_id",
-                "this broadcast was already sent; use resend to send it again",
+    async def _update(self, command: UpdateBroadcast) -> None:
+        await self._check(command)
+        definition = CreateBroadcast.model_validate(
+            command.model_dump(
+                include=set(DEFINITION_FIELDS | {"tenant_id", "request_id", "requested_by"})
             )
-        # A replayed start resumes the same run rather than creating another one.
-        self._start_run(outcome.run_id)
-        return command.broadcast_id
+            | {"broadcast_id": command.broadcast_id}
+        )
+        await transitions.update(self._pool, definition, command.broadcast_id)
+
+    async def _pause(self, command: PauseBroadcast) -> UUID:
+        changed, run = await transitions.pause(self._pool, command.tenant_id, command.broadcast_id)
+        key = str(command.broadcast_id).encode()
+        # Announced again when nothing changed: a crash may have lost the first announcement,
+        # and holding a run twice is harmless.
+        await self._publish.runs.publish(
+            RunPaused(
+                tenant_id=command.tenant_id,
+                broadcast_id=command.broadcast_id,
+                run_id=run.run_id,
+                reason=command.reason,
+            ),
+            key=key,
+        )
+        if changed:
+            await self._publish.events.publish(
+                BroadcastPaused(
+                    event_id=event_id_for(run.run_id, f"paused:{command.request_id}"),
+                    tenant_id=command.tenant_id,
+                    broadcast_id=command.broadcast_id,
+                    run_id=run.run_id,
+                    requested_by=run.requested_by,
+                    reason=command.reason,
+                    detail=command.detail,
+                ),
+                key=key,
+            )
+        return run.run_id
+
+    async def _resume(self, command: ResumeBroadcast) -> UUID:
+        _, run = await transitions.resume(self._pool, command.tenant_id, command.broadcast_id)
+        await self._publish.runs.publish(
+            RunResumed(
+                tenant_id=command.tenant_id,
+                broadcast_id=command.broadcast_id,
+                run_id=run.run_id,
+            ),
+            key=str(command.broadcast_id).encode(),
+        )
+        return run.run_id
 
     async def _schedule(self, command: ScheduleBroadcast) -> UUID:
         at = command.at
@@ -253,7 +365,7 @@ class CommandHandler:
             at = at.replace(tzinfo=ZoneInfo(settings.time_zone))
         if at < datetime.now(UTC) - timedelta(minutes=1):
             raise Rejection("invalid_field", "at", f"{at.isoformat()} is in the past")
-        state = await store.schedule_broadcast(
+        await transitions.schedule(
             self._pool,
             command.tenant_id,
             command.broadcast_id,
@@ -261,37 +373,26 @@ class CommandHandler:
             command.request_id,
             command.requested_by,
         )
-        if state is None:
-            raise _no_broadcast(command)
-        if state not in ("draft", "scheduled"):
-            raise Rejection(
-                "already_started",
-                "broadcast_id",
-                f"this broadcast is {state}: too late to schedule",
-            )
         return command.broadcast_id
 
     async def start_due(self) -> None:
         """Start the scheduled broadcasts whose time has come, as their scheduler asked."""
-        for due in await store.due_schedules(self._pool):
-            outcome = await store.start_broadcast(
-                self._pool,
-                due.tenant_id,
-                due.broadcast_id,
-                due.request_id,
-                due.requested_by,
-                run_id_for(due.broadcast_id, 1),
-            )
-            if outcome.run_id is not None:
-                self._start_run(outcome.run_id)
-            else:
-                log.warning("scheduled broadcast %s could not start", due.broadcast_id)
+        for due in await transitions.due_schedules(self._pool):
+            try:
+                run_id = await transitions.start(
+                    self._pool, due.tenant_id, due.broadcast_id, due.request_id, due.requested_by
+                )
+            except Rejection as rejection:
+                log.warning(
+                    "scheduled broadcast %s could not start: %s",
+                    due.broadcast_id,
+                    rejection.message,
+                )
+                continue
+            self._start_run(run_id)
 
     async def _cancel(self, command: CancelBroadcast) -> None:
-        runs = await store.cancel_broadcast(self._pool, command.tenant_id, command.broadcast_id)
-        if runs is None:
-            raise _no_broadcast(command)
-        for run in runs:
+        for run in await transitions.cancel(self._pool, command.tenant_id, command.broadcast_id):
             await self._publish.runs.publish(
                 RunCancelled(
                     event_id=event_id_for(run.run_id, "run_cancelled"),
@@ -438,13 +539,7 @@ def _no_template(template_id: str) -> Rejection:
     return Rejection("template_not_found", "template_id", f"no template '{template_id}'")
 
 
-def _no_broadcast(
-    command: StartBroadcast
-    | PreviewBroadcast
-    | CancelBroadcast
-    | RenameBroadcast
-    | ScheduleBroadcast,
-) -> Rejection:
+def _no_broadcast(command: PreviewBroadcast | RenameBroadcast) -> Rejection:
     return Rejection(
         "broadcast_not_found",
         "broadcast_id",

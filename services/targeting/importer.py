@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -38,6 +39,26 @@ async def publish(parsed: ParsedFile, bootstrap: str) -> None:
         await producer.stop()
 
 
+@dataclass(frozen=True)
+class Imported:
+    contracts: int
+    refused: int
+    # Every contract of this import carries it: the read model holds the import once every
+    # one of them has at least this version.
+    version: int
+
+
+def import_file(path: Path, tenant: str, bootstrap: str) -> Imported:
+    """Publish the file's good lines; report each refused line on stderr."""
+    version = time.time_ns() // 1000
+    with path.open(encoding="utf-8-sig", newline="") as lines:
+        parsed = parse(lines, tenant_id=tenant, version=version)
+    for error in parsed.errors:
+        print(f"{path}: {error}", file=sys.stderr)
+    asyncio.run(publish(parsed, bootstrap))
+    return Imported(len(parsed.contracts), len(parsed.errors), version)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 when every line was imported, 1 when some lines were refused, 2 on bad usage."""
     parser = argparse.ArgumentParser(description="Import a client file (CSV) for one tenant.")
@@ -47,13 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.file.is_file():
         print(f"{args.file}: no such file", file=sys.stderr)
         return 2
-    with args.file.open(encoding="utf-8-sig", newline="") as lines:
-        parsed = parse(lines, tenant_id=args.tenant, version=time.time_ns() // 1000)
-    for error in parsed.errors:
-        print(f"{args.file}: {error}", file=sys.stderr)
-    asyncio.run(publish(parsed, Settings().kafka_bootstrap_servers))
-    print(f"{len(parsed.contracts)} contracts imported, {len(parsed.errors)} lines refused")
-    return 1 if parsed.errors else 0
+    imported = import_file(args.file, args.tenant, Settings().kafka_bootstrap_servers)
+    print(f"{imported.contracts} contracts imported, {imported.refused} lines refused")
+    return 1 if imported.refused else 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from shared.events import (
     ContractDeleted,
     ContractUpserted,
     CreateBroadcast,
+    DeliveryFailed,
     SaveTemplate,
     TemplateSummary,
     TemplateVersion,
@@ -217,78 +218,6 @@ async def create_broadcast(
     return existing
 
 
-@dataclass(frozen=True)
-class StartOutcome:
-    """`run_id` of the run this request started; `earlier_request` set when it was a replay.
-
-    `missing_template` names the template of a draft that can no longer start."""
-
-    run_id: UUID | None
-    state: str | None
-    earlier_request: str | None
-    missing_template: str | None = None
-
-
-async def start_broadcast(
-    pool: asyncpg.Pool,
-    tenant_id: str,
-    broadcast_id: UUID,
-    request_id: str,
-    requested_by: str,
-    run_id: UUID,
-) -> StartOutcome:
-    """Move a draft to started and create its first run, in one transaction.
-
-    The run keeps the content it starts with (a template's latest version at this moment) and
-    the tenant's settings, so later edits never change a running broadcast."""
-    async with pool.acquire() as connection, connection.transaction():
-        row = await connection.fetchrow(
-            "SELECT state, definition FROM targeting.broadcasts "
-            "WHERE broadcast_id = $1 AND tenant_id = $2 FOR UPDATE",
-            broadcast_id,
-            tenant_id,
-        )
-        if row is None:
-            return StartOutcome(None, None, None)
-        if row["state"] == "cancelled":
-            return StartOutcome(None, "cancelled", None)
-        if row["state"] not in ("draft", "scheduled"):
-            earlier = await connection.fetchrow(
-                "SELECT run_id, request_id FROM targeting.runs WHERE broadcast_id = $1 "
-                "ORDER BY run_number LIMIT 1",
-                broadcast_id,
-            )
-            assert earlier is not None, "a started broadcast always has a run"
-            return StartOutcome(earlier["run_id"], row["state"], earlier["request_id"])
-        definition = CreateBroadcast.model_validate(row["definition"])
-        resolved = await resolve_content(connection, definition)
-        if resolved is None:
-            return StartOutcome(None, "draft", None, missing_template=definition.template_id)
-        content, template = resolved
-        settings = await tenant_settings(connection, tenant_id)
-        await connection.execute(
-            "UPDATE targeting.broadcasts SET state = 'started', started_at = now() "
-            "WHERE broadcast_id = $1",
-            broadcast_id,
-        )
-        await connection.execute(
-            """INSERT INTO targeting.runs
-                   (run_id, broadcast_id, tenant_id, run_number, request_id, requested_by, state,
-                    content, template_id, template_version, settings)
-               VALUES ($1, $2, $3, 1, $4, $5, 'streaming', $6, $7, $8, $9)""",
-            run_id,
-            broadcast_id,
-            tenant_id,
-            request_id,
-            requested_by,
-            content.model_dump(mode="json"),
-            template.template_id if template else None,
-            template.version if template else None,
-            settings.model_dump(mode="json"),
-        )
-        return StartOutcome(run_id, "draft", None)
-
-
 async def load_broadcast(
     connection: Connection, tenant_id: str, broadcast_id: UUID
 ) -> CreateBroadcast | None:
@@ -330,6 +259,10 @@ class Run:
     content: Content
     template: TemplateVersion | None
     settings: TenantSettings
+    # Nothing is targeted before (the tenant's grace delay).
+    not_before: datetime | None
+    # A resend to that run's failures only.
+    only_failed_of: UUID | None
 
 
 async def load_run(connection: Connection, run_id: UUID) -> Run:
@@ -342,7 +275,8 @@ async def find_run(connection: Connection, run_id: UUID) -> Run | None:
     row = await connection.fetchrow(
         """SELECT r.run_id, r.broadcast_id, r.tenant_id, r.request_id, r.requested_by, r.announced,
                   r.cursor, r.contracts, r.messages, r.unreachable, b.definition, r.content,
-                  r.template_id, r.template_version, r.settings
+                  r.template_id, r.template_version, r.settings,
+                  r.not_before, r.only_failed_of
            FROM targeting.runs r JOIN targeting.broadcasts b USING (broadcast_id)
            WHERE r.run_id = $1""",
         run_id,
@@ -575,36 +509,6 @@ async def live_contract(
     )
 
 
-@dataclass(frozen=True)
-class CancelledRun:
-    run_id: UUID
-    requested_by: str
-
-
-async def cancel_broadcast(
-    pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID
-) -> list[CancelledRun] | None:
-    """Cancel the broadcast and its runs; None when the tenant has no such broadcast.
-
-    Returns every cancelled run, not only the ones cancelled now, so that a replayed command
-    announces them again (the announcement may have been lost in a crash)."""
-    async with pool.acquire() as connection, connection.transaction():
-        found = await connection.fetchval(
-            """UPDATE targeting.broadcasts SET state = 'cancelled'
-               WHERE broadcast_id = $1 AND tenant_id = $2 RETURNING true""",
-            broadcast_id,
-            tenant_id,
-        )
-        if not found:
-            return None
-        rows = await connection.fetch(
-            """UPDATE targeting.runs SET cancelled = true WHERE broadcast_id = $1
-               RETURNING run_id, requested_by""",
-            broadcast_id,
-        )
-    return [CancelledRun(r["run_id"], r["requested_by"]) for r in rows]
-
-
 async def rename_broadcast(
     pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID, name: str
 ) -> bool:
@@ -620,50 +524,71 @@ async def rename_broadcast(
     return status != "UPDATE 0"
 
 
-async def schedule_broadcast(
-    pool: asyncpg.Pool,
-    tenant_id: str,
-    broadcast_id: UUID,
-    at: datetime,
-    request_id: str,
-    requested_by: str,
-) -> str | None:
-    """The broadcast's state before (None: no such broadcast); scheduled only from a draft or a
-    schedule."""
-    async with pool.acquire() as connection, connection.transaction():
-        state: str | None = await connection.fetchval(
-            "SELECT state FROM targeting.broadcasts WHERE broadcast_id = $1 AND tenant_id = $2 "
-            "FOR UPDATE",
-            broadcast_id,
-            tenant_id,
-        )
-        if state in ("draft", "scheduled"):
-            await connection.execute(
-                """UPDATE targeting.broadcasts
-                   SET state = 'scheduled', scheduled_at = $2, schedule_request = $3,
-                       scheduled_by = $4
-                   WHERE broadcast_id = $1""",
-                broadcast_id,
-                at,
-                request_id,
-                requested_by,
-            )
-        return state
+async def record_failures(pool: asyncpg.Pool, failures: Sequence[DeliveryFailed]) -> None:
+    """Keep who failed in targeting's own runs (previews and follow-ups are not runs here)."""
+    if not failures:
+        return
+    await pool.execute(
+        """INSERT INTO targeting.failures (run_id, contract_id, channel, address)
+           SELECT t.* FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                AS t(run_id, contract_id, channel, address)
+           WHERE EXISTS (SELECT 1 FROM targeting.runs r WHERE r.run_id = t.run_id)
+           ON CONFLICT DO NOTHING""",
+        [f.run_id for f in failures],
+        [f.contract_id for f in failures],
+        [f.channel for f in failures],
+        [f.address for f in failures],
+    )
+
+
+async def failed_recipients(connection: Connection, run_id: UUID) -> set[tuple[str, str, str]]:
+    """(contract_id, channel, address) of every message of the run that failed."""
+    rows = await connection.fetch(
+        "SELECT contract_id, channel, address FROM targeting.failures WHERE run_id = $1", run_id
+    )
+    return {(r["contract_id"], r["channel"], r["address"]) for r in rows}
+
+
+async def run_cancelled(connection: Connection, run_id: UUID) -> bool:
+    cancelled: bool = await connection.fetchval(
+        "SELECT cancelled FROM targeting.runs WHERE run_id = $1", run_id
+    )
+    return cancelled
 
 
 @dataclass(frozen=True)
-class Due:
-    broadcast_id: UUID
-    tenant_id: str
-    request_id: str
-    requested_by: str
+class Applied:
+    """A state-changing request applied before: its command and what it answered."""
+
+    command: str
+    broadcast_id: UUID | None
+    run_id: UUID | None
 
 
-async def due_schedules(pool: asyncpg.Pool) -> list[Due]:
-    rows = await pool.fetch(
-        """SELECT broadcast_id, tenant_id, schedule_request AS request_id,
-                  scheduled_by AS requested_by
-           FROM targeting.broadcasts WHERE state = 'scheduled' AND scheduled_at <= now()
-           ORDER BY scheduled_at LIMIT 100"""
+async def applied_request(pool: asyncpg.Pool, tenant_id: str, request_id: str) -> Applied | None:
+    row = await pool.fetchrow(
+        "SELECT command, broadcast_id, run_id FROM targeting.requests "
+        "WHERE tenant_id = $1 AND request_id = $2",
+        tenant_id,
+        request_id,
     )
-    return [Due(**dict(r)) for r in rows]
+    return Applied(**dict(row)) if row else None
+
+
+async def remember_request(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    request_id: str,
+    command: str,
+    broadcast_id: UUID | None,
+    run_id: UUID | None,
+) -> None:
+    await pool.execute(
+        """INSERT INTO targeting.requests (tenant_id, request_id, command, broadcast_id, run_id)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+        tenant_id,
+        request_id,
+        command,
+        broadcast_id,
+        run_id,
+    )

@@ -8,6 +8,7 @@ order (checkpoint, then publish) would lose a page, as listmonk's issue #3022 sh
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
@@ -92,8 +93,19 @@ class RunStreamer:
         where = compile_criteria(definition.criteria, first=4)
         cursor = run.cursor
         contracts, messages, unreachable = run.contracts, run.messages, run.unreachable
+        keep = (
+            await store.failed_recipients(connection, run.only_failed_of)
+            if run.only_failed_of
+            else None
+        )
+        cancelled = not await self._grace(connection, run)
         async for rows in store.pages(connection, run.tenant_id, where, cursor, self._page_size):
+            if cancelled:
+                log.info("run %s cancelled before anything was targeted", run_id)
+                break
             page = expand(scope, rows)
+            if keep is not None:
+                page = page.only(keep)
             await publish_keyed(
                 self._recipients, ((str(r.recipient_id), r) for r in page.recipients)
             )
@@ -128,6 +140,15 @@ class RunStreamer:
         )
         await store.mark_targeted(connection, run_id)
         log.info("run %s targeted: %d contracts, %d messages", run_id, contracts, messages)
+
+    async def _grace(self, connection: Connection, run: store.Run) -> bool:
+        """Wait until the run's grace delay is over; False when it was cancelled meanwhile."""
+        while run.not_before is not None:
+            left = (run.not_before - datetime.now(UTC)).total_seconds()
+            if left <= 0 or await store.run_cancelled(connection, run.run_id):
+                break
+            await asyncio.sleep(min(left, 1.0))
+        return not await store.run_cancelled(connection, run.run_id)
 
     async def _announce(self, run: store.Run) -> None:
         """The run's definition goes out before any recipient, so the composer can render."""

@@ -1,18 +1,20 @@
 """Tracker: exact counters per run, completion, progress and the follow-up actions of failures.
 
-Reads  broadcast.runs        (run started; targeting completed with the exact total)
+Reads  broadcast.runs        (run started; targeting completed with the exact total; paused,
+                              resumed)
        broadcast.requests    (action and history commands; the others are targeting's)
        broadcast.deliveries  (delivered / failed, possibly twice, possibly out of order)
 Writes broadcast.events      (progressed at a bounded rate, completed with outcome and counters,
                               previewed for a preview run, answers to its commands)
        broadcast.runs        (follow-ups: an action's message to send again)
+       broadcast.requests    (pause_broadcast when a run's failure ratio goes over its tenant's)
 """
 
 import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from uuid import UUID
 
@@ -29,9 +31,13 @@ from shared.events import (
     BroadcastProgressed,
     DeliveryDeferred,
     DeliveryEvent,
+    FinalDelivery,
     FollowUpRequested,
+    PauseBroadcast,
     RunCancelled,
     RunEvent,
+    RunPaused,
+    RunResumed,
     RunStarted,
     TargetingCompleted,
     TrackerCommand,
@@ -46,8 +52,9 @@ from shared.lag import consumer_lag
 from shared.service import Runtime, service_app
 
 from . import store
+from .autopause import FailureWindow
 from .commands import answer
-from .metrics import TrackerMetrics
+from .metrics import PROMISED_SIZE, TrackerMetrics
 from .settings import Settings
 
 SERVICE = "tracker"
@@ -60,6 +67,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     broker = runtime.broker
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
     runs = broker.publisher(topics.RUNS.name, schema=FollowUpRequested)
+    requests = broker.publisher(topics.REQUESTS.name, schema=PauseBroadcast)
+    failures = FailureWindow()
     quarantine = runtime.quarantine
     last_progress: dict[UUID, float] = {}
     metrics = TrackerMetrics(runtime.registry)
@@ -76,6 +85,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             if run.purpose == "preview":
                 await publish_preview(run)
                 continue
+            failures.forget(run.run_id)
             if run.purpose == "follow_up":  # reported on its action (settle_follow_ups)
                 await store.mark_completion_published(runtime.pool, run.run_id)
                 continue
@@ -142,7 +152,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 await publish_progress(())
                 if time.monotonic() - last_gauges >= settings.gauges_interval_seconds:
                     last_gauges = time.monotonic()
-                    metrics.running.set(await store.running_broadcasts(runtime.pool))
+                    metrics.set_running(await store.running_broadcasts(runtime.pool, PROMISED_SIZE))
                     metrics.set_lag(await consumer_lag(settings.kafka_bootstrap_servers))
             except Exception:
                 log.exception("publishing progress or gauges failed; trying again")
@@ -159,7 +169,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 await ticker
 
     async def settle(run_ids: set[UUID]) -> None:
-        await store.complete_finished(runtime.pool, run_ids)
+        metrics.completed(await store.complete_finished(runtime.pool, run_ids))
         await store.settle_follow_ups(runtime.pool, run_ids)
         await publish_completions()
         await publish_progress(run_ids)
@@ -180,6 +190,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         await store.record_cancellations(
             runtime.pool, [e for e in batch if isinstance(e, RunCancelled)]
         )
+        changes = [e for e in batch if isinstance(e, RunPaused | RunResumed)]
+        await store.record_pauses(runtime.pool, changes)
+        for change in changes:  # a resumed run starts a fresh window
+            failures.forget(change.run_id)
         await settle({e.run_id for e in batch})
 
     @broker.subscriber(
@@ -196,6 +210,43 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         final_runs, recorded = await store.record_deliveries(runtime.pool, final)
         metrics.observe(recorded)
         await settle(run_ids | final_runs)
+        await watch_failures(waiting, recorded)
+
+    async def watch_failures(
+        waiting: Sequence[DeliveryDeferred], recorded: Sequence[FinalDelivery]
+    ) -> None:
+        """Pause, through targeting, a run whose failure ratio went over its tenant's limit."""
+        now = time.monotonic()
+        failing: set[UUID] = set()
+        for event in [*waiting, *recorded]:
+            if event.type == "delivery.cancelled" or (
+                isinstance(event, DeliveryDeferred) and event.waiting_for != "retry"
+            ):
+                continue
+            failed = event.type != "delivery.delivered"
+            failures.add(event.run_id, now, failed)
+            if failed:
+                failing.add(event.run_id)
+        if not failing:
+            return
+        for run in await store.watched(runtime.pool, failing):
+            tripped = failures.check(run.run_id, now, run.policy)
+            if tripped is None:
+                continue
+            failures.forget(run.run_id)
+            log.warning("pausing run %s: %s", run.run_id, tripped.describe(run.policy))
+            await requests.publish(
+                PauseBroadcast(
+                    tenant_id=run.tenant_id,
+                    # One pause per stretch between resumes: a replay changes nothing.
+                    request_id=f"auto-pause:{run.run_id}:{run.resumes}",
+                    requested_by=SERVICE,
+                    broadcast_id=run.broadcast_id,
+                    reason="failure_ratio",
+                    detail=tripped.describe(run.policy),
+                ),
+                key=run.tenant_id.encode(),
+            )
 
     @broker.subscriber(
         topics.REQUESTS.name,

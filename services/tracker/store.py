@@ -8,6 +8,7 @@ import asyncpg
 
 from shared.events import (
     ActionView,
+    AutoPause,
     Counters,
     DeliveryDeferred,
     DeliveryFailed,
@@ -15,6 +16,8 @@ from shared.events import (
     HistoryEntry,
     Outcome,
     RunCancelled,
+    RunPaused,
+    RunResumed,
     RunStarted,
     TargetingCompleted,
 )
@@ -26,13 +29,23 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
     async with pool.acquire() as connection, connection.transaction():
         await connection.executemany(
             """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, requested_by, name,
-                                         purpose)
-               VALUES ($1, $2, $3, $4, $5, $6)
+                                         purpose, auto_pause)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (run_id) DO UPDATE
                SET requested_by = excluded.requested_by, name = excluded.name,
-                   purpose = excluded.purpose""",
+                   purpose = excluded.purpose, auto_pause = excluded.auto_pause""",
             [
-                (r.run_id, r.broadcast_id, r.tenant_id, r.requested_by, r.name, r.purpose)
+                (
+                    r.run_id,
+                    r.broadcast_id,
+                    r.tenant_id,
+                    r.requested_by,
+                    r.name,
+                    r.purpose,
+                    r.settings.auto_pause.model_dump()
+                    if r.settings.auto_pause and r.purpose == "broadcast"
+                    else None,
+                )
                 for r in runs
             ],
         )
@@ -51,6 +64,53 @@ async def record_cancellations(pool: asyncpg.Pool, runs: Sequence[RunCancelled])
            ON CONFLICT (run_id) DO UPDATE SET cancel_requested = true""",
         [(r.run_id, r.broadcast_id, r.tenant_id) for r in runs],
     )
+
+
+async def record_pauses(pool: asyncpg.Pool, changes: Sequence[RunPaused | RunResumed]) -> None:
+    """In the order they came: a pause and its resume may share a batch."""
+    for change in changes:
+        await pool.execute(
+            """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, paused)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (run_id) DO UPDATE
+               SET paused = excluded.paused,
+                   resumes = tracker.runs.resumes
+                             + (tracker.runs.paused AND NOT excluded.paused)::int""",
+            change.run_id,
+            change.broadcast_id,
+            change.tenant_id,
+            isinstance(change, RunPaused),
+        )
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A running broadcast run that pauses itself over `policy`; `resumes` names each pause."""
+
+    run_id: UUID
+    broadcast_id: UUID
+    tenant_id: str
+    resumes: int
+    policy: AutoPause
+
+
+async def watched(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[Watched]:
+    rows = await pool.fetch(
+        """SELECT run_id, broadcast_id, tenant_id, resumes, auto_pause FROM tracker.runs
+           WHERE run_id = ANY($1::uuid[]) AND state = 'running' AND NOT paused
+             AND purpose = 'broadcast' AND auto_pause IS NOT NULL AND NOT cancel_requested""",
+        list(run_ids),
+    )
+    return [
+        Watched(
+            r["run_id"],
+            r["broadcast_id"],
+            r["tenant_id"],
+            r["resumes"],
+            AutoPause.model_validate(r["auto_pause"]),
+        )
+        for r in rows
+    ]
 
 
 async def record_targeting(pool: asyncpg.Pool, totals: Sequence[TargetingCompleted]) -> None:
@@ -222,6 +282,7 @@ def _view(row: asyncpg.Record, details: dict[str, dict[str, int]]) -> RunView:
             cancelled=row["cancelled"],
             pending_retry=waiting.get("retry", 0) + waiting.get("throttled", 0),
             waiting_window=waiting.get("send_window", 0),
+            paused=waiting.get("paused", 0),
             failed_by_reason=details.get("failed", {}),
         ),
         outcome=row["outcome"],
@@ -239,7 +300,15 @@ _COLUMNS = """run_id, broadcast_id, tenant_id, requested_by, contracts_targeted,
               purpose"""
 
 
-async def complete_finished(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> None:
+@dataclass(frozen=True)
+class Completed:
+    """A broadcast run completed now: how long it took and how many messages it had."""
+
+    seconds: float
+    messages: int
+
+
+async def complete_finished(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[Completed]:
     """Mark completed every given run whose total is known and whose messages are all final."""
     async with pool.acquire() as connection, connection.transaction():
         rows = await connection.fetch(
@@ -254,14 +323,21 @@ async def complete_finished(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> None
             for r in rows
             if is_complete(r["messages_targeted"], r["delivered"] + r["failed"] + r["cancelled"])
         ]
-        await connection.executemany(
-            """UPDATE tracker.runs SET state = 'completed', outcome = $2, completed_at = now()
-               WHERE run_id = $1""",
-            [
-                (r["run_id"], outcome(r["delivered"], r["failed"], r["cancel_requested"]))
-                for r in done
-            ],
+        completed = await connection.fetch(
+            """UPDATE tracker.runs r
+               SET state = 'completed', outcome = t.outcome, completed_at = now()
+               FROM unnest($1::uuid[], $2::text[]) AS t(run_id, outcome)
+               WHERE r.run_id = t.run_id
+               RETURNING r.purpose, r.messages_targeted,
+                         extract(epoch FROM r.completed_at - r.started_at)::float8 AS seconds""",
+            [r["run_id"] for r in done],
+            [outcome(r["delivered"], r["failed"], r["cancel_requested"]) for r in done],
         )
+    return [
+        Completed(r["seconds"], r["messages_targeted"])
+        for r in completed
+        if r["purpose"] == "broadcast"
+    ]
 
 
 async def unpublished_completions(pool: asyncpg.Pool) -> list[RunView]:
@@ -407,8 +483,22 @@ async def contract_history(
     return [HistoryEntry(**dict(r)) for r in rows]
 
 
-async def running_broadcasts(pool: asyncpg.Pool) -> int:
-    count: int = await pool.fetchval(
-        "SELECT count(*) FROM tracker.runs WHERE state = 'running' AND purpose = 'broadcast'"
+@dataclass(frozen=True)
+class Running:
+    """Broadcast runs started and not completed; the age of the oldest one not paused, by
+    size class (see TrackerMetrics.size_class)."""
+
+    count: int
+    oldest: dict[bool, float]
+
+
+async def running_broadcasts(pool: asyncpg.Pool, large: int) -> Running:
+    rows = await pool.fetch(
+        """SELECT coalesce(messages_targeted, 0) > $1 AS large, count(*) AS n,
+                  max(extract(epoch FROM now() - started_at))
+                      FILTER (WHERE NOT paused)::float8 AS oldest
+           FROM tracker.runs WHERE state = 'running' AND purpose = 'broadcast'
+           GROUP BY 1""",
+        large,
     )
-    return count
+    return Running(sum(r["n"] for r in rows), {r["large"]: r["oldest"] or 0.0 for r in rows})

@@ -71,6 +71,7 @@ async def test_seed_example_reaches_each_reachable_email_once(
         "cancelled": 0,
         "pending_retry": 0,
         "waiting_window": 0,
+        "paused": 0,
         "failed_by_reason": {"refused": 1},
     }
     assert completed["outcome"] == "partially_successful"

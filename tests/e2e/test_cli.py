@@ -5,6 +5,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,81 @@ async def test_from_a_client_file_to_a_finished_broadcast(
     assert (code, refused["reason"]) == (1, "already_resolved")
 
 
+async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
+    db: asyncpg.Pool, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    tenant, domain = new_tenant()
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({**OPEN_ALL_WEEK, "email_per_second": 4}))
+    assert broadcast("configure", str(settings), "--tenant", tenant)[0] == 0
+    clients = tmp_path / "clients.csv"
+    clients.write_text(
+        "contract_id,client_name,status,building_type,emails\n"
+        + "".join(f"C-{i},Client {i},active,residential,c{i}@{domain}\n" for i in range(60)),
+        encoding="utf-8",
+    )
+    code, imported = broadcast("import", str(clients), "--tenant", tenant)
+    assert (code, imported["imported"]) == (0, 60)
+    await wait_until(db, "SELECT 1 FROM dispatcher.tenants WHERE tenant_id = $1", tenant)
+    spec = tmp_path / "campaign.yaml"
+    definition = {
+        "tenant_id": tenant,
+        "name": "Relance",
+        "channels": ["email"],
+        "languages": ["fr"],
+        "content": {"email": {"fr": {"subject": "Relance", "html": "<p>Bonjour</p>"}}},
+        "sender": {"address": f"ar@{domain}", "name": "Comptes clients"},
+    }
+    spec.write_text(yaml.safe_dump(definition), encoding="utf-8")
+    chosen = ",".join(f"C-{i}" for i in range(0, 60, 2))  # the 30 selected customers
+    code, created = broadcast("create", str(spec), "--contracts", chosen)
+    broadcast_id = created["broadcast_id"]
+    definition["content"]["email"]["fr"]["subject"] = "Relance de paiement"
+    definition["criteria"] = [{"field": "contract_id", "values": chosen.split(",")}]
+    spec.write_text(yaml.safe_dump(definition), encoding="utf-8")
+    code, updated = broadcast("update", broadcast_id, str(spec))
+    assert (code, updated["command"]) == (0, "update_broadcast")
+    code, refused = broadcast("pause", broadcast_id, "--tenant", tenant)
+    assert (code, refused["reason"]) == (1, "not_running")
+
+    assert broadcast("start", broadcast_id, "--tenant", tenant)[0] == 0
+    await wait_until(
+        db,
+        "SELECT count(*) >= 3 FROM dispatcher.deliveries WHERE tenant_id = $1 "
+        "AND state = 'delivered'",
+        tenant,
+    )
+    assert broadcast("pause", broadcast_id, "--tenant", tenant)[0] == 0
+    code, status = broadcast("status", broadcast_id, "--tenant", tenant)
+    assert (code, status["broadcast_state"]) == (0, "paused")
+    await asyncio.sleep(2)
+    held = len(await smtp_sink.messages(domain))
+    await asyncio.sleep(2)
+    assert len(await smtp_sink.messages(domain)) == held < 30
+    assert broadcast("resume", broadcast_id, "--tenant", tenant)[0] == 0
+    code, status = broadcast("status", broadcast_id, "--tenant", tenant, "--watch")
+    assert (code, status["delivered"], status["run_number"]) == (0, 30, 1)
+    received = Counter(r for m in await smtp_sink.messages(domain) for r in m.rcpt_tos)
+    assert received == Counter({f"c{i}@{domain}": 1 for i in range(0, 60, 2)})
+    assert {str(m.message["Subject"]) for m in await smtp_sink.messages(domain)} == {
+        "Relance de paiement"
+    }
+
+    code, refused = broadcast("resend", broadcast_id, "--failed", "--tenant", tenant)
+    assert (code, refused["reason"]) == (1, "nothing_to_resend")
+    code, resent = broadcast("resend", broadcast_id, "--tenant", tenant)
+    assert (code, resent["command"]) == (0, "resend_broadcast")
+    code, status = broadcast("status", broadcast_id, "--tenant", tenant, "--watch")
+    assert (code, status["run_id"], status["delivered"]) == (0, resent["run_id"], 30)
+    assert status["run_number"] == 2
+    code, refused = broadcast("cancel", broadcast_id, "--tenant", tenant)
+    assert (code, refused["reason"]) == (1, "not_running")
+    assert len(await smtp_sink.messages(domain)) == 60
+
+
 def test_every_command_has_help() -> None:
-    commands = ("estimate", "create", "preview", "start", "schedule", "cancel", "rename", "list")
-    commands += ("status",)
+    commands = ("estimate", "create", "update", "preview", "start", "schedule", "pause", "resume")
+    commands += ("cancel", "resend", "rename", "list", "status")
     for command in (*commands, "actions", "configure", "import"):
         done = subprocess.run(
             [sys.executable, "-m", "deploy.cli", command, "--help"],

@@ -82,6 +82,7 @@ async def test_dispatcher_stopped_by_sigterm_finishes_its_batch_and_resumes(
         "cancelled": 0,
         "pending_retry": 0,
         "waiting_window": 0,
+        "paused": 0,
         "failed_by_reason": {},
     }
     await assert_each_recipient_got_exactly_one(smtp_sink, domain)
@@ -101,6 +102,7 @@ async def test_tracker_killed_mid_broadcast_ends_with_exact_counters(
         "cancelled": 0,
         "pending_retry": 0,
         "waiting_window": 0,
+        "paused": 0,
         "failed_by_reason": {},
     }
     assert completed["outcome"] == "fully_successful"
