@@ -16,6 +16,8 @@ Serves /unsubscribe        (the page every unsubscribe link leads to)
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -55,7 +57,14 @@ SERVICE = "targeting"
 log = logging.getLogger(SERVICE)
 
 
-def create_app(settings: Settings | None = None) -> AsgiFastStream:
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: Settings | None = None, clock: Callable[[], datetime] = _now
+) -> AsgiFastStream:
+    """`clock` tells when scheduled broadcasts are due; tests inject one."""
     settings = settings or Settings()
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
@@ -69,7 +78,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     publishers = Publishers(events, runs, recipients, tenants)
 
     def command_handler() -> CommandHandler:
-        return CommandHandler(runtime.pool, publishers, start_run)
+        return CommandHandler(runtime.pool, publishers, start_run, clock)
 
     def start_run(run_id: UUID) -> None:
         assert streamer is not None, "commands are consumed only after start-up"

@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -109,11 +109,17 @@ class Publishers:
 
 class CommandHandler:
     def __init__(
-        self, pool: asyncpg.Pool, publish: Publishers, start_run: Callable[[UUID], None]
+        self,
+        pool: asyncpg.Pool,
+        publish: Publishers,
+        start_run: Callable[[UUID], None],
+        clock: Callable[[], datetime],
     ) -> None:
+        """`clock` tells when schedules are due; tests inject one."""
         self._pool = pool
         self._publish = publish
         self._start_run = start_run
+        self._clock = clock
 
     async def handle(self, command: AnyCommand) -> None:
         """Apply the command and publish its one answer: the outcome, or rejected."""
@@ -363,7 +369,7 @@ class CommandHandler:
             async with self._pool.acquire() as connection:
                 settings = await store.tenant_settings(connection, command.tenant_id)
             at = at.replace(tzinfo=ZoneInfo(settings.time_zone))
-        if at < datetime.now(UTC) - timedelta(minutes=1):
+        if at < self._clock() - timedelta(minutes=1):
             raise Rejection("invalid_field", "at", f"{at.isoformat()} is in the past")
         await transitions.schedule(
             self._pool,
@@ -377,7 +383,7 @@ class CommandHandler:
 
     async def start_due(self) -> None:
         """Start the scheduled broadcasts whose time has come, as their scheduler asked."""
-        for due in await transitions.due_schedules(self._pool):
+        for due in await transitions.due_schedules(self._pool, self._clock()):
             try:
                 run_id = await transitions.start(
                     self._pool, due.tenant_id, due.broadcast_id, due.request_id, due.requested_by

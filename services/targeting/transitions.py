@@ -306,11 +306,12 @@ class Due:
     requested_by: str
 
 
-async def due_schedules(pool: asyncpg.Pool) -> list[Due]:
+async def due_schedules(pool: asyncpg.Pool, now: datetime) -> list[Due]:
     rows = await pool.fetch(
         """SELECT broadcast_id, tenant_id, schedule_request AS request_id,
                   scheduled_by AS requested_by
-           FROM targeting.broadcasts WHERE state = 'scheduled' AND scheduled_at <= now()
-           ORDER BY scheduled_at LIMIT 100"""
+           FROM targeting.broadcasts WHERE state = 'scheduled' AND scheduled_at <= $1
+           ORDER BY scheduled_at LIMIT 100""",
+        now,
     )
     return [Due(**dict(r)) for r in rows]

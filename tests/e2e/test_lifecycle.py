@@ -4,15 +4,18 @@ given), never before; a cancelled schedule never starts."""
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from uuid import uuid4
+from typing import Any, cast
+from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 
+from services.targeting.commands import CommandHandler, Publishers
+from shared.db import create_pool
+from shared.ids import run_id_for
 from tests.e2e.audience import OPEN_ALL_WEEK, configure, contract, create_command, load, new_tenant
-from tests.stack import EventLog, publish_json
+from tests.stack import DATABASE_URL, EventLog, publish_json
 
 pytestmark = pytest.mark.stack
 
@@ -95,3 +98,48 @@ async def test_a_cancelled_schedule_never_starts_and_the_past_is_refused(
         ]
     start = {"type": "start_broadcast", "broadcast_id": broadcast_id}
     assert (await command(events, tenant, start))["reason"] == "already_started"
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_schedule_becomes_due_at_the_tenant_wall_time_of_an_injected_clock(
+    db: asyncpg.Pool, events: EventLog
+) -> None:
+    zone = ZoneInfo("Asia/Tokyo")
+    tenant, broadcast_id = await draft(db, events, "Asia/Tokyo")
+    tomorrow_8am = (datetime.now(zone) + timedelta(days=1)).replace(
+        hour=8, minute=0, second=0, microsecond=0, tzinfo=None
+    )
+    schedule = {
+        "type": "schedule_broadcast",
+        "broadcast_id": broadcast_id,
+        "at": tomorrow_8am.isoformat(),
+    }
+    assert (await command(events, tenant, schedule))["type"] == "broadcast.accepted"
+    due = tomorrow_8am.replace(tzinfo=zone)
+    pool = await create_pool(DATABASE_URL, size=2)
+    started: list[UUID] = []
+    clock = Clock(due - timedelta(seconds=1))
+    # The scheduler of a targeting instance, on the injected clock; the stack's own one, on
+    # the real clock, leaves tomorrow's schedule alone.
+    handler = CommandHandler(pool, cast(Publishers, None), started.append, clock)
+    try:
+        await handler.start_due()
+        state = "SELECT state FROM targeting.broadcasts WHERE broadcast_id = $1::uuid"
+        assert run_id_for(UUID(broadcast_id), 1) not in started
+        assert await db.fetchval(state, broadcast_id) == "scheduled"
+        clock.now = due
+        await handler.start_due()
+        assert run_id_for(UUID(broadcast_id), 1) in started
+        assert await db.fetchval(state, broadcast_id) == "running"
+    finally:
+        await pool.close()
+    # Nothing was streamed (the run was started here, not by the stack): stop it for good.
+    cancel = {"type": "cancel_broadcast", "broadcast_id": broadcast_id}
+    assert (await command(events, tenant, cancel))["type"] == "broadcast.accepted"
