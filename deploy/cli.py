@@ -123,7 +123,8 @@ async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
                    ORDER BY t.started_at DESC LIMIT 1) r ON true
                WHERE b.tenant_id = $1
                  AND ($2::text IS NULL
-                      OR (b.state IN ('draft', 'scheduled')) = ($2 = 'pending'))
+                      OR $2 = 'pending' AND b.state IN ('draft', 'scheduled')
+                      OR $2 = 'sent' AND b.started_at IS NOT NULL)
                ORDER BY b.created_at DESC, b.broadcast_id""",
             tenant,
             state,

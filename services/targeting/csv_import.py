@@ -8,6 +8,9 @@ quoted as spreadsheets write them):
     emails, phones                                        several values separated by ";"
     opted_out                                             addresses or numbers that opted out
     balance, amount_paid                                  decimals, "1234.56" or "1 234,56"
+    transaction_id, auth_code, visit_at, driver_name,     the last visit and payment (optional;
+    spreading, transport_10_wheels, transport_12_wheels,  visit_at with its offset, e.g.
+    transport_semi_2, transport_semi_3, spring_cleaning   2026-11-23T14:30-05:00)
 
 Any other column is kept as a template attribute of the contract. A bad line is reported with
 its line number and the column at fault; the good lines are kept.
@@ -16,16 +19,19 @@ its line number and the column at fault; the good lines are kept.
 import csv
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from shared.events import ContactPoint, ContractFields, ContractUpserted
+from shared.events import ContactPoint, ContractDetails, ContractFields, ContractUpserted
 
 from .criteria import FIELDS
 
 REQUIRED = ("contract_id", "client_name", "status", "building_type")
+DETAILS = tuple(ContractDetails.model_fields)
 KNOWN = frozenset(
     {
         *REQUIRED,
+        *DETAILS,
         "number",
         "zone",
         "season",
@@ -87,6 +93,22 @@ def _closed(row: dict[str, str], column: str) -> str:
     return value
 
 
+def _details(row: dict[str, str]) -> ContractDetails:
+    values: dict[str, object] = {
+        column: row[column].strip() for column in DETAILS if row.get(column, "").strip()
+    }
+    if "visit_at" in values:
+        example = "e.g. 2026-11-23T14:30-05:00"
+        try:
+            visit_at = datetime.fromisoformat(str(values["visit_at"]))
+        except ValueError:
+            raise _Bad("visit_at", f"not a date and time: {row['visit_at']!r}; {example}") from None
+        if visit_at.tzinfo is None:
+            raise _Bad("visit_at", f"give the offset of {row['visit_at']!r}; {example}")
+        values["visit_at"] = visit_at
+    return ContractDetails.model_validate(values)
+
+
 def _contract(row: dict[str, str], tenant_id: str, version: int) -> ContractUpserted:
     for column in REQUIRED:
         if not row.get(column, "").strip():
@@ -120,6 +142,7 @@ def _contract(row: dict[str, str], tenant_id: str, version: int) -> ContractUpse
             ],
             balance=_decimal(row, "balance"),
             amount_paid=_decimal(row, "amount_paid"),
+            details=_details(row),
             attributes={k: v.strip() for k, v in row.items() if k not in KNOWN and v and v.strip()},
         ),
     )

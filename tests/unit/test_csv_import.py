@@ -4,7 +4,7 @@ from services.targeting.csv_import import parse
 
 HEADER = (
     "contract_id,client_name,status,building_type,language,emails,phones,opted_out,"
-    "balance,driver_name\n"
+    "balance,driver_name,secteur\n"
 )
 
 
@@ -16,7 +16,7 @@ def test_good_lines_become_contracts_with_every_field() -> None:
     parsed = parse(
         lines(
             'C-1,"Tremblay, Élise",Active,Residential,en,a@x.example;b@x.example,+15145550000,'
-            'b@x.example,"1 234,56",Marc'
+            'b@x.example,"1 234,56",Marc,Nord'
         ),
         tenant_id="acme",
         version=7,
@@ -37,7 +37,8 @@ def test_good_lines_become_contracts_with_every_field() -> None:
     ]
     assert [p.address for p in c.phones] == ["+15145550000"]
     assert c.balance == Decimal("1234.56")
-    assert c.attributes == {"driver_name": "Marc"}
+    assert c.details.driver_name == "Marc"  # a Diffusions variable
+    assert c.attributes == {"secteur": "Nord"}  # any other column: a custom attribute
     assert c.number == "C-1"  # the contract id stands in for a missing number
 
 
@@ -90,3 +91,30 @@ def test_a_byte_order_mark_and_quoted_line_breaks_are_handled() -> None:
     )
     assert parsed.contracts[0].contract.service_address == "12 rue A\nQuébec"
     assert [str(e) for e in parsed.errors] == ["line 4: more values than columns"]
+
+
+def test_visit_and_payment_details_are_read_and_a_visit_needs_its_offset() -> None:
+    header = "contract_id,client_name,status,building_type,visit_at,transaction_id,spreading\n"
+    parsed = parse(
+        [
+            header,
+            "C-1,A,active,residential,2026-11-23T14:30-05:00,TX-9,Inclus\n",
+            "C-2,B,active,residential,2026-11-23 14:30,,\n",
+            "C-3,C,active,residential,hier,,\n",
+        ],
+        tenant_id="acme",
+        version=1,
+    )
+    (good,) = parsed.contracts
+    details = good.contract.details
+    assert details.visit_at is not None and details.visit_at.isoformat() == (
+        "2026-11-23T14:30:00-05:00"
+    )
+    assert (details.transaction_id, details.spreading, details.driver_name) == (
+        "TX-9",
+        "Inclus",
+        None,
+    )
+    assert [(e.line, e.column) for e in parsed.errors] == [(3, "visit_at"), (4, "visit_at")]
+    assert "give the offset" in parsed.errors[0].message
+    assert "not a date and time: 'hier'" in parsed.errors[1].message
