@@ -97,6 +97,14 @@ async def broadcast_state(db: asyncpg.Pool, broadcast_id: str) -> str:
     return state
 
 
+async def until_completed(db: asyncpg.Pool, broadcast_id: str) -> None:
+    """Targeting learns of a completion from the tracker's event, a moment after it: until
+    then a resend is refused with `not_finished`."""
+    async with asyncio.timeout(10):
+        while await broadcast_state(db, broadcast_id) != "completed":
+            await asyncio.sleep(0.1)
+
+
 async def test_pause_then_resume_delivers_every_message_exactly_once(
     db: asyncpg.Pool, smtp_sink: SmtpSink, events: EventLog
 ) -> None:
@@ -249,6 +257,7 @@ async def test_resend_is_a_new_run_to_everyone_or_only_to_the_failures(
     assert len(to_gone) == 1
 
     everyone = {"type": "resend_broadcast", "broadcast_id": broadcast_id}
+    await until_completed(db, broadcast_id)
     third_run = (await ask(events, tenant, everyone))["run_id"]
     too_soon = await ask(events, tenant, everyone)
     assert too_soon["reason"] == "not_finished"
@@ -257,9 +266,7 @@ async def test_resend_is_a_new_run_to_everyone_or_only_to_the_failures(
     assert len({first["run_id"], second_run, third_run}) == 3
     received = Counter(r for m in await smtp_sink.messages(domain) for r in m.rcpt_tos)
     assert received == {f"c0@{domain}": 2, gone: 2, f"c2@{domain}": 2}
-    async with asyncio.timeout(10):  # targeting learns of the completion from the tracker
-        while await broadcast_state(db, broadcast_id) != "completed":
-            await asyncio.sleep(0.1)
+    await until_completed(db, broadcast_id)
     nothing = await ask(events, tenant, resend_failed)
     assert (nothing["reason"], nothing["field"]) == ("nothing_to_resend", "only_failed")
 
