@@ -110,7 +110,7 @@ async def test_pause_then_resume_delivers_every_message_exactly_once(
 ) -> None:
     tenant, domain = new_tenant()
     size = 200
-    await configure(events, tenant, {**OPEN_ALL_WEEK, "email_per_second": 40})
+    await configure(events, tenant, {**OPEN_ALL_WEEK, "email_per_second": 20})
     await audience(db, tenant, domain, size)
     broadcast_id = await create_and_start(events, french_only(tenant))
     await count_until(
