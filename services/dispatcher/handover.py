@@ -156,7 +156,7 @@ class Handover:
                 stopped.append(message)
                 continue
             if why == "paused":
-                out.waits.append(ledger.Wait(message, None, "paused", attempts))
+                out.waits.append(ledger.Wait(message, None, "paused", attempts, ours=claimed))
                 continue
             opening = (
                 None
@@ -164,7 +164,9 @@ class Handover:
                 else opens_at(now, message.channel, settings[message.tenant_id])
             )
             if opening is not None:
-                out.waits.append(ledger.Wait(message, opening, "send_window", attempts))
+                out.waits.append(
+                    ledger.Wait(message, opening, "send_window", attempts, ours=claimed)
+                )
             else:
                 ready.append((message, attempts))
         await self._cancel(stopped, claimed, out)
@@ -218,7 +220,7 @@ class Handover:
             # wave that never fits (16 messages at 4/s) would park it forever.
             fits = int(len(part) * max(0.0, deadline - time.monotonic()) / wait)
             later = part[fits:] if 0 < fits < len(part) else part
-            out.waits.extend(ledger.Wait(m, due, "throttled", a) for m, a in later)
+            out.waits.extend(ledger.Wait(m, due, "throttled", a, ours=claimed) for m, a in later)
             if later is not part:
                 await self._wave(part[:fits], settings, claimed, deadline, out)
             return

@@ -135,6 +135,10 @@ class Wait:
     waiting_for: WaitReason
     attempts: int
     attempt: Attempt | None = None
+    # False: parked before this dispatcher claimed it (fresh from Kafka, outside its window or
+    # its run paused). Such a wait never takes over a row another dispatcher has claimed: that
+    # one may be handing it over right now.
+    ours: bool = True
 
 
 async def schedule(pool: asyncpg.Pool, waits: Sequence[Wait]) -> list[Wait]:
@@ -162,12 +166,16 @@ async def schedule(pool: asyncpg.Pool, waits: Sequence[Wait]) -> list[Wait]:
                 else replace(w, due_at=now)
                 for w in waits
             ]
-        await _park(connection, waits)
+        for ours in (True, False):
+            await _park(connection, [w for w in waits if w.ours == ours], ours=ours)
     return list(waits)
 
 
-async def _park(connection: Connection, waits: Sequence[Wait]) -> None:
+async def _park(connection: Connection, waits: Sequence[Wait], *, ours: bool) -> None:
+    if not waits:
+        return
     messages = [w.message for w in waits]
+    replaceable = "('claimed', 'scheduled')" if ours else "('scheduled')"
     await connection.execute(
         """INSERT INTO dispatcher.deliveries AS d
                (recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id, address,
@@ -185,7 +193,8 @@ async def _park(connection: Connection, waits: Sequence[Wait]) -> None:
                attempts = excluded.attempts, provider_code = excluded.provider_code,
                provider_message = excluded.provider_message, payload = excluded.payload,
                lease_until = NULL
-           WHERE d.state IN ('claimed', 'scheduled')""",
+           WHERE d.state IN """  # noqa: S608 -- one of two constant lists
+        + replaceable,
         *_refs(messages),
         [w.due_at for w in waits],
         [w.waiting_for for w in waits],

@@ -70,8 +70,9 @@ log = logging.getLogger("targeting")
 
 # Commands whose replay must change nothing even after later commands changed the broadcast
 # or the tenant (a pause replayed after a resume, an old configure replayed after a new one):
-# their request ids are remembered once applied. Create and
-# start are idempotent by construction (ids derived from the request), cancel is final.
+# their request ids are remembered once applied (a cancel replayed after a resend must not
+# cancel the new run). Create, start and resend are idempotent by construction too: the ids
+# they create derive from the request.
 REMEMBERED = frozenset(
     {
         "update_broadcast",
@@ -81,6 +82,7 @@ REMEMBERED = frozenset(
         "resume_broadcast",
         "resend_broadcast",
         "configure_tenant",
+        "cancel_broadcast",
     }
 )
 
@@ -383,10 +385,16 @@ class CommandHandler:
 
     async def start_due(self) -> None:
         """Start the scheduled broadcasts whose time has come, as their scheduler asked."""
-        for due in await transitions.due_schedules(self._pool, self._clock()):
+        now = self._clock()
+        for due in await transitions.due_schedules(self._pool, now):
             try:
                 run_id = await transitions.start(
-                    self._pool, due.tenant_id, due.broadcast_id, due.request_id, due.requested_by
+                    self._pool,
+                    due.tenant_id,
+                    due.broadcast_id,
+                    due.request_id,
+                    due.requested_by,
+                    due_by=now,
                 )
             except Rejection as rejection:
                 log.warning(

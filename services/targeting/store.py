@@ -250,6 +250,8 @@ class Run:
     tenant_id: str
     request_id: str
     requested_by: str
+    # 'streaming' until every recipient was published, then 'targeted'.
+    state: str
     announced: bool
     cursor: int
     contracts: int
@@ -273,7 +275,8 @@ async def load_run(connection: Connection, run_id: UUID) -> Run:
 
 async def find_run(connection: Connection, run_id: UUID) -> Run | None:
     row = await connection.fetchrow(
-        """SELECT r.run_id, r.broadcast_id, r.tenant_id, r.request_id, r.requested_by, r.announced,
+        """SELECT r.run_id, r.broadcast_id, r.tenant_id, r.request_id, r.requested_by, r.state,
+                  r.announced,
                   r.cursor, r.contracts, r.messages, r.unreachable, b.definition, r.content,
                   r.template_id, r.template_version, r.settings,
                   r.not_before, r.only_failed_of

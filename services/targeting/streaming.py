@@ -85,6 +85,8 @@ class RunStreamer:
 
     async def _stream_locked(self, connection: Connection, run_id: UUID) -> None:
         run = await store.load_run(connection, run_id)
+        if run.state == "targeted":  # a replayed start: its audience went out already
+            return
         definition = run.definition
         if not run.announced:
             await self._announce(run)

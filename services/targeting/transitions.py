@@ -118,11 +118,32 @@ async def _new_run(
 
 
 async def start(
-    pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID, request_id: str, requested_by: str
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    broadcast_id: UUID,
+    request_id: str,
+    requested_by: str,
+    due_by: datetime | None = None,
 ) -> UUID:
-    """The first run's id. Replaying the request that started it returns that run again."""
+    """The first run's id. Replaying the request that started it returns that run again.
+
+    `due_by`: the scheduler's start, checked under the lock against the schedule as it is now
+    (it may have been moved since the scheduler read it)."""
     async with pool.acquire() as connection, connection.transaction():
         found = await _lock(connection, tenant_id, broadcast_id)
+        if due_by is not None:
+            schedule = await connection.fetchrow(
+                "SELECT scheduled_at, schedule_request FROM targeting.broadcasts "
+                "WHERE broadcast_id = $1",
+                broadcast_id,
+            )
+            assert schedule is not None, "locked above"
+            if (
+                found.state != "scheduled"
+                or schedule["scheduled_at"] > due_by
+                or schedule["schedule_request"] != request_id
+            ):
+                raise Rejection("not_started", "at", "the schedule changed meanwhile")
         if found.state not in ("draft", "scheduled"):
             first = await connection.fetchrow(
                 "SELECT run_id, request_id FROM targeting.runs WHERE broadcast_id = $1 "
@@ -149,18 +170,25 @@ async def resend(
     requested_by: str,
     only_failed: bool,
 ) -> UUID:
-    """A new run of a finished broadcast, to its whole audience or to last run's failures."""
+    """A new run of a finished broadcast, to its whole audience or to last run's failures.
+
+    Replaying the request returns the run it started, even if its answer was lost."""
     async with pool.acquire() as connection, connection.transaction():
         found = await _lock(connection, tenant_id, broadcast_id)
+        earlier: UUID | None = await connection.fetchval(
+            "SELECT run_id FROM targeting.runs WHERE broadcast_id = $1 AND request_id = $2",
+            broadcast_id,
+            request_id,
+        )
+        if earlier is not None:
+            return earlier
         target = lifecycle.after(found.state, "resend")
         assert target is not None
         last = await _latest_run(connection, broadcast_id)
         if last is None:
             raise Rejection("not_started", "broadcast_id", "this broadcast was never sent")
-        if only_failed and not await connection.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM targeting.failures WHERE run_id = $1)", last.run_id
-        ):
-            raise Rejection("nothing_to_resend", "only_failed", "no message of the last run failed")
+        if only_failed:
+            await _check_failures_known(connection, last.run_id)
         run_id = await _new_run(
             connection,
             tenant_id,
@@ -222,13 +250,17 @@ async def resume(pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID) -> tupl
 async def cancel(pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID) -> list[LatestRun]:
     """Every cancelled run of the broadcast, not only the ones cancelled now, so that a
     replayed command announces them again (the announcement may have been lost in a crash)."""
-    await _change(pool, tenant_id, broadcast_id, "cancel")
-    rows = await pool.fetch(
-        """UPDATE targeting.runs SET cancelled = true
-           WHERE broadcast_id = $1 AND completed_at IS NULL OR broadcast_id = $1 AND cancelled
-           RETURNING run_id, run_number, requested_by""",
-        broadcast_id,
-    )
+    async with pool.acquire() as connection, connection.transaction():
+        found = await _lock(connection, tenant_id, broadcast_id)
+        target = lifecycle.after(found.state, "cancel")
+        if target is not None:
+            await _move(connection, broadcast_id, target)
+        rows = await connection.fetch(
+            """UPDATE targeting.runs SET cancelled = true
+               WHERE broadcast_id = $1 AND (completed_at IS NULL OR cancelled)
+               RETURNING run_id, run_number, requested_by""",
+            broadcast_id,
+        )
     return [LatestRun(**dict(r)) for r in rows]
 
 

@@ -209,8 +209,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         run_ids = await store.record_deferrals(runtime.pool, waiting)
         final_runs, recorded = await store.record_deliveries(runtime.pool, final)
         metrics.observe(recorded)
-        await settle(run_ids | final_runs)
+        # Before settling: a failure below would redeliver the batch as copies, which
+        # `recorded` leaves out, and the window would never see these outcomes.
         await watch_failures(waiting, recorded)
+        await settle(run_ids | final_runs)
 
     async def watch_failures(
         waiting: Sequence[DeliveryDeferred], recorded: Sequence[FinalDelivery]
@@ -233,7 +235,6 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             tripped = failures.check(run.run_id, now, run.policy)
             if tripped is None:
                 continue
-            failures.forget(run.run_id)
             log.warning("pausing run %s: %s", run.run_id, tripped.describe(run.policy))
             await requests.publish(
                 PauseBroadcast(
@@ -247,6 +248,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 ),
                 key=run.tenant_id.encode(),
             )
+            failures.forget(run.run_id)  # once asked: the run is paused, or soon will be
 
     @broker.subscriber(
         topics.REQUESTS.name,

@@ -283,10 +283,21 @@ async def test_a_start_cancelled_within_the_grace_delay_sends_nothing(
         lambda e: e["type"] == "broadcast.started" and e["broadcast_id"] == cancelled_id
     )
     cancel = {"type": "cancel_broadcast", "broadcast_id": cancelled_id}
-    assert (await ask(events, tenant, cancel))["type"] == "broadcast.accepted"
+    cancel_request = f"cancel-{cancelled_id}"
+    assert (await ask(events, tenant, cancel, cancel_request))["type"] == "broadcast.accepted"
     stopped = await completed(events, cancelled_id)
     assert stopped["outcome"] == "cancelled"
     assert stopped["counters"]["messages_targeted"] == 0
+    assert len(await smtp_sink.messages(domain)) == 0
+
+    # Sent after all, on purpose; the old cancel, replayed within the new grace delay, is
+    # answered and changes nothing.
+    resend = {"type": "resend_broadcast", "broadcast_id": cancelled_id}
+    resent = await ask(events, tenant, resend)
+    assert resent["type"] == "broadcast.accepted", resent
+    assert (await ask(events, tenant, cancel, cancel_request))["type"] == "broadcast.accepted"
+    second = await completed(events, cancelled_id, resent["run_id"])
+    assert (second["outcome"], second["counters"]["delivered"]) == ("fully_successful", 5)
 
     sent_id = await create_and_start(events, french_only(tenant))
     began = await events.wait_for(
@@ -300,7 +311,7 @@ async def test_a_start_cancelled_within_the_grace_delay_sends_nothing(
     )
     waited = (first_out - datetime.fromisoformat(began["occurred_at"])).total_seconds()
     assert waited >= 2.9
-    assert len(await smtp_sink.messages(domain)) == 5  # the cancelled one sent nothing
+    assert len(await smtp_sink.messages(domain)) == 10  # the resend's 5 and these 5
 
 
 async def test_a_draft_can_be_edited_until_it_starts(
