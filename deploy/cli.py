@@ -31,6 +31,10 @@ DATABASE = os.environ.get(
 REFUSED, USAGE, NO_ANSWER = 1, 2, 3
 
 
+class Usage(Exception):
+    """A command line that cannot be turned into a request (exit code 2)."""
+
+
 class Refused(Exception):
     def __init__(self, answer: dict[str, Any]) -> None:
         super().__init__(answer.get("message", "refused"))
@@ -77,7 +81,7 @@ def criteria(values: Sequence[str]) -> list[dict[str, Any]]:
     for item in values:
         field, _, listed = item.partition("=")
         if not field or not listed:
-            raise SystemExit(f"--where {item!r}: expected field=value[,value...]")
+            raise Usage(f"--where {item!r}: expected field=value[,value...]")
         found.append({"field": field, "values": listed.split(",")})
     return found
 
@@ -134,10 +138,19 @@ async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise Usage(f"{path}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise Usage(f"{path}: not YAML: {error}") from None
+
+
 def load_spec(path: Path) -> dict[str, Any]:
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec = read_yaml(path)
     if not isinstance(spec, dict) or "tenant_id" not in spec:
-        raise SystemExit(f"{path}: a mapping with tenant_id, name, channels, ...")
+        raise Usage(f"{path}: a mapping with tenant_id, name, channels, ...")
     return spec
 
 
@@ -296,7 +309,7 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
         case "configure":
-            settings = yaml.safe_load(args.settings.read_text(encoding="utf-8")) or {}
+            settings = read_yaml(args.settings) or {}
             return await request(
                 {"type": "configure_tenant", "tenant_id": tenant, "settings": settings}
             )
@@ -365,7 +378,7 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
             return {"broadcasts": await broadcasts_of(args.tenant, args.state)}
         case "actions" if args.verb:
             if args.action_id is None:
-                raise SystemExit("actions send|ignore needs an ACTION_ID")
+                raise Usage("actions send|ignore needs an ACTION_ID")
             command: dict[str, Any] = {
                 "type": "resolve_action",
                 "tenant_id": tenant,
@@ -382,7 +395,7 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
             if args.state:
                 listing["state"] = args.state
             return await request(listing)
-    raise SystemExit(f"unknown command {args.command}")
+    raise Usage(f"unknown command {args.command}")
 
 
 def show(answer: dict[str, Any], as_json: bool, quiet: bool = False) -> None:
@@ -411,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return import_contracts(args)
     try:
         answer = asyncio.run(execute(args))
+    except Usage as usage:
+        print(f"broadcast: {usage}", file=sys.stderr)
+        return USAGE
     except Refused as refused:
         show(refused.answer, args.json and not args.quiet)
         return REFUSED

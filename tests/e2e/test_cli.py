@@ -221,7 +221,14 @@ def test_every_command_has_help() -> None:
             cwd=REPO,
         )
         assert done.returncode == 0 and "usage: broadcast" in done.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", "launch"], capture_output=True, cwd=REPO
-    )
-    assert bad.returncode == 2
+    for words in (
+        ["launch"],
+        ["create", "nowhere.yaml"],
+        ["estimate", "--tenant", "t", "--where", "zone"],
+        ["actions", "send", "--tenant", "t"],
+    ):
+        bad = subprocess.run(
+            [sys.executable, "-m", "deploy.cli", *words], capture_output=True, text=True, cwd=REPO
+        )
+        assert bad.returncode == 2, (words, bad.stderr)
+        assert bad.stderr.strip() and "Traceback" not in bad.stderr
