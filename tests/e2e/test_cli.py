@@ -6,8 +6,10 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -208,6 +210,21 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
     code, refused = broadcast("cancel", broadcast_id, "--tenant", tenant)
     assert (code, refused["reason"]) == (1, "not_running")
     assert len(await smtp_sink.messages(domain)) == 60
+
+    # One customer, a few seconds from now in the tenant's wall time (Toronto by default).
+    del definition["criteria"]
+    spec.write_text(yaml.safe_dump(definition), encoding="utf-8")
+    code, later = broadcast("create", str(spec), "--contracts", "C-59")
+    at = (datetime.now(ZoneInfo("America/Toronto")) + timedelta(seconds=4)).replace(tzinfo=None)
+    code, scheduled = broadcast(
+        "schedule", later["broadcast_id"], "--tenant", tenant, "--at", at.isoformat()
+    )
+    assert (code, scheduled["command"]) == (0, "schedule_broadcast")
+    code, pending = broadcast("list", "--tenant", tenant, "--state", "pending")
+    assert [b["broadcast_id"] for b in pending["broadcasts"]] == [later["broadcast_id"]]
+    code, status = broadcast("status", later["broadcast_id"], "--tenant", tenant, "--watch")
+    assert (code, status["delivered"]) == (0, 1)
+    assert [m.rcpt_tos for m in await smtp_sink.messages(domain)].count([f"c59@{domain}"]) == 1
 
 
 def test_every_command_has_help() -> None:
