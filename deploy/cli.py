@@ -8,11 +8,12 @@ answer as JSON for scripts. Exit codes: 0 done, 1 refused (the answer says why),
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -86,36 +87,43 @@ def criteria(values: Sequence[str]) -> list[dict[str, Any]]:
     return found
 
 
-async def run_status(tenant: str, broadcast_id: str) -> dict[str, Any] | None:
-    """The broadcast's state (targeting) and its latest run's counters (tracker); None when
-    the tenant has no such broadcast."""
+@contextlib.asynccontextmanager
+async def read_models() -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the read models, for listings and status: the CLI never writes there."""
     connection = await asyncpg.connect(DATABASE)
     try:
-        row = await connection.fetchrow(
-            """SELECT r.run_id::text, r.run_number, coalesce(t.state, 'running') AS state,
-                      b.state AS broadcast_state, t.outcome, b.name,
-                      coalesce(t.contracts_targeted, 0) AS contracts_targeted,
-                      t.messages_targeted, coalesce(t.delivered, 0) AS delivered,
-                      coalesce(t.failed, 0) AS failed, coalesce(t.cancelled, 0) AS cancelled
-               FROM targeting.broadcasts b
-               LEFT JOIN LATERAL (
-                   SELECT run_id, run_number FROM targeting.runs x
-                   WHERE x.broadcast_id = b.broadcast_id
-                   ORDER BY run_number DESC LIMIT 1) r ON true
-               LEFT JOIN tracker.runs t ON t.run_id = r.run_id
-               WHERE b.tenant_id = $1 AND b.broadcast_id = $2::uuid""",
-            tenant,
-            broadcast_id,
-        )
+        yield connection
     finally:
         await connection.close()
+
+
+async def run_status(
+    connection: asyncpg.Connection, tenant: str, broadcast_id: str
+) -> dict[str, Any] | None:
+    """The broadcast's state (targeting) and its latest run's counters (tracker); None when
+    the tenant has no such broadcast."""
+    row = await connection.fetchrow(
+        """SELECT r.run_id::text, r.run_number, coalesce(t.state, 'running') AS state,
+                  b.state AS broadcast_state, t.outcome, b.name,
+                  coalesce(t.contracts_targeted, 0) AS contracts_targeted,
+                  t.messages_targeted, coalesce(t.delivered, 0) AS delivered,
+                  coalesce(t.failed, 0) AS failed, coalesce(t.cancelled, 0) AS cancelled
+           FROM targeting.broadcasts b
+           LEFT JOIN LATERAL (
+               SELECT run_id, run_number FROM targeting.runs x
+               WHERE x.broadcast_id = b.broadcast_id
+               ORDER BY run_number DESC LIMIT 1) r ON true
+           LEFT JOIN tracker.runs t ON t.run_id = r.run_id
+           WHERE b.tenant_id = $1 AND b.broadcast_id = $2::uuid""",
+        tenant,
+        broadcast_id,
+    )
     return dict(row) if row else None
 
 
 async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
     """The seed's list: name, creation and send dates, targeted / delivered / failed."""
-    connection = await asyncpg.connect(DATABASE)
-    try:
+    async with read_models() as connection:
         rows = await connection.fetch(
             """SELECT b.broadcast_id::text, b.name, b.state, b.created_at, b.started_at,
                       r.messages_targeted AS targeted, coalesce(r.delivered, 0) AS delivered,
@@ -133,8 +141,6 @@ async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
             tenant,
             state,
         )
-    finally:
-        await connection.close()
     return [dict(r) for r in rows]
 
 
@@ -167,8 +173,13 @@ def finished(found: dict[str, Any]) -> bool:
 
 
 async def status(args: argparse.Namespace) -> dict[str, Any]:
+    async with read_models() as connection:
+        return await follow(connection, args)
+
+
+async def follow(connection: asyncpg.Connection, args: argparse.Namespace) -> dict[str, Any]:
     while True:
-        found = await run_status(args.tenant, args.broadcast_id)
+        found = await run_status(connection, args.tenant, args.broadcast_id)
         if found is None:
             raise Refused({"reason": "broadcast_not_found", "message": "no such broadcast"})
         if found["run_id"] is None and found["broadcast_state"] != "scheduled":
@@ -196,21 +207,17 @@ def import_contracts(args: argparse.Namespace) -> int:
     imported = import_file(args.file, args.tenant, KAFKA)
 
     async def applied() -> int:
-        connection = await asyncpg.connect(DATABASE)
-        try:
-            async with asyncio.timeout(60):
-                while True:
-                    count: int = await connection.fetchval(
-                        "SELECT count(*) FROM targeting.contracts "
-                        "WHERE tenant_id = $1 AND version >= $2",
-                        args.tenant,
-                        imported.version,
-                    )
-                    if count >= imported.contracts:
-                        return count
-                    await asyncio.sleep(0.2)
-        finally:
-            await connection.close()
+        async with read_models() as connection, asyncio.timeout(60):
+            while True:
+                count: int = await connection.fetchval(
+                    "SELECT count(*) FROM targeting.contracts "
+                    "WHERE tenant_id = $1 AND version >= $2",
+                    args.tenant,
+                    imported.version,
+                )
+                if count >= imported.contracts:
+                    return count
+                await asyncio.sleep(0.2)
 
     try:
         asyncio.run(applied())

@@ -3,6 +3,7 @@
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 from shared import templating
 from shared.events import BroadcastDefinition, Channel, Content, Criterion, RejectionReason
@@ -17,6 +18,14 @@ class Rejection(Exception):
     code: RejectionReason
     field: str | None
     message: str
+
+
+def no_broadcast(tenant_id: str, broadcast_id: UUID) -> Rejection:
+    return Rejection(
+        "broadcast_not_found",
+        "broadcast_id",
+        f"no broadcast {broadcast_id} for tenant '{tenant_id}'",
+    )
 
 
 def _template_fields(content: Content) -> list[tuple[str, str]]:

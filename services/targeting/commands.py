@@ -63,6 +63,7 @@ from .broadcasts import (
     check_criteria,
     check_definition,
     check_preview_address,
+    no_broadcast,
 )
 from .criteria import compile_criteria
 
@@ -220,7 +221,7 @@ class CommandHandler:
                     self._pool, command.tenant_id, command.broadcast_id, command.name
                 )
                 if not renamed:
-                    raise _no_broadcast(command)
+                    raise no_broadcast(command.tenant_id, command.broadcast_id)
                 return self._accepted(command, command.broadcast_id)
             case PreviewBroadcast():
                 return self._accepted(command, command.broadcast_id, await self._preview(command))
@@ -426,7 +427,7 @@ class CommandHandler:
                 connection, command.tenant_id, command.broadcast_id
             )
             if definition is None:
-                raise _no_broadcast(command)
+                raise no_broadcast(command.tenant_id, command.broadcast_id)
             if command.channel not in definition.channels:
                 raise Rejection(
                     "invalid_field", "channel", f"the broadcast does not send {command.channel}"
@@ -551,11 +552,3 @@ class CommandHandler:
 
 def _no_template(template_id: str) -> Rejection:
     return Rejection("template_not_found", "template_id", f"no template '{template_id}'")
-
-
-def _no_broadcast(command: PreviewBroadcast | RenameBroadcast) -> Rejection:
-    return Rejection(
-        "broadcast_not_found",
-        "broadcast_id",
-        f"no broadcast {command.broadcast_id} for tenant '{command.tenant_id}'",
-    )

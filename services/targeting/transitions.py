@@ -18,7 +18,7 @@ from shared.events import CreateBroadcast
 from shared.ids import run_id_for
 
 from . import lifecycle, store
-from .broadcasts import Rejection
+from .broadcasts import Rejection, no_broadcast
 from .lifecycle import Action, State
 
 
@@ -37,11 +37,7 @@ async def _lock(connection: Connection, tenant_id: str, broadcast_id: UUID) -> _
         tenant_id,
     )
     if row is None:
-        raise Rejection(
-            "broadcast_not_found",
-            "broadcast_id",
-            f"no broadcast {broadcast_id} for tenant '{tenant_id}'",
-        )
+        raise no_broadcast(tenant_id, broadcast_id)
     return _Locked(row["state"], CreateBroadcast.model_validate(row["definition"]))
 
 
@@ -223,16 +219,25 @@ async def _check_failures_known(connection: Connection, run_id: UUID) -> None:
         )
 
 
+async def _apply(
+    connection: Connection, tenant_id: str, broadcast_id: UUID, action: Action
+) -> bool:
+    """Apply a change of state that starts no run, in the caller's transaction; True when
+    the state changed (False: it was already there)."""
+    found = await _lock(connection, tenant_id, broadcast_id)
+    target = lifecycle.after(found.state, action)
+    if target is not None:
+        await _move(connection, broadcast_id, target)
+    return target is not None
+
+
 async def _change(
     pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID, action: Action
 ) -> tuple[bool, LatestRun | None]:
-    """Apply a change of state that starts no run: (changed now?, the latest run)."""
+    """(changed now?, the latest run)."""
     async with pool.acquire() as connection, connection.transaction():
-        found = await _lock(connection, tenant_id, broadcast_id)
-        target = lifecycle.after(found.state, action)
-        if target is not None:
-            await _move(connection, broadcast_id, target)
-        return target is not None, await _latest_run(connection, broadcast_id)
+        changed = await _apply(connection, tenant_id, broadcast_id, action)
+        return changed, await _latest_run(connection, broadcast_id)
 
 
 async def pause(pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID) -> tuple[bool, LatestRun]:
@@ -251,10 +256,7 @@ async def cancel(pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID) -> list
     """Every cancelled run of the broadcast, not only the ones cancelled now, so that a
     replayed command announces them again (the announcement may have been lost in a crash)."""
     async with pool.acquire() as connection, connection.transaction():
-        found = await _lock(connection, tenant_id, broadcast_id)
-        target = lifecycle.after(found.state, "cancel")
-        if target is not None:
-            await _move(connection, broadcast_id, target)
+        await _apply(connection, tenant_id, broadcast_id, "cancel")
         rows = await connection.fetch(
             """UPDATE targeting.runs SET cancelled = true
                WHERE broadcast_id = $1 AND (completed_at IS NULL OR cancelled)
