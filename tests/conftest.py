@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from tests.stack import DATABASE_URL, SUITE_ENV, SmtpSink, restart_service
+from shared.db import create_pool
+from tests.stack import DATABASE_URL, SUITE_ENV, EventLog, SmtpSink, restart_service
 
 _PORTS = {"kafka": 19092, "postgres": 15432, "smtp sink": 10025, "sms sink": 10080}
 
@@ -47,3 +48,19 @@ async def smtp_sink(stack: None) -> AsyncIterator[SmtpSink]:
     yield sink
     await sink.clear_rules()
     await sink.close()
+
+
+@pytest.fixture
+async def events(stack: None) -> AsyncIterator[EventLog]:
+    """Everything published on broadcast.events from the start of the test."""
+    log = await EventLog("broadcast.events").open()
+    yield log
+    await log.close()
+
+
+@pytest.fixture
+async def service_pool(stack: None) -> AsyncIterator[asyncpg.Pool]:
+    """A pool opened as the services open theirs (JSON columns decoded to Python values)."""
+    pool = await create_pool(DATABASE_URL, size=2)
+    yield pool
+    await pool.close()

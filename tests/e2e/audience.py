@@ -96,6 +96,34 @@ def create_command(tenant: str, **overrides: Any) -> dict[str, Any]:
     return command
 
 
+def french_only(tenant: str, **overrides: Any) -> dict[str, Any]:
+    """The seed's broadcast with French content only."""
+    create = create_command(tenant, languages=["fr"], **overrides)
+    del create["content"]["email"]["en"]
+    return create
+
+
+def _answers(log: EventLog, request_id: str) -> list[dict[str, Any]]:
+    # broadcast.started carries the request id of the start too: it is not the answer.
+    return [
+        e
+        for e in log.records
+        if e.get("request_id") == request_id and e["type"] != "broadcast.started"
+    ]
+
+
+async def ask(
+    log: EventLog, tenant: str, body: dict[str, Any], request_id: str | None = None
+) -> dict[str, Any]:
+    """Publish a command and return its answer; replaying a request id returns the new answer."""
+    request_id = request_id or body.get("request_id") or f"req-{uuid4()}"
+    before = len(_answers(log, request_id))
+    payload = {"tenant_id": tenant, "request_id": request_id, "requested_by": "user-42", **body}
+    await publish_json("broadcast.requests", [(tenant, payload)])
+    await log.wait_for(lambda _: len(_answers(log, request_id)) > before)
+    return _answers(log, request_id)[before]
+
+
 async def configure(
     log: EventLog, tenant: str, settings: dict[str, Any], timeout: float = 30
 ) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import pytest
 from shared import links
 from tests.e2e.audience import (
     OPEN_ALL_WEEK,
+    ask,
     configure,
     contract,
     create_and_start,
@@ -28,27 +29,10 @@ NBSP = "\u00a0"
 
 
 @pytest.fixture
-async def events(stack: None) -> AsyncIterator[EventLog]:
-    log = await EventLog("broadcast.events").open()
-    yield log
-    await log.close()
-
-
-@pytest.fixture
 async def sms_sink(stack: None) -> AsyncIterator[SmsSink]:
     sink = SmsSink()
     yield sink
     await sink.close()
-
-
-async def command(log: EventLog, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Publish one command and return its answer."""
-    request_id = body.get("request_id") or f"req-{uuid4()}"
-    payload = {"tenant_id": tenant, "request_id": request_id, "requested_by": "user-7", **body}
-    await publish_json("broadcast.requests", [(tenant, payload)])
-    return await log.wait_for(
-        lambda e: e.get("request_id") == request_id and e["type"] != "broadcast.started"
-    )
 
 
 def detailed(tenant: str, number: str, **fields: Any) -> dict[str, Any]:
@@ -146,7 +130,7 @@ async def test_every_variable_in_both_languages_with_a_pinned_template_version(
             },
         }
     }
-    saved = await command(
+    saved = await ask(
         events,
         tenant,
         {"type": "save_template", "template_id": "avis", "name": "Avis", "content": v1},
@@ -170,7 +154,7 @@ async def test_every_variable_in_both_languages_with_a_pinned_template_version(
     broadcast_id = await create_and_start(events, create)
     # A version saved after the start does not change the running broadcast.
     v2 = {"email": {lang: {"subject": "v2", "html": "v2"} for lang in ("fr", "en")}}
-    resaved = await command(
+    resaved = await ask(
         events,
         tenant,
         {"type": "save_template", "template_id": "avis", "name": "Avis", "content": v2},
@@ -275,7 +259,7 @@ async def test_unsubscribe_link_opts_the_address_out_for_good(
             != 2
         ):
             await asyncio.sleep(0.2)
-    estimate = await command(events, tenant, {"type": "estimate_broadcast", "channels": ["email"]})
+    estimate = await ask(events, tenant, {"type": "estimate_broadcast", "channels": ["email"]})
     assert estimate["messages"] == {"email": 1}
     assert estimate["opted_out_addresses"] == {"email": 1}
 
@@ -306,7 +290,7 @@ async def test_preview_goes_to_the_given_address_only(
         },
         "sender": {"address": f"avis@{domain}"},
     }
-    created = await command(events, tenant, create)
+    created = await ask(events, tenant, create)
     broadcast_id = created["broadcast_id"]
     preview = {
         "type": "preview_broadcast",
@@ -314,7 +298,7 @@ async def test_preview_goes_to_the_given_address_only(
         "to": f"moi@{domain}",
         "contract_id": "C-2",
     }
-    accepted = await command(events, tenant, preview)
+    accepted = await ask(events, tenant, preview)
     assert accepted["type"] == "broadcast.accepted" and accepted["run_id"], accepted
     previewed = await events.wait_for(
         lambda e: e["type"] == "broadcast.previewed" and e["broadcast_id"] == broadcast_id
@@ -325,14 +309,14 @@ async def test_preview_goes_to_the_given_address_only(
         ([f"moi@{domain}"], "Aperçu C-2")
     ]
     # The broadcast is still a draft: it can be started, and reaches its whole audience.
-    bad_phone = await command(
+    bad_phone = await ask(
         events,
         tenant,
         {"type": "preview_broadcast", "broadcast_id": broadcast_id, "to": "514", "channel": "sms"},
     )
     assert (bad_phone["reason"], bad_phone["field"]) == ("invalid_field", "to")
     start = {"type": "start_broadcast", "broadcast_id": broadcast_id}
-    assert (await command(events, tenant, start))["type"] == "broadcast.accepted"
+    assert (await ask(events, tenant, start))["type"] == "broadcast.accepted"
     completed = await events.wait_for(
         lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast_id
     )
@@ -346,14 +330,14 @@ async def test_templates_are_validated_listed_and_deleted(events: EventLog) -> N
     tenant, _ = new_tenant()
     content = {"email": {"fr": {"subject": "Avis", "html": "<p>{{ contract.number }}</p>"}}}
     bad = {"email": {"fr": {"subject": "Avis", "html": "<p>\n{{ contract.numero }}</p>"}}}
-    rejected = await command(
+    rejected = await ask(
         events, tenant, {"type": "save_template", "template_id": "a", "name": "A", "content": bad}
     )
     assert rejected["reason"] == "invalid_template"
     assert rejected["field"] == "content.email.fr.html"
     assert "'contract.numero'" in rejected["message"] and "line 2" in rejected["message"]
     for template_id in ("a", "b"):
-        saved = await command(
+        saved = await ask(
             events,
             tenant,
             {"type": "save_template", "template_id": template_id, "name": "A", "content": content},
@@ -366,14 +350,14 @@ async def test_templates_are_validated_listed_and_deleted(events: EventLog) -> N
         "name": "A v2",
         "content": content,
     }
-    assert (await command(events, tenant, replayed))["version"] == 2
-    assert (await command(events, tenant, replayed))["version"] == 2  # a replay saves nothing
-    listed = await command(events, tenant, {"type": "list_templates"})
+    assert (await ask(events, tenant, replayed))["version"] == 2
+    assert (await ask(events, tenant, replayed))["version"] == 2  # a replay saves nothing
+    listed = await ask(events, tenant, {"type": "list_templates"})
     assert [(t["template_id"], t["version"], t["name"]) for t in listed["templates"]] == [
         ("a", 2, "A v2"),
         ("b", 1, "A"),
     ]
-    assert (await command(events, tenant, {"type": "delete_template", "template_id": "a"}))[
+    assert (await ask(events, tenant, {"type": "delete_template", "template_id": "a"}))[
         "type"
     ] == "template.deleted"
     create = {
@@ -384,10 +368,10 @@ async def test_templates_are_validated_listed_and_deleted(events: EventLog) -> N
         "template_id": "a",
         "sender": {"address": "a@b.example"},
     }
-    refused = await command(events, tenant, create)
+    refused = await ask(events, tenant, create)
     assert (refused["reason"], refused["field"]) == ("template_not_found", "template_id")
     other_tenant, _ = new_tenant()  # tenants never see each other's templates
-    listed = await command(events, other_tenant, {"type": "list_templates"})
+    listed = await ask(events, other_tenant, {"type": "list_templates"})
     assert listed["templates"] == []
 
 

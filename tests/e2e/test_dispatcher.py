@@ -2,25 +2,23 @@
 real stack (whose dispatcher retries after 1 and 2 s in the suite, see tests/stack.py)."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
 import asyncpg
 import pytest
 
-from tests.e2e.audience import configure, contract, create_and_start, create_command, load
+from tests.e2e.audience import (
+    configure,
+    contract,
+    create_and_start,
+    french_only,
+    load,
+)
 from tests.e2e.audience import new_tenant as fresh_tenant
 from tests.stack import EventLog, SmtpSink, publish_json
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-async def events(stack: None) -> AsyncIterator[EventLog]:
-    log = await EventLog("broadcast.events").open()
-    yield log
-    await log.close()
 
 
 def rule(address: str, code: int, message: str, **extra: Any) -> dict[str, Any]:
@@ -45,8 +43,7 @@ async def broadcast_to(
             for i, a in enumerate(addresses)
         ],
     )
-    create = create_command(tenant, languages=["fr"])
-    del create["content"]["email"]["en"]
+    create = french_only(tenant)
     broadcast_id = await create_and_start(log, create)
     completed = await log.wait_for(
         lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast_id,
@@ -199,8 +196,7 @@ async def test_cancel_stops_sending_and_reports_the_rest_as_cancelled(
             for i in range(audience)
         ],
     )
-    create = create_command(tenant, languages=["fr"])
-    del create["content"]["email"]["en"]
+    create = french_only(tenant)
     broadcast_id = await create_and_start(events, create)
     async with asyncio.timeout(60):
         while (

@@ -2,10 +2,9 @@
 given), never before; a cancelled schedule never starts."""
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
-from uuid import UUID, uuid4
+from typing import cast
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -14,17 +13,18 @@ import pytest
 from services.targeting.commands import CommandHandler, Publishers
 from shared.db import create_pool
 from shared.ids import run_id_for
-from tests.e2e.audience import OPEN_ALL_WEEK, configure, contract, create_command, load, new_tenant
+from tests.e2e.audience import (
+    OPEN_ALL_WEEK,
+    ask,
+    configure,
+    contract,
+    french_only,
+    load,
+    new_tenant,
+)
 from tests.stack import DATABASE_URL, EventLog, publish_json
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-async def events(stack: None) -> AsyncIterator[EventLog]:
-    log = await EventLog("broadcast.events").open()
-    yield log
-    await log.close()
 
 
 async def draft(db: asyncpg.Pool, log: EventLog, zone: str) -> tuple[str, str]:
@@ -34,18 +34,10 @@ async def draft(db: asyncpg.Pool, log: EventLog, zone: str) -> tuple[str, str]:
         db,
         [contract(tenant, "C-1", status="active", building="residential", emails=[f"a@{domain}"])],
     )
-    create = create_command(tenant, languages=["fr"])
-    del create["content"]["email"]["en"]
+    create = french_only(tenant)
     await publish_json("broadcast.requests", [(tenant, create)])
     created = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
     return tenant, created["broadcast_id"]
-
-
-async def command(log: EventLog, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
-    request_id = f"req-{uuid4()}"
-    payload = {"tenant_id": tenant, "request_id": request_id, "requested_by": "u-1", **body}
-    await publish_json("broadcast.requests", [(tenant, payload)])
-    return await log.wait_for(lambda e: e.get("request_id") == request_id)
 
 
 @pytest.mark.parametrize("local", [False, True], ids=["utc", "tenant-wall-time"])
@@ -56,7 +48,7 @@ async def test_a_scheduled_broadcast_starts_at_its_time(
     tenant, broadcast_id = await draft(db, events, zone)
     at = datetime.now(UTC) + timedelta(seconds=4)
     when = at.astimezone(ZoneInfo(zone)).replace(tzinfo=None) if local else at
-    scheduled = await command(
+    scheduled = await ask(
         events,
         tenant,
         {"type": "schedule_broadcast", "broadcast_id": broadcast_id, "at": when.isoformat()},
@@ -77,7 +69,7 @@ async def test_a_cancelled_schedule_never_starts_and_the_past_is_refused(
     db: asyncpg.Pool, events: EventLog
 ) -> None:
     tenant, broadcast_id = await draft(db, events, "America/Toronto")
-    past = await command(
+    past = await ask(
         events,
         tenant,
         {"type": "schedule_broadcast", "broadcast_id": broadcast_id, "at": "2020-01-01T08:00:00"},
@@ -85,9 +77,9 @@ async def test_a_cancelled_schedule_never_starts_and_the_past_is_refused(
     assert (past["reason"], past["field"]) == ("invalid_field", "at")
     soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
     schedule = {"type": "schedule_broadcast", "broadcast_id": broadcast_id, "at": soon}
-    assert (await command(events, tenant, schedule))["type"] == "broadcast.accepted"
+    assert (await ask(events, tenant, schedule))["type"] == "broadcast.accepted"
     cancel = {"type": "cancel_broadcast", "broadcast_id": broadcast_id}
-    assert (await command(events, tenant, cancel))["type"] == "broadcast.accepted"
+    assert (await ask(events, tenant, cancel))["type"] == "broadcast.accepted"
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         await events.drain(0.5)
@@ -97,7 +89,7 @@ async def test_a_cancelled_schedule_never_starts_and_the_past_is_refused(
             if e["type"] == "broadcast.started" and e["broadcast_id"] == broadcast_id
         ]
     start = {"type": "start_broadcast", "broadcast_id": broadcast_id}
-    assert (await command(events, tenant, start))["reason"] == "already_started"
+    assert (await ask(events, tenant, start))["reason"] == "already_started"
 
 
 class Clock:
@@ -121,7 +113,7 @@ async def test_a_schedule_becomes_due_at_the_tenant_wall_time_of_an_injected_clo
         "broadcast_id": broadcast_id,
         "at": tomorrow_8am.isoformat(),
     }
-    assert (await command(events, tenant, schedule))["type"] == "broadcast.accepted"
+    assert (await ask(events, tenant, schedule))["type"] == "broadcast.accepted"
     due = tomorrow_8am.replace(tzinfo=zone)
     pool = await create_pool(DATABASE_URL, size=2)
     started: list[UUID] = []
@@ -142,4 +134,4 @@ async def test_a_schedule_becomes_due_at_the_tenant_wall_time_of_an_injected_clo
         await pool.close()
     # Nothing was streamed (the run was started here, not by the stack): stop it for good.
     cancel = {"type": "cancel_broadcast", "broadcast_id": broadcast_id}
-    assert (await command(events, tenant, cancel))["type"] == "broadcast.accepted"
+    assert (await ask(events, tenant, cancel))["type"] == "broadcast.accepted"

@@ -3,53 +3,25 @@ run, the grace delay and editing a draft, through the running stack."""
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
-from uuid import uuid4
 
 import asyncpg
 import pytest
 
 from tests.e2e.audience import (
     OPEN_ALL_WEEK,
+    ask,
     configure,
     contract,
     create_and_start,
-    create_command,
+    french_only,
     load,
     new_tenant,
 )
 from tests.stack import EventLog, SmtpSink, publish_json
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-async def events(stack: None) -> AsyncIterator[EventLog]:
-    log = await EventLog("broadcast.events").open()
-    yield log
-    await log.close()
-
-
-def _answers(log: EventLog, request_id: str) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in log.records
-        if e.get("request_id") == request_id and e["type"] != "broadcast.started"
-    ]
-
-
-async def ask(
-    log: EventLog, tenant: str, body: dict[str, Any], request_id: str | None = None
-) -> dict[str, Any]:
-    """Publish a command and return its answer; replaying a request id returns the new answer."""
-    request_id = request_id or f"req-{uuid4()}"
-    before = len(_answers(log, request_id))
-    payload = {"tenant_id": tenant, "request_id": request_id, "requested_by": "user-42", **body}
-    await publish_json("broadcast.requests", [(tenant, payload)])
-    await log.wait_for(lambda _: len(_answers(log, request_id)) > before)
-    return _answers(log, request_id)[before]
 
 
 async def audience(db: asyncpg.Pool, tenant: str, domain: str, size: int) -> None:
@@ -62,12 +34,6 @@ async def audience(db: asyncpg.Pool, tenant: str, domain: str, size: int) -> Non
             for i in range(size)
         ],
     )
-
-
-def french_only(tenant: str, **overrides: Any) -> dict[str, Any]:
-    create = create_command(tenant, languages=["fr"], **overrides)
-    del create["content"]["email"]["en"]
-    return create
 
 
 async def count_until(

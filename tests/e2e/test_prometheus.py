@@ -18,7 +18,13 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.audience import contract, create_and_start, create_command, load, new_tenant
+from tests.e2e.audience import (
+    contract,
+    create_and_start,
+    french_only,
+    load,
+    new_tenant,
+)
 from tests.stack import EventLog, SmtpSink, publish_json
 
 pytestmark = pytest.mark.stack
@@ -126,8 +132,7 @@ async def a_broadcast_with_a_failure_a_retry_and_a_dead_letter(
     await publish_json("broadcast.messages", [(f"poison-{uuid4()}", {"type": "nonsense"})])
     log = await EventLog("broadcast.events").open()
     try:
-        create = create_command(tenant, languages=["fr"])
-        del create["content"]["email"]["en"]
+        create = french_only(tenant)
         broadcast_id = await create_and_start(log, create)
         await log.wait_for(
             lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast_id

@@ -1,7 +1,6 @@
 """What the platform reads while a broadcast runs: waiting messages and failures by reason."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -11,18 +10,18 @@ import asyncpg
 import pytest
 
 from shared.events import WEEKDAYS
-from tests.e2e.audience import configure, contract, create_and_start, create_command, load
+from tests.e2e.audience import (
+    ask,
+    configure,
+    contract,
+    create_and_start,
+    french_only,
+    load,
+)
 from tests.e2e.audience import new_tenant as fresh_tenant
 from tests.stack import EventLog, SmtpSink, publish_json
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-async def events(stack: None) -> AsyncIterator[EventLog]:
-    log = await EventLog("broadcast.events").open()
-    yield log
-    await log.close()
 
 
 async def start(db: asyncpg.Pool, log: EventLog, tenant: str, addresses: list[str]) -> str:
@@ -33,8 +32,7 @@ async def start(db: asyncpg.Pool, log: EventLog, tenant: str, addresses: list[st
             for i, a in enumerate(addresses)
         ],
     )
-    create = create_command(tenant, languages=["fr"])
-    del create["content"]["email"]["en"]
+    create = french_only(tenant)
     return await create_and_start(log, create)
 
 
@@ -108,13 +106,6 @@ async def test_a_message_outside_its_window_waits_and_a_cancel_ends_it(
     assert completed["outcome"] == "cancelled"
     counters = completed["counters"]
     assert (counters["cancelled"], counters["waiting_window"], counters["delivered"]) == (1, 0, 0)
-
-
-async def ask(log: EventLog, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
-    request_id = f"req-{uuid4()}"
-    command = {"tenant_id": tenant, "request_id": request_id, "requested_by": "agent-7", **body}
-    await publish_json("broadcast.requests", [(tenant, command)])
-    return await log.wait_for(lambda e: e.get("request_id") == request_id)
 
 
 async def test_actions_are_listed_sent_again_to_a_corrected_address_or_ignored(

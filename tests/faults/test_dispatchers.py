@@ -21,7 +21,7 @@ from tests.e2e.audience import (
     configure,
     contract,
     create_and_start,
-    create_command,
+    french_only,
     load,
     new_tenant,
 )
@@ -59,8 +59,7 @@ async def start_broadcast(
         ],
         timeout=120,
     )
-    create = create_command(tenant, languages=["fr"])
-    del create["content"]["email"]["en"]
+    create = french_only(tenant)
     return tenant, domain, await create_and_start(log, create)
 
 

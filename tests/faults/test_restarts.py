@@ -9,7 +9,13 @@ import asyncpg
 import pytest
 
 from deploy.local import stack
-from tests.e2e.audience import contract, create_and_start, create_command, load, new_tenant
+from tests.e2e.audience import (
+    contract,
+    create_and_start,
+    french_only,
+    load,
+    new_tenant,
+)
 from tests.stack import EventLog, SmtpSink
 
 pytestmark = pytest.mark.stack
@@ -35,8 +41,7 @@ async def broadcast_with_interruption(
     baseline = await sink.count()
     log = await EventLog("broadcast.events").open()
     try:
-        create = create_command(tenant, languages=["fr"])
-        del create["content"]["email"]["en"]
+        create = french_only(tenant)
         broadcast_id = await create_and_start(log, create)
         async with asyncio.timeout(60):
             while await sink.count() - baseline < AUDIENCE // 5:

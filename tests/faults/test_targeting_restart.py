@@ -16,7 +16,7 @@ import pytest
 from bench.e2e import load_contracts
 from bench.recipients import end_offsets, recipients_of_run, skip_for_composer
 from deploy.local import stack
-from tests.e2e.audience import create_and_start, create_command, new_tenant
+from tests.e2e.audience import create_and_start, french_only, new_tenant
 from tests.stack import EventLog
 
 pytestmark = pytest.mark.stack
@@ -32,8 +32,7 @@ async def test_targeting_killed_mid_stream_resumes_and_misses_nobody(db: asyncpg
     start = await end_offsets()
     log = await EventLog("broadcast.events").open()
     try:
-        create = create_command(tenant, languages=["fr"])
-        del create["content"]["email"]["en"]
+        create = french_only(tenant)
         broadcast_id = await create_and_start(log, create)
         started = await log.wait_for(
             lambda e: e["type"] == "broadcast.started" and e["broadcast_id"] == broadcast_id

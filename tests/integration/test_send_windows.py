@@ -14,9 +14,8 @@ from services.dispatcher.policy import Attempt
 from services.dispatcher.retry import RetryPolicy
 from services.dispatcher.smtp import SmtpRelay
 from services.dispatcher.tenants import Directory
-from shared.db import create_pool
 from shared.events import DeliveryDeferred, MessageRendered
-from tests.stack import DATABASE_URL, SmtpSink
+from tests.stack import SmtpSink
 
 pytestmark = pytest.mark.stack
 
@@ -37,14 +36,6 @@ def next_saturday_noon() -> datetime:
     while day.weekday() != 5:
         day += timedelta(days=1)
     return datetime(day.year, day.month, day.day, 12, tzinfo=TORONTO).astimezone(UTC)
-
-
-@pytest.fixture
-async def pool(stack: None) -> AsyncIterator[asyncpg.Pool]:
-    """A pool as the dispatcher opens it (JSON columns decoded)."""
-    opened = await create_pool(DATABASE_URL, size=2)
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture
@@ -69,7 +60,7 @@ def message(tenant: str, address: str) -> MessageRendered:
 
 
 async def test_a_weekend_message_waits_until_monday_then_leaves_once(
-    pool: asyncpg.Pool, relay: SmtpRelay, smtp_sink: SmtpSink
+    service_pool: asyncpg.Pool, relay: SmtpRelay, smtp_sink: SmtpSink
 ) -> None:
     tenant, domain = f"t{uuid4().hex[:10]}", f"{uuid4().hex[:8]}.example"
     address = f"lundi@{domain}"
@@ -79,9 +70,9 @@ async def test_a_weekend_message_waits_until_monday_then_leaves_once(
         return await relay.send(m.sender, m.address, m.body.encode())
 
     handover = Handover(
-        pool,
+        service_pool,
         send,
-        Directory(pool),  # the tenant has no settings: the default, no email on weekends
+        Directory(service_pool),  # the tenant has no settings: the default, no email on weekends
         RetryPolicy(),
         Limits(wave_size=4, waves_in_flight=1, lease=timedelta(minutes=5)),
         clock,
@@ -109,7 +100,7 @@ async def test_a_weekend_message_waits_until_monday_then_leaves_once(
     assert await due() == [("delivery.delivered", address)]
     assert await due() == []  # taken once
     assert [m.rcpt_tos for m in await smtp_sink.messages(domain)] == [[address]]
-    state = await pool.fetchval(
+    state = await service_pool.fetchval(
         "SELECT state FROM dispatcher.deliveries WHERE tenant_id = $1", tenant
     )
     assert state == "delivered"

@@ -1,7 +1,6 @@
 """The tracker's counters against the real database: duplicated and reordered delivery events
 leave them exact, and a late deferral never overwrites a final state."""
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -9,7 +8,6 @@ import asyncpg
 import pytest
 
 from services.tracker import store
-from shared.db import create_pool
 from shared.events import (
     DeliveryDeferred,
     DeliveryFailed,
@@ -17,21 +15,12 @@ from shared.events import (
     RunStarted,
     TargetingCompleted,
 )
-from tests.stack import DATABASE_URL
 
 pytestmark = pytest.mark.stack
 
 
-@pytest.fixture
-async def tracker_pool(stack: None) -> AsyncIterator[asyncpg.Pool]:
-    """A pool set up as the tracker's own (jsonb as Python values)."""
-    pool = await create_pool(DATABASE_URL, size=2)
-    yield pool
-    await pool.close()
-
-
-async def test_duplicates_and_reordering_leave_exact_counters(tracker_pool: asyncpg.Pool) -> None:
-    db = tracker_pool
+async def test_duplicates_and_reordering_leave_exact_counters(service_pool: asyncpg.Pool) -> None:
+    db = service_pool
     tenant, broadcast_id, run_id = f"t{uuid4().hex[:10]}", uuid4(), uuid4()
     refs = [
         {
