@@ -145,7 +145,7 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
 ) -> None:
     tenant, domain = new_tenant()
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({**OPEN_ALL_WEEK, "email_per_second": 4}))
+    settings.write_text(yaml.safe_dump({**OPEN_ALL_WEEK, "email_per_second": 2}))
     assert broadcast("configure", str(settings), "--tenant", tenant)[0] == 0
     clients = tmp_path / "clients.csv"
     clients.write_text(
