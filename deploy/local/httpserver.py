@@ -135,23 +135,24 @@ async def control_routes(
 ) -> Response | None:
     """The `/_sink/*` routes shared by both sinks; None when the path is not one of them."""
     route = (request.method, request.path)
+    # A suite's worth of messages is large, and other tests send at the same time: a test asks
+    # for its own domain's messages and count only.
+    domain = request.query.get("rcpt_domain", "").lower()
+
+    def selected() -> list[dict[str, Any]]:
+        if not domain:
+            return messages
+        suffix = "@" + domain
+        return [m for m in messages if any(r.lower().endswith(suffix) for r in m["rcpt_tos"])]
+
+    # A test's rules are its own: it replaces or clears them without touching another's.
+    owner = request.query.get("owner", "")
     if route == ("GET", "/_sink/health"):
         return Response(200, {"status": "ok"})
     if route == ("GET", "/_sink/messages"):
-        # A suite's worth of messages is large: a test asks for its own domain's only.
-        domain = request.query.get("rcpt_domain", "").lower()
-        if domain:
-            return Response(
-                200,
-                [
-                    m
-                    for m in messages
-                    if any(r.lower().endswith("@" + domain) for r in m.get("rcpt_tos", ()))
-                ],
-            )
-        return Response(200, messages)
+        return Response(200, selected())
     if route == ("GET", "/_sink/count"):
-        return Response(200, {"count": len(messages)})
+        return Response(200, {"count": len(selected())})
     if route == ("DELETE", "/_sink/messages"):
         messages.clear()
         if on_clear is not None:
@@ -160,14 +161,17 @@ async def control_routes(
     if route == ("GET", "/_sink/rules"):
         return Response(200, rules.snapshot())
     if route == ("DELETE", "/_sink/rules"):
-        rules.replace([])
-        return Response(200, [])
+        if "owner" in request.query:
+            rules.replace([], owner)
+        else:
+            rules.clear()
+        return Response(200, rules.snapshot())
     if route == ("PUT", "/_sink/rules"):
         try:
             payload = request.json()
         except ValueError:
             return json_error(400, "body is not valid JSON")
-        error = rules.replace(payload)
+        error = rules.replace(payload, owner)
         if error:
             return json_error(400, error)
         return Response(200, rules.snapshot())

@@ -1,4 +1,8 @@
-"""Failure-injection rules shared by the sinks: first match wins, `times` counts down."""
+"""Failure-injection rules shared by the sinks: first match wins, `times` counts down.
+
+Rules belong to an owner (a test, say): an owner replaces or clears its own rules and leaves
+everybody else's alone, so that two tests never undo each other's failures. The default owner
+"" is the operator's (the control API without `owner`)."""
 
 from __future__ import annotations
 
@@ -16,10 +20,11 @@ class Rules:
     def __init__(self, normalise: Callable[[Any], Rule]) -> None:
         """`normalise` validates one rule (raising RuleError) and fills its defaults."""
         self._normalise = normalise
-        self._rules: list[Rule] = []
+        self._owned: dict[str, list[Rule]] = {}
 
-    def replace(self, payload: Any) -> str | None:
-        """Install a new rule list atomically; returns an error message instead on bad input."""
+    def replace(self, payload: Any, owner: str = "") -> str | None:
+        """Install `owner`'s new rule list atomically; returns an error message instead on bad
+        input. An empty list removes the owner."""
         if not isinstance(payload, list):
             return "rules must be a JSON list"
         try:
@@ -30,24 +35,31 @@ class Rules:
             times = rule.get("times")
             if times is not None and (not isinstance(times, int) or times < 1):
                 return "'times' must be null or a positive integer"
-        self._rules = rules
+        if rules:
+            self._owned[owner] = rules
+        else:
+            self._owned.pop(owner, None)
         return None
 
+    def clear(self) -> None:
+        self._owned.clear()
+
     def snapshot(self) -> list[Rule]:
-        return [dict(rule) for rule in self._rules]
+        return [dict(rule) for rules in self._owned.values() for rule in rules]
 
     def take(self, matches: Callable[[Rule], bool]) -> Rule | None:
         """Apply the first matching rule, consuming one of its `times`."""
-        for index, rule in enumerate(self._rules):
-            if not matches(rule):
-                continue
-            times = rule.get("times")
-            if times is not None:
-                if times <= 1:
-                    del self._rules[index]
-                else:
-                    rule["times"] = times - 1
-            return rule
+        for rules in self._owned.values():
+            for index, rule in enumerate(rules):
+                if not matches(rule):
+                    continue
+                times = rule.get("times")
+                if times is not None:
+                    if times <= 1:
+                        del rules[index]
+                    else:
+                        rule["times"] = times - 1
+                return rule
         return None
 
 

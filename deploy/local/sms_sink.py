@@ -5,8 +5,9 @@
 Gateway API: POST /v1/messages with `Authorization: Bearer <token>` and a JSON body
 {"from", "to" (E.164), "text", "reference"} -> 202 {"id", "status": "queued"}; a repeated
 `reference` returns the first id without storing twice.
-Control API (JSON): GET/DELETE /_sink/messages, GET /_sink/count, GET/PUT/DELETE /_sink/rules,
-GET /_sink/health. A rule: {"to": "+33..." | "*", "status": 429, "body": {...} | null,
+Control API (JSON): GET/DELETE /_sink/messages, GET /_sink/count, GET/PUT/DELETE /_sink/rules
+(PUT and DELETE take `?owner=` to replace or clear one owner's rules only), GET /_sink/health.
+A rule: {"to": "+33..." | "*", "status": 429, "body": {...} | null,
 "retry_after": seconds | null, "times": null | int}.
 """
 

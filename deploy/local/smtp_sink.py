@@ -2,8 +2,9 @@
 
     python -m deploy.local.smtp_sink --smtp-port 10025 --http-port 10026
 
-Control API on the HTTP port (all JSON): GET/DELETE /_sink/messages, GET /_sink/count,
-GET/PUT/DELETE /_sink/rules, GET /_sink/health. A rule:
+Control API on the HTTP port (all JSON): GET/DELETE /_sink/messages, GET /_sink/count
+(both take `?rcpt_domain=` to see one domain's mail only), GET/PUT/DELETE /_sink/rules (PUT and
+DELETE take `?owner=` to replace or clear one owner's rules only), GET /_sink/health. A rule:
     {"address": "x@example.com" | "@example.com" (a whole domain) | "*",
      "stage": "rcpt" | "data", "code": 550, "message": "5.1.1 User unknown",
      "times": null | int, "action": "reply" | "disconnect"}
