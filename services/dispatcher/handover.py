@@ -107,10 +107,11 @@ class Handover:
         unique = list({m.recipient_id: m for m in messages}.values())
         return await self._hand_over([(m, 0) for m in unique], claimed=False)
 
-    async def due(self, limit: int) -> list[Event]:
-        """Waiting messages whose time has come (claimed by `take_due`)."""
+    async def due(self, limit: int, tenant_id: str | None = None) -> list[Event]:
+        """Waiting messages whose time has come (claimed by `take_due`), of one tenant only
+        when `tenant_id` is given."""
         now = self._clock()
-        taken = await ledger.take_due(self._pool, now, now + self._limits.lease, limit)
+        taken = await ledger.take_due(self._pool, now, now + self._limits.lease, limit, tenant_id)
         return await self._hand_over(taken, claimed=True)
 
     async def repair(self, older_than: timedelta) -> list[Event]:

@@ -206,9 +206,14 @@ async def _park(connection: Connection, waits: Sequence[Wait], *, ours: bool) ->
 
 
 async def take_due(
-    pool: asyncpg.Pool, now: datetime, lease_until: datetime, limit: int
+    pool: asyncpg.Pool,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    tenant_id: str | None = None,
 ) -> list[tuple[MessageRendered, int]]:
-    """Claim up to `limit` waiting messages whose time has come, with their attempts so far.
+    """Claim up to `limit` waiting messages whose time has come, with their attempts so far;
+    only `tenant_id`'s when given (a sweep on a clock of its own must not take the others').
 
     SKIP LOCKED: several dispatchers sweep at once without taking the same message."""
     rows = await pool.fetch(
@@ -216,12 +221,14 @@ async def take_due(
            WHERE recipient_id IN (
                SELECT recipient_id FROM dispatcher.deliveries
                WHERE state = 'scheduled' AND due_at <= $1
+                 AND ($4::text IS NULL OR tenant_id = $4)
                ORDER BY due_at LIMIT $3
                FOR UPDATE SKIP LOCKED)
            RETURNING payload, attempts""",
         now,
         lease_until,
         limit,
+        tenant_id,
     )
     return [(MessageRendered.model_validate(_json(r["payload"])), r["attempts"]) for r in rows]
 

@@ -384,10 +384,11 @@ class CommandHandler:
         )
         return command.broadcast_id
 
-    async def start_due(self) -> None:
-        """Start the scheduled broadcasts whose time has come, as their scheduler asked."""
+    async def start_due(self, tenant_id: str | None = None) -> None:
+        """Start the scheduled broadcasts whose time has come, as their scheduler asked; only
+        `tenant_id`'s when given."""
         now = self._clock()
-        for due in await transitions.due_schedules(self._pool, now):
+        for due in await transitions.due_schedules(self._pool, now, tenant_id):
             try:
                 run_id = await transitions.start(
                     self._pool,

@@ -340,12 +340,17 @@ class Due:
     requested_by: str
 
 
-async def due_schedules(pool: asyncpg.Pool, now: datetime) -> list[Due]:
+async def due_schedules(
+    pool: asyncpg.Pool, now: datetime, tenant_id: str | None = None
+) -> list[Due]:
+    """Schedules whose time has come; only `tenant_id`'s when given."""
     rows = await pool.fetch(
         """SELECT broadcast_id, tenant_id, schedule_request AS request_id,
                   scheduled_by AS requested_by
            FROM targeting.broadcasts WHERE state = 'scheduled' AND scheduled_at <= $1
+             AND ($2::text IS NULL OR tenant_id = $2)
            ORDER BY scheduled_at LIMIT 100""",
         now,
+        tenant_id,
     )
     return [Due(**dict(r)) for r in rows]
