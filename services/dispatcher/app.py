@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
         await ledger.mark_announced(
             runtime.pool, [e.recipient_id for e in events if not isinstance(e, DeliveryDeferred)]
         )
+        metrics.sweeps.inc()
         return len(events)
 
     async def sweep_forever() -> None:

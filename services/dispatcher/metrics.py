@@ -56,6 +56,13 @@ class DispatcherMetrics:
             registry=registry,
         )
 
+        # A sweeper that stopped is otherwise invisible: parked messages just never leave.
+        self.sweeps = Counter(
+            "broadcast_dispatcher_sweeps",
+            "Passes of the sweeper over the ledger (expired claims, lost outcomes, due messages).",
+            registry=registry,
+        )
+
     def observe(self, events: Iterable[Event]) -> None:
         now = datetime.now(UTC)
         for event in events:

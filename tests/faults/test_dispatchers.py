@@ -7,17 +7,20 @@ are never sent again and each becomes a manual action. Everything else is sent e
 
 import asyncio
 import signal
-import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local import stack
 from tests.e2e.audience import (
     OPEN_ALL_WEEK,
+    actions_of,
     configure,
     contract,
     create_and_start,
@@ -67,11 +70,34 @@ async def sent(sink: SmtpSink, domain: str) -> Counter[str]:
     return Counter(m.rcpt_tos[0] for m in await sink.messages(to_domain=domain))
 
 
-async def wait_for_count(sink: SmtpSink, count: int, timeout: float = 180) -> None:
-    """Until the sink holds `count` messages in all (cheap: no message is fetched)."""
+async def wait_for_count(sink: SmtpSink, domain: str, count: int, timeout: float = 180) -> None:
+    """Until the sink holds `count` messages for `domain` (cheap: no message is fetched)."""
     async with asyncio.timeout(timeout):
-        while await sink.count() < count:
+        while await sink.count(domain) < count:
             await asyncio.sleep(0.2)
+
+
+async def sweeps(port: int = stack.SERVICE_PORTS["dispatcher"]) -> float:
+    """How many passes the dispatcher's sweeper has made since it started."""
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://127.0.0.1:{port}/metrics")
+    response.raise_for_status()
+    for family in text_string_to_metric_families(response.text):
+        if family.name == "broadcast_dispatcher_sweeps":
+            return sum(s.value for s in family.samples if s.name.endswith("_total"))
+    raise AssertionError("the dispatcher exports no sweep counter")
+
+
+async def quiet(log: EventLog, broadcast: str, size: int) -> dict[str, Any]:
+    """The first progress of a paused broadcast where every message is delivered or held:
+    none is in flight any more."""
+    return await log.wait_for(
+        lambda e: (
+            e["type"] == "broadcast.progressed"
+            and e["broadcast_id"] == broadcast
+            and e["counters"]["delivered"] + e["counters"]["paused"] == size
+        )
+    )
 
 
 async def check_nothing_lost_nothing_twice(
@@ -90,13 +116,8 @@ async def check_nothing_lost_nothing_twice(
     )
     received = await sent(sink, domain)
     assert [a for a, n in received.items() if n > 1] == []  # duplicates: 0
-    unknown = {
-        r["address"]
-        for r in await db.fetch(
-            "SELECT address FROM dispatcher.deliveries WHERE tenant_id = $1 AND state = 'unknown'",
-            tenant,
-        )
-    }
+    actions = await actions_of(log, tenant, broadcast, limit=1000)
+    unknown = {a["address"] for a in actions if a["reason"] == "unknown_outcome"}
     everyone = {f"c{n}@{domain}" for n in range(size)}
     assert everyone - set(received) - unknown == set()  # missing: 0
     assert len(unknown) <= killed * IN_FLIGHT
@@ -107,12 +128,8 @@ async def check_nothing_lost_nothing_twice(
         len(set(received) - unknown),
         len(unknown),
     )
-    actions = await db.fetchval(
-        "SELECT count(*) FROM tracker.actions a JOIN tracker.messages m USING (recipient_id) "
-        "WHERE a.tenant_id = $1 AND m.reason = 'unknown_outcome'",
-        tenant,
-    )
-    assert actions == len(unknown)
+    # Each unknown outcome is a manual action, and nothing else failed.
+    assert len(actions) == len(unknown)
 
 
 async def test_a_dispatcher_killed_halfway_sends_nothing_twice_and_loses_nothing(
@@ -120,12 +137,11 @@ async def test_a_dispatcher_killed_halfway_sends_nothing_twice_and_loses_nothing
 ) -> None:
     log = await EventLog("broadcast.events").open()
     try:
-        baseline = await smtp_sink.count()
         tenant, domain, broadcast = await start_broadcast(db, log, AUDIENCE)
-        await wait_for_count(smtp_sink, baseline + AUDIENCE // 2)
+        await wait_for_count(smtp_sink, domain, AUDIENCE // 2)
         component = stack.components()["dispatcher"]
         await asyncio.to_thread(stack.stop_process, component.pid_file, sig=signal.SIGKILL)
-        assert await smtp_sink.count() - baseline < AUDIENCE, "killed after the end"
+        assert await smtp_sink.count(domain) < AUDIENCE, "killed after the end"
         await asyncio.to_thread(restart_service, "dispatcher", LEASE)
         await check_nothing_lost_nothing_twice(db, smtp_sink, log, tenant, domain, broadcast, 1)
     finally:
@@ -138,11 +154,10 @@ async def test_a_paused_broadcast_stays_paused_across_a_killed_dispatcher_and_re
     size = 3000
     log = await EventLog("broadcast.events").open()
     try:
-        baseline = await smtp_sink.count()
         tenant, domain, broadcast = await start_broadcast(
             db, log, size, {**OPEN_ALL_WEEK, "email_per_second": 300}
         )
-        await wait_for_count(smtp_sink, baseline + size // 5)
+        await wait_for_count(smtp_sink, domain, size // 5)
         pause = {
             "type": "pause_broadcast",
             "tenant_id": tenant,
@@ -154,14 +169,17 @@ async def test_a_paused_broadcast_stays_paused_across_a_killed_dispatcher_and_re
         await log.wait_for(
             lambda e: e["type"] == "broadcast.paused" and e["broadcast_id"] == broadcast
         )
-        await asyncio.sleep(3)  # what was in flight when the pause came lands
-        held = await smtp_sink.count()
-        assert held - baseline < size
+        # What was in flight when the pause came lands; then nothing is in flight.
+        held = (await quiet(log, broadcast, size))["counters"]["delivered"]
+        assert await smtp_sink.count(domain) == held < size
         component = stack.components()["dispatcher"]
         await asyncio.to_thread(stack.stop_process, component.pid_file, sig=signal.SIGKILL)
         await asyncio.to_thread(restart_service, "dispatcher", LEASE)
-        await asyncio.sleep(10)  # past the lease: the restarted dispatcher sweeps and waits
-        assert await smtp_sink.count() == held  # still paused after the crash
+        # The restarted dispatcher has swept its ledger twice, the held messages with it.
+        async with asyncio.timeout(60):
+            while await sweeps() < 2:
+                await asyncio.sleep(0.2)
+        assert await smtp_sink.count(domain) == held  # still paused after the crash
         resume = {**pause, "type": "resume_broadcast", "request_id": f"resume-{broadcast}"}
         await publish_json("broadcast.requests", [(tenant, resume)])
         await check_nothing_lost_nothing_twice(
@@ -178,11 +196,10 @@ async def test_one_of_two_dispatchers_killed_the_other_finishes(
     await asyncio.to_thread(stack.start_component, second)
     log = await EventLog("broadcast.events").open()
     try:
-        baseline = await smtp_sink.count()
         tenant, domain, broadcast = await start_broadcast(db, log, AUDIENCE)
-        await wait_for_count(smtp_sink, baseline + AUDIENCE // 2)
+        await wait_for_count(smtp_sink, domain, AUDIENCE // 2)
         await asyncio.to_thread(stack.stop_process, second.pid_file, sig=signal.SIGKILL)
-        assert await smtp_sink.count() - baseline < AUDIENCE, "killed after the end"
+        assert await smtp_sink.count(domain) < AUDIENCE, "killed after the end"
         await check_nothing_lost_nothing_twice(db, smtp_sink, log, tenant, domain, broadcast, 1)
     finally:
         await log.close()
@@ -192,21 +209,17 @@ async def test_one_of_two_dispatchers_killed_the_other_finishes(
 async def test_a_tenants_rate_holds_across_two_dispatchers(
     db: asyncpg.Pool, smtp_sink: SmtpSink
 ) -> None:
-    rate, window = 20, 30.0
+    rate, window = 20, 20.0
     second = second_dispatcher({})
     await asyncio.to_thread(stack.start_component, second)
     log = await EventLog("broadcast.events").open()
     try:
-        baseline = await smtp_sink.count()
-        tenant, _, broadcast = await start_broadcast(
+        tenant, domain, broadcast = await start_broadcast(
             db, log, 1000, {**OPEN_ALL_WEEK, "email_per_second": rate}
         )
-        await wait_for_count(smtp_sink, baseline + 1, timeout=60)
-        await asyncio.sleep(3)  # past the first second's burst
-        before, started = await smtp_sink.count(), time.monotonic()
-        await asyncio.sleep(window)
-        after, elapsed = await smtp_sink.count(), time.monotonic() - started
-        assert abs((after - before) / elapsed - rate) <= rate * 0.10
+        await wait_for_count(smtp_sink, domain, 1, timeout=60)
+        # Only lets the window pass: the rate is read from the sink's own receive times.
+        await asyncio.sleep(3 + window + 1)
         cancel = {
             "type": "cancel_broadcast",
             "tenant_id": tenant,
@@ -215,6 +228,18 @@ async def test_a_tenants_rate_holds_across_two_dispatchers(
             "broadcast_id": broadcast,
         }
         await publish_json("broadcast.requests", [(tenant, cancel)])
+        received = sorted(
+            datetime.fromisoformat(m.received_at) for m in await smtp_sink.messages(domain)
+        )
+        begin = received[0] + timedelta(seconds=3)  # past the first second's burst
+        within = [t for t in received if begin <= t < begin + timedelta(seconds=window)]
+        # Never faster than the rate with two dispatchers sharing it; a busy machine may be
+        # slower, but not by half at 20 messages a second.
+        assert rate * window * 0.5 <= len(within) <= rate * window * 1.05 + 1
+        done = await log.wait_for(
+            lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast
+        )
+        assert done["outcome"] == "cancelled"
     finally:
         await log.close()
         await asyncio.to_thread(stack.stop_component, second)
