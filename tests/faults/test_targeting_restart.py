@@ -1,9 +1,9 @@
 """Targeting killed in the middle of streaming a 100,000-recipient run: nobody is missing.
 
-The composer is held stopped for the test so that its input topic, `broadcast.recipients`, can
-be counted exactly; afterwards its consumer group is moved past this run's records, so the
-rest of the suite does not wait for 100,000 renders (they would prove nothing more here). The
-run then stays "running" in the tracker: nothing of it is delivered. Its contracts are removed.
+The composer is held stopped while targeting streams, so that its input topic,
+`broadcast.recipients`, can be counted exactly. The broadcast is then cancelled before the
+composer comes back: every recipient is rendered and cancelled by the dispatcher, none is sent,
+and the run completes as cancelled, so that nothing of this test stays running.
 """
 
 import asyncio
@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 
 from bench.e2e import load_contracts
-from bench.recipients import end_offsets, recipients_of_run, skip_for_composer
+from bench.recipients import end_offsets, recipients_of_run
 from deploy.local import stack
-from tests.e2e.audience import create_and_start, french_only, new_tenant
+from tests.e2e.audience import ask, create_and_start, french_only, new_tenant
 from tests.stack import EventLog
 
 pytestmark = pytest.mark.stack
@@ -31,8 +31,9 @@ async def test_targeting_killed_mid_stream_resumes_and_misses_nobody(db: asyncpg
     await asyncio.to_thread(stack.down, ["composer"])
     start = await end_offsets()
     log = await EventLog("broadcast.events").open()
+    create = french_only(tenant)
+    broadcast_id: str | None = None
     try:
-        create = french_only(tenant)
         broadcast_id = await create_and_start(log, create)
         started = await log.wait_for(
             lambda e: e["type"] == "broadcast.started" and e["broadcast_id"] == broadcast_id
@@ -66,7 +67,18 @@ async def test_targeting_killed_mid_stream_resumes_and_misses_nobody(db: asyncpg
         assert len(set(published)) == AUDIENCE  # missing: none
         assert len(published) >= AUDIENCE  # a page published twice is allowed, and harmless
     finally:
-        await log.close()
-        await skip_for_composer(await end_offsets())
-        await asyncio.to_thread(stack.up, ["composer"])
-        await db.execute("DELETE FROM targeting.contracts WHERE tenant_id = $1", tenant)
+        try:
+            if broadcast_id is not None:
+                await ask(log, tenant, {"type": "cancel_broadcast", "broadcast_id": broadcast_id})
+            await asyncio.to_thread(stack.up, ["composer"])
+            if broadcast_id is not None:
+                done = await log.wait_for(
+                    lambda e: (
+                        e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast_id
+                    ),
+                    timeout=300,
+                )
+                assert (done["outcome"], done["counters"]["cancelled"]) == ("cancelled", AUDIENCE)
+        finally:
+            await log.close()
+            await db.execute("DELETE FROM targeting.contracts WHERE tenant_id = $1", tenant)
