@@ -124,6 +124,19 @@ async def ask(
     return _answers(log, request_id)[before]
 
 
+async def actions_of(
+    log: EventLog, tenant: str, broadcast_id: str | None = None, **query: Any
+) -> list[dict[str, Any]]:
+    """The tenant's manual actions (of one broadcast when given), as the platform lists them."""
+    body: dict[str, Any] = {"type": "list_actions", **query}
+    if broadcast_id is not None:
+        body["broadcast_id"] = broadcast_id
+    answer = await ask(log, tenant, body)
+    assert answer["type"] == "actions.listed", answer
+    actions: list[dict[str, Any]] = answer["actions"]
+    return actions
+
+
 async def configure(
     log: EventLog, tenant: str, settings: dict[str, Any], timeout: float = 30
 ) -> dict[str, Any]:

@@ -1,9 +1,18 @@
 """One broadcast through the four real services, driven with a plain Kafka client."""
 
+from uuid import uuid4
+
 import asyncpg
 import pytest
 
-from tests.e2e.audience import contract, create_command, load, new_tenant, run_broadcast
+from tests.e2e.audience import (
+    actions_of,
+    contract,
+    create_command,
+    load,
+    new_tenant,
+    run_broadcast,
+)
 from tests.stack import EventLog, SmtpSink, publish_json
 
 pytestmark = pytest.mark.stack
@@ -87,11 +96,11 @@ async def test_seed_example_reaches_each_reachable_email_once(
     assert "Client C-1" in by_address[f"a@{domain}"].get_body(("plain",)).get_content()
     assert by_address[f"a@{domain}"]["From"].addresses[0].display_name == "Déneigement Québec"
 
-    actions = await db.fetch(
-        "SELECT m.address, m.reason FROM tracker.actions a JOIN tracker.messages m "
-        "USING (recipient_id) WHERE a.tenant_id = $1",
-        tenant,
-    )
+    log = await EventLog("broadcast.events").open()
+    try:
+        actions = await actions_of(log, tenant)
+    finally:
+        await log.close()
     assert [(a["address"], a["reason"]) for a in actions] == [(rejected_address, "refused")]
 
 
@@ -107,17 +116,18 @@ async def test_a_second_start_is_refused_and_sends_nothing_more(
     _, completed = await run_broadcast(create)
     assert completed["counters"]["delivered"] == 1
 
+    double_click = f"double-click-{uuid4()}"
     log = await EventLog("broadcast.events").open()
     try:
         again = {
             "type": "start_broadcast",
             "tenant_id": tenant,
-            "request_id": "double-click",
+            "request_id": double_click,
             "requested_by": "user-42",
             "broadcast_id": completed["broadcast_id"],
         }
         await publish_json("broadcast.requests", [(tenant, again)])
-        answer = await log.wait_for(lambda e: e.get("request_id") == "double-click")
+        answer = await log.wait_for(lambda e: e.get("request_id") == double_click)
     finally:
         await log.close()
     assert answer["type"] == "broadcast.rejected"

@@ -13,6 +13,7 @@ import pytest
 from shared import links
 from tests.e2e.audience import (
     OPEN_ALL_WEEK,
+    actions_of,
     ask,
     configure,
     contract,
@@ -165,12 +166,9 @@ async def test_every_variable_in_both_languages_with_a_pinned_template_version(
     )
     assert completed["counters"]["delivered"] == 2
     assert completed["counters"]["failed"] == 1
-    reason, detail = await db.fetchrow(
-        "SELECT reason, detail FROM tracker.messages WHERE tenant_id = $1 AND contract_id = 'C-3'",
-        tenant,
-    )
-    assert reason == "missing_value"
-    assert "contract.transaction_id" in detail
+    (action,) = await actions_of(events, tenant, broadcast_id)
+    assert (action["contract_id"], action["reason"]) == ("C-3", "missing_value")
+    assert "contract.transaction_id" in action["detail"]
 
     received = {m.rcpt_tos[0]: m.message for m in await smtp_sink.messages(domain)}
     assert set(received) == {f"fr@{domain}", f"en@{domain}"}
@@ -268,6 +266,7 @@ async def test_preview_goes_to_the_given_address_only(
     db: asyncpg.Pool, smtp_sink: SmtpSink, events: EventLog
 ) -> None:
     tenant, domain = new_tenant()
+    await configure(events, tenant, OPEN_ALL_WEEK)  # started below: whatever the day
     await load(
         db,
         [
@@ -321,9 +320,7 @@ async def test_preview_goes_to_the_given_address_only(
         lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast_id
     )
     assert completed["counters"]["delivered"] == 3
-    assert (
-        await db.fetchval("SELECT count(*) FROM tracker.actions WHERE tenant_id = $1", tenant) == 0
-    )
+    assert await actions_of(events, tenant) == []
 
 
 async def test_templates_are_validated_listed_and_deleted(events: EventLog) -> None:
@@ -408,8 +405,6 @@ async def test_sms_segments_and_the_tenant_maximum(
     assert (completed["counters"]["delivered"], completed["counters"]["failed"]) == (1, 1)
     sent = await sms_sink.messages({short, long})
     assert [(m["to"], m["text"]) for m in sent] == [(short, "Fenêtre de déneigement, Gaétan")]
-    reason, detail = await db.fetchrow(
-        "SELECT reason, detail FROM tracker.messages WHERE tenant_id = $1 AND contract_id = 'C-2'",
-        tenant,
-    )
-    assert reason == "sms_too_long" and "at most 1" in detail
+    (action,) = await actions_of(events, tenant, broadcast_id)
+    assert (action["contract_id"], action["reason"]) == ("C-2", "sms_too_long")
+    assert "at most 1" in action["detail"]

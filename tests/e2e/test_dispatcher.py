@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from tests.e2e.audience import (
+    actions_of,
     configure,
     contract,
     create_and_start,
@@ -85,11 +86,10 @@ async def test_a_temporary_failure_that_lasts_fails_after_the_last_retry(
     await smtp_sink.set_rules([rule(busy, 450, "4.2.1 Mailbox busy", times=None)])
     _, completed = await broadcast_to(db, events, [busy], tenant)
     assert completed["counters"]["failed"] == 1
-    reason, detail = await db.fetchrow(
-        "SELECT reason, detail FROM tracker.messages WHERE tenant_id = $1", tenant
-    )
-    assert reason == "temporary_failure"
-    assert detail.startswith("gave up after 3 attempts") and "Mailbox busy" in detail
+    (action,) = await actions_of(events, tenant)
+    assert action["reason"] == "temporary_failure"
+    assert action["detail"].startswith("gave up after 3 attempts")
+    assert "Mailbox busy" in action["detail"]
 
 
 async def test_a_refusal_fails_once_with_the_providers_reason(
@@ -130,12 +130,12 @@ async def test_a_dropped_connection_loses_nothing(
     assert received == sorted([early, *others])
     assert (await ledger_row(db, tenant, early))["attempts"] == 1
     assert (await ledger_row(db, tenant, late))["state"] == "unknown"
-    action = await db.fetchrow(
-        "SELECT m.reason, a.state FROM tracker.actions a JOIN tracker.messages m "
-        "USING (recipient_id) WHERE a.tenant_id = $1",
-        tenant,
+    (action,) = await actions_of(events, tenant)
+    assert (action["address"], action["reason"], action["state"]) == (
+        late,
+        "unknown_outcome",
+        "open",
     )
-    assert tuple(action) == ("unknown_outcome", "open")
 
 
 async def test_a_poison_message_is_dead_lettered_and_the_next_is_sent(
@@ -198,16 +198,13 @@ async def test_cancel_stops_sending_and_reports_the_rest_as_cancelled(
     )
     create = french_only(tenant)
     broadcast_id = await create_and_start(events, create)
-    async with asyncio.timeout(60):
-        while (
-            await db.fetchval(
-                "SELECT count(*) FROM dispatcher.deliveries "
-                "WHERE tenant_id = $1 AND state = 'delivered'",
-                tenant,
-            )
-            < 40
-        ):
-            await asyncio.sleep(0.1)
+    await events.wait_for(
+        lambda e: (
+            e["type"] == "broadcast.progressed"
+            and e["broadcast_id"] == broadcast_id
+            and e["counters"]["delivered"] >= 40
+        )
+    )
     cancel = {
         "type": "cancel_broadcast",
         "tenant_id": tenant,

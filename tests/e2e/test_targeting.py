@@ -1,5 +1,7 @@
 """Who a broadcast reaches: tenant isolation, explicit contract ids, name keywords."""
 
+from uuid import uuid4
+
 import asyncpg
 import pytest
 
@@ -93,6 +95,7 @@ async def test_estimate_reports_contracts_messages_and_the_unreachable(
         ],
     )
     criteria = create_command(tenant)["criteria"]
+    request_id = f"estimate-{uuid4()}"
     log = await EventLog("broadcast.events").open()
     try:
         await publish_json(
@@ -103,7 +106,7 @@ async def test_estimate_reports_contracts_messages_and_the_unreachable(
                     {
                         "type": "estimate_broadcast",
                         "tenant_id": tenant,
-                        "request_id": "estimate-1",
+                        "request_id": request_id,
                         "requested_by": "user-42",
                         "criteria": criteria,
                         "channels": ["email", "sms"],
@@ -111,7 +114,7 @@ async def test_estimate_reports_contracts_messages_and_the_unreachable(
                 )
             ],
         )
-        answer = await log.wait_for(lambda e: e.get("request_id") == "estimate-1")
+        answer = await log.wait_for(lambda e: e.get("request_id") == request_id)
     finally:
         await log.close()
     assert answer["type"] == "broadcast.estimated"

@@ -11,6 +11,7 @@ import pytest
 
 from shared.events import WEEKDAYS
 from tests.e2e.audience import (
+    actions_of,
     ask,
     configure,
     contract,
@@ -80,8 +81,9 @@ async def test_a_message_outside_its_window_waits_and_a_cancel_ends_it(
     db: asyncpg.Pool, events: EventLog
 ) -> None:
     tenant, domain = fresh_tenant()
-    tomorrow = datetime.now(ZoneInfo("America/Toronto")) + timedelta(days=1)
-    await configure(events, tenant, {"email_days": [WEEKDAYS[tomorrow.weekday()]]})
+    # The day after tomorrow: still ahead even if midnight passes while the test runs.
+    later = datetime.now(ZoneInfo("America/Toronto")) + timedelta(days=2)
+    await configure(events, tenant, {"email_days": [WEEKDAYS[later.weekday()]]})
     broadcast_id = await start(db, events, tenant, [f"later@{domain}"])
     waiting = await events.wait_for(
         lambda e: (
@@ -92,7 +94,7 @@ async def test_a_message_outside_its_window_waits_and_a_cancel_ends_it(
     due = await db.fetchval(
         "SELECT due_at FROM tracker.messages WHERE tenant_id = $1 AND state = 'waiting'", tenant
     )
-    assert due.astimezone(ZoneInfo("America/Toronto")).date() == tomorrow.date()
+    assert due.astimezone(ZoneInfo("America/Toronto")).date() == later.date()
     assert due > datetime.now(UTC)
     cancel = {
         "type": "cancel_broadcast",
@@ -146,12 +148,9 @@ async def test_actions_are_listed_sent_again_to_a_corrected_address_or_ignored(
     assert missing["reason"] == "action_not_found"
 
     async with asyncio.timeout(30):
-        while (
-            await db.fetchval(
-                "SELECT state FROM tracker.actions WHERE action_id = $1", actions[typo]["action_id"]
-            )
-            != "sent"
-        ):
+        while {a["action_id"]: a["state"] for a in await actions_of(events, tenant)}[
+            actions[typo]["action_id"]
+        ] != "sent":
             await asyncio.sleep(0.2)
     received = [m.rcpt_tos[0] for m in await smtp_sink.messages(domain)]
     assert sorted(received) == sorted([f"ok@{domain}", corrected])  # one new message
