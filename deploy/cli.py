@@ -21,6 +21,7 @@ from uuid import uuid4
 import asyncpg
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from shared import topics
 
@@ -48,9 +49,9 @@ async def request(command: dict[str, Any], timeout: float = 30.0) -> dict[str, A
     command = {"request_id": f"cli-{uuid4()}", "requested_by": who, **command}
     events = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
-    await events.start()
-    await producer.start()
     try:
+        await events.start()
+        await producer.start()
         # Listen from the current end before asking, so the answer cannot be missed.
         parts = await producer.partitions_for(topics.EVENTS.name)
         assigned = [TopicPartition(topics.EVENTS.name, p) for p in parts]
@@ -437,8 +438,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Refused as refused:
         show(refused.answer, args.json and not args.quiet)
         return REFUSED
-    except TimeoutError:
-        print("no answer: is the stack up? (broadcast up)", file=sys.stderr)
+    # OSError covers a refused connection to PostgreSQL; KafkaError a broker that cannot be
+    # reached (aiokafka's bootstrap failure is not an OSError).
+    except (TimeoutError, OSError, KafkaError) as error:
+        print(f"no answer: is the stack up? (broadcast up) [{error}]", file=sys.stderr)
         return NO_ANSWER
     show(answer, args.json, args.quiet)
     return 0
