@@ -2,14 +2,20 @@ import operator
 from datetime import UTC, datetime, timedelta, timezone
 from datetime import date as Date
 from decimal import Decimal
+from typing import Protocol
+from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
-from jinja2 import StrictUndefined
-from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2 import StrictUndefined, Template
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
+from services.composer.context import Link, LinkKeys
 from services.composer.formatting import Moment, Money, date, date_time, money
+from services.composer.render import compile_run
+from shared.events import RunStarted
+from shared.links import LinkClaims
 
 NBSP = "\u00a0"
 TORONTO = ZoneInfo("America/Toronto")
@@ -178,36 +184,83 @@ def test_moment_prints_and_compares_on_the_datetime() -> None:
     assert hash(visit) == hash(english)
 
 
-def render(source: str, environment: SandboxedEnvironment, **values: object) -> str:
-    return environment.from_string(source).render(**values)
+class Render(Protocol):
+    def __call__(self, source: str, **values: object) -> str: ...
 
 
-@pytest.fixture(params=["default", "strict"])
-def env(request: pytest.FixtureRequest) -> SandboxedEnvironment:
-    if request.param == "strict":
-        return SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
-    return SandboxedEnvironment(autoescape=True)
+KEYS = LinkKeys(b"unit-test-secret", "https://engine.example/unsubscribe")
+PLACEHOLDER = "{{ contract.number }}"
 
 
-def test_templates_print_and_compare(env: SandboxedEnvironment) -> None:
-    m = Money(Decimal("1234.5"), "fr")
-    assert render("{{ m }}", env, m=m) == f"1{NBSP}234,50{NBSP}$"
-    assert render("{% if m > 0 %}yes{% endif %}", env, m=m) == "yes"
-    assert render("{% if m > 0 %}yes{% else %}no{% endif %}", env, m=Money(Decimal(0), "en")) == (
-        "no"
+def compiled_by_the_composer(source: str, part: str) -> Template:
+    """`source` compiled as the composer compiles a run's content (`compile_run`), as the
+    `part` of the message: the environment is the product's, whatever it is built from."""
+    email = {"subject": PLACEHOLDER, "html": PLACEHOLDER}
+    sms = {"text": PLACEHOLDER}
+    if part == "sms":
+        sms["text"] = source
+    else:
+        email[part] = source
+    run = RunStarted.model_validate(
+        {
+            "tenant_id": "t",
+            "broadcast_id": uuid4(),
+            "run_id": uuid4(),
+            "name": "n",
+            "requested_by": "u",
+            "channels": ["email", "sms"],
+            "languages": ["en"],
+            "content": {"email": {"en": email}, "sms": {"en": sms}},
+            "sender": {"address": "avis@neige.example", "name": "Déneigement"},
+        }
     )
-    assert render("{% if m == 1234.5 %}same{% endif %}", env, m=m) == "same"
+    compiled = compile_run(run, KEYS, None)
+    if part == "sms":
+        return compiled.sms["en"]
+    template: Template = getattr(compiled.email["en"], part)
+    return template
+
+
+@pytest.fixture(params=["html", "subject", "sms"])
+def render(request: pytest.FixtureRequest) -> Render:
+    """Renders a template as the composer would in an email's HTML (autoescaped), an email's
+    subject or an SMS (plain text)."""
+    part: str = request.param
+
+    def rendered(source: str, **values: object) -> str:
+        return compiled_by_the_composer(source, part).render(**values)
+
+    return rendered
+
+
+def test_the_composer_renders_in_a_sandbox() -> None:
+    for part in ("html", "subject", "sms"):
+        template = compiled_by_the_composer("x", part)
+        assert isinstance(template.environment, SandboxedEnvironment), part
+        assert template.environment.undefined is StrictUndefined, part
+    assert compiled_by_the_composer("x", "html").environment.autoescape is True
+    assert compiled_by_the_composer("x", "sms").environment.autoescape is False
+
+
+def test_templates_print_and_compare(render: Render) -> None:
+    m = Money(Decimal("1234.5"), "fr")
+    assert render("{{ m }}", m=m) == f"1{NBSP}234,50{NBSP}$"
+    assert render("{% if m > 0 %}yes{% endif %}", m=m) == "yes"
+    assert render("{% if m > 0 %}yes{% else %}no{% endif %}", m=Money(Decimal(0), "en")) == "no"
+    assert render("{% if m == 1234.5 %}same{% endif %}", m=m) == "same"
     visit = Moment(datetime(2026, 12, 1, 14, 5, tzinfo=UTC), "fr", TORONTO)
-    assert render("{{ v }} / {{ v.date }} / {{ v.time }}", env, v=visit) == (
+    assert render("{{ v }} / {{ v.date }} / {{ v.time }}", v=visit) == (
         "1er décembre 2026 à 9 h 05 / 1er décembre 2026 / 9 h 05"
     )
-    assert render("{{ v.at.year }}", env, v=visit) == "2026"
+    assert render("{{ v.at.year }}", v=visit) == "2026"
 
 
 @pytest.mark.parametrize(
     "source",
     [
-        "{{ m._amount }}",
+        "{{ link._secret }}",
+        "{{ link._claims.contract_id }}",
+        "{{ link._base }}",
         "{{ m.__class__ }}",
         "{{ m.__class__.__mro__ }}",
         "{{ m.__init__.__globals__ }}",
@@ -217,13 +270,16 @@ def test_templates_print_and_compare(env: SandboxedEnvironment) -> None:
         "{{ m.amount.__class__ }}",
     ],
 )
-def test_the_sandbox_refuses_private_attributes(env: SandboxedEnvironment, source: str) -> None:
+def test_the_sandbox_refuses_private_attributes(render: Render, source: str) -> None:
+    claims = LinkClaims(
+        tenant_id="t", contract_id="C-1", purpose="payment", address=None, expires_at=2**31
+    )
     values = {
         "m": Money(Decimal("5"), "en"),
         "v": Moment(datetime(2026, 12, 1, tzinfo=UTC), "en", TORONTO),
+        # A link variable holds the secret it signs with: a template must never print it.
+        "link": Link("https://portail.example/paiement", claims, KEYS.secret),
     }
-    try:
-        shown = render(source, env, **values)
-    except (SecurityError, UndefinedError):
-        return
-    assert shown == ""
+    # Refused, not printed as blank: the composer fails that recipient (render_failed).
+    with pytest.raises(SecurityError):
+        render(source, **values)
