@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from shared.db import create_pool
-from tests.stack import DATABASE_URL, SUITE_ENV, EventLog, SmtpSink, restart_service
+from tests.stack import DATABASE_URL, SUITE_ENV, EventLog, SmsSink, SmtpSink, restart_service
 
 _PORTS = {"kafka": 19092, "postgres": 15432, "smtp sink": 10025, "sms sink": 10080}
 
@@ -45,6 +45,14 @@ async def db(stack: None) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 async def smtp_sink(stack: None) -> AsyncIterator[SmtpSink]:
     sink = SmtpSink()
+    yield sink
+    await sink.clear_rules()
+    await sink.close()
+
+
+@pytest.fixture
+async def sms_sink(stack: None) -> AsyncIterator[SmsSink]:
+    sink = SmsSink()
     yield sink
     await sink.clear_rules()
     await sink.close()

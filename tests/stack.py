@@ -32,13 +32,31 @@ class ReceivedMail:
     received_at: str  # ISO 8601, by the sink's clock
 
 
-class SmtpSink:
-    """The SMTP sink as one test sees it: its rules are its own (other tests' stay in place)
-    and it counts one domain's mail, since other tests send at the same time."""
+class _Sink:
+    """A sink's control API as one test sees it: its failure rules are its own, so other
+    tests' stay in place while it sets or clears them."""
+
+    def __init__(self, base_url: str) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=10)
+        self._owner = {"owner": uuid4().hex}
+
+    async def set_rules(self, rules: list[dict[str, Any]]) -> None:
+        """Replace this test's rules."""
+        (await self._http.put("/_sink/rules", params=self._owner, json=rules)).raise_for_status()
+
+    async def clear_rules(self) -> None:
+        """Remove this test's rules."""
+        (await self._http.delete("/_sink/rules", params=self._owner)).raise_for_status()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+class SmtpSink(_Sink):
+    """The SMTP sink; it counts one domain's mail, since other tests send at the same time."""
 
     def __init__(self) -> None:
-        self._http = httpx.AsyncClient(base_url=SMTP_CONTROL, timeout=10)
-        self._owner = {"owner": uuid4().hex}
+        super().__init__(SMTP_CONTROL)
 
     async def messages(self, to_domain: str | None = None) -> list[ReceivedMail]:
         params = {"rcpt_domain": to_domain} if to_domain else {}
@@ -60,17 +78,6 @@ class SmtpSink:
         response = await self._http.get("/_sink/count", params={"rcpt_domain": to_domain})
         response.raise_for_status()
         return int(response.json()["count"])
-
-    async def set_rules(self, rules: list[dict[str, Any]]) -> None:
-        """Replace this test's rules."""
-        (await self._http.put("/_sink/rules", params=self._owner, json=rules)).raise_for_status()
-
-    async def clear_rules(self) -> None:
-        """Remove this test's rules."""
-        (await self._http.delete("/_sink/rules", params=self._owner)).raise_for_status()
-
-    async def close(self) -> None:
-        await self._http.aclose()
 
 
 async def publish_json(topic: str, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
@@ -134,19 +141,16 @@ class EventLog:
             await self._consumer.stop()
 
 
-class SmsSink:
+class SmsSink(_Sink):
     """The local SMS gateway: what it accepted, as {from, to, text, reference}."""
 
     def __init__(self) -> None:
-        self._http = httpx.AsyncClient(base_url=SMS_CONTROL, timeout=10)
+        super().__init__(SMS_CONTROL)
 
     async def messages(self, to: set[str] | None = None) -> list[dict[str, Any]]:
         response = await self._http.get("/_sink/messages")
         response.raise_for_status()
         return [m for m in response.json() if to is None or m["to"] in to]
-
-    async def close(self) -> None:
-        await self._http.aclose()
 
 
 # The suite's dispatcher retries after 1 and 2 seconds instead of 30 s, 5 min and 30 min: a

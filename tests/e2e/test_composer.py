@@ -2,7 +2,6 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
@@ -27,13 +26,6 @@ pytestmark = pytest.mark.stack
 
 SECRET = b"local-development-link-secret"  # the local stack's default, as in the settings
 NBSP = "\u00a0"
-
-
-@pytest.fixture
-async def sms_sink(stack: None) -> AsyncIterator[SmsSink]:
-    sink = SmsSink()
-    yield sink
-    await sink.close()
 
 
 def detailed(tenant: str, number: str, **fields: Any) -> dict[str, Any]:
