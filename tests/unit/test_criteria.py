@@ -32,7 +32,11 @@ def test_unknown_field_is_refused_with_its_position() -> None:
         )
     assert caught.value.code == "unknown_criterion"
     assert caught.value.field == "criteria[1].field"
-    assert "colour" in caught.value.message and "building_type" in caught.value.message
+    assert caught.value.message == (
+        "unknown criterion field 'colour'; known fields: building_type, client_name, "
+        "contract_id, language, season, status, zone"
+    )
+    assert str(caught.value) == caught.value.message
 
 
 def test_unknown_value_of_a_closed_field_is_refused() -> None:
@@ -41,6 +45,10 @@ def test_unknown_value_of_a_closed_field_is_refused() -> None:
             [Criterion(field="building_type", values=["residential", "castle"])], first=1
         )
     assert (caught.value.code, caught.value.field) == ("unknown_value", "criteria[0].values[1]")
+    assert caught.value.message == (
+        "unknown value 'castle' for 'building_type'; "
+        "allowed: commercial, industrial, institutional, residential"
+    )
 
 
 def test_a_field_given_twice_is_refused() -> None:
@@ -48,7 +56,8 @@ def test_a_field_given_twice_is_refused() -> None:
         compile_criteria(
             [Criterion(field="zone", values=["A"]), Criterion(field="zone", values=["B"])], first=1
         )
-    assert caught.value.field == "criteria[1].field"
+    assert (caught.value.code, caught.value.field) == ("invalid_field", "criteria[1].field")
+    assert "'zone' is given twice" in caught.value.message
 
 
 @pytest.mark.parametrize("field", ["zone", "season", "contract_id"])
@@ -78,4 +87,5 @@ def test_name_keywords_match_anywhere_case_insensitively_and_literally() -> None
 def test_an_empty_keyword_is_refused() -> None:
     with pytest.raises(InvalidCriteria) as caught:
         compile_criteria([Criterion(field="client_name", values=["  "])], first=1)
-    assert caught.value.field == "criteria[0].values"
+    assert (caught.value.code, caught.value.field) == ("invalid_field", "criteria[0].values")
+    assert "empty keyword for 'client_name'" in caught.value.message

@@ -163,6 +163,24 @@ def test_money_prints_and_compares_on_the_amount() -> None:
         operator.lt(balance, "13")
 
 
+def test_equal_values_are_neither_less_nor_greater() -> None:
+    balance = Money(Decimal("12.50"), "fr")
+    assert not balance < Money(Decimal("12.5"), "en")
+    assert not balance > Money(Decimal("12.5"), "en")
+    instant = datetime(2026, 11, 23, 19, 30, tzinfo=UTC)
+    visit = Moment(instant, "fr", TORONTO)
+    assert not visit < Moment(instant, "en", TORONTO)
+    assert not visit < instant
+    assert not visit > instant
+
+
+def test_a_moment_hashes_like_the_datetime_it_equals() -> None:
+    instant = datetime(2026, 11, 23, 19, 30, tzinfo=UTC)
+    visit = Moment(instant, "fr", TORONTO)
+    assert hash(visit) == hash(instant)
+    assert instant in {visit} and visit in {instant}
+
+
 def test_moment_prints_and_compares_on_the_datetime() -> None:
     visit = Moment(datetime(2026, 11, 23, 19, 30, tzinfo=UTC), "fr", TORONTO)
     assert str(visit) == "23 novembre 2026 à 14 h 30"

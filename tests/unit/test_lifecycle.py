@@ -62,6 +62,29 @@ def test_refusals_name_the_state_and_the_way_out(
     assert words in refused.value.message
 
 
+@pytest.mark.parametrize(
+    ("state", "action", "message"),
+    [
+        (
+            "running",
+            "start",
+            "this broadcast is running: it was already sent; use resend to send it again",
+        ),
+        ("running", "update", "this broadcast is running: it was already sent"),
+        ("completed", "schedule", "this broadcast is completed: it was already sent"),
+        # Cancelled is not "already sent": it may have stopped before its first message.
+        ("cancelled", "start", "this broadcast was cancelled"),
+        ("cancelled", "update", "this broadcast was cancelled"),
+    ],
+)
+def test_only_start_points_to_resend_and_a_cancelled_broadcast_was_not_sent(
+    state: State, action: Action, message: str
+) -> None:
+    with pytest.raises(Rejection) as refused:
+        after(state, action)
+    assert refused.value.message == message
+
+
 def test_nothing_leaves_a_finished_broadcast_but_resend() -> None:
     for state in ("completed", "cancelled"):
         movable = set()

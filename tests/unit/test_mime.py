@@ -86,6 +86,16 @@ def header_lines(raw: str) -> list[str]:
     return raw.split("\r\n\r\n", 1)[0].split("\r\n")
 
 
+def field_lines(raw: str, name: str) -> list[str]:
+    """The lines of header `name`, its continuation lines included."""
+    lines = header_lines(raw)
+    start = next(i for i, line in enumerate(lines) if line.startswith(name + ": "))
+    end = start + 1
+    while end < len(lines) and lines[end].startswith(" "):
+        end += 1
+    return lines[start:end]
+
+
 def part_body_lines(raw: str) -> list[str]:
     """Every line of both encoded bodies, boundaries and part headers left out."""
     boundary = re.search(r'boundary="([^"]+)"', raw)
@@ -267,6 +277,45 @@ def test_subjects_a_reader_would_alter_when_sent_as_is_come_back_exactly(subject
 
 
 @pytest.mark.parametrize(
+    ("subject", "lines"),
+    [
+        (
+            "Snow removal on your street tonight: please move your car before 11 PM, thank you",
+            [
+                "Subject: Snow removal on your street tonight: please move your car before 11",
+                " PM, thank you",
+            ],
+        ),
+        ("a" * 69 + " tail", ["Subject: " + "a" * 69, " tail"]),  # a first line of exactly 78
+    ],
+)
+def test_a_long_ascii_subject_is_folded_at_the_last_space_that_fits(
+    subject: str, lines: list[str]
+) -> None:
+    raw = build(subject=subject)
+    assert field_lines(raw, "Subject") == lines
+    assert parse(raw)["Subject"] == subject
+
+
+def test_a_subject_is_never_folded_between_its_field_name_and_its_first_word() -> None:
+    subject = "a" * 75 + " tail"  # the first word does not fit after "Subject: "
+    raw = build(subject=subject)
+    assert parse(raw)["Subject"] == subject
+    assert field_lines(raw, "Subject")[0] != "Subject:"
+    assert max(len(line) for line in header_lines(raw)) <= 78
+
+
+def test_encoded_words_hold_whole_characters_on_lines_of_at_most_76() -> None:
+    subject = "é" * 60  # 120 bytes: a word cut at a byte count would split a character
+    lines = field_lines(build(subject=subject), "Subject")
+    words = re.findall(r"=\?utf-8\?b\?([^?]*)\?=", "".join(lines))
+    assert len(words) == len(lines) > 2
+    # RFC 2047 5: each encoded-word decodes alone to whole characters.
+    assert "".join(base64.b64decode(word).decode("utf-8") for word in words) == subject
+    assert max(len(line) for line in lines) <= 76
+
+
+@pytest.mark.parametrize(
     "name",
     [
         'Côté "le roi" du déneigement',
@@ -296,12 +345,40 @@ def test_a_long_sender_name_is_split_into_encoded_words_rfc_2047_readers_join() 
     assert as_sent.count("=?utf-8?b?") == 2
 
 
+def test_a_name_too_long_to_quote_on_one_line_is_sent_as_encoded_words() -> None:
+    name = "Snow Removal, Landscaping & Services of the Greater Montreal Area, Incorporated"
+    raw = build(french_skeleton(sender_name=name))
+    as_sent = email.message_from_bytes(raw.encode("ascii"), policy=email.policy.compat32)["From"]
+    assert str(make_header(decode_header(as_sent))) == f"{name} <{SENDER}>"
+    assert max(len(line) for line in header_lines(raw)) <= 78
+
+
+@pytest.mark.parametrize(
+    ("name", "lengths"),
+    [
+        ("Neige " + "x" * 45, [78]),  # the address fits on the name's line exactly
+        ("Neige " + "x" * 46, [58, 21]),  # one more character: it goes on a line of its own
+        (" ".join(["Neige"] * 26), [77, 78, 27]),  # the last of three lines has room for it
+    ],
+)
+def test_the_sender_address_shares_the_last_line_of_the_name_when_it_fits(
+    name: str, lengths: list[int]
+) -> None:
+    raw = build(french_skeleton(sender_name=name))
+    lines = field_lines(raw, "From")
+    assert [len(line) for line in lines] == lengths
+    assert lines[-1].endswith(f" <{SENDER}>")
+    assert parse(raw)["From"].addresses[0].display_name == name
+
+
 def test_no_sender_name_gives_a_bare_address() -> None:
     message = parse(build(french_skeleton(sender_name="")))
     assert message["From"] == SENDER
 
 
-@pytest.mark.parametrize("line", ["a" * 74 + " ", "a" * 75 + " ", "a" * 73 + "é\t"])
+@pytest.mark.parametrize(
+    "line", ["a" * 74 + " ", "a" * 75 + " ", "a" * 74 + "\t", "a" * 75 + "\t", "a" * 73 + "é\t"]
+)
 def test_a_blank_ending_a_full_line_keeps_the_line_within_76(line: str) -> None:
     raw = build(text=line + "\nnext\n")
     assert content(parse(raw), "plain") == line + "\nnext\n"
@@ -395,6 +472,68 @@ def test_an_address_a_header_cannot_carry_as_is_is_refused(address: str) -> None
         french_skeleton(reply_to=address or "x")
 
 
+def test_the_longest_address_is_254_characters() -> None:
+    domain = "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".com"
+    longest = "a" * 64 + "@" + domain
+    assert len(longest) == 254
+    assert parse(build(to=longest))["To"] == longest
+    with pytest.raises(InvalidAddress):
+        build(to="a" + longest)
+
+
+# What a refusal says becomes the detail of the recipient's delivery failure (render.py).
+@pytest.mark.parametrize(
+    ("overrides", "error", "header"),
+    [
+        ({"to": "nobody"}, InvalidAddress, "To"),
+        ({"to": "a@example.com\nBcc: b@example.com"}, HeaderInjection, "To"),
+        ({"subject": "Avis\nBcc: b@example.com"}, HeaderInjection, "Subject"),
+        (
+            {"list_unsubscribe": ListUnsubscribe("https://x.example/u v")},
+            ValueError,
+            "List-Unsubscribe",
+        ),
+        (
+            {"list_unsubscribe": ListUnsubscribe("https://x.example/u\n")},
+            HeaderInjection,
+            "List-Unsubscribe",
+        ),
+        (
+            {"list_unsubscribe": ListUnsubscribe("https://x.example/u", "u@x.example\n")},
+            HeaderInjection,
+            "List-Unsubscribe",
+        ),
+    ],
+)
+def test_a_refused_message_value_names_its_header(
+    overrides: dict[str, Any], error: type[ValueError], header: str
+) -> None:
+    with pytest.raises(error, match=f"^{header} "):
+        build(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "named"),
+    [
+        ({"sender_address": "nobody"}, InvalidAddress, "From"),
+        ({"sender_name": "Neige\nBcc: b@example.com"}, HeaderInjection, "From"),
+        ({"reply_to": "nobody"}, InvalidAddress, "Reply-To"),
+        ({"dkim": DkimKey("neige.example\n", "courriel", b"")}, HeaderInjection, "DKIM domain"),
+        ({"dkim": DkimKey("neige.example", "courriel\n", b"")}, HeaderInjection, "DKIM selector"),
+    ],
+)
+def test_a_refused_sender_value_names_what_it_is(
+    overrides: dict[str, Any], error: type[ValueError], named: str
+) -> None:
+    with pytest.raises(error, match=f"^{named} "):
+        french_skeleton(**overrides)
+
+
+def test_a_refused_address_is_quoted_in_the_refusal() -> None:
+    with pytest.raises(InvalidAddress, match="'nobody'"):
+        build(to="nobody")
+
+
 # --- List-Unsubscribe ----------------------------------------------------------------------
 
 
@@ -415,9 +554,25 @@ def test_list_unsubscribe_without_mailto_and_with_a_long_url() -> None:
     assert message["List-Unsubscribe"] == "<https://x.example/u>"
 
 
+def test_a_short_list_unsubscribe_is_one_line() -> None:
+    raw = build(list_unsubscribe=ListUnsubscribe("https://x.example/u", "u@x.example"))
+    assert field_lines(raw, "List-Unsubscribe") == [
+        "List-Unsubscribe: <https://x.example/u>, <mailto:u@x.example>"
+    ]
+
+
+def test_a_list_unsubscribe_line_can_reach_998_characters_but_no_more() -> None:
+    url = "https://x.example/" + "a" * 960
+    raw = build(list_unsubscribe=ListUnsubscribe(url))
+    assert [len(line) for line in field_lines(raw, "List-Unsubscribe")] == [998]
+    with pytest.raises(ValueError, match=r"^List-Unsubscribe is longer than a header line"):
+        build(list_unsubscribe=ListUnsubscribe(url + "a"))
+
+
 def test_no_list_unsubscribe_headers_unless_given() -> None:
     message = parse(build())
     assert "List-Unsubscribe" not in message and "List-Unsubscribe-Post" not in message
+    assert message["MIME-Version"] == "1.0"
 
 
 # --- DKIM ----------------------------------------------------------------------------------

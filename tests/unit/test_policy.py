@@ -3,6 +3,7 @@ import pytest
 from services.dispatcher.policy import (
     connection_failure,
     http_reply,
+    invalid_address,
     outcome_unknown,
     smtp_reply,
 )
@@ -24,6 +25,28 @@ from services.dispatcher.policy import (
 def test_smtp_replies(code: int, verdict: str, reason: str | None) -> None:
     attempt = smtp_reply(code, "text")
     assert (attempt.verdict, attempt.reason, attempt.code) == (verdict, reason, code)
+
+
+@pytest.mark.parametrize(
+    ("code", "verdict"),
+    [
+        (200, "accepted"),
+        (299, "accepted"),
+        (300, "permanent"),
+        (399, "permanent"),
+        (400, "temporary"),
+        (499, "temporary"),
+        (500, "permanent"),
+        (599, "permanent"),
+    ],
+)
+def test_smtp_reply_classes_are_whole_hundreds(code: int, verdict: str) -> None:
+    assert smtp_reply(code, "text").verdict == verdict
+
+
+@pytest.mark.parametrize("code", [250, 452, 550, 553])
+def test_smtp_replies_keep_the_relay_text(code: int) -> None:
+    assert smtp_reply(code, "what the relay said").detail == "what the relay said"
 
 
 def test_bad_mailbox_syntax_enhanced_code_is_an_invalid_address() -> None:
@@ -85,6 +108,20 @@ def test_http_replies(status: int, verdict: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("status", "verdict"),
+    [(299, "accepted"), (300, "permanent"), (499, "permanent"), (599, "temporary")],
+)
+def test_http_reply_classes_are_whole_hundreds(status: int, verdict: str) -> None:
+    assert http_reply(status, "").verdict == verdict
+
+
+@pytest.mark.parametrize("status", [202, 429, 503, 400, 404])
+def test_http_replies_keep_the_status_and_the_gateway_text(status: int) -> None:
+    attempt = http_reply(status, "what the gateway said")
+    assert (attempt.code, attempt.detail) == (status, "what the gateway said")
+
+
+@pytest.mark.parametrize(
     ("status", "reason"),
     [
         (429, "temporary_failure"),
@@ -125,10 +162,21 @@ def test_retry_after_is_not_kept_on_a_permanent_reply() -> None:
 
 def test_a_connection_failure_is_temporary_and_keeps_its_text() -> None:
     attempt = connection_failure("ConnectionResetError: reset by peer")
-    assert (attempt.verdict, attempt.code, attempt.detail) == (
+    assert (attempt.verdict, attempt.reason, attempt.code, attempt.detail) == (
         "temporary",
+        "temporary_failure",
         None,
         "ConnectionResetError: reset by peer",
+    )
+
+
+def test_an_invalid_address_is_permanent_and_keeps_its_text() -> None:
+    attempt = invalid_address("not an email address: 'nobody'")
+    assert (attempt.verdict, attempt.reason, attempt.code, attempt.detail) == (
+        "permanent",
+        "invalid_address",
+        None,
+        "not an email address: 'nobody'",
     )
 
 

@@ -1,6 +1,7 @@
 import pytest
 
 from services.dispatcher.retry import RetryPolicy
+from services.dispatcher.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -46,3 +47,18 @@ def test_a_tiny_retry_after_is_raised_to_one_second(retry_after: float) -> None:
 
 def test_the_default_backoff_is_capped_too() -> None:
     assert RetryPolicy(throttle_backoff=900.0, max_backoff=600.0).after_throttle(None) == 600.0
+
+
+def test_the_dispatcher_retries_after_30_s_5_min_and_30_min_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The policy as the dispatcher builds it from its settings (services/dispatcher/app.py);
+    # the suite's stack shortens these delays through the environment (tests/stack.py).
+    monkeypatch.delenv("DISPATCHER_RETRY_DELAYS_SECONDS", raising=False)
+    monkeypatch.delenv("DISPATCHER_THROTTLE_BACKOFF_SECONDS", raising=False)
+    settings = Settings()
+    policy = RetryPolicy(
+        delays=settings.retry_delays_seconds, throttle_backoff=settings.throttle_backoff_seconds
+    )
+    assert [policy.after_failure(n) for n in range(1, 5)] == [30.0, 300.0, 1800.0, None]
+    assert policy.after_throttle(None) == 30.0

@@ -37,6 +37,8 @@ def test_an_extension_character_does_not_straddle_two_segments() -> None:
     # 152 septets, then € would take septets 153 and 154: it starts segment 2 instead.
     text = "a" * 152 + "€" + "a" * 152
     assert measure(text) == SmsSize("gsm7", 306, 3)  # ceil(306 / 153) would say 2
+    # Moved, it costs segment 1 one septet, not two: the rest still fills segment 2 exactly.
+    assert measure("a" * 152 + "€" + "a" * 151) == SmsSize("gsm7", 305, 2)
     # One character earlier it fits in segment 1, and the total fits in two.
     assert measure("a" * 151 + "€" + "a" * 153) == SmsSize("gsm7", 306, 2)
     # At the start of segment 2 it is not straddling anything.

@@ -136,6 +136,16 @@ def test_quiet_hours_within_one_day() -> None:
     assert opens_at(toronto(27, 3), "sms", lunch) is None
 
 
+def test_quiet_hours_keep_their_minutes() -> None:
+    evening = TenantSettings(sms_quiet_hours=QuietHours(start="21:30", end="07:45"))
+    assert opens_at(toronto(27, 21, 15), "sms", evening) is None
+    now = toronto(27, 21, 30)
+    assert_opening(now, opens_at(now, "sms", evening), toronto(28, 7, 45))
+    now = toronto(28, 7, 30)
+    assert_opening(now, opens_at(now, "sms", evening), toronto(28, 7, 45))
+    assert opens_at(toronto(28, 7, 45), "sms", evening) is None
+
+
 def test_quiet_hours_of_zero_length_never_apply() -> None:
     empty = TenantSettings(sms_quiet_hours=QuietHours(start="08:00", end="08:00"))
     for hour in range(24):
