@@ -60,11 +60,13 @@ async def reserve(pool: asyncpg.Pool, counts: dict[str, int]) -> float:
         return wait
     async with pool.acquire() as connection:
         for key in sorted(counts):
+            # A clock stepped back (NTP, a restored host) refills nothing rather than draining
+            # the bucket for as long as the step.
             row = await connection.fetchrow(
                 """UPDATE dispatcher.rate_limits SET
                        tokens = CASE WHEN per_second IS NULL THEN 0 ELSE
-                           least(per_second, tokens + per_second * extract(
-                               epoch FROM clock_timestamp() - updated_at)) - $2 END,
+                           least(per_second, tokens + per_second * greatest(0, extract(
+                               epoch FROM clock_timestamp() - updated_at))) - $2 END,
                        updated_at = clock_timestamp()
                    WHERE key = $1
                    RETURNING per_second, tokens,
