@@ -217,8 +217,8 @@ async def test_a_lower_sms_rate_applies_to_a_broadcast_already_running(
     db: asyncpg.Pool, events: EventLog, sms_sink: SmsSink
 ) -> None:
     tenant, _ = fresh_tenant()
-    phones = numbers(36)
-    fast, slow = 4.0, 1.0
+    phones = numbers(24)
+    fast, slow = 3.0, 1.0
     _, run_id, _ = await sms_broadcast(db, events, tenant, phones, {"sms_per_second": fast})
     async with asyncio.timeout(60):
         while not await sms_sink.messages(set(phones)):
