@@ -103,6 +103,11 @@ def french_only(tenant: str, **overrides: Any) -> dict[str, Any]:
     return create
 
 
+def distinct(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events as readers count them: copies (the same event id, republished) dropped."""
+    return list({e["event_id"]: e for e in events}.values())
+
+
 def _answers(log: EventLog, request_id: str) -> list[dict[str, Any]]:
     # broadcast.started carries the request id of the start too: it is not the answer.
     return [
