@@ -137,10 +137,10 @@ RAW: dict[str, bytes] = {
 @pytest.mark.parametrize("case", list(RAW))
 async def test_an_unreadable_command_is_rejected_within_bounds(events: EventLog, case: str) -> None:
     await publish_raw("broadcast.requests", [(b"hostile", RAW[case])])
+    answer = await events.wait_for(lambda e: e["type"] == "broadcast.rejected")
+    assert answer["reason"] in ("invalid_json", "invalid_field"), answer
+    assert len(json.dumps(answer)) < 10_000
     await canary(events)
-    answers = [e for e in events.records if e["type"] == "broadcast.rejected"]
-    assert answers, "the hostile record was answered before the canary"
-    assert all(len(json.dumps(a)) < 10_000 for a in answers)
 
 
 async def test_a_hostile_contract_record_is_dead_lettered_within_bounds(
