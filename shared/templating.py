@@ -150,6 +150,8 @@ def environment(*, html: bool) -> SandboxedEnvironment:
 
 
 _CHECKER = environment(html=False)
+# Lenient about missing values: a trial render looks for what fails whatever the contract.
+_TRIAL = BoundedSandbox(keep_trailing_newline=True)
 
 
 def _field_of(node: nodes.Getattr | nodes.Getitem) -> str | None:
@@ -193,15 +195,76 @@ def _unknown_names(parsed: nodes.Template) -> TemplateProblem | None:
     return None
 
 
-def _private_attributes(parsed: nodes.Template) -> TemplateProblem | None:
+def _forbidden(parsed: nodes.Template) -> TemplateProblem | None:
+    for other in parsed.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        return TemplateProblem(other.lineno, "a template cannot include, import or extend another")
     for access in parsed.find_all(nodes.Getattr):
         if access.attr.startswith("_"):
             return TemplateProblem(access.lineno, f"'{access.attr}' cannot be used in a template")
     return None
 
 
+class _Sample:
+    """Any value a message could hold, for a trial render: every attribute, item, operation
+    and call gives a sample again; it prints as a word, iterates as nothing, compares false."""
+
+    def __getattr__(self, name: str) -> "_Sample":
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, key: Any) -> "_Sample":
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Sample":
+        return self
+
+    def __str__(self) -> str:
+        return "x"
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __bool__(self) -> bool:
+        return True
+
+    def _same(self, *args: Any) -> "_Sample":
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _same
+    __truediv__ = __rtruediv__ = __floordiv__ = __mod__ = __pow__ = __neg__ = _same
+
+    def _false(self, other: Any) -> bool:
+        return False
+
+    __lt__ = __le__ = __gt__ = __ge__ = _false
+
+
+_SAMPLE = _Sample()
+
+
+def _trial(source: str) -> TemplateProblem | None:
+    """Render once on sample values, under the bounds a message has: what exceeds them, or
+    cannot render whatever the contract (endless recursion), fails every message
+    of a broadcast and is refused now. Errors that depend on a contract's values are not."""
+    values = {name: _SAMPLE for name in FIELDS} | {"today": _SAMPLE, "unsubscribe_url": "x"}
+    try:
+        with budget():
+            _TRIAL.from_string(source).render(values)
+    except (TemplateTooCostly, RecursionError, MemoryError) as error:
+        why = str(error) or type(error).__name__
+        return TemplateProblem(None, f"{why} (tried on a sample contract)")
+    except Exception:  # noqa: S110 - depends on the values a real contract has: not refused
+        pass
+    return None
+
+
 def check(source: str) -> TemplateProblem | None:
-    """None when `source` parses, uses only catalogued variables and no private attribute."""
+    """None when `source` parses, uses only catalogued variables and no private attribute,
+    and renders within the bounds on a sample contract."""
     try:
         parsed = _CHECKER.parse(source)
     # RecursionError: nesting a few hundred deep exhausts the parser; MemoryError likewise.
@@ -209,4 +272,4 @@ def check(source: str) -> TemplateProblem | None:
         return TemplateProblem(None, "the template is nested too deeply")
     except TemplateSyntaxError as error:
         return TemplateProblem(error.lineno, f"syntax error: {error.message}")
-    return _private_attributes(parsed) or _unknown_names(parsed)
+    return _forbidden(parsed) or _unknown_names(parsed) or _trial(source)

@@ -41,14 +41,13 @@ def _template_fields(content: Content) -> list[tuple[str, str]]:
 
 
 def check_content(content: Content, *, field: str = "content") -> None:
-    """Every template parses and uses only catalogued variables; subjects stay on one line."""
+    """Every template parses, uses only catalogued variables and renders within its bounds
+    (subjects are one line: events.OneLine)."""
     for name, source in _template_fields(content):
         problem = templating.check(source)
         if problem is not None:
             where = f" at line {problem.line}" if problem.line else ""
             raise Rejection("invalid_template", f"{field}.{name}", f"{problem.message}{where}")
-        if name.endswith(".subject") and ("\r" in source or "\n" in source):
-            raise Rejection("invalid_template", f"{field}.{name}", "a subject must fit on one line")
 
 
 def check_criteria(criteria: Sequence[Criterion], *, first: int) -> CompiledCriteria:

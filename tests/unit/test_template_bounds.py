@@ -92,3 +92,32 @@ def test_private_attributes_and_sandbox_globals_are_refused_at_creation(
 def test_a_template_nested_too_deep_is_refused_at_creation() -> None:
     problem = templating.check("{{ " + "(" * 500 + "1" + ")" * 500 + " }}")
     assert problem is not None
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'x' * 10**8 }}",
+        "{{ 10 ** 5000 }}",
+        "{{ range(10**9) | list }}",
+        "{% include 'x' %}",
+        "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+        "{% for a in range(9999) %}{% for b in range(9999) %}{% endfor %}{% endfor %}",
+    ],
+)
+def test_what_fails_whatever_the_contract_is_refused_at_creation(source: str) -> None:
+    assert templating.check(source) is not None
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 100 / contract.balance }}",  # fails only for a balance of zero
+        "{{ contract.balance * 2 }} {{ contract.visit_at.date }}",
+        "{% for key in contract.attributes %}{{ key }}{% endfor %}",
+        "{% if contract.balance > 0 %}À payer{% endif %} {{ today }} {{ unsubscribe_url }}",
+        "{{ 'x' * 50 }}{% for i in range(100) %}{{ i ** 2 }}{% endfor %}",
+    ],
+)
+def test_what_depends_on_the_contract_is_not_refused_at_creation(source: str) -> None:
+    assert templating.check(source) is None
