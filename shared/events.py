@@ -24,15 +24,52 @@ from pydantic import (
     TypeAdapter,
 )
 
+# Characters no field of a command may hold: control characters (C0, DEL, C1) and lone
+# surrogates, which PostgreSQL refuses (NUL) or no UTF-8 encoder can write. A line (a name, a
+# subject, an address, an id) holds no line break of any kind either, Unicode's included: a
+# header or a log line must not be split. A body keeps tab, line feed and carriage return.
+_LINE_BREAKS = "\u2028\u2029"
+
+
+def _refused(value: str, allowed: str) -> str | None:
+    for char in value:
+        code = ord(char)
+        if char in allowed:
+            continue
+        if code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code < 0xE000 or char in _LINE_BREAKS:
+            return f"U+{code:04X}"
+    return None
+
+
+def _line(value: str) -> str:
+    refused = _refused(value, "")
+    if refused:
+        raise ValueError(f"must be one line of printable characters, not {refused}")
+    return value
+
+
+def _body(value: str) -> str:
+    refused = _refused(value, "\t\n\r")
+    if refused:
+        raise ValueError(f"must hold printable characters, tab and line breaks only, not {refused}")
+    return value
+
+
+OneLine = AfterValidator(_line)
+Body = AfterValidator(_body)
+
+
 Channel = Literal["email", "sms"]
 Language = Literal["fr", "en"]
 TenantId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ]
-RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-ContractId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Text = Annotated[str, StringConstraints(max_length=100_000)]
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128), OneLine]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=256), OneLine]
+ContractId = Annotated[str, StringConstraints(min_length=1, max_length=128), OneLine]
+Text = Annotated[str, StringConstraints(max_length=100_000), Body]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), OneLine]
+Address = Annotated[str, StringConstraints(min_length=3, max_length=254), OneLine]
 TemplateId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
 ]
@@ -47,7 +84,15 @@ def _known_zone(name: str) -> str:
 
 
 TimeZone = Annotated[str, AfterValidator(_known_zone)]
-HttpUrl = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$")]
+HttpUrl = Annotated[
+    str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$"), AfterValidator(_line)
+]
+
+
+def _within_years(value: datetime) -> datetime:
+    if not 1970 <= value.year <= 9998:
+        raise ValueError("must be a date between the years 1970 and 9998")
+    return value
 
 
 def _now() -> datetime:
@@ -74,14 +119,16 @@ class Criterion(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    field: str
-    values: list[str] = Field(min_length=1)
+    field: Annotated[str, StringConstraints(max_length=64), OneLine]
+    values: list[Annotated[str, StringConstraints(max_length=200), OneLine]] = Field(
+        min_length=1, max_length=1000
+    )
 
 
 class EmailContent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    subject: Annotated[str, StringConstraints(min_length=1, max_length=998)]
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=998), OneLine]
     html: Text
     text: Text | None = None
 
@@ -89,7 +136,7 @@ class EmailContent(BaseModel):
 class SmsContent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    text: Annotated[str, StringConstraints(min_length=1, max_length=2_000)]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=2_000), Body]
 
 
 class Content(BaseModel):
@@ -104,9 +151,9 @@ class Content(BaseModel):
 class Sender(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    address: Annotated[str, StringConstraints(min_length=3, max_length=254)]
-    name: Annotated[str, StringConstraints(max_length=200)] = ""
-    reply_to: Annotated[str, StringConstraints(max_length=254)] | None = None
+    address: Address
+    name: Annotated[str, StringConstraints(max_length=200), OneLine] = ""
+    reply_to: Annotated[str, StringConstraints(max_length=254), OneLine] | None = None
 
 
 LinkKind = Literal[
@@ -128,7 +175,15 @@ class DkimSelector(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    domain: Annotated[str, StringConstraints(min_length=3, max_length=253)]
+    # A host name: letters, digits and hyphens in dot-separated labels.
+    domain: Annotated[
+        str,
+        StringConstraints(
+            min_length=3,
+            max_length=253,
+            pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$",
+        ),
+    ]
     selector: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")]
 
 
@@ -214,7 +269,7 @@ class BroadcastDefinition(Command):
     template's latest version when the broadcast starts is the one its run keeps.
     """
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Name
     criteria: list[Criterion] = Field(default_factory=list)
     channels: list[Channel] = Field(min_length=1)
     languages: list[Language] = Field(min_length=1)
@@ -261,7 +316,8 @@ class ScheduleBroadcast(Command):
 
     type: Literal["schedule_broadcast"] = "schedule_broadcast"
     broadcast_id: UUID
-    at: datetime
+    # Within the years a date can be moved across time zones and days without overflowing.
+    at: Annotated[datetime, AfterValidator(_within_years)]
 
 
 class RenameBroadcast(Command):
@@ -269,7 +325,7 @@ class RenameBroadcast(Command):
 
     type: Literal["rename_broadcast"] = "rename_broadcast"
     broadcast_id: UUID
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Name
 
 
 class PauseBroadcast(Command):
@@ -280,7 +336,7 @@ class PauseBroadcast(Command):
     type: Literal["pause_broadcast"] = "pause_broadcast"
     broadcast_id: UUID
     reason: Literal["requested", "failure_ratio"] = "requested"
-    detail: Annotated[str, StringConstraints(max_length=500)] = ""
+    detail: Annotated[str, StringConstraints(max_length=500), OneLine] = ""
 
 
 class ResumeBroadcast(Command):
@@ -313,7 +369,7 @@ class PreviewBroadcast(Command):
 
     type: Literal["preview_broadcast"] = "preview_broadcast"
     broadcast_id: UUID
-    to: Annotated[str, StringConstraints(min_length=3, max_length=254)]
+    to: Address
     channel: Channel = "email"
     contract_id: ContractId | None = None
 
@@ -330,7 +386,7 @@ class SaveTemplate(Command):
 
     type: Literal["save_template"] = "save_template"
     template_id: TemplateId
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Name
     content: Content
 
 
@@ -362,9 +418,9 @@ class ResolveAction(Command):
     Resolving twice the same way is harmless."""
 
     type: Literal["resolve_action"] = "resolve_action"
-    action_id: int = Field(ge=1)
+    action_id: int = Field(ge=1, le=2**63 - 1)  # a PostgreSQL bigint
     resolution: Literal["send", "ignore"]
-    address: Annotated[str, StringConstraints(min_length=3, max_length=254)] | None = None
+    address: Address | None = None
 
 
 class ContractHistory(Command):
@@ -433,6 +489,9 @@ RejectionReason = Literal[
     "not_finished",
     "nothing_to_resend",
     "request_reused",
+    # The command failed for a reason of its own that the engine did not foresee; nothing
+    # private is said, the operator's dead letters and logs have the rest.
+    "internal_error",
 ]
 Outcome = Literal["fully_successful", "partially_successful", "failed", "cancelled"]
 

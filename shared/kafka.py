@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy, BaseMiddleware
@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.events import BroadcastRejected, DeadLettered, RejectionReason
+from shared.isolation import in_a_few_words
 from shared.settings import ServiceSettings
 from shared.topics import DEAD_LETTERS
 
@@ -101,23 +102,35 @@ class QuarantineDecoder(Generic[T]):
         self._adapter = adapter
         self._quarantine = quarantine
         self._mine = mine
+        # The records of the batch in hand, by decoded item: a handler that fails on one item
+        # dead-letters the record it came from. A subscriber handles one batch at a time.
+        self._origin: dict[int, ConsumerRecord] = {}
 
     async def __call__(self, msg: StreamMessage[tuple[ConsumerRecord, ...]]) -> list[T]:
         decoded: list[T] = []
+        self._origin = {}
         for record in msg.raw_message:
             if self._mine is not None and not self._mine(_type_of(record.value)):
                 continue
             try:
-                decoded.append(self._adapter.validate_json(record.value or b""))
+                item = self._adapter.validate_json(record.value or b"")
             except ValidationError as error:
                 await self._quarantine(record, error)
+                continue
+            decoded.append(item)
+            self._origin[id(item)] = record
         return decoded
+
+    def record_of(self, item: T) -> ConsumerRecord | None:
+        """The record `item` was decoded from, while its batch is in hand."""
+        return self._origin.get(id(item))
 
 
 def _type_of(value: bytes | None) -> str | None:
     try:
         parsed = json.loads(value or b"")
-    except ValueError:
+    # RecursionError: JSON nested a thousand deep is not a type anybody handles either.
+    except (ValueError, RecursionError):
         return None
     kind = parsed.get("type") if isinstance(parsed, dict) else None
     return kind if isinstance(kind, str) else None
@@ -142,35 +155,70 @@ def describe(error: ValidationError) -> str:
 Quarantine = Callable[[ConsumerRecord, ValidationError], Awaitable[None]]
 
 
-def dead_letter_quarantine(
-    publisher: DefaultPublisher, service: str, registry: CollectorRegistry
-) -> Quarantine:
-    dead_letters = Counter(
-        "broadcast_dead_letters",
-        "Records no handler could parse, sent to broadcast.dead-letters.",
-        ["topic"],
-        registry=registry,
-    )
+# Echoed input is cut to this many characters per value, so that no answer or dead letter can
+# exceed the producer's limit, however large the record that caused it.
+ECHO_LIMIT = 1024
 
-    async def quarantine(record: ConsumerRecord, validation: ValidationError) -> None:
-        error = describe(validation)
-        key = record.key.decode(errors="replace") if record.key else None
+
+def echo(value: str | bytes | None, limit: int = ECHO_LIMIT) -> str | None:
+    """Input as it may be written back: decoded, lone surrogates and undecodable bytes
+    replaced (they cannot be serialised), and cut to `limit` characters."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value[: 4 * limit].decode(errors="replace")
+    value = value.encode("utf-8", errors="replace").decode()
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+class DeadLetters:
+    """Records set aside for an operator on broadcast.dead-letters, with the error, counted."""
+
+    def __init__(self, publisher: DefaultPublisher, service: str, registry: CollectorRegistry):
+        self._publisher = publisher
+        self._service = service
+        self._count = Counter(
+            "broadcast_dead_letters",
+            "Records no handler could parse or handle, sent to broadcast.dead-letters.",
+            ["topic"],
+            registry=registry,
+        )
+
+    async def send(self, record: ConsumerRecord, error: str) -> None:
         letter = DeadLettered(
-            service=service,
+            service=self._service,
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            key=key,
-            payload=(record.value or b"").decode(errors="replace"),
-            error=error,
+            key=echo(record.key),
+            payload=echo(record.value) or "",
+            error=echo(error) or "",
         )
-        await publisher.publish(letter, key=record.key)
-        dead_letters.labels(record.topic).inc()
+        await self._publisher.publish(letter, key=(record.key or b"")[:ECHO_LIMIT] or None)
+        self._count.labels(record.topic).inc()
         log.warning(
-            "dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, error
+            "dead-lettered %s[%d]@%d: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            letter.error,
         )
 
-    return quarantine
+    async def quarantine(self, record: ConsumerRecord, validation: ValidationError) -> None:
+        """A record that does not validate."""
+        await self.send(record, describe(validation))
+
+    def poison(self, decoder: "QuarantineDecoder[T]") -> Callable[[T, Exception], Awaitable[None]]:
+        """For `isolating`: an item its handler fails on goes to the dead letters as the record
+        `decoder` read it from."""
+
+        async def set_aside(item: T, error: Exception) -> None:
+            record = decoder.record_of(item)
+            if record is None:  # not decoded by this decoder: a bug, not a record's fault
+                raise error
+            await self.send(record, in_a_few_words(error))
+
+        return set_aside
 
 
 async def publish_keyed(publisher: DefaultPublisher, items: Iterable[tuple[str, BaseModel]]) -> int:
@@ -204,19 +252,22 @@ def rejecting_quarantine(
     async def quarantine(record: ConsumerRecord, error: ValidationError) -> None:
         try:
             raw = json.loads(record.value or b"")
-        except ValueError:
+        except (ValueError, RecursionError):
             raw = None
         known = raw if isinstance(raw, dict) else {}
 
         def text(name: str) -> str | None:
             value = known.get(name)
-            return value if isinstance(value, str) else None
+            return echo(value) if isinstance(value, str) else None
 
         reason: RejectionReason = "invalid_json"
         field: str | None = None
         message = "the request is not a JSON object"
-        if isinstance(raw, dict):
-            field, problem = field_errors(error, skip=text("type"))[0]
+        if error.errors()[0]["type"] == "json_invalid":
+            # Python's parser is laxer than pydantic's: a lone surrogate escape, say.
+            message = f"the request is not valid JSON: {error.errors()[0]['msg']}"
+        elif isinstance(raw, dict):
+            field, problem = field_errors(error, skip=known.get("type"))[0]
             reason, message = "invalid_field", f"{field}: {problem}"
         await events.publish(
             BroadcastRejected(
@@ -224,10 +275,45 @@ def rejecting_quarantine(
                 request_id=text("request_id"),
                 command=text("type"),
                 reason=reason,
-                field=field,
-                message=message,
+                field=echo(field),
+                message=echo(message) or "",
             ),
-            key=record.key,
+            key=(record.key or b"")[:ECHO_LIMIT] or None,
         )
 
     return quarantine
+
+
+class _Command(Protocol):
+    type: str
+    tenant_id: str
+    request_id: str
+
+
+def rejecting_poison(events: DefaultPublisher) -> Callable[[Any, Exception], Awaitable[None]]:
+    """For `isolating` over commands: a command its handler fails on by itself gets its one
+    answer, `rejected` with `internal_error`, saying nothing of the error (logged here)."""
+
+    async def answer(command: _Command, error: Exception) -> None:
+        log.error(
+            "%s %s of tenant %s failed: %s",
+            command.type,
+            echo(command.request_id, 100),
+            echo(command.tenant_id, 100),
+            type(error).__name__,
+            exc_info=error,
+        )
+        await events.publish(
+            BroadcastRejected(
+                tenant_id=echo(command.tenant_id),
+                request_id=echo(command.request_id),
+                broadcast_id=getattr(command, "broadcast_id", None),
+                command=command.type,
+                reason="internal_error",
+                field=None,
+                message="the engine could not carry out this command; the operator has the error",
+            ),
+            key=(echo(command.tenant_id, 100) or "").encode(),
+        )
+
+    return answer

@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 
 from shared.admin import ensure_topics
 from shared.db import create_pool, migrate
-from shared.kafka import Quarantine, dead_letter_publisher, dead_letter_quarantine, make_broker
+from shared.kafka import DeadLetters, Quarantine, dead_letter_publisher, make_broker
+from shared.readiness import Readiness
 from shared.settings import ServiceSettings
 
 
@@ -32,15 +33,18 @@ class Runtime:
     settings: ServiceSettings
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     broker: KafkaBroker = field(init=False)
-    # Dead-letters a record no handler can parse, and counts it.
+    # Records no handler can parse, or that a handler fails on by themselves, counted.
+    dead_letters: DeadLetters = field(init=False)
+    # Dead-letters a record no handler can parse.
     quarantine: Quarantine = field(init=False)
     _pool: asyncpg.Pool | None = None
 
     def __post_init__(self) -> None:
         self.broker = make_broker(self.settings, service=self.service, registry=self.registry)
-        self.quarantine = dead_letter_quarantine(
+        self.dead_letters = DeadLetters(
             dead_letter_publisher(self.broker), self.service, self.registry
         )
+        self.quarantine = self.dead_letters.quarantine
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -82,6 +86,15 @@ def service_app(
         runtime.broker,
         asgi_routes=[
             ("/health", make_ping_asgi(runtime.broker, timeout=5.0)),
+            (
+                "/ready",
+                Readiness(
+                    runtime.service,
+                    runtime.settings.kafka_bootstrap_servers,
+                    lambda: runtime.pool,
+                    runtime.settings.stalled_after_seconds,
+                ),
+            ),
             ("/metrics", make_asgi_app(registry=runtime.registry)),
             *routes,
         ],

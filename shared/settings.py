@@ -19,3 +19,6 @@ class ServiceSettings(BaseSettings):
     database_pool_size: int = Field(default=5, ge=1)
     # A batch is what one handler call processes and commits at once.
     batch_size: int = Field(default=500, ge=1)
+    # /ready fails when a consumer group has records waiting and has committed nothing on that
+    # partition for this long: a consumer stuck on a record looks alive and does nothing.
+    stalled_after_seconds: float = Field(default=120.0, gt=0)

@@ -5,10 +5,17 @@ here once: targeting validates content when a broadcast is created or a template
 composer renders it.
 """
 
+import contextlib
 import functools
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from .variables import FIELDS, OPEN_FIELDS
@@ -38,14 +45,113 @@ def missing(name: str, why: str = "") -> Missing:
     return Missing(hint=f"no value for {name}{why}")
 
 
+# What one message's template may cost. A tenant's template runs in every consumer that renders
+# it: however absurd, it must fail its own message, not stall the composer for everyone.
+MAX_SEQUENCE = 100_000  # characters or items a `*` may build
+MAX_EXPONENT = 100  # for `**`
+MAX_RANGE = 10_000  # items a `range()` may yield
+CPU_BUDGET_SECONDS = 0.05  # CPU time one render may take (a busy machine does not count)
+
+# The clock is read every so many operations: reading it costs about as much as an attribute
+# access, and a render makes dozens of them.
+_CHECK_EVERY = 32
+
+
+@dataclass
+class _Budget:
+    deadline: float
+    countdown: int = _CHECK_EVERY
+
+
+_budget: ContextVar[_Budget | None] = ContextVar("template_budget", default=None)
+
+
+class TemplateTooCostly(SecurityError):
+    """A template went over a bound: a sequence, a power, a range, or its CPU time."""
+
+
+@contextlib.contextmanager
+def budget(seconds: float = CPU_BUDGET_SECONDS) -> Iterator[None]:
+    """Renders inside fail with TemplateTooCostly once they used `seconds` of CPU time.
+
+    Counted at every call, attribute or item access and operator a template makes, so a loop
+    costs at most a few passes of its innermost body past the budget."""
+    token = _budget.set(_Budget(time.thread_time() + seconds))
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def _in_budget() -> None:
+    spent = _budget.get()
+    if spent is None:
+        return
+    spent.countdown -= 1
+    if spent.countdown > 0:
+        return
+    spent.countdown = _CHECK_EVERY
+    if time.thread_time() > spent.deadline:
+        raise TemplateTooCostly(f"the template took more than {CPU_BUDGET_SECONDS:g} s of CPU")
+
+
+def _bounded_range(*args: int) -> range:
+    found = range(*args)
+    if len(found) > MAX_RANGE:
+        raise TemplateTooCostly(f"range() of more than {MAX_RANGE} items")
+    return found
+
+
+def _length(value: Any) -> int | None:
+    return len(value) if isinstance(value, str | bytes | list | tuple) else None
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """jinja2's sandbox, with bounds on what a template may build and how long it may run.
+
+    Intercepting `*` and `**` also keeps the compiler from folding them into constants, so
+    `{{ 10 ** 5000 }}` or `{{ 'x' * 10 ** 8 }}` cannot stall even the compilation."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # No cycler, joiner, lipsum, namespace or dict: nothing a message needs, and each is
+        # one more object to reach from a template.
+        self.globals = {"range": _bounded_range}
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _in_budget()
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise TemplateTooCostly(f"a power above {MAX_EXPONENT}")
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                size = _length(sequence)
+                if size is not None and isinstance(times, int) and size * times > MAX_SEQUENCE:
+                    raise TemplateTooCostly(f"a repetition of more than {MAX_SEQUENCE} items")
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _in_budget()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _in_budget()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _in_budget()
+        return super().getitem(obj, argument)
+
+
 def environment(*, html: bool) -> SandboxedEnvironment:
     """HTML templates autoescape every value; a value a recipient lacks is an error, not blank."""
-    return SandboxedEnvironment(
-        autoescape=html, undefined=StrictUndefined, keep_trailing_newline=True
-    )
+    return BoundedSandbox(autoescape=html, undefined=StrictUndefined, keep_trailing_newline=True)
 
 
 _CHECKER = environment(html=False)
+# Lenient about missing values: a trial render looks for what fails whatever the contract.
+_TRIAL = BoundedSandbox(keep_trailing_newline=True)
 
 
 def _field_of(node: nodes.Getattr | nodes.Getitem) -> str | None:
@@ -89,10 +195,81 @@ def _unknown_names(parsed: nodes.Template) -> TemplateProblem | None:
     return None
 
 
+def _forbidden(parsed: nodes.Template) -> TemplateProblem | None:
+    for other in parsed.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        return TemplateProblem(other.lineno, "a template cannot include, import or extend another")
+    for access in parsed.find_all(nodes.Getattr):
+        if access.attr.startswith("_"):
+            return TemplateProblem(access.lineno, f"'{access.attr}' cannot be used in a template")
+    return None
+
+
+class _Sample:
+    """Any value a message could hold, for a trial render: every attribute, item, operation
+    and call gives a sample again; it prints as a word, iterates as nothing, compares false."""
+
+    def __getattr__(self, name: str) -> "_Sample":
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, key: Any) -> "_Sample":
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Sample":
+        return self
+
+    def __str__(self) -> str:
+        return "x"
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __bool__(self) -> bool:
+        return True
+
+    def _same(self, *args: Any) -> "_Sample":
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _same
+    __truediv__ = __rtruediv__ = __floordiv__ = __mod__ = __pow__ = __neg__ = _same
+
+    def _false(self, other: Any) -> bool:
+        return False
+
+    __lt__ = __le__ = __gt__ = __ge__ = _false
+
+
+_SAMPLE = _Sample()
+
+
+def _trial(source: str) -> TemplateProblem | None:
+    """Render once on sample values, under the bounds a message has: what exceeds them, or
+    cannot render whatever the contract (endless recursion), fails every message
+    of a broadcast and is refused now. Errors that depend on a contract's values are not."""
+    values = {name: _SAMPLE for name in FIELDS} | {"today": _SAMPLE, "unsubscribe_url": "x"}
+    try:
+        with budget():
+            _TRIAL.from_string(source).render(values)
+    except (TemplateTooCostly, RecursionError, MemoryError) as error:
+        why = str(error) or type(error).__name__
+        return TemplateProblem(None, f"{why} (tried on a sample contract)")
+    except Exception:  # noqa: S110 - depends on the values a real contract has: not refused
+        pass
+    return None
+
+
 def check(source: str) -> TemplateProblem | None:
-    """None when `source` parses and uses only catalogued variables."""
+    """None when `source` parses, uses only catalogued variables and no private attribute,
+    and renders within the bounds on a sample contract."""
     try:
         parsed = _CHECKER.parse(source)
+    # RecursionError: nesting a few hundred deep exhausts the parser; MemoryError likewise.
+    except (RecursionError, MemoryError):
+        return TemplateProblem(None, "the template is nested too deeply")
     except TemplateSyntaxError as error:
         return TemplateProblem(error.lineno, f"syntax error: {error.message}")
-    return _unknown_names(parsed)
+    return _forbidden(parsed) or _unknown_names(parsed) or _trial(source)

@@ -80,6 +80,16 @@ class SmtpSink(_Sink):
         return int(response.json()["count"])
 
 
+async def publish_raw(topic: str, records: Iterable[tuple[bytes, bytes]]) -> None:
+    """Publish bytes as they are: what a broken or hostile producer could send."""
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", max_request_size=2**21)
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(topic, v, key=k) for k, v in records])
+    finally:
+        await producer.stop()
+
+
 async def publish_json(topic: str, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
     """Publish with a plain Kafka client, as any non-Python service of the platform would."""
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")

@@ -15,11 +15,13 @@ from pydantic import TypeAdapter
 from shared import topics
 from shared.events import (
     DeliveryEvent,
+    DeliveryFailed,
     MessageRendered,
     RecipientTargeted,
     RunEvent,
     RunStarted,
 )
+from shared.isolation import in_a_few_words, isolating
 from shared.kafka import (
     QuarantineDecoder,
     batch_consumer,
@@ -50,12 +52,25 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         lambda run: dkim_keys.load(settings.dkim_keys_dir, run),
     )
 
+    run_decoder = QuarantineDecoder(TypeAdapter(RunEvent), quarantine)
+
+    async def unrenderable(recipient: RecipientTargeted, error: Exception) -> None:
+        """A recipient its run cannot be rendered for, whatever the reason (a template that
+        fails to compile, say): a failed message with its manual action, so the run's counters
+        stay exact and it completes."""
+        failed = DeliveryFailed(
+            **recipient.ref(), reason="render_failed", detail=in_a_few_words(error)
+        )
+        metrics.observe([failed])
+        await publish_keyed(failures, [(str(recipient.recipient_id), failed)])
+
     @broker.subscriber(
         topics.RUNS.name,
         **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
-        decoder=QuarantineDecoder(TypeAdapter(RunEvent), quarantine),
+        decoder=run_decoder,
         description="Run definitions: the templates and sender each recipient is rendered with.",
     )
+    @isolating(runtime.dead_letters.poison(run_decoder))
     async def on_runs(events: list[RunEvent]) -> None:
         await store.save_runs(runtime.pool, [e for e in events if isinstance(e, RunStarted)])
 
@@ -65,6 +80,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         decoder=QuarantineDecoder(TypeAdapter(RecipientTargeted), quarantine),
         description="Recipients to render, one message each.",
     )
+    @isolating(unrenderable)
     async def on_recipients(recipients: list[RecipientTargeted]) -> None:
         runs = await compiled.get(runtime.pool, {r.run_id for r in recipients})
         now = datetime.now(UTC)

@@ -6,6 +6,7 @@ Templates are compiled once per run, not per message: compiling costs far more t
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from html import entities
 from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
@@ -20,6 +21,7 @@ from shared.events import (
     RecipientTargeted,
     RunStarted,
 )
+from shared.isolation import in_a_few_words
 
 from . import sms
 from .context import LinkKeys, RunValues, context
@@ -89,7 +91,7 @@ def _text_template(text: str | None, html: str) -> Template | None:
     if text is not None:
         return _TEXT.from_string(text)
     try:
-        return _TEXT.from_string(text_from_html(html))
+        return _TEXT.from_string(text_from_html(html, template=True))
     except TemplateError:
         return None
 
@@ -106,11 +108,33 @@ def pick_language(
 
 class _TextExtractor(HTMLParser):
     _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "table"})
+    # Characters that would make template code in the text part's template, were they written
+    # as themselves: from a character reference, they stay text (`&#123;&#123; 7*7 &#125;&#125;`
+    # is shown, not computed).
+    _TEMPLATE_SYNTAX = frozenset("{}%#")
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
+    def __init__(self, template: bool = False) -> None:
+        """`template`: the HTML is a template's source, and so is the text made of it."""
+        super().__init__(convert_charrefs=not template)
         self.parts: list[str] = []
         self._skip = 0
+        self._template = template
+
+    def _reference(self, char: str) -> None:
+        if self._skip:
+            return
+        self.parts.append(f"{{{{ {char!r} }}}}" if char in self._TEMPLATE_SYNTAX else char)
+
+    def handle_charref(self, name: str) -> None:
+        try:
+            code = int(name[1:], 16) if name[:1] in "xX" else int(name)
+            char = chr(code)
+        except (ValueError, OverflowError):
+            char = "\ufffd"
+        self._reference(char)
+
+    def handle_entityref(self, name: str) -> None:
+        self._reference(entities.html5.get(name + ";", f"&{name}"))
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in ("script", "style"):
@@ -129,15 +153,22 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
-def text_from_html(html: str) -> str:
-    """A readable plain-text body for clients that do not show HTML."""
-    extractor = _TextExtractor()
+def text_from_html(html: str, *, template: bool = False) -> str:
+    """A readable plain-text body for clients that do not show HTML; with `template`, the
+    text part's template made from an HTML template's source."""
+    extractor = _TextExtractor(template)
     extractor.feed(html)
+    extractor.close()
     lines = (" ".join(line.split()) for line in "".join(extractor.parts).splitlines())
     text = "\n".join(lines)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
     return text.strip() + "\n"
+
+
+# The largest HTML part a message may have: beyond it a template is producing something else
+# than a message (and mailbox providers clip far below).
+MAX_HTML = 256 * 1024
 
 
 def _email(compiled: CompiledRun, recipient: RecipientTargeted, now: datetime) -> str:
@@ -147,13 +178,17 @@ def _email(compiled: CompiledRun, recipient: RecipientTargeted, now: datetime) -
     language = pick_language(run.languages, recipient.contract.language, list(compiled.email))
     values = context(compiled.values, recipient, language, now)
     templates = compiled.email[language]
-    html = templates.html.render(values)
-    text = templates.text.render(values) if templates.text else text_from_html(html)
+    with templating.budget():
+        html = templates.html.render(values)
+        if len(html) > MAX_HTML:
+            raise templating.TemplateTooCostly(f"an HTML part above {MAX_HTML // 1024} KB")
+        text = templates.text.render(values) if templates.text else text_from_html(html)
+        subject = templates.subject.render(values)
     return build_email(
         compiled.skeleton,
         recipient_id=recipient.recipient_id,
         to=recipient.address,
-        subject=templates.subject.render(values),
+        subject=subject,
         text=text,
         html=html,
         sent_at=now,
@@ -164,9 +199,9 @@ def _email(compiled: CompiledRun, recipient: RecipientTargeted, now: datetime) -
 def _sms(compiled: CompiledRun, recipient: RecipientTargeted, now: datetime) -> tuple[str, SmsSize]:
     run = compiled.run
     language = pick_language(run.languages, recipient.contract.language, list(compiled.sms))
-    text = sms.normalise(
-        compiled.sms[language].render(context(compiled.values, recipient, language, now))
-    )
+    with templating.budget():
+        rendered = compiled.sms[language].render(context(compiled.values, recipient, language, now))
+    text = sms.normalise(rendered)
     size = sms.measure(text)
     if size.segments > run.settings.sms_max_segments:
         raise SmsTooLong(
@@ -196,8 +231,10 @@ def render(
         reason, detail = "sms_too_long", str(error)
     except InvalidAddress as error:
         reason, detail = "invalid_address", str(error)
-    except (TemplateError, ValueError) as error:
-        reason, detail = "render_failed", f"{type(error).__name__}: {error}"
+    # Whatever else a tenant's template raises ({{ 1/0 }}, {{ 1 + 'a' }}, a recursive macro)
+    # is this message's failure, not the consumer's.
+    except Exception as error:
+        reason, detail = "render_failed", in_a_few_words(error)
     else:
         return MessageRendered(
             **recipient.ref(),

@@ -7,13 +7,14 @@ from uuid import UUID
 import asyncpg
 
 from shared.events import RunStarted
+from shared.isolation import RetryLater
 
 from . import store
 from .context import LinkKeys
 from .render import CompiledRun, compile_run
 
 
-class RunNotKnownYet(RuntimeError):
+class RunNotKnownYet(RetryLater):
     """A recipient overtook its run's definition (they travel on different topics): retry."""
 
 

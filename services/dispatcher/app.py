@@ -26,6 +26,7 @@ from shared import topics
 from shared.events import (
     DeliveryDeferred,
     DeliveryEvent,
+    DeliveryFailed,
     MessageRendered,
     RunCancelled,
     RunEvent,
@@ -33,6 +34,7 @@ from shared.events import (
     RunResumed,
     TenantSettingsChanged,
 )
+from shared.isolation import in_a_few_words, isolating
 from shared.kafka import (
     QuarantineDecoder,
     batch_consumer,
@@ -98,22 +100,34 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
         assert handover is not None, "messages are consumed only after start-up"
         return handover
 
+    async def unknown(message: MessageRendered, error: Exception) -> None:
+        """A message the dispatcher fails on by itself: it may have been handed over before the
+        failure, so it is never sent again by itself; its manual action lets a person decide."""
+        failed = DeliveryFailed(
+            **message.ref(), reason="unknown_outcome", detail=in_a_few_words(error)
+        )
+        await publish([failed])
+
     @broker.subscriber(
         topics.MESSAGES.name,
         **batch_consumer(f"{SERVICE}.messages", settings.batch_size),
         decoder=QuarantineDecoder(TypeAdapter(MessageRendered), quarantine),
         description="Rendered messages to hand to the SMTP relay or the SMS gateway.",
     )
+    @isolating(unknown)
     async def on_messages(batch: list[MessageRendered]) -> None:
         await publish(await ready().fresh(batch))
+
+    run_decoder = QuarantineDecoder(TypeAdapter(RunEvent), quarantine)
 
     @broker.subscriber(
         topics.RUNS.name,
         **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
-        decoder=QuarantineDecoder(TypeAdapter(RunEvent), quarantine),
+        decoder=run_decoder,
         description="Cancelled runs (what was not handed over yet is reported as cancelled), "
         "paused runs (held in the ledger) and resumed ones (released).",
     )
+    @isolating(runtime.dead_letters.poison(run_decoder))
     async def on_runs(batch: list[RunEvent]) -> None:
         # In order: a pause and its resume may come in one batch.
         for event in batch:
@@ -125,12 +139,15 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
                 case RunResumed():
                     await ledger.resume_run(runtime.pool, event.run_id)
 
+    tenant_decoder = QuarantineDecoder(TypeAdapter(TenantSettingsChanged), quarantine)
+
     @broker.subscriber(
         topics.TENANTS.name,
         **batch_consumer(f"{SERVICE}.tenants", settings.batch_size),
-        decoder=QuarantineDecoder(TypeAdapter(TenantSettingsChanged), quarantine),
+        decoder=tenant_decoder,
         description="Tenants' send windows and rates, applied without a restart.",
     )
+    @isolating(runtime.dead_letters.poison(tenant_decoder))
     async def on_tenant_settings(batch: list[TenantSettingsChanged]) -> None:
         await tenants.save(runtime.pool, batch)
 

@@ -40,9 +40,11 @@ from shared.events import (
     RunEvent,
     TenantSettingsChanged,
 )
+from shared.isolation import isolating
 from shared.kafka import (
     QuarantineDecoder,
     batch_consumer,
+    rejecting_poison,
     rejecting_quarantine,
 )
 from shared.service import Runtime, service_app
@@ -84,12 +86,15 @@ def create_app(
         assert streamer is not None, "commands are consumed only after start-up"
         streamer.kick(run_id)
 
+    contract_decoder = QuarantineDecoder(TypeAdapter(ContractEvent), runtime.quarantine)
+
     @broker.subscriber(
         topics.CONTRACTS.name,
         **batch_consumer(f"{SERVICE}.contracts", settings.batch_size),
-        decoder=QuarantineDecoder(TypeAdapter(ContractEvent), runtime.quarantine),
+        decoder=contract_decoder,
         description="The platform's contract changes, applied to the audience read model.",
     )
+    @isolating(runtime.dead_letters.poison(contract_decoder))
     async def on_contract_changes(changes: list[ContractEvent]) -> None:
         await store.apply_contract_changes(runtime.pool, changes)
 
@@ -105,6 +110,7 @@ def create_app(
         description="Commands (broadcasts, templates, tenant settings); each is answered on "
         "broadcast.events.",
     )
+    @isolating(rejecting_poison(events))
     async def on_commands(commands: list[AnyCommand]) -> None:
         if not commands:  # every record of the batch was invalid and already answered
             return
@@ -112,31 +118,37 @@ def create_app(
         for command in commands:
             await handler.handle(command)
 
+    follow_up_decoder = QuarantineDecoder(
+        TypeAdapter(FollowUpRequested),
+        runtime.quarantine,
+        mine=lambda kind: kind == "run.follow_up_requested",
+    )
+
     @broker.subscriber(
         topics.RUNS.name,
         **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
-        decoder=QuarantineDecoder(
-            TypeAdapter(FollowUpRequested),
-            runtime.quarantine,
-            mine=lambda kind: kind == "run.follow_up_requested",
-        ),
+        decoder=follow_up_decoder,
         description="Messages of manual actions to send again, as one-message runs.",
     )
+    @isolating(runtime.dead_letters.poison(follow_up_decoder))
     async def on_follow_ups(requests: list[FollowUpRequested]) -> None:
         handler = command_handler()
         for request in requests:
             await handler.follow_up(request)
 
+    completion_decoder = QuarantineDecoder(
+        TypeAdapter(BroadcastCompleted),
+        runtime.quarantine,
+        mine=lambda kind: kind == "broadcast.completed",
+    )
+
     @broker.subscriber(
         topics.EVENTS.name,
         **batch_consumer(f"{SERVICE}.completions", settings.batch_size),
-        decoder=QuarantineDecoder(
-            TypeAdapter(BroadcastCompleted),
-            runtime.quarantine,
-            mine=lambda kind: kind == "broadcast.completed",
-        ),
+        decoder=completion_decoder,
         description="Runs the tracker completed: their broadcast becomes completed.",
     )
+    @isolating(runtime.dead_letters.poison(completion_decoder))
     async def on_completions(completions: list[BroadcastCompleted]) -> None:
         if completions:  # the topic's other events are skipped unread
             await transitions.complete(
@@ -147,16 +159,19 @@ def create_app(
                 ],
             )
 
+    failure_decoder = QuarantineDecoder(
+        TypeAdapter(DeliveryFailed),
+        runtime.quarantine,
+        mine=lambda kind: kind == "delivery.failed",
+    )
+
     @broker.subscriber(
         topics.DELIVERIES.name,
         **batch_consumer(f"{SERVICE}.failures", settings.batch_size),
-        decoder=QuarantineDecoder(
-            TypeAdapter(DeliveryFailed),
-            runtime.quarantine,
-            mine=lambda kind: kind == "delivery.failed",
-        ),
+        decoder=failure_decoder,
         description="Messages that failed: whom a resend to the failures goes to.",
     )
+    @isolating(runtime.dead_letters.poison(failure_decoder))
     async def on_failures(failures: list[DeliveryFailed]) -> None:
         if failures:
             await store.record_failures(runtime.pool, failures)

@@ -386,12 +386,17 @@ async def latest_template(
     return None if row is None else (row["version"], Content.model_validate(row["content"]))
 
 
+# An answer must fit in one record: the first TEMPLATES_LIMIT templates by id.
+TEMPLATES_LIMIT = 1000
+
+
 async def list_templates(pool: asyncpg.Pool, tenant_id: str) -> list[TemplateSummary]:
     rows = await pool.fetch(
         """SELECT DISTINCT ON (template_id) template_id, name, version, content, saved_at
            FROM targeting.templates WHERE tenant_id = $1 AND NOT deleted
-           ORDER BY template_id, version DESC""",
+           ORDER BY template_id, version DESC LIMIT $2""",
         tenant_id,
+        TEMPLATES_LIMIT,
     )
     summaries = []
     for row in rows:

@@ -43,9 +43,11 @@ from shared.events import (
     TrackerCommand,
 )
 from shared.ids import event_id_for
+from shared.isolation import isolating
 from shared.kafka import (
     QuarantineDecoder,
     batch_consumer,
+    rejecting_poison,
     rejecting_quarantine,
 )
 from shared.lag import consumer_lag
@@ -174,12 +176,15 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         await publish_completions()
         await publish_progress(run_ids)
 
+    run_decoder = QuarantineDecoder(TypeAdapter(RunEvent), quarantine)
+
     @broker.subscriber(
         topics.RUNS.name,
         **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
-        decoder=QuarantineDecoder(TypeAdapter(RunEvent), quarantine),
+        decoder=run_decoder,
         description="Run starts and targeting totals: the denominators of the counters.",
     )
+    @isolating(runtime.dead_letters.poison(run_decoder))
     async def on_runs(batch: list[RunEvent]) -> None:
         await store.record_run_started(
             runtime.pool, [e for e in batch if isinstance(e, RunStarted)]
@@ -196,12 +201,15 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             failures.forget(change.run_id)
         await settle({e.run_id for e in batch})
 
+    delivery_decoder = QuarantineDecoder(TypeAdapter(DeliveryEvent), quarantine)
+
     @broker.subscriber(
         topics.DELIVERIES.name,
         **batch_consumer(f"{SERVICE}.deliveries", settings.batch_size),
-        decoder=QuarantineDecoder(TypeAdapter(DeliveryEvent), quarantine),
+        decoder=delivery_decoder,
         description="Delivery outcomes; duplicates and reordering leave the counters exact.",
     )
+    @isolating(runtime.dead_letters.poison(delivery_decoder))
     async def on_deliveries(batch: list[DeliveryEvent]) -> None:
         # Deferrals first: a final outcome in the same batch then replaces "waiting".
         waiting = [e for e in batch if isinstance(e, DeliveryDeferred)]
@@ -260,6 +268,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         ),
         description="Manual actions (list, resolve with send or ignore) and contract history.",
     )
+    @isolating(rejecting_poison(events))
     async def on_commands(commands: list[TrackerCommand]) -> None:
         for command in commands:
             reply = await answer(runtime.pool, runs, command)

@@ -468,17 +468,24 @@ async def settle_follow_ups(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> None
     )
 
 
+HISTORY_LIMIT = 1000
+
+
 async def contract_history(
     pool: asyncpg.Pool, tenant_id: str, contract_id: str
 ) -> list[HistoryEntry]:
+    # The newest HISTORY_LIMIT messages, oldest first: an answer must fit in one record.
     rows = await pool.fetch(
-        """SELECT r.broadcast_id, m.run_id, r.name AS broadcast_name, m.channel, m.address,
-                  m.state, m.reason, m.updated_at AS at
-           FROM tracker.messages m JOIN tracker.runs r USING (run_id)
-           WHERE m.tenant_id = $1 AND m.contract_id = $2 AND r.purpose <> 'preview'
-           ORDER BY m.updated_at, m.recipient_id""",
+        """SELECT broadcast_id, run_id, broadcast_name, channel, address, state, reason, at
+           FROM (SELECT r.broadcast_id, m.run_id, r.name AS broadcast_name, m.channel,
+                        m.address, m.state, m.reason, m.updated_at AS at, m.recipient_id
+                 FROM tracker.messages m JOIN tracker.runs r USING (run_id)
+                 WHERE m.tenant_id = $1 AND m.contract_id = $2 AND r.purpose <> 'preview'
+                 ORDER BY m.updated_at DESC, m.recipient_id DESC LIMIT $3) newest
+           ORDER BY at, recipient_id""",
         tenant_id,
         contract_id,
+        HISTORY_LIMIT,
     )
     return [HistoryEntry(**dict(r)) for r in rows]
 

@@ -1,9 +1,11 @@
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from services.targeting.broadcasts import Rejection, check_definition, check_preview_address
 from shared.events import Channel, Content, CreateBroadcast
+from shared.kafka import field_errors
 
 
 def command(**overrides: Any) -> CreateBroadcast:
@@ -67,11 +69,16 @@ def test_unknown_variable_is_named() -> None:
     assert "'customer'" in found.message
 
 
+def refused_field(**overrides: Any) -> str:
+    """The field a command is refused for when it is read, before any check of its meaning."""
+    with pytest.raises(ValidationError) as caught:
+        command(**overrides)
+    return field_errors(caught.value)[0][0]
+
+
 def test_sender_name_cannot_inject_headers() -> None:
-    found = rejection(
-        command(sender={"address": "a@b.example", "name": "Acme\r\nBcc: victim@example.com"})
-    )
-    assert (found.code, found.field) == ("invalid_field", "sender.name")
+    name = "Acme\r\nBcc: victim@example.com"
+    assert refused_field(sender={"address": "a@b.example", "name": name}) == "sender.name"
 
 
 def test_invalid_criteria_are_reported_as_rejections() -> None:
@@ -96,8 +103,8 @@ def test_a_template_must_cover_every_enabled_channel_and_language() -> None:
 
 
 def test_a_subject_template_must_fit_on_one_line() -> None:
-    found = rejection(command(content={"email": {"fr": {"subject": "a\nb", "html": "h"}}}))
-    assert (found.code, found.field) == ("invalid_template", "content.email.fr.subject")
+    content = {"email": {"fr": {"subject": "a\nb", "html": "h"}}}
+    assert refused_field(content=content) == "content.email.fr.subject"
 
 
 def test_an_unknown_field_of_a_known_variable_is_named_with_its_line() -> None:
@@ -120,3 +127,26 @@ def test_a_preview_address_must_suit_its_channel(channel: Channel, to: str) -> N
 def test_a_usable_preview_address_passes() -> None:
     check_preview_address("email", "moi@deneigement.example")
     check_preview_address("sms", "+15145550000")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a@b.example, c@d.example",
+        "a@b.example;c@d.example",
+        "Acme <a@b.example>",
+        "a@b@c.example",
+        '"a"@b.example',
+        "a@b",
+        "a@.example",
+    ],
+)
+def test_a_sender_is_exactly_one_mailbox(address: str) -> None:
+    found = rejection(command(sender={"address": address}))
+    assert (found.code, found.field) == ("invalid_field", "sender.address")
+    reply = rejection(command(sender={"address": "a@b.example", "reply_to": address}))
+    assert (reply.code, reply.field) == ("invalid_field", "sender.reply_to")
+
+
+def test_an_international_mailbox_is_one_mailbox() -> None:
+    check_definition(command(sender={"address": "avis@déneigement.example"}))
