@@ -250,10 +250,17 @@ async def test_a_message_the_dispatcher_fails_on_becomes_an_unknown_outcome(
         "body": "Subject: x\r\n\r\nx\r\n",
     }
     deliveries = await EventLog("broadcast.deliveries").open()
+    letters = await EventLog("broadcast.dead-letters").open()
     try:
         await publish_json("broadcast.messages", [(recipient_id, message)])
         failed = await deliveries.wait_for(lambda e: e.get("recipient_id") == recipient_id)
+        # The tracker cannot store that address either: its consumer sets the record aside.
+        letter = await letters.wait_for(
+            lambda e: e["service"] == "tracker" and e["key"] == recipient_id
+        )
     finally:
         await deliveries.close()
+        await letters.close()
     assert (failed["type"], failed["reason"]) == ("delivery.failed", "unknown_outcome")
+    assert letter["topic"] == "broadcast.deliveries" and letter["error"]
     await canary(events)
