@@ -171,6 +171,11 @@ def echo(value: str | bytes | None, limit: int = ECHO_LIMIT) -> str | None:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
+def echo_key(key: bytes | None) -> bytes | None:
+    """A record's key as it may be written back: cut like any echoed input."""
+    return (key or b"")[:ECHO_LIMIT] or None
+
+
 class DeadLetters:
     """Records set aside for an operator on broadcast.dead-letters, with the error, counted."""
 
@@ -194,7 +199,7 @@ class DeadLetters:
             payload=echo(record.value) or "",
             error=echo(error) or "",
         )
-        await self._publisher.publish(letter, key=(record.key or b"")[:ECHO_LIMIT] or None)
+        await self._publisher.publish(letter, key=echo_key(record.key))
         self._count.labels(record.topic).inc()
         log.warning(
             "dead-lettered %s[%d]@%d: %s",
@@ -278,7 +283,7 @@ def rejecting_quarantine(
                 field=echo(field),
                 message=echo(message) or "",
             ),
-            key=(record.key or b"")[:ECHO_LIMIT] or None,
+            key=echo_key(record.key),
         )
 
     return quarantine

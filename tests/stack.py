@@ -92,16 +92,7 @@ async def publish_raw(topic: str, records: Iterable[tuple[bytes, bytes]]) -> Non
 
 async def publish_json(topic: str, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
     """Publish with a plain Kafka client, as any non-Python service of the platform would."""
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
-    await producer.start()
-    try:
-        pending = [
-            await producer.send(topic, json.dumps(value).encode(), key=key.encode())
-            for key, value in records
-        ]
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+    await publish_raw(topic, ((key.encode(), json.dumps(value).encode()) for key, value in records))
 
 
 class EventLog:
