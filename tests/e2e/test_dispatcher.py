@@ -185,7 +185,7 @@ async def test_cancel_stops_sending_and_reports_the_rest_as_cancelled(
     await configure(
         events,
         tenant,
-        {"email_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "email_per_second": 40},
+        {"email_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "email_per_second": 10},
     )
     await load(
         db,
@@ -202,7 +202,7 @@ async def test_cancel_stops_sending_and_reports_the_rest_as_cancelled(
         lambda e: (
             e["type"] == "broadcast.progressed"
             and e["broadcast_id"] == broadcast_id
-            and e["counters"]["delivered"] >= 40
+            and e["counters"]["delivered"] >= 10
         )
     )
     cancel = {
@@ -223,7 +223,9 @@ async def test_cancel_stops_sending_and_reports_the_rest_as_cancelled(
     assert completed["outcome"] == "cancelled"
     assert counters["failed"] == 0
     assert counters["delivered"] + counters["cancelled"] == counters["messages_targeted"]
-    assert counters["cancelled"] > audience // 2  # stopped within seconds at 40/s
+    # At 10/s the whole run takes 40 s: even a cancel that a loaded machine takes 15 s to apply
+    # leaves more than half unsent (CI once took 5 s, which broke a 40/s version of this bound).
+    assert counters["cancelled"] > audience // 2
     sent = len(await smtp_sink.messages(domain))
     assert sent == counters["delivered"]
     await asyncio.sleep(2)

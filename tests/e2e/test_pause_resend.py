@@ -122,15 +122,13 @@ async def test_a_broadcast_pauses_itself_when_the_relay_refuses_everything(
 ) -> None:
     tenant, domain = new_tenant()
     size = 100
-    await configure(
-        events,
-        tenant,
-        {
-            **OPEN_ALL_WEEK,
-            "email_per_second": 5,
-            "auto_pause": {"failure_ratio": 0.5, "window_seconds": 60, "min_messages": 10},
-        },
-    )
+    # Slow enough that a loaded machine, taking 20 s to apply the pause, still stops before half.
+    settings = {
+        **OPEN_ALL_WEEK,
+        "email_per_second": 2,
+        "auto_pause": {"failure_ratio": 0.5, "window_seconds": 60, "min_messages": 10},
+    }
+    await configure(events, tenant, settings)
     await audience(db, tenant, domain, size)
     await smtp_sink.set_rules(
         [
@@ -163,6 +161,7 @@ async def test_a_broadcast_pauses_itself_when_the_relay_refuses_everything(
 
     # The relay is fixed; the operator resumes and the rest is delivered.
     await smtp_sink.clear_rules()
+    await configure(events, tenant, {**settings, "email_per_second": 50})
     resume = {"type": "resume_broadcast", "broadcast_id": broadcast_id}
     assert (await ask(events, tenant, resume))["type"] == "broadcast.accepted"
     done = await completed(events, broadcast_id)
