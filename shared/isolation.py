@@ -27,13 +27,16 @@ OnPoison = Callable[[T, Exception], Awaitable[None]]
 
 # PostgreSQL classes 08 (connection), 53 (insufficient resources), 57 (operator intervention:
 # shutdown, cannot connect now, cancelled) and 40 (transaction rollback: deadlock,
-# serialization); the driver's own interface errors (a closed pool or connection).
+# serialization); the driver's own interface errors (a closed pool or connection) and internal
+# client errors: asyncpg 0.32's pool raises one while it reconnects to a server coming back
+# (seen with PostgreSQL SIGKILLed mid-broadcast, tests/faults/test_outcomes.py).
 _DATABASE_DOWN: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InsufficientResourcesError,
     asyncpg.OperatorInterventionError,
     asyncpg.TransactionRollbackError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
 )
 # aiokafka marks what a retry can fix; these three it does not mark, yet they only say the
 # broker could not be reached or the producer is shutting down.

@@ -196,6 +196,7 @@ def second_dispatcher(env: dict[str, str], port: int = 9113) -> local_stack.Comp
         name="dispatcher-2",
         command=argv,
         ports=(port,),
-        env={**base.env, **env},
+        # Its own identity in the ledger: the host's name is the stack's dispatcher's.
+        env={**base.env, "DISPATCHER_INSTANCE_ID": f"dispatcher-{port}", **env},
         ready=local_stack.http_ok(port, "/health"),
     )

@@ -8,6 +8,8 @@ DELETE take `?owner=` to replace or clear one owner's rules only), GET /_sink/he
     {"address": "x@example.com" | "@example.com" (a whole domain) | "*",
      "stage": "rcpt" | "data", "code": 550, "message": "5.1.1 User unknown",
      "times": null | int, "action": "reply" | "disconnect"}
+or a slow relay, which answers as usual after waiting:
+    {"address": ..., "stage": ..., "action": "delay", "seconds": 5.0, "times": ...}
 """
 
 from __future__ import annotations
@@ -30,10 +32,21 @@ MAX_MESSAGE_SIZE = 10 * 1024 * 1024
 
 def normalise_rule(raw: Any) -> Rule:
     address = require(raw, "address", str).strip().lower()
+    stage = raw.get("stage", "rcpt")
+    if raw.get("action") == "delay":
+        seconds = require(raw, "seconds", (int, float))
+        if stage not in ("rcpt", "data") or not 0 < seconds <= 600:
+            raise RuleError(f"a delay rule needs stage rcpt|data and 0 < seconds <= 600: {raw!r}")
+        return {
+            "address": address,
+            "stage": stage,
+            "action": "delay",
+            "seconds": float(seconds),
+            "times": raw.get("times"),
+        }
     code = require(raw, "code", int)
     if not 400 <= code <= 599:
         raise RuleError(f"rule code must be a 4xx or 5xx SMTP code: {raw!r}")
-    stage = raw.get("stage", "rcpt")
     action = raw.get("action", "reply")
     if stage not in ("rcpt", "data") or action not in ("reply", "disconnect"):
         raise RuleError(f"rule stage must be rcpt|data and action reply|disconnect: {raw!r}")
@@ -72,9 +85,14 @@ class SinkHandler:
         self.messages: list[dict[str, Any]] = []
         self.rules = Rules(normalise_rule)
 
-    def _rule_for(self, stage: str, addresses: list[str]) -> Rule | None:
+    async def _rule_for(self, stage: str, addresses: list[str]) -> Rule | None:
+        """The rule that decides this reply; a delay rule only holds it back."""
         lowered = [a.lower() for a in addresses]
-        return self.rules.take(lambda r: r["stage"] == stage and _matches(r["address"], lowered))
+        rule = self.rules.take(lambda r: r["stage"] == stage and _matches(r["address"], lowered))
+        if rule is not None and rule["action"] == "delay":
+            await asyncio.sleep(rule["seconds"])
+            return None
+        return rule
 
     @staticmethod
     def _apply(server: SMTP, rule: Rule) -> str:
@@ -91,7 +109,7 @@ class SinkHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        rule = self._rule_for("rcpt", [address])
+        rule = await self._rule_for("rcpt", [address])
         if rule is not None:
             return self._apply(server, rule)
         envelope.rcpt_tos.append(address)
@@ -99,7 +117,7 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        rule = self._rule_for("data", envelope.rcpt_tos)
+        rule = await self._rule_for("data", envelope.rcpt_tos)
         if rule is not None:
             return self._apply(server, rule)
         content = envelope.content

@@ -521,10 +521,11 @@ def _postgres() -> Component:
         "listen_addresses": HOST,
         "unix_socket_directories": str(base),
         "max_connections": "200",
-        # A disposable dev/test cluster: durability is traded for speed. Never copy these
-        # three settings to a real deployment.
+        # A disposable dev/test cluster: durability against a crash of the machine is traded
+        # for speed. Never copy these two settings to a real deployment. Commits stay
+        # synchronous: a killed PostgreSQL keeps every commit it acknowledged (written to the
+        # OS, not flushed), as a real one does, so the database-kill fault test is honest.
         "fsync": "off",
-        "synchronous_commit": "off",
         "full_page_writes": "off",
     }
     try:

@@ -5,11 +5,12 @@ Reads  broadcast.messages    (ready-to-send email and SMS)
        tenant.settings       (send windows and rates)
 Writes broadcast.deliveries  (delivered, failed, deferred until a retry or a window, cancelled)
 
-Order of effects per wave: reserve rate-limit tokens -> claim in the ledger (committed) -> call
-the providers -> record the outcomes; per batch: publish the events and wait for the broker's
-ack -> commit the offsets. Waiting messages live in the ledger; a sweeper in every instance
-takes them when due (FOR UPDATE SKIP LOCKED), turns expired claims into "unknown", and
-announces outcomes a crash left unpublished.
+Order of effects per wave: reserve rate-limit tokens -> claim in the ledger (committed, fenced
+by a token) -> call the providers -> record the outcomes (until the database answers); per
+batch: publish the events and wait for the broker's ack -> commit the offsets. Waiting messages
+live in the ledger; a sweeper in every instance takes them when due (FOR UPDATE SKIP LOCKED),
+settles as "unknown" the claims of its own earlier lives and of silent instances, and announces
+outcomes a crash left unpublished.
 """
 
 import asyncio
@@ -42,7 +43,7 @@ from shared.kafka import (
 )
 from shared.service import Runtime, service_app
 
-from . import ledger, ratelimit, tenants
+from . import instance, ledger, ratelimit, tenants
 from .handover import Clock, Event, Handover, Limits
 from .metrics import DispatcherMetrics
 from .policy import Attempt
@@ -83,7 +84,8 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
         timeout=settings.sms_timeout_seconds,
     )
     handover: Handover | None = None
-    sweeper: asyncio.Task[None] | None = None
+    heartbeat: instance.Heartbeat | None = None
+    background: list[asyncio.Task[None]] = []
     metrics = DispatcherMetrics(runtime.registry)
 
     async def send(message: MessageRendered) -> Attempt:
@@ -96,9 +98,9 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
         await publish_keyed(deliveries, ((str(e.recipient_id), e) for e in events))
         metrics.observe(events)
 
-    def ready() -> Handover:
-        assert handover is not None, "messages are consumed only after start-up"
-        return handover
+    def ready() -> tuple[Handover, instance.Heartbeat]:
+        assert handover and heartbeat, "messages are consumed only after start-up"
+        return handover, heartbeat
 
     async def unknown(message: MessageRendered, error: Exception) -> None:
         """A message the dispatcher fails on by itself: it may have been handed over before the
@@ -116,7 +118,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
     )
     @isolating(unknown)
     async def on_messages(batch: list[MessageRendered]) -> None:
-        await publish(await ready().fresh(batch))
+        await publish(await ready()[0].fresh(batch))
 
     run_decoder = QuarantineDecoder(TypeAdapter(RunEvent), quarantine)
 
@@ -153,8 +155,8 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
 
     async def sweep_once() -> int:
         """One pass; the number of events published."""
-        work = ready()
-        events = [*await work.expire(), *await work.repair(timedelta(seconds=30))]
+        work, alive = ready()
+        events = [*await work.expire(alive.takeover()), *await work.repair(timedelta(seconds=30))]
         events += await work.due(settings.sweep_batch)
         await publish(events)
         await ledger.mark_announced(
@@ -176,7 +178,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
                 await asyncio.sleep(settings.sweep_interval_seconds)
 
     async def create_handover() -> None:
-        nonlocal handover
+        nonlocal handover, heartbeat
         # Set from the environment at start; changed at run time in dispatcher.rate_limits.
         await ratelimit.set_limits(
             runtime.pool,
@@ -189,6 +191,14 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
                 if rate is not None
             ],
         )
+        me = await instance.register(runtime.pool, settings.instance_id)
+        log.info("dispatcher %s, life %d", me.instance_id, me.life)
+        heartbeat = instance.Heartbeat(
+            runtime.pool,
+            me,
+            settings.heartbeat_seconds,
+            timedelta(seconds=settings.takeover_seconds),
+        )
         handover = Handover(
             runtime.pool,
             send,
@@ -197,23 +207,21 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
                 delays=settings.retry_delays_seconds,
                 throttle_backoff=settings.throttle_backoff_seconds,
             ),
-            Limits(
-                wave_size=2 * settings.smtp_connections,
-                waves_in_flight=2,
-                lease=timedelta(seconds=settings.lease_seconds),
-            ),
+            Limits(wave_size=2 * settings.smtp_connections, waves_in_flight=2),
+            me,
             clock,
         )
 
-    async def start_sweeper() -> None:
-        nonlocal sweeper
-        sweeper = asyncio.create_task(sweep_forever(), name="dispatcher-sweeper")
+    async def start_background() -> None:
+        _, alive = ready()
+        background.append(asyncio.create_task(sweep_forever(), name="dispatcher-sweeper"))
+        background.append(asyncio.create_task(alive.run(), name="dispatcher-heartbeat"))
 
-    async def stop_sweeper() -> None:
-        if sweeper is not None:
-            sweeper.cancel()
+    async def stop_background() -> None:
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+                await task
 
     async def close_providers() -> None:
         await relay.close()
@@ -224,7 +232,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
         description=__doc__ or "",
         migrations=Path(__file__).parent / "migrations",
         on_startup=[create_handover],
-        after_startup=[start_sweeper],
-        on_shutdown=[stop_sweeper],
+        after_startup=[start_background],
+        on_shutdown=[stop_background],
         after_shutdown=[close_providers],
     )

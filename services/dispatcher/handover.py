@@ -5,14 +5,20 @@ The same path serves messages fresh from Kafka and messages whose wait is over (
 Messages go out in waves of at most `wave_size`: a wave is claimed, sent over the pool's
 connections, and its outcomes recorded before it counts as done, so a dispatcher killed at any
 moment leaves at most `waves_in_flight` waves of claims whose outcome is unknown.
+
+An outcome the relay gave is never dropped: when the database does not answer, the wave keeps
+it and tries again until it does, and the handler holds its batch meanwhile, so no new message
+is taken and memory stays bounded.
 """
 
 import asyncio
+import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -25,9 +31,10 @@ from shared.events import (
     MessageRendered,
     TenantSettings,
 )
+from shared.isolation import in_a_few_words, is_transient
 
 from . import ledger, ratelimit
-from .policy import Attempt
+from .policy import Attempt, outcome_unknown
 from .retry import RetryPolicy
 from .tenants import Directory
 from .windows import opens_at
@@ -35,13 +42,14 @@ from .windows import opens_at
 Event = MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled
 Send = Callable[[MessageRendered], Awaitable[Attempt]]
 Clock = Callable[[], datetime]
+T = TypeVar("T")
+log = logging.getLogger("dispatcher")
 
 
 @dataclass(frozen=True)
 class Limits:
     wave_size: int
     waves_in_flight: int
-    lease: timedelta
     # Past this much pacing, a batch parks its remaining waves in the ledger (the sweeper sends
     # them when due): a handler must not sleep for long (past max_poll_interval_ms the group
     # rebalances and the batch is delivered again), and a cancel must take effect in seconds.
@@ -77,9 +85,26 @@ def deferred_event(wait: ledger.Wait) -> DeliveryDeferred:
     )
 
 
+@dataclass(frozen=True)
+class _Item:
+    """A message on its way: its attempts so far, and the claim held on it (None: fresh from
+    Kafka, claimed in its wave)."""
+
+    message: MessageRendered
+    attempts: int
+    token: int | None
+
+
 @dataclass
 class _Outcomes:
-    finals: dict[UUID, Attempt] = field(default_factory=dict)
+    # True for messages fresh from Kafka: should their events be lost in a crash, the
+    # redelivered batch announces them again. Messages taken from the ledger have no such
+    # redelivery: their outcomes are recorded as unannounced until published.
+    replayable: bool
+    # Tokens of the claims held, and of those whose message reached its provider: a claim
+    # held and never handed over is given back when the batch fails.
+    held: set[int] = field(default_factory=set)
+    handed_over: set[int] = field(default_factory=set)
     waits: list[ledger.Wait] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
@@ -92,6 +117,7 @@ class Handover:
         tenants: Directory,
         policy: RetryPolicy,
         limits: Limits,
+        me: ledger.Claimant,
         clock: Clock,
     ) -> None:
         self._pool = pool
@@ -99,20 +125,27 @@ class Handover:
         self._tenants = tenants
         self._policy = policy
         self._limits = limits
+        self._me = me
         self._clock = clock
         self._limited = ratelimit.ActiveKeys(pool)
 
     async def fresh(self, messages: Sequence[MessageRendered]) -> list[Event]:
-        """Messages from Kafka: each is claimed here, unless it was seen before."""
+        """Messages from Kafka: each is claimed here, unless it was seen before. One that
+        reached a final state is announced again, wherever its run stands now."""
         unique = list({m.recipient_id: m for m in messages}.values())
-        return await self._hand_over([(m, 0) for m in unique], claimed=False)
+        if not unique:
+            return []
+        earlier = await ledger.finished(self._pool, [m.recipient_id for m in unique])
+        events = [_again(m, earlier[m.recipient_id]) for m in unique if m.recipient_id in earlier]
+        new = [_Item(m, 0, None) for m in unique if m.recipient_id not in earlier]
+        return events + await self._hand_over(new, replayable=True)
 
     async def due(self, limit: int, tenant_id: str | None = None) -> list[Event]:
         """Waiting messages whose time has come (claimed by `take_due`), of one tenant only
         when `tenant_id` is given."""
-        now = self._clock()
-        taken = await ledger.take_due(self._pool, now, now + self._limits.lease, limit, tenant_id)
-        return await self._hand_over(taken, claimed=True)
+        taken = await ledger.take_due(self._pool, self._clock(), self._me, limit, tenant_id)
+        items = [_Item(t.message, t.attempts, t.token) for t in taken]
+        return await self._hand_over(items, replayable=False)
 
     async def repair(self, older_than: timedelta) -> list[Event]:
         """Outcomes recorded but never announced, because their dispatcher died in between."""
@@ -124,10 +157,10 @@ class Handover:
             for u in lost
         ]
 
-    async def expire(self) -> list[Event]:
-        """Claims of dead dispatchers become unknown; waiting messages of cancelled runs
-        become cancelled."""
-        unknown = await ledger.expire_leases(self._pool, self._clock())
+    async def expire(self, takeover: timedelta | None) -> list[Event]:
+        """Claims of this instance's earlier lives, and of instances silent for `takeover`,
+        become unknown; waiting messages of cancelled runs become cancelled."""
+        unknown = await ledger.settle_abandoned(self._pool, self._me, takeover)
         events: list[Event] = [
             DeliveryFailed(
                 **ref.fields(),
@@ -140,24 +173,38 @@ class Handover:
         events.extend(DeliveryCancelled(**ref.fields()) for ref in cancelled)
         return events
 
-    async def _hand_over(
-        self, items: Sequence[tuple[MessageRendered, int]], *, claimed: bool
-    ) -> list[Event]:
+    async def _hand_over(self, items: Sequence[_Item], *, replayable: bool) -> list[Event]:
         if not items:
             return []
-        out = _Outcomes()
-        stopped_runs = await ledger.stopped_runs(self._pool, {m.run_id for m, _ in items})
-        settings = await self._tenants.get({m.tenant_id for m, _ in items})
+        out = _Outcomes(replayable, held={i.token for i in items if i.token is not None})
+        try:
+            return await self._route(items, out)
+        except Exception:
+            # Claims whose message never reached a provider go back: the Kafka replay, or the
+            # next sweep, takes them again. Left alone, a live instance would hold them forever.
+            unsent = out.held - out.handed_over
+            if unsent:
+                await self._until_stored(
+                    "giving back claims", lambda: ledger.release(self._pool, sorted(unsent))
+                )
+            raise
+
+    async def _route(self, items: Sequence[_Item], out: _Outcomes) -> list[Event]:
+        stopped_runs = await ledger.stopped_runs(self._pool, {i.message.run_id for i in items})
+        settings = await self._tenants.get({i.message.tenant_id for i in items})
         now = self._clock()
-        ready: list[tuple[MessageRendered, int]] = []
-        stopped: list[MessageRendered] = []
-        for message, attempts in items:
+        ready: list[_Item] = []
+        stopped: list[_Item] = []
+        for item in items:
+            message = item.message
             why = stopped_runs.get(message.run_id)
             if why == "cancelled":
-                stopped.append(message)
+                stopped.append(item)
                 continue
             if why == "paused":
-                out.waits.append(ledger.Wait(message, None, "paused", attempts, ours=claimed))
+                out.waits.append(
+                    ledger.Wait(message, None, "paused", item.attempts, token=item.token)
+                )
                 continue
             opening = (
                 None
@@ -166,51 +213,66 @@ class Handover:
             )
             if opening is not None:
                 out.waits.append(
-                    ledger.Wait(message, opening, "send_window", attempts, ours=claimed)
+                    ledger.Wait(message, opening, "send_window", item.attempts, token=item.token)
                 )
             else:
-                ready.append((message, attempts))
-        await self._cancel(stopped, claimed, out)
+                ready.append(item)
+        await self._cancel(stopped, out)
         gate = asyncio.Semaphore(self._limits.waves_in_flight)
         size = self._limits.wave_size
         deadline = time.monotonic() + self._limits.max_wait_seconds
 
-        async def wave(part: Sequence[tuple[MessageRendered, int]]) -> None:
+        async def wave(part: Sequence[_Item]) -> None:
             async with gate:
-                await self._wave(part, settings, claimed, deadline, out)
+                await self._wave(part, settings, deadline, out)
 
-        await asyncio.gather(*(wave(ready[i : i + size]) for i in range(0, len(ready), size)))
-        parked = await ledger.schedule(self._pool, out.waits)
+        # Every wave runs to its end before a failure is raised: a wave left running would
+        # record outcomes nobody announces.
+        failures = [
+            r
+            for r in await asyncio.gather(
+                *(wave(ready[i : i + size]) for i in range(0, len(ready), size)),
+                return_exceptions=True,
+            )
+            if isinstance(r, BaseException)
+        ]
+        # A wait after a provider's answer is an outcome too: kept until stored.
+        parked = await self._until_stored(
+            "parking messages", lambda: ledger.schedule(self._pool, out.waits)
+        )
+        if failures:
+            raise failures[0]
         out.events.extend(deferred_event(w) for w in parked)
         return out.events
 
-    async def _cancel(
-        self, messages: Sequence[MessageRendered], claimed: bool, out: _Outcomes
-    ) -> None:
-        if not messages:
+    async def _cancel(self, items: Sequence[_Item], out: _Outcomes) -> None:
+        if not items:
             return
-        if claimed:  # taken from the ledger: the rows exist and are ours
-            await ledger.cancel_claimed(self._pool, [m.recipient_id for m in messages])
-            new = {m.recipient_id for m in messages}
-        else:
-            new = await ledger.cancel_new(self._pool, messages)
-        out.events.extend(DeliveryCancelled(**m.ref()) for m in messages if m.recipient_id in new)
+        held = [i.token for i in items if i.token is not None]
+        # Taken from the ledger: the rows exist and are ours.
+        await ledger.cancel_claimed(self._pool, held)
+        new = {i.message.recipient_id for i in items if i.token is not None}
+        new |= await ledger.cancel_new(self._pool, [i.message for i in items if i.token is None])
+        out.events.extend(
+            DeliveryCancelled(**i.message.ref()) for i in items if i.message.recipient_id in new
+        )
 
     async def _wave(
         self,
-        part: Sequence[tuple[MessageRendered, int]],
+        part: Sequence[_Item],
         settings: dict[str, TenantSettings],
-        claimed: bool,
         deadline: float,
         out: _Outcomes,
     ) -> None:
-        every = Counter(key for m, _ in part for key in ratelimit.buckets(m.tenant_id, m.channel))
+        every = Counter(
+            key for i in part for key in ratelimit.buckets(i.message.tenant_id, i.message.channel)
+        )
         # A tenant's own rate is known from its settings at once; relays and pauses from the
         # shared table, re-read every second.
         limited = await self._limited.among(every) | {
-            ratelimit.tenant_key(m.tenant_id, m.channel)
-            for m, _ in part
-            if _rate(settings[m.tenant_id], m.channel) is not None
+            ratelimit.tenant_key(i.message.tenant_id, i.message.channel)
+            for i in part
+            if _rate(settings[i.message.tenant_id], i.message.channel) is not None
         }
         counts = {key: n for key, n in every.items() if key in limited}
         wait = await ratelimit.reserve(self._pool, counts)
@@ -221,63 +283,132 @@ class Handover:
             # wave that never fits (16 messages at 4/s) would park it forever.
             fits = int(len(part) * max(0.0, deadline - time.monotonic()) / wait)
             later = part[fits:] if 0 < fits < len(part) else part
-            out.waits.extend(ledger.Wait(m, due, "throttled", a, ours=claimed) for m, a in later)
+            out.waits.extend(
+                ledger.Wait(i.message, due, "throttled", i.attempts, token=i.token) for i in later
+            )
             if later is not part:
-                await self._wave(part[:fits], settings, claimed, deadline, out)
+                await self._wave(part[:fits], settings, deadline, out)
             return
         if wait > 0:
             await asyncio.sleep(wait)
-        attempts_of = {m.recipient_id: a for m, a in part}
-        to_send = [m for m, _ in part]
-        if not claimed:
-            claims = await ledger.claim(self._pool, to_send, self._clock() + self._limits.lease)
-            for m in to_send:
-                earlier = claims.finished.get(m.recipient_id)
-                if earlier is None:
-                    continue
-                out.events.append(
-                    DeliveryCancelled(**m.ref())
-                    if earlier.state == "cancelled"
-                    else final_event(m, earlier.attempt)
+        held = await self._claim(part, limited, out)
+        try:
+            await self._send_and_record(held, out)
+        except Exception as error:
+            if not is_transient(error):
+                # A fault of ours, not an outage: the claims would stay ours forever.
+                tokens = [i.token for i in held if i.token is not None]
+                await self._until_stored(
+                    "settling claims", lambda: ledger.settle_unrecorded(self._pool, tokens)
                 )
-            to_send = [m for m in to_send if m.recipient_id in claims.claimed]
-            if len(to_send) < len(part):
-                unused = Counter(
-                    key
-                    for m, _ in part
-                    if m.recipient_id not in claims.claimed
-                    for key in ratelimit.buckets(m.tenant_id, m.channel)
-                    if key in limited
-                )
-                await ratelimit.refund(self._pool, dict(unused))
-        attempts = await asyncio.gather(*(self._send(m) for m in to_send))
+            raise
+
+    async def _claim(self, part: Sequence[_Item], limited: Set[str], out: _Outcomes) -> list[_Item]:
+        """The wave's items with their claims: fresh messages are claimed now, unless another
+        dispatcher has them (in flight there, or finished: announced again)."""
+        fresh = [i.message for i in part if i.token is None]
+        if not fresh:
+            return list(part)
+        claims = await ledger.claim(self._pool, fresh, self._me)
+        out.held.update(claims.claimed.values())
+        for m in fresh:
+            earlier = claims.finished.get(m.recipient_id)
+            if earlier is not None:
+                out.events.append(_again(m, earlier))
+        unused = Counter(
+            key
+            for m in fresh
+            if m.recipient_id not in claims.claimed
+            for key in ratelimit.buckets(m.tenant_id, m.channel)
+            if key in limited
+        )
+        if unused:
+            await ratelimit.refund(self._pool, dict(unused))
+        return [
+            i if i.token is not None else replace(i, token=claims.claimed[i.message.recipient_id])
+            for i in part
+            if i.token is not None or i.message.recipient_id in claims.claimed
+        ]
+
+    async def _send_and_record(self, held: Sequence[_Item], out: _Outcomes) -> None:
+        out.handed_over.update(i.token for i in held if i.token is not None)
+        attempts = await asyncio.gather(*(self._attempt(i.message) for i in held))
         finals: dict[UUID, Attempt] = {}
-        for message, attempt in zip(to_send, attempts, strict=True):
-            tried = attempts_of[message.recipient_id]
-            wait_entry = await self._after(message, attempt, tried)
+        tokens: dict[UUID, int] = {}
+        for item, attempt in zip(held, attempts, strict=True):
+            message = item.message
+            wait_entry = await self._after(item, attempt)
             if wait_entry is not None:
                 out.waits.append(wait_entry)
                 continue
             if attempt.verdict == "temporary":
                 attempt = replace(
-                    attempt, detail=f"gave up after {tried + 1} attempts: {attempt.detail}"
+                    attempt, detail=f"gave up after {item.attempts + 1} attempts: {attempt.detail}"
                 )
+            assert item.token is not None
             finals[message.recipient_id] = attempt
-            out.events.append(final_event(message, attempt))
-        # Outside a Kafka handler nothing would announce these again after a crash.
-        await ledger.record(self._pool, finals, announced=not claimed)
+            tokens[message.recipient_id] = item.token
+        recorded = await self._record(finals, tokens, announced=out.replayable)
+        by_id = {i.message.recipient_id: i.message for i in held}
+        for recipient_id in sorted(recorded.applied | recorded.corrected):
+            out.events.append(final_event(by_id[recipient_id], finals[recipient_id]))
+        if len(finals) > len(recorded.applied) + len(recorded.corrected):
+            log.warning(
+                "%d outcomes arrived after their claims were settled otherwise",
+                len(finals) - len(recorded.applied) - len(recorded.corrected),
+            )
 
-    async def _after(
-        self, message: MessageRendered, attempt: Attempt, attempts: int
-    ) -> ledger.Wait | None:
+    async def _attempt(self, message: MessageRendered) -> Attempt:
+        """The provider's answer; an error nobody foresaw leaves the outcome unknown (the
+        provider may have had the message) rather than the claim unrecorded."""
+        try:
+            return await self._send(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.exception("handing over %s failed unexpectedly", message.recipient_id)
+            return outcome_unknown(in_a_few_words(error))
+
+    async def _record(
+        self, finals: dict[UUID, Attempt], tokens: dict[UUID, int], *, announced: bool
+    ) -> ledger.Recorded:
+        """An outcome given up here would become unknown, and its manual action would send a
+        second copy."""
+        return await self._until_stored(
+            "recording outcomes",
+            lambda: ledger.record(self._pool, finals, tokens, announced=announced),
+        )
+
+    async def _until_stored(self, what: str, store: Callable[[], Awaitable[T]]) -> T:
+        """`store()`, tried again until the database answers (0.2 s, doubling to 5 s)."""
+        delay = 0.2
+        while True:
+            try:
+                return await store()
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                log.warning(
+                    "%s failed (%s); trying again in %.1f s", what, in_a_few_words(error), delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
+
+    async def _after(self, item: _Item, attempt: Attempt) -> ledger.Wait | None:
         """None when the attempt is final; else when to try again."""
         now = self._clock()
+        message, attempts = item.message, item.attempts
         if attempt.verdict == "throttled":
             seconds = self._policy.after_throttle(attempt.retry_after)
             await ratelimit.pause(self._pool, ratelimit.relay_key(message.channel), seconds)
             self._limited.forget()
             return ledger.Wait(
-                message, now + timedelta(seconds=seconds), "throttled", attempts, attempt
+                message,
+                now + timedelta(seconds=seconds),
+                "throttled",
+                attempts,
+                attempt,
+                item.token,
             )
         if attempt.verdict != "temporary":
             return None
@@ -286,4 +417,13 @@ class Handover:
             return None
         if attempt.retry_after is not None:
             delay = max(delay, min(attempt.retry_after, self._policy.max_backoff))
-        return ledger.Wait(message, now + timedelta(seconds=delay), "retry", attempts + 1, attempt)
+        return ledger.Wait(
+            message, now + timedelta(seconds=delay), "retry", attempts + 1, attempt, item.token
+        )
+
+
+def _again(message: MessageRendered, earlier: ledger.Finished) -> Event:
+    """A final state reached before, announced again in case its event was lost."""
+    if earlier.state == "cancelled":
+        return DeliveryCancelled(**message.ref())
+    return final_event(message, earlier.attempt)

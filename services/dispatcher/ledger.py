@@ -3,12 +3,17 @@
 One row per message (the recipient's stable id). A message is handed to its provider only by
 the dispatcher whose claim created or took the row, so a message that arrives twice, after a
 restart or at another instance, is never handed over twice.
+
+A claim names its holder (`Claimant`: an instance and its life) and carries a fencing token:
+only the holder records its outcome, and only while the claim is its own. A claim whose holder
+died is settled as unknown; if the holder was only slow and later reports the relay's answer,
+that answer is applied as a correction, never as a silent overwrite.
 """
 
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -29,12 +34,30 @@ class Finished:
 
 
 @dataclass(frozen=True)
-class Claims:
-    """`claimed`: ours to send now. `finished`: final before; others are in flight elsewhere
-    or waiting (scheduled) and are left alone."""
+class Claimant:
+    """A dispatcher as the ledger knows it: an identity kept across restarts, and the life
+    (one more at every start) that tells its current claims from those of a crashed life."""
 
-    claimed: set[UUID]
+    instance_id: str
+    life: int
+
+
+@dataclass(frozen=True)
+class Claims:
+    """`claimed`: ours to send now, with each claim's fencing token. `finished`: final before;
+    others are in flight elsewhere or waiting (scheduled) and are left alone."""
+
+    claimed: dict[UUID, int]
     finished: dict[UUID, Finished]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """`applied`: outcomes of claims still ours. `corrected`: claims settled as unknown
+    meanwhile, whose real outcome replaced the unknown. The rest were not ours any more."""
+
+    applied: set[UUID]
+    corrected: set[UUID]
 
 
 _VERDICT_OF_STATE: dict[str, Verdict] = {
@@ -67,24 +90,23 @@ def _refs(messages: Sequence[MessageRendered]) -> tuple[list[Any], ...]:
     )
 
 
-async def claim(
-    pool: asyncpg.Pool, messages: Sequence[MessageRendered], lease_until: datetime
-) -> Claims:
+async def claim(pool: asyncpg.Pool, messages: Sequence[MessageRendered], me: Claimant) -> Claims:
     """Claim messages seen for the first time; report the ones that reached a final state."""
     async with pool.acquire() as connection, connection.transaction():
         claimed = {
-            r["recipient_id"]
+            r["recipient_id"]: r["claim_token"]
             for r in await connection.fetch(
                 """INSERT INTO dispatcher.deliveries
                        (recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id,
-                        address, state, lease_until)
-                   SELECT t.*, 'claimed', $8
+                        address, state, claimed_by, claim_life, claim_token)
+                   SELECT t.*, 'claimed', $8, $9, nextval('dispatcher.claim_tokens')
                    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[],
                                $6::text[], $7::text[]) AS t
                    ON CONFLICT (recipient_id) DO NOTHING
-                   RETURNING recipient_id""",
+                   RETURNING recipient_id, claim_token""",
                 *_refs(messages),
-                lease_until,
+                me.instance_id,
+                me.life,
             )
         }
         earlier = await connection.fetch(
@@ -98,30 +120,66 @@ async def claim(
     return Claims(claimed, finished)
 
 
+async def finished(pool: asyncpg.Pool, ids: Sequence[UUID]) -> dict[UUID, Finished]:
+    """The messages among `ids` that reached a final state before: a replay announces them
+    again, whatever their run or their window says now (a held message would never be)."""
+    rows = await pool.fetch(
+        """SELECT recipient_id, state, reason, provider_code, provider_message
+           FROM dispatcher.deliveries
+           WHERE recipient_id = ANY($1::uuid[]) AND state = ANY($2::text[])""",
+        list(ids),
+        list(_VERDICT_OF_STATE),
+    )
+    return {r["recipient_id"]: Finished(r["state"], _attempt(r)) for r in rows}
+
+
 async def record(
-    pool: asyncpg.Pool, outcomes: dict[UUID, Attempt], *, announced: bool = True
-) -> None:
-    """Final outcomes: delivered, failed (for good) or unknown. `announced=False` when no
-    Kafka redelivery would announce them again after a crash (see `unannounced`)."""
+    pool: asyncpg.Pool,
+    outcomes: dict[UUID, Attempt],
+    tokens: dict[UUID, int],
+    *,
+    announced: bool = True,
+) -> Recorded:
+    """Final outcomes (delivered, failed for good or unknown) of claims holding `tokens`.
+
+    Fenced: a claim settled as unknown meanwhile (its holder looked dead) takes the outcome as
+    a correction; any other row is left alone. `announced=False` when no Kafka redelivery
+    would announce them again after a crash (see `unannounced`)."""
     if not outcomes:
-        return
+        return Recorded(set(), set())
     ids = list(outcomes)
     attempts = [outcomes[i] for i in ids]
     states = {"accepted": "delivered", "unknown": "unknown"}
-    await pool.execute(
-        """UPDATE dispatcher.deliveries d
-           SET state = t.state, reason = t.reason, provider_code = t.code,
-               provider_message = t.detail, finished_at = now(), lease_until = NULL,
-               due_at = NULL, waiting_for = NULL, payload = NULL, announced = $6
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[])
-                AS t(recipient_id, state, reason, code, detail)
-           WHERE d.recipient_id = t.recipient_id""",
+    rows = await pool.fetch(
+        """WITH outcome AS (
+               SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[],
+                                    $5::int[], $6::text[])
+                   AS t(recipient_id, token, state, reason, code, detail)),
+           held AS (
+               SELECT d.recipient_id, d.state AS was
+               FROM dispatcher.deliveries d JOIN outcome o USING (recipient_id)
+               WHERE d.claim_token = o.token AND d.state IN ('claimed', 'unknown')
+               FOR UPDATE OF d)
+           UPDATE dispatcher.deliveries d
+           SET state = o.state, reason = o.reason, provider_code = o.code,
+               provider_message = o.detail, finished_at = now(), due_at = NULL,
+               waiting_for = NULL, payload = NULL,
+               announced = $7 AND h.was = 'claimed'
+           FROM outcome o JOIN held h USING (recipient_id)
+           WHERE d.recipient_id = o.recipient_id
+             AND NOT (h.was = 'unknown' AND o.state = 'unknown')
+           RETURNING d.recipient_id, h.was""",
         ids,
+        [tokens[i] for i in ids],
         [states.get(a.verdict, "failed") for a in attempts],
         [a.reason for a in attempts],
         [a.code for a in attempts],
         [a.detail[:1000] for a in attempts],
         announced,
+    )
+    return Recorded(
+        {r["recipient_id"] for r in rows if r["was"] == "claimed"},
+        {r["recipient_id"] for r in rows if r["was"] == "unknown"},
     )
 
 
@@ -135,10 +193,10 @@ class Wait:
     waiting_for: WaitReason
     attempts: int
     attempt: Attempt | None = None
-    # False: parked before this dispatcher claimed it (fresh from Kafka, outside its window or
-    # its run paused). Such a wait never takes over a row another dispatcher has claimed: that
-    # one may be handing it over right now.
-    ours: bool = True
+    # The claim this dispatcher holds on the message; None when parked before any claim (fresh
+    # from Kafka, outside its window or its run paused). Such a wait never takes over a row
+    # another dispatcher has claimed: that one may be handing it over right now.
+    token: int | None = None
 
 
 async def schedule(pool: asyncpg.Pool, waits: Sequence[Wait]) -> list[Wait]:
@@ -166,35 +224,36 @@ async def schedule(pool: asyncpg.Pool, waits: Sequence[Wait]) -> list[Wait]:
                 else replace(w, due_at=now)
                 for w in waits
             ]
-        for ours in (True, False):
-            await _park(connection, [w for w in waits if w.ours == ours], ours=ours)
+        await _park(connection, waits)
     return list(waits)
 
 
-async def _park(connection: Connection, waits: Sequence[Wait], *, ours: bool) -> None:
+async def _park(connection: Connection, waits: Sequence[Wait]) -> None:
     if not waits:
         return
     messages = [w.message for w in waits]
-    replaceable = "('claimed', 'scheduled')" if ours else "('scheduled')"
     await connection.execute(
         """INSERT INTO dispatcher.deliveries AS d
                (recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id, address,
-                state, due_at, waiting_for, attempts, provider_code, provider_message, payload)
+                state, due_at, waiting_for, attempts, provider_code, provider_message, payload,
+                claim_token)
            SELECT t.recipient_id, t.run_id, t.tenant_id, t.channel, t.broadcast_id,
                   t.contract_id, t.address, 'scheduled', t.due_at, t.waiting_for, t.attempts,
-                  t.code, t.detail, t.payload::jsonb
+                  t.code, t.detail, t.payload::jsonb, t.token
            FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],
                        $7::text[], $8::timestamptz[], $9::text[], $10::int[], $11::int[],
-                       $12::text[], $13::text[])
+                       $12::text[], $13::text[], $14::bigint[])
                 AS t(recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id,
-                     address, due_at, waiting_for, attempts, code, detail, payload)
+                     address, due_at, waiting_for, attempts, code, detail, payload, token)
            ON CONFLICT (recipient_id) DO UPDATE
            SET state = 'scheduled', due_at = excluded.due_at, waiting_for = excluded.waiting_for,
                attempts = excluded.attempts, provider_code = excluded.provider_code,
                provider_message = excluded.provider_message, payload = excluded.payload,
-               lease_until = NULL
-           WHERE d.state IN """  # noqa: S608 -- one of two constant lists
-        + replaceable,
+               claimed_by = NULL, claim_life = NULL, claim_token = NULL
+           -- A claim is given back only by its holder, while it holds it (a new row only ever
+           -- comes from a wait without a claim: its token is NULL).
+           WHERE d.state = 'scheduled'
+              OR (d.state = 'claimed' AND d.claim_token = excluded.claim_token)""",
         *_refs(messages),
         [w.due_at for w in waits],
         [w.waiting_for for w in waits],
@@ -202,35 +261,51 @@ async def _park(connection: Connection, waits: Sequence[Wait], *, ours: bool) ->
         [w.attempt.code if w.attempt else None for w in waits],
         [w.attempt.detail[:1000] if w.attempt else None for w in waits],
         [m.model_dump_json() for m in messages],
+        [w.token for w in waits],
     )
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A waiting message claimed because its time has come."""
+
+    message: MessageRendered
+    attempts: int
+    token: int
 
 
 async def take_due(
     pool: asyncpg.Pool,
     now: datetime,
-    lease_until: datetime,
+    me: Claimant,
     limit: int,
     tenant_id: str | None = None,
-) -> list[tuple[MessageRendered, int]]:
-    """Claim up to `limit` waiting messages whose time has come, with their attempts so far;
-    only `tenant_id`'s when given (a sweep on a clock of its own must not take the others').
+) -> list[Taken]:
+    """Claim up to `limit` waiting messages whose time has come; only `tenant_id`'s when given
+    (a sweep on a clock of its own must not take the others').
 
     SKIP LOCKED: several dispatchers sweep at once without taking the same message."""
     rows = await pool.fetch(
-        """UPDATE dispatcher.deliveries SET state = 'claimed', lease_until = $2
+        """UPDATE dispatcher.deliveries
+           SET state = 'claimed', claimed_by = $2, claim_life = $3,
+               claim_token = nextval('dispatcher.claim_tokens')
            WHERE recipient_id IN (
                SELECT recipient_id FROM dispatcher.deliveries
                WHERE state = 'scheduled' AND due_at <= $1
-                 AND ($4::text IS NULL OR tenant_id = $4)
-               ORDER BY due_at LIMIT $3
+                 AND ($5::text IS NULL OR tenant_id = $5)
+               ORDER BY due_at LIMIT $4
                FOR UPDATE SKIP LOCKED)
-           RETURNING payload, attempts""",
+           RETURNING payload, attempts, claim_token""",
         now,
-        lease_until,
+        me.instance_id,
+        me.life,
         limit,
         tenant_id,
     )
-    return [(MessageRendered.model_validate(_json(r["payload"])), r["attempts"]) for r in rows]
+    return [
+        Taken(MessageRendered.model_validate(_json(r["payload"])), r["attempts"], r["claim_token"])
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -260,19 +335,60 @@ class Ref:
 _REF_COLUMNS = "recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id, address"
 
 
-async def expire_leases(pool: asyncpg.Pool, now: datetime) -> list[Ref]:
-    """Claims nobody recorded in time: their dispatcher died between claim and outcome, so
-    the provider may or may not have the message. Never sent again automatically."""
+async def settle_abandoned(
+    pool: asyncpg.Pool, me: Claimant, takeover: timedelta | None
+) -> list[Ref]:
+    """Claims nobody will record: those of this instance's earlier lives (it crashed between
+    claim and outcome) and, when `takeover` is given, those of instances silent for that long.
+    The provider may or may not have the message: unknown, never sent again automatically.
+
+    The fencing token stays, so that a holder that was only slow corrects the outcome."""
     rows = await pool.fetch(
-        f"""UPDATE dispatcher.deliveries
+        f"""UPDATE dispatcher.deliveries d
             SET state = 'unknown', reason = 'unknown_outcome', finished_at = now(),
                 provider_message = 'the dispatcher stopped while handing it over',
-                lease_until = NULL, payload = NULL, announced = false
-            WHERE state = 'claimed' AND lease_until < $1
-            RETURNING {_REF_COLUMNS}""",  # noqa: S608 -- constant column list
-        now,
+                payload = NULL, announced = false
+            FROM dispatcher.instances i
+            WHERE d.state = 'claimed' AND i.instance_id = d.claimed_by
+              AND ((d.claimed_by = $1 AND d.claim_life < $2)
+                   OR (d.claimed_by <> $1 AND $3::interval IS NOT NULL
+                       AND i.heartbeat_at < now() - $3::interval))
+            RETURNING {", ".join("d." + c for c in _REF_COLUMNS.split(", "))}""",  # noqa: S608
+        me.instance_id,
+        me.life,
+        takeover,
     )
     return [Ref(**dict(r)) for r in rows]
+
+
+async def settle_unrecorded(pool: asyncpg.Pool, tokens: Sequence[int]) -> None:
+    """Claims whose outcome could not be recorded because of a fault of the dispatcher itself
+    (a bug, not an outage): unknown now, rather than held by a live instance forever."""
+    await pool.execute(
+        """UPDATE dispatcher.deliveries
+           SET state = 'unknown', reason = 'unknown_outcome', finished_at = now(),
+               provider_message = 'the dispatcher failed while recording its outcome',
+               payload = NULL, announced = false
+           WHERE claim_token = ANY($1::bigint[]) AND state = 'claimed'""",
+        list(tokens),
+    )
+
+
+async def release(pool: asyncpg.Pool, tokens: Sequence[int]) -> None:
+    """Give back claims whose message never reached a provider: a fresh one is forgotten (the
+    Kafka replay claims it again), one taken from the ledger is due again."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "DELETE FROM dispatcher.deliveries "
+            "WHERE claim_token = ANY($1::bigint[]) AND state = 'claimed' AND payload IS NULL",
+            list(tokens),
+        )
+        await connection.execute(
+            """UPDATE dispatcher.deliveries
+               SET state = 'scheduled', claimed_by = NULL, claim_life = NULL, claim_token = NULL
+               WHERE claim_token = ANY($1::bigint[]) AND state = 'claimed'""",
+            list(tokens),
+        )
 
 
 async def cancel_new(pool: asyncpg.Pool, messages: Sequence[MessageRendered]) -> set[UUID]:
@@ -293,14 +409,13 @@ async def cancel_new(pool: asyncpg.Pool, messages: Sequence[MessageRendered]) ->
     return {r["recipient_id"] for r in rows}
 
 
-async def cancel_claimed(pool: asyncpg.Pool, ids: Sequence[UUID]) -> None:
+async def cancel_claimed(pool: asyncpg.Pool, tokens: Sequence[int]) -> None:
     """Messages taken to be sent whose run was cancelled meanwhile."""
     await pool.execute(
         """UPDATE dispatcher.deliveries
-           SET state = 'cancelled', finished_at = now(), payload = NULL, lease_until = NULL,
-               announced = false
-           WHERE recipient_id = ANY($1::uuid[]) AND state = 'claimed'""",
-        list(ids),
+           SET state = 'cancelled', finished_at = now(), payload = NULL, announced = false
+           WHERE claim_token = ANY($1::bigint[]) AND state = 'claimed'""",
+        list(tokens),
     )
 
 

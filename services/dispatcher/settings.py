@@ -1,3 +1,5 @@
+import socket
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -30,10 +32,14 @@ class Settings(ServiceSettings):
     retry_delays_seconds: tuple[float, ...] = (30.0, 300.0, 1800.0)
     # How long a relay is left alone after it asked us to slow down without saying how long.
     throttle_backoff_seconds: float = Field(default=30.0, gt=0)
-    # A claim not recorded within this time belonged to a dispatcher that died: its outcome
-    # becomes unknown. Longer than the slowest hand-over (connect + MAIL + RCPT + DATA, each
-    # up to the timeout), so a live dispatcher never loses a claim.
-    lease_seconds: float = Field(default=300.0, gt=0)
+    # This dispatcher in the ledger, kept across restarts (a StatefulSet's pod name, a
+    # container's hostname): a restarted instance settles the claims its crash left at once.
+    # Two live dispatchers must not share one.
+    instance_id: str = Field(default_factory=socket.gethostname, min_length=1)
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
+    # The claims of an instance silent this long are settled as unknown by the others. Several
+    # heartbeats, so that a pause of the process or the network is not taken for a death.
+    takeover_seconds: float = Field(default=15.0, gt=0)
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
     # Waiting messages taken per sweep.
     sweep_batch: int = Field(default=200, ge=1)

@@ -135,7 +135,8 @@ _STATES = {
 async def record_deliveries(
     pool: asyncpg.Pool, events: Sequence[FinalDelivery]
 ) -> tuple[set[UUID], list[FinalDelivery]]:
-    """Record each message's final state once; counters move only for states new to us.
+    """Record each message's final state once; counters move only for states new to us, or
+    for an unknown outcome the dispatcher corrected.
 
     Returns the runs concerned and the events recorded now (copies left out)."""
     unique = list({e.recipient_id: e for e in events}.values())
@@ -149,32 +150,50 @@ async def record_deliveries(
                                      $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
                     AS t(recipient_id, run_id, broadcast_id, tenant_id, contract_id, channel,
                          address, state, reason, detail)),
+            previous AS (
+                SELECT m.recipient_id, m.state
+                FROM tracker.messages m JOIN incoming USING (recipient_id)),
             inserted AS (
                 INSERT INTO tracker.messages (recipient_id, run_id, tenant_id, contract_id,
                                               channel, address, state, reason, detail)
                 SELECT recipient_id, run_id, tenant_id, contract_id, channel, address, state,
                        reason, detail
                 FROM incoming
-                -- A final state replaces "waiting", never another final state.
+                -- A final state replaces "waiting", never another final state, except an
+                -- unknown outcome: the dispatcher settled a claim whose holder looked dead,
+                -- then the holder reported the provider's answer (a correction).
                 ON CONFLICT (recipient_id) DO UPDATE
                 SET state = excluded.state, reason = excluded.reason, detail = excluded.detail,
                     waiting_for = NULL, due_at = NULL, updated_at = now()
                 WHERE tracker.messages.state = 'waiting'
+                   OR (tracker.messages.state = 'failed'
+                       AND tracker.messages.reason = 'unknown_outcome'
+                       AND excluded.state <> 'cancelled'
+                       AND excluded.reason IS DISTINCT FROM 'unknown_outcome')
                 RETURNING recipient_id, run_id, tenant_id, state),
             actions AS (
                 INSERT INTO tracker.actions (recipient_id, run_id, tenant_id)
                 SELECT recipient_id, run_id, tenant_id FROM inserted i
                 WHERE state = 'failed' AND NOT EXISTS (
                     SELECT 1 FROM tracker.runs r
-                    WHERE r.run_id = i.run_id AND r.purpose <> 'broadcast')),
+                    WHERE r.run_id = i.run_id AND r.purpose <> 'broadcast')
+                ON CONFLICT (recipient_id) DO NOTHING),
+            -- A failure corrected to delivered needs nobody to act on it any more.
+            closed AS (
+                DELETE FROM tracker.actions a
+                USING inserted i JOIN previous p USING (recipient_id)
+                WHERE a.recipient_id = i.recipient_id AND a.state = 'open'
+                  AND p.state = 'failed' AND i.state = 'delivered'),
             counted AS (
             INSERT INTO tracker.runs AS r (run_id, broadcast_id, tenant_id, delivered, failed,
                                            cancelled)
             SELECT i.run_id, min(c.broadcast_id::text)::uuid, min(i.tenant_id),
                    count(*) FILTER (WHERE i.state = 'delivered'),
-                   count(*) FILTER (WHERE i.state = 'failed'),
+                   count(*) FILTER (WHERE i.state = 'failed')
+                       - count(*) FILTER (WHERE p.state = 'failed'),
                    count(*) FILTER (WHERE i.state = 'cancelled')
             FROM inserted i JOIN incoming c USING (recipient_id)
+                 LEFT JOIN previous p USING (recipient_id)
             GROUP BY i.run_id
             ON CONFLICT (run_id) DO UPDATE
             SET delivered = r.delivered + excluded.delivered, failed = r.failed + excluded.failed,

@@ -29,7 +29,7 @@ def message(run_id: object) -> MessageRendered:
 
 async def row(service_pool: asyncpg.Pool, m: MessageRendered) -> asyncpg.Record:
     found = await service_pool.fetchrow(
-        "SELECT state, waiting_for, due_at, lease_until FROM dispatcher.deliveries "
+        "SELECT state, waiting_for, due_at, claim_token FROM dispatcher.deliveries "
         "WHERE recipient_id = $1",
         m.recipient_id,
     )
@@ -43,19 +43,19 @@ async def test_held_until_resumed_and_a_live_claim_is_left_alone(
     run_id = uuid4()
     await ledger.pause_run(service_pool, run_id)
     held, claimed_elsewhere = message(run_id), message(run_id)
-    lease = datetime.now(UTC) + timedelta(minutes=5)
-    assert (await ledger.claim(service_pool, [claimed_elsewhere], lease)).claimed == {
-        claimed_elsewhere.recipient_id
-    }
+    elsewhere = ledger.Claimant(f"elsewhere-{uuid4()}", 1)
+    claims = await ledger.claim(service_pool, [claimed_elsewhere], elsewhere)
+    assert list(claims.claimed) == [claimed_elsewhere.recipient_id]
     # Both came again from Kafka (a redelivery) after the pause: parked, not claimed by us.
     parked = await ledger.schedule(
         service_pool,
-        [ledger.Wait(m, None, "paused", 0, ours=False) for m in (held, claimed_elsewhere)],
+        [ledger.Wait(m, None, "paused", 0) for m in (held, claimed_elsewhere)],
     )
     assert [w.due_at for w in parked] == [None, None]
     assert tuple(await row(service_pool, held))[:3] == ("scheduled", "paused", None)
     other = await row(service_pool, claimed_elsewhere)
-    assert (other["state"], other["lease_until"]) == ("claimed", lease)  # not taken over
+    token = claims.claimed[claimed_elsewhere.recipient_id]
+    assert (other["state"], other["claim_token"]) == ("claimed", token)  # not taken over
 
     soon = datetime.now(UTC) + timedelta(seconds=1)
     await ledger.resume_run(service_pool, run_id)
@@ -64,7 +64,5 @@ async def test_held_until_resumed_and_a_live_claim_is_left_alone(
 
     # Parked after the resume committed: due at once, not held forever.
     late = message(run_id)
-    (again,) = await ledger.schedule(
-        service_pool, [ledger.Wait(late, None, "paused", 0, ours=False)]
-    )
+    (again,) = await ledger.schedule(service_pool, [ledger.Wait(late, None, "paused", 0)])
     assert again.due_at is not None and (await row(service_pool, late))["due_at"] is not None

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
+from services.dispatcher import ledger
 from services.dispatcher.handover import Handover, Limits
 from services.dispatcher.policy import Attempt
 from services.dispatcher.retry import RetryPolicy
@@ -74,7 +75,8 @@ async def test_a_weekend_message_waits_until_monday_then_leaves_once(
         send,
         Directory(service_pool),  # the tenant has no settings: the default, no email on weekends
         RetryPolicy(),
-        Limits(wave_size=4, waves_in_flight=1, lease=timedelta(minutes=5)),
+        Limits(wave_size=4, waves_in_flight=1),
+        ledger.Claimant(f"test-{uuid4()}", 1),
         clock,
     )
     events = await handover.fresh([message(tenant, address)])

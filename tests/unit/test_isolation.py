@@ -20,6 +20,7 @@ from shared.kafka import ECHO_LIMIT, echo
         asyncpg.TooManyConnectionsError("full"),
         asyncpg.DeadlockDetectedError("deadlock"),
         asyncpg.InterfaceError("pool is closed"),
+        asyncpg.InternalClientError("PoolConnectionHolder.connect() called while another"),
         KafkaConnectionError(),
         RequestTimedOutError(),
     ],
