@@ -2,7 +2,8 @@
 
 Reads  audience.contracts  (contract upserts and deletions from the platform)
        broadcast.requests  (broadcast, template and tenant commands)
-       broadcast.runs      (follow-ups: an action's message to send again)
+       broadcast.runs      (follow-ups: an action's message to send again; actions closed:
+                            left out of a resend to the failures)
        broadcast.events    (completed runs: the broadcast's lifecycle moves to completed)
        broadcast.deliveries (failed messages: whom a resend to the failures goes to)
 Writes broadcast.events    (answers to commands, started, contact opted out)
@@ -28,6 +29,8 @@ from shared import topics
 from shared.events import (
     COMMAND_ADAPTER,
     TRACKER_COMMAND_TYPES,
+    ActionClosed,
+    ActionEvent,
     AnyCommand,
     BroadcastCompleted,
     BroadcastEvent,
@@ -118,23 +121,28 @@ def create_app(
         for command in commands:
             await handler.handle(command)
 
-    follow_up_decoder = QuarantineDecoder(
-        TypeAdapter(FollowUpRequested),
+    action_decoder = QuarantineDecoder(
+        TypeAdapter(ActionEvent),
         runtime.quarantine,
-        mine=lambda kind: kind == "run.follow_up_requested",
+        mine=lambda kind: kind in ("run.follow_up_requested", "run.action_closed"),
     )
 
     @broker.subscriber(
         topics.RUNS.name,
         **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
-        decoder=follow_up_decoder,
-        description="Messages of manual actions to send again, as one-message runs.",
+        decoder=action_decoder,
+        description="Manual actions: messages to send again, as one-message runs, and "
+        "messages a resend to the failures leaves out.",
     )
-    @isolating(runtime.dead_letters.poison(follow_up_decoder))
-    async def on_follow_ups(requests: list[FollowUpRequested]) -> None:
+    @isolating(runtime.dead_letters.poison(action_decoder))
+    async def on_actions(changes: list[FollowUpRequested | ActionClosed]) -> None:
         handler = command_handler()
-        for request in requests:
-            await handler.follow_up(request)
+        for change in changes:
+            if isinstance(change, FollowUpRequested):
+                await handler.follow_up(change)
+        await store.close_failures(
+            runtime.pool, [c for c in changes if isinstance(c, ActionClosed)]
+        )
 
     completion_decoder = QuarantineDecoder(
         TypeAdapter(BroadcastCompleted),

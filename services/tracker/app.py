@@ -6,7 +6,7 @@ Reads  broadcast.runs        (run started; targeting completed with the exact to
        broadcast.deliveries  (delivered / failed, possibly twice, possibly out of order)
 Writes broadcast.events      (progressed at a bounded rate, completed with outcome and counters,
                               previewed for a preview run, answers to its commands)
-       broadcast.runs        (follow-ups: an action's message to send again)
+       broadcast.runs        (follow-ups: an action's message to send again; actions closed)
        broadcast.requests    (pause_broadcast when a run's failure ratio goes over its tenant's)
 """
 
@@ -25,6 +25,7 @@ from shared import topics
 from shared.events import (
     TRACKER_COMMAND_ADAPTER,
     TRACKER_COMMAND_TYPES,
+    ActionEvent,
     BroadcastCompleted,
     BroadcastEvent,
     BroadcastPreviewed,
@@ -32,7 +33,6 @@ from shared.events import (
     DeliveryDeferred,
     DeliveryEvent,
     FinalDelivery,
-    FollowUpRequested,
     PauseBroadcast,
     RunCancelled,
     RunEvent,
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
-    runs = broker.publisher(topics.RUNS.name, schema=FollowUpRequested)
+    runs = broker.publisher(topics.RUNS.name, schema=ActionEvent)
     requests = broker.publisher(topics.REQUESTS.name, schema=PauseBroadcast)
     failures = FailureWindow()
     quarantine = runtime.quarantine
