@@ -34,8 +34,6 @@ from shared.events import (
     AnyCommand,
     BroadcastCompleted,
     BroadcastEvent,
-    Channel,
-    ContactOptedOut,
     ContractEvent,
     DeliveryFailed,
     FollowUpRequested,
@@ -54,6 +52,7 @@ from shared.service import Runtime, service_app
 
 from . import store, transitions
 from .commands import CommandHandler, Publishers
+from .opt_outs import OptOuts
 from .settings import Settings
 from .streaming import RunStreamer
 from .unsubscribe import UnsubscribePage
@@ -81,6 +80,7 @@ def create_app(
     scheduler: asyncio.Task[None] | None = None
 
     publishers = Publishers(events, runs, recipients, tenants)
+    opt_outs = OptOuts(lambda: runtime.pool, events)
 
     def command_handler() -> CommandHandler:
         return CommandHandler(runtime.pool, publishers, start_run, clock)
@@ -184,17 +184,6 @@ def create_app(
         if failures:
             await store.record_failures(runtime.pool, failures)
 
-    async def record_opt_out(
-        tenant_id: str, channel: Channel, address: str, contract_id: str
-    ) -> None:
-        if await store.record_opt_out(runtime.pool, tenant_id, channel, address, contract_id):
-            await events.publish(
-                ContactOptedOut(
-                    tenant_id=tenant_id, contract_id=contract_id, channel=channel, address=address
-                ),
-                key=tenant_id.encode(),
-            )
-
     async def create_streamer() -> None:
         nonlocal streamer
         streamer = RunStreamer(
@@ -209,15 +198,17 @@ def create_app(
         nonlocal scheduler
         assert streamer is not None
         await streamer.resume_all()
-        scheduler = asyncio.create_task(start_scheduled(), name="targeting-scheduler")
+        scheduler = asyncio.create_task(every_second(), name="targeting-scheduler")
 
-    async def start_scheduled() -> None:
-        handler = command_handler()
+    async def every_second() -> None:
+        # Scheduled broadcasts whose time came; opt-outs whose announcement was lost.
+        for_each_second = (command_handler().start_due, opt_outs.announce_late)
         while True:
-            try:
-                await handler.start_due()
-            except Exception:
-                log.exception("starting scheduled broadcasts failed; trying again")
+            for part in for_each_second:
+                try:
+                    await part()
+                except Exception:
+                    log.exception("%s failed; trying again", part.__name__)
             await asyncio.sleep(1)
 
     async def stop_streaming() -> None:
@@ -235,5 +226,5 @@ def create_app(
         on_startup=[create_streamer],
         after_startup=[resume_streaming],
         on_shutdown=[stop_streaming],
-        routes=[("/unsubscribe", UnsubscribePage(settings.link_secrets(), record_opt_out))],
+        routes=[("/unsubscribe", UnsubscribePage(settings.link_secrets(), opt_outs.record))],
     )

@@ -160,12 +160,21 @@ async def _opted_out(
     return found
 
 
+@dataclass(frozen=True)
+class OptOut:
+    tenant_id: str
+    channel: Channel
+    address: str  # lower-cased
+    contract_id: str
+
+
 async def record_opt_out(
     pool: asyncpg.Pool, tenant_id: str, channel: Channel, address: str, contract_id: str
-) -> bool:
-    """Remember the opt-out and apply it to every contract of the tenant with that address.
+) -> OptOut | None:
+    """Remember the opt-out, not announced yet, and apply it to every contract of the tenant
+    with that address.
 
-    True when it is new: a second click changes nothing."""
+    The opt-out when it is new; None for a second click, which changes nothing."""
     address = address.strip().lower()
     column = "emails" if channel == "email" else "phones"
     async with pool.acquire() as connection, connection.transaction():
@@ -191,7 +200,28 @@ async def record_opt_out(
             tenant_id,
             address,
         )
-        return bool(inserted)
+    return OptOut(tenant_id, channel, address, contract_id) if inserted else None
+
+
+async def unannounced_opt_outs(pool: asyncpg.Pool, older_than: float) -> list[OptOut]:
+    """Opt-outs recorded more than `older_than` seconds ago and still not announced."""
+    rows = await pool.fetch(
+        """SELECT tenant_id, channel, address, contract_id FROM targeting.opt_outs
+           WHERE NOT announced AND opted_out_at < now() - make_interval(secs => $1)
+           ORDER BY opted_out_at LIMIT 1000""",
+        older_than,
+    )
+    return [OptOut(**dict(r)) for r in rows]
+
+
+async def mark_opt_out_announced(pool: asyncpg.Pool, opt_out: OptOut) -> None:
+    await pool.execute(
+        """UPDATE targeting.opt_outs SET announced = true
+           WHERE tenant_id = $1 AND channel = $2 AND address = $3""",
+        opt_out.tenant_id,
+        opt_out.channel,
+        opt_out.address,
+    )
 
 
 async def create_broadcast(

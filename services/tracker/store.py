@@ -131,6 +131,50 @@ async def watched(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[Watched]:
     ]
 
 
+@dataclass(frozen=True)
+class AutoPauseAsked:
+    """A pause the tracker asked for: one per run and stretch between resumes."""
+
+    run_id: UUID
+    resumes: int
+    broadcast_id: UUID
+    tenant_id: str
+    detail: str
+
+
+async def record_auto_pause(pool: asyncpg.Pool, run: Watched, detail: str) -> AutoPauseAsked:
+    """Record the pause, not published yet; asking again in the same stretch changes nothing."""
+    await pool.execute(
+        """INSERT INTO tracker.auto_pauses (run_id, resumes, broadcast_id, tenant_id, detail)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+        run.run_id,
+        run.resumes,
+        run.broadcast_id,
+        run.tenant_id,
+        detail,
+    )
+    return AutoPauseAsked(run.run_id, run.resumes, run.broadcast_id, run.tenant_id, detail)
+
+
+async def unpublished_auto_pauses(pool: asyncpg.Pool, older_than: float) -> list[AutoPauseAsked]:
+    """Pauses asked more than `older_than` seconds ago and still not published."""
+    rows = await pool.fetch(
+        """SELECT run_id, resumes, broadcast_id, tenant_id, detail FROM tracker.auto_pauses
+           WHERE NOT published AND asked_at < now() - make_interval(secs => $1)
+           ORDER BY asked_at LIMIT 1000""",
+        older_than,
+    )
+    return [AutoPauseAsked(**dict(r)) for r in rows]
+
+
+async def mark_auto_pause_published(pool: asyncpg.Pool, pause: AutoPauseAsked) -> None:
+    await pool.execute(
+        "UPDATE tracker.auto_pauses SET published = true WHERE run_id = $1 AND resumes = $2",
+        pause.run_id,
+        pause.resumes,
+    )
+
+
 async def record_targeting(pool: asyncpg.Pool, totals: Sequence[TargetingCompleted]) -> None:
     await pool.executemany(
         """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, contracts_targeted,

@@ -1,19 +1,24 @@
-"""Whom a resend to the failures goes to, against the real database."""
+"""Whom a resend to the failures goes to, and opt-outs announced at least once, against the
+real database."""
 
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
 from services.targeting import store, transitions
 from services.targeting.broadcasts import Rejection
+from services.targeting.opt_outs import OptOuts
 from shared.events import (
     ActionClosed,
+    ContactOptedOut,
     CreateBroadcast,
     DeliveryFailed,
     FailureReason,
 )
+from shared.ids import opt_out_event_id_for
 
 pytestmark = pytest.mark.stack
 
@@ -133,3 +138,46 @@ async def test_nothing_is_resent_when_every_failure_was_taken_care_of(
     )
     assert await resendable(db, run_id, include_unknown=True) == {"c0@x.example"}
     assert resent != run_id
+
+
+class Events:
+    """Stands for the broadcast.events publisher; fails while `down`."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.published: list[ContactOptedOut] = []
+
+    async def publish(self, message: ContactOptedOut, key: bytes | None = None) -> None:
+        if self.down:
+            raise KafkaConnectionError()
+        self.published.append(message)
+
+
+async def test_an_unsubscribe_click_holds_when_its_announcement_is_lost(
+    service_pool: asyncpg.Pool,
+) -> None:
+    # Within a few seconds: after that, the running targeting would announce it itself
+    # (tests/faults/test_lost_publishes.py checks that repair).
+    db, tenant = service_pool, f"t{uuid4().hex[:10]}"
+    events = Events()
+    opt_outs = OptOuts(lambda: db, events)
+    events.down = True
+    await opt_outs.record(tenant, "email", " Leaving@X.example", "C-1")  # the click still works
+    events.down = False
+    await opt_outs.record(tenant, "email", "leaving@x.example", "C-1")  # a second click
+    await opt_outs.announce_late()  # too recent: its click may still be announcing it
+    assert [e for e in events.published if e.tenant_id == tenant] == []
+    (lost,) = [o for o in await store.unannounced_opt_outs(db, 0) if o.tenant_id == tenant]
+    assert lost == store.OptOut(tenant, "email", "leaving@x.example", "C-1")
+
+    await opt_outs.record(tenant, "sms", "+15145550000", "C-2")  # announced at once
+    (announced,) = [e for e in events.published if e.tenant_id == tenant]
+    assert (announced.contract_id, announced.channel, announced.address) == (
+        "C-2",
+        "sms",
+        "+15145550000",
+    )
+    assert announced.event_id == opt_out_event_id_for(tenant, "sms", "+15145550000")
+    left = [o for o in await store.unannounced_opt_outs(db, 0) if o.tenant_id == tenant]
+    assert left == [lost]
+    await store.mark_opt_out_announced(db, lost)  # nothing of this test for targeting to announce

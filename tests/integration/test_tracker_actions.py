@@ -1,5 +1,6 @@
 """Manual actions against the real database: each is resolved once, a replay changes nothing,
-a resend to the failures closes the ones it sends again."""
+a resend to the failures closes the ones it sends again, and an auto-pause is kept until it is
+published."""
 
 from typing import Any
 from uuid import UUID, uuid4
@@ -13,12 +14,14 @@ from shared.events import (
     ActionClosed,
     ActionResolved,
     ActionView,
+    AutoPause,
     BroadcastRejected,
     DeliveryFailed,
     FailureReason,
     FollowUpRequested,
     ResolveAction,
     RunStarted,
+    TargetingCompleted,
 )
 
 pytestmark = pytest.mark.stack
@@ -51,6 +54,26 @@ def run_started(tenant: str, broadcast_id: UUID, run_id: UUID, **extra: Any) -> 
     )
 
 
+async def finish(db: asyncpg.Pool, tenant: str, broadcast_id: UUID, run_id: UUID, n: int) -> None:
+    """Targeting counted `n` messages and each has its outcome: the run is completed (and
+    announced, so that the running tracker has nothing of this test to publish or count)."""
+    await store.record_targeting(
+        db,
+        [
+            TargetingCompleted(
+                tenant_id=tenant,
+                broadcast_id=broadcast_id,
+                run_id=run_id,
+                contracts=n,
+                messages=n,
+                unreachable_contracts=0,
+            )
+        ],
+    )
+    await store.complete_finished(db, [run_id])
+    await store.mark_completion_published(db, run_id)
+
+
 async def failed_run(
     db: asyncpg.Pool, tenant: str, reasons: list[FailureReason]
 ) -> tuple[UUID, UUID, dict[str, int]]:
@@ -73,6 +96,7 @@ async def failed_run(
             for i, reason in enumerate(reasons)
         ],
     )
+    await finish(db, tenant, broadcast_id, run_id, len(reasons))
     actions = await store.list_actions(db, tenant, broadcast_id, None, 100)
     return broadcast_id, run_id, {a.address: a.action_id for a in actions}
 
@@ -100,6 +124,7 @@ async def fail_follow_up(
         ],
     )
     await store.settle_follow_ups(db, [follow_up_run])
+    await finish(db, tenant, broadcast_id, follow_up_run, 1)
 
 
 def resolve(tenant: str, action_id: int, request_id: str, **fields: Any) -> ResolveAction:
@@ -193,6 +218,7 @@ async def test_a_resend_to_the_failures_closes_the_actions_it_sends_again(
     resend = run_started(tenant, broadcast_id, uuid4(), resends_failures_of=run_id)
     await store.record_run_started(db, [resend])
     await store.record_run_started(db, [resend])  # a copy changes nothing
+    await finish(db, tenant, broadcast_id, resend.run_id, 0)
     by_address = {a.address: a for a in await states()}
     assert {a: v.state for a, v in by_address.items()} == {
         "c0@x.example": "resent",
@@ -205,6 +231,20 @@ async def test_a_resend_to_the_failures_closes_the_actions_it_sends_again(
         tenant, broadcast_id, uuid4(), resends_failures_of=run_id, include_unknown=True
     )
     await store.record_run_started(db, [with_unknown])
+    await finish(db, tenant, broadcast_id, with_unknown.run_id, 0)
     assert {a.address: a.state for a in await states()}["c1@x.example"] == "resent"
     refused = await answer(db, Runs(), resolve(tenant, actions["c0@x.example"], "r2"))
     assert isinstance(refused, BroadcastRejected) and "resent" in refused.message
+
+
+async def test_an_auto_pause_is_kept_until_it_is_published(service_pool: asyncpg.Pool) -> None:
+    db = service_pool
+    run = store.Watched(uuid4(), uuid4(), f"t{uuid4().hex[:10]}", 0, AutoPause())
+    await store.record_auto_pause(db, run, "60 of the last 100 messages failed")
+    await store.record_auto_pause(db, run, "asked again in the same stretch")
+    too_recent = await store.unpublished_auto_pauses(db, 60)
+    assert run.run_id not in {p.run_id for p in too_recent}
+    (late,) = [p for p in await store.unpublished_auto_pauses(db, 0) if p.run_id == run.run_id]
+    assert (late.resumes, late.detail) == (0, "60 of the last 100 messages failed")
+    await store.mark_auto_pause_published(db, late)
+    assert run.run_id not in {p.run_id for p in await store.unpublished_auto_pauses(db, 0)}

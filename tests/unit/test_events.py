@@ -17,6 +17,7 @@ from shared.ids import (
     broadcast_id_for,
     event_id_for,
     follow_up_run_id_for,
+    opt_out_event_id_for,
     recipient_id_for,
     run_id_for,
 )
@@ -101,6 +102,13 @@ def test_a_replayed_send_lands_on_its_follow_up_run_and_another_send_on_a_new_on
     assert follow_up_run_id_for(7, "r1") == follow_up_run_id_for(7, "r1")
     assert follow_up_run_id_for(7, "r1") != follow_up_run_id_for(7, "r2")
     assert follow_up_run_id_for(7, "r1") != follow_up_run_id_for(8, "r1")
+
+
+def test_an_opt_out_is_announced_with_one_id_per_address() -> None:
+    first = opt_out_event_id_for("acme", "email", "Leaving@X.example")
+    assert first == opt_out_event_id_for("acme", "email", "leaving@x.example")
+    assert first != opt_out_event_id_for("other", "email", "leaving@x.example")
+    assert first != opt_out_event_id_for("acme", "sms", "leaving@x.example")
 
 
 def test_a_resend_to_the_failures_leaves_unknown_outcomes_out_unless_asked() -> None:
