@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from uuid import uuid4
 
 import asyncpg
@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared import topics
+from shared.events import ActionState
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA = os.environ.get("BROADCAST_KAFKA", "127.0.0.1:19092")
@@ -284,6 +285,11 @@ def parser() -> argparse.ArgumentParser:
     res.add_argument(
         "--failed", action="store_true", help="only to the addresses that failed last time"
     )
+    res.add_argument(
+        "--include-unknown",
+        action="store_true",
+        help="with --failed, also where the outcome is unknown (the relay may have it)",
+    )
     sch = tenant_command("schedule", "start a draft at a given time")
     sch.add_argument("broadcast_id")
     sch.add_argument("--at", required=True, help="ISO time; without an offset: the tenant's")
@@ -299,7 +305,7 @@ def parser() -> argparse.ArgumentParser:
     act.add_argument("verb", nargs="?", choices=["send", "ignore"])
     act.add_argument("action_id", nargs="?", type=int)
     act.add_argument("--broadcast")
-    act.add_argument("--state", choices=["open", "sending", "sent", "ignored"])
+    act.add_argument("--state", choices=get_args(ActionState))
     act.add_argument("--to", help="a corrected address, with send")
     return root
 
@@ -342,6 +348,7 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
                     "tenant_id": tenant,
                     "broadcast_id": args.broadcast_id,
                     "only_failed": args.failed,
+                    "include_unknown": args.include_unknown,
                 }
             )
         case "preview":

@@ -349,11 +349,14 @@ class ResumeBroadcast(Command):
 class ResendBroadcast(Command):
     """Send a finished broadcast again, as a new run with its own counters.
 
-    `only_failed`: only to the addresses whose message failed in the previous run."""
+    `only_failed`: only to the addresses whose message failed in the previous run, except those
+    whose action was resolved since and, unless `include_unknown`, those whose outcome is
+    unknown (the relay may have them: sending again may deliver twice)."""
 
     type: Literal["resend_broadcast"] = "resend_broadcast"
     broadcast_id: UUID
     only_failed: bool = False
+    include_unknown: bool = False
 
 
 class CancelBroadcast(Command):
@@ -401,7 +404,8 @@ class ListTemplates(Command):
     type: Literal["list_templates"] = "list_templates"
 
 
-ActionState = Literal["open", "sending", "sent", "ignored"]
+# `resent`: a resend to its run's failures sent the message again.
+ActionState = Literal["open", "sending", "sent", "ignored", "resent"]
 
 
 class ListActions(Command):
@@ -415,7 +419,10 @@ class ListActions(Command):
 
 class ResolveAction(Command):
     """Send the message again (to `address` when given: a corrected address) or ignore it.
-    Resolving twice the same way is harmless."""
+
+    Only an open action is resolved; replaying the request that resolved it is harmless (the
+    same answer, the same follow-up run), any other request is refused. Each send that is
+    applied is a new message: after a follow-up that failed, the action is open again."""
 
     type: Literal["resolve_action"] = "resolve_action"
     action_id: int = Field(ge=1, le=2**63 - 1)  # a PostgreSQL bigint
@@ -861,6 +868,9 @@ class RunStarted(Record):
     purpose: Literal["broadcast", "preview", "follow_up"] = "broadcast"
     template: TemplateVersion | None = None
     settings: TenantSettings = TenantSettings()
+    # A resend to the failures of that run; `include_unknown`: unknown outcomes included.
+    resends_failures_of: UUID | None = None
+    include_unknown: bool = False
 
 
 class TargetingCompleted(Record):
@@ -920,8 +930,33 @@ class FollowUpRequested(Record):
     requested_by: str
 
 
+class ActionClosed(Record):
+    """A manual action resolved with "send" or "ignore": a later resend to the failures of run
+    `run_id` leaves this message out (somebody took care of it)."""
+
+    type: Literal["run.action_closed"] = "run.action_closed"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    recipient_id: UUID
+    action_id: int
+    contract_id: str
+    channel: Channel
+    address: str
+    resolution: Literal["send", "ignore"]
+
+
+# What the tracker publishes about manual actions on broadcast.runs, for targeting.
+ActionEvent = Annotated[FollowUpRequested | ActionClosed, Field(discriminator="type")]
+
 RunEvent = Annotated[
-    RunStarted | TargetingCompleted | RunCancelled | RunPaused | RunResumed | FollowUpRequested,
+    RunStarted
+    | TargetingCompleted
+    | RunCancelled
+    | RunPaused
+    | RunResumed
+    | FollowUpRequested
+    | ActionClosed,
     Field(discriminator="type"),
 ]
 

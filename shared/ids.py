@@ -29,6 +29,13 @@ def preview_run_id_for(broadcast_id: UUID, request_id: str) -> UUID:
     return uuid5(_NAMESPACE, f"preview|{broadcast_id}|{request_id}")
 
 
-def follow_up_run_id_for(action_id: int) -> UUID:
-    """The run that sends an action's message again: resolving it twice lands on the same run."""
-    return uuid5(_NAMESPACE, f"follow-up|{action_id}")
+def follow_up_run_id_for(action_id: int, request_id: str) -> UUID:
+    """The run that sends an action's message again: a replayed command lands on the same run,
+    another command (after the follow-up failed) on a new one."""
+    return uuid5(_NAMESPACE, f"follow-up|{action_id}|{request_id}")
+
+
+def opt_out_event_id_for(tenant_id: str, channel: str, address: str) -> UUID:
+    """The `contact.opted_out` of one address: published again after a lost publish, it keeps
+    its id, so readers can drop the copy."""
+    return uuid5(_NAMESPACE, f"opted-out|{tenant_id}|{channel}|{address.lower()}")

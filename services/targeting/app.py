@@ -2,7 +2,8 @@
 
 Reads  audience.contracts  (contract upserts and deletions from the platform)
        broadcast.requests  (broadcast, template and tenant commands)
-       broadcast.runs      (follow-ups: an action's message to send again)
+       broadcast.runs      (follow-ups: an action's message to send again; actions closed:
+                            left out of a resend to the failures)
        broadcast.events    (completed runs: the broadcast's lifecycle moves to completed)
        broadcast.deliveries (failed messages: whom a resend to the failures goes to)
 Writes broadcast.events    (answers to commands, started, contact opted out)
@@ -28,11 +29,11 @@ from shared import topics
 from shared.events import (
     COMMAND_ADAPTER,
     TRACKER_COMMAND_TYPES,
+    ActionClosed,
+    ActionEvent,
     AnyCommand,
     BroadcastCompleted,
     BroadcastEvent,
-    Channel,
-    ContactOptedOut,
     ContractEvent,
     DeliveryFailed,
     FollowUpRequested,
@@ -51,6 +52,7 @@ from shared.service import Runtime, service_app
 
 from . import store, transitions
 from .commands import CommandHandler, Publishers
+from .opt_outs import OptOuts
 from .settings import Settings
 from .streaming import RunStreamer
 from .unsubscribe import UnsubscribePage
@@ -78,6 +80,7 @@ def create_app(
     scheduler: asyncio.Task[None] | None = None
 
     publishers = Publishers(events, runs, recipients, tenants)
+    opt_outs = OptOuts(lambda: runtime.pool, events)
 
     def command_handler() -> CommandHandler:
         return CommandHandler(runtime.pool, publishers, start_run, clock)
@@ -118,23 +121,28 @@ def create_app(
         for command in commands:
             await handler.handle(command)
 
-    follow_up_decoder = QuarantineDecoder(
-        TypeAdapter(FollowUpRequested),
+    action_decoder = QuarantineDecoder(
+        TypeAdapter(ActionEvent),
         runtime.quarantine,
-        mine=lambda kind: kind == "run.follow_up_requested",
+        mine=lambda kind: kind in ("run.follow_up_requested", "run.action_closed"),
     )
 
     @broker.subscriber(
         topics.RUNS.name,
         **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
-        decoder=follow_up_decoder,
-        description="Messages of manual actions to send again, as one-message runs.",
+        decoder=action_decoder,
+        description="Manual actions: messages to send again, as one-message runs, and "
+        "messages a resend to the failures leaves out.",
     )
-    @isolating(runtime.dead_letters.poison(follow_up_decoder))
-    async def on_follow_ups(requests: list[FollowUpRequested]) -> None:
+    @isolating(runtime.dead_letters.poison(action_decoder))
+    async def on_actions(changes: list[FollowUpRequested | ActionClosed]) -> None:
         handler = command_handler()
-        for request in requests:
-            await handler.follow_up(request)
+        for change in changes:
+            if isinstance(change, FollowUpRequested):
+                await handler.follow_up(change)
+        await store.close_failures(
+            runtime.pool, [c for c in changes if isinstance(c, ActionClosed)]
+        )
 
     completion_decoder = QuarantineDecoder(
         TypeAdapter(BroadcastCompleted),
@@ -176,17 +184,6 @@ def create_app(
         if failures:
             await store.record_failures(runtime.pool, failures)
 
-    async def record_opt_out(
-        tenant_id: str, channel: Channel, address: str, contract_id: str
-    ) -> None:
-        if await store.record_opt_out(runtime.pool, tenant_id, channel, address, contract_id):
-            await events.publish(
-                ContactOptedOut(
-                    tenant_id=tenant_id, contract_id=contract_id, channel=channel, address=address
-                ),
-                key=tenant_id.encode(),
-            )
-
     async def create_streamer() -> None:
         nonlocal streamer
         streamer = RunStreamer(
@@ -201,15 +198,17 @@ def create_app(
         nonlocal scheduler
         assert streamer is not None
         await streamer.resume_all()
-        scheduler = asyncio.create_task(start_scheduled(), name="targeting-scheduler")
+        scheduler = asyncio.create_task(every_second(), name="targeting-scheduler")
 
-    async def start_scheduled() -> None:
-        handler = command_handler()
+    async def every_second() -> None:
+        # Scheduled broadcasts whose time came; opt-outs whose announcement was lost.
+        for_each_second = (command_handler().start_due, opt_outs.announce_late)
         while True:
-            try:
-                await handler.start_due()
-            except Exception:
-                log.exception("starting scheduled broadcasts failed; trying again")
+            for part in for_each_second:
+                try:
+                    await part()
+                except Exception:
+                    log.exception("%s failed; trying again", part.__name__)
             await asyncio.sleep(1)
 
     async def stop_streaming() -> None:
@@ -227,5 +226,5 @@ def create_app(
         on_startup=[create_streamer],
         after_startup=[resume_streaming],
         on_shutdown=[stop_streaming],
-        routes=[("/unsubscribe", UnsubscribePage(settings.link_secrets(), record_opt_out))],
+        routes=[("/unsubscribe", UnsubscribePage(settings.link_secrets(), opt_outs.record))],
     )

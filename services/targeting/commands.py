@@ -204,6 +204,7 @@ class CommandHandler:
                     command.request_id,
                     command.requested_by,
                     command.only_failed,
+                    command.include_unknown,
                 )
                 self._start_run(run_id)
                 return self._accepted(command, command.broadcast_id, run_id)

@@ -10,6 +10,7 @@ import asyncpg
 
 from shared.db import Connection
 from shared.events import (
+    ActionClosed,
     Channel,
     Content,
     ContractDeleted,
@@ -159,12 +160,21 @@ async def _opted_out(
     return found
 
 
+@dataclass(frozen=True)
+class OptOut:
+    tenant_id: str
+    channel: Channel
+    address: str  # lower-cased
+    contract_id: str
+
+
 async def record_opt_out(
     pool: asyncpg.Pool, tenant_id: str, channel: Channel, address: str, contract_id: str
-) -> bool:
-    """Remember the opt-out and apply it to every contract of the tenant with that address.
+) -> OptOut | None:
+    """Remember the opt-out, not announced yet, and apply it to every contract of the tenant
+    with that address.
 
-    True when it is new: a second click changes nothing."""
+    The opt-out when it is new; None for a second click, which changes nothing."""
     address = address.strip().lower()
     column = "emails" if channel == "email" else "phones"
     async with pool.acquire() as connection, connection.transaction():
@@ -190,7 +200,28 @@ async def record_opt_out(
             tenant_id,
             address,
         )
-        return bool(inserted)
+    return OptOut(tenant_id, channel, address, contract_id) if inserted else None
+
+
+async def unannounced_opt_outs(pool: asyncpg.Pool, older_than: float) -> list[OptOut]:
+    """Opt-outs recorded more than `older_than` seconds ago and still not announced."""
+    rows = await pool.fetch(
+        """SELECT tenant_id, channel, address, contract_id FROM targeting.opt_outs
+           WHERE NOT announced AND opted_out_at < now() - make_interval(secs => $1)
+           ORDER BY opted_out_at LIMIT 1000""",
+        older_than,
+    )
+    return [OptOut(**dict(r)) for r in rows]
+
+
+async def mark_opt_out_announced(pool: asyncpg.Pool, opt_out: OptOut) -> None:
+    await pool.execute(
+        """UPDATE targeting.opt_outs SET announced = true
+           WHERE tenant_id = $1 AND channel = $2 AND address = $3""",
+        opt_out.tenant_id,
+        opt_out.channel,
+        opt_out.address,
+    )
 
 
 async def create_broadcast(
@@ -263,8 +294,9 @@ class Run:
     settings: TenantSettings
     # Nothing is targeted before (the tenant's grace delay).
     not_before: datetime | None
-    # A resend to that run's failures only.
+    # A resend to that run's failures only; `include_unknown`: unknown outcomes too.
     only_failed_of: UUID | None
+    include_unknown: bool
 
 
 async def load_run(connection: Connection, run_id: UUID) -> Run:
@@ -279,7 +311,7 @@ async def find_run(connection: Connection, run_id: UUID) -> Run | None:
                   r.announced,
                   r.cursor, r.contracts, r.messages, r.unreachable, b.definition, r.content,
                   r.template_id, r.template_version, r.settings,
-                  r.not_before, r.only_failed_of
+                  r.not_before, r.only_failed_of, r.include_unknown
            FROM targeting.runs r JOIN targeting.broadcasts b USING (broadcast_id)
            WHERE r.run_id = $1""",
         run_id,
@@ -537,24 +569,70 @@ async def record_failures(pool: asyncpg.Pool, failures: Sequence[DeliveryFailed]
     if not failures:
         return
     await pool.execute(
-        """INSERT INTO targeting.failures (run_id, contract_id, channel, address)
-           SELECT t.* FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-                AS t(run_id, contract_id, channel, address)
+        """INSERT INTO targeting.failures (run_id, contract_id, channel, address, reason)
+           SELECT t.* FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+                AS t(run_id, contract_id, channel, address, reason)
            WHERE EXISTS (SELECT 1 FROM targeting.runs r WHERE r.run_id = t.run_id)
            ON CONFLICT DO NOTHING""",
         [f.run_id for f in failures],
         [f.contract_id for f in failures],
         [f.channel for f in failures],
         [f.address for f in failures],
+        [f.reason for f in failures],
     )
 
 
-async def failed_recipients(connection: Connection, run_id: UUID) -> set[tuple[str, str, str]]:
-    """(contract_id, channel, address) of every message of the run that failed."""
+async def close_failures(pool: asyncpg.Pool, closed: Sequence[ActionClosed]) -> None:
+    """Leave these messages out of a later resend to their run's failures. A close may arrive
+    before the failure itself (another topic): it is recorded then, already closed."""
+    keys = list({(c.run_id, c.contract_id, c.channel, c.address) for c in closed})
+    if not keys:
+        return
+    await pool.execute(
+        """INSERT INTO targeting.failures (run_id, contract_id, channel, address, closed)
+           SELECT t.*, true FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                AS t(run_id, contract_id, channel, address)
+           WHERE EXISTS (SELECT 1 FROM targeting.runs r WHERE r.run_id = t.run_id)
+           ON CONFLICT (run_id, contract_id, channel, address) DO UPDATE SET closed = true""",
+        *(list(column) for column in zip(*keys, strict=True)),
+    )
+
+
+# The failures a resend to them sends again; $2: unknown outcomes included.
+_RESENDABLE = "NOT closed AND ($2::boolean OR reason IS DISTINCT FROM 'unknown_outcome')"
+
+
+async def failed_recipients(
+    connection: Connection, run_id: UUID, include_unknown: bool
+) -> set[tuple[str, str, str]]:
+    """(contract_id, channel, address) of every message of the run a resend to its failures
+    sends again."""
     rows = await connection.fetch(
-        "SELECT contract_id, channel, address FROM targeting.failures WHERE run_id = $1", run_id
+        f"""SELECT contract_id, channel, address FROM targeting.failures
+            WHERE run_id = $1 AND {_RESENDABLE}""",  # noqa: S608 -- a constant
+        run_id,
+        include_unknown,
     )
     return {(r["contract_id"], r["channel"], r["address"]) for r in rows}
+
+
+@dataclass(frozen=True)
+class Failures:
+    """A run's failures: `recorded` here so far, of them `resendable`."""
+
+    recorded: int
+    resendable: int
+
+
+async def failures_of(connection: Connection, run_id: UUID, include_unknown: bool) -> Failures:
+    row = await connection.fetchrow(
+        f"""SELECT count(*) AS recorded, count(*) FILTER (WHERE {_RESENDABLE}) AS resendable
+            FROM targeting.failures WHERE run_id = $1""",  # noqa: S608 -- a constant
+        run_id,
+        include_unknown,
+    )
+    assert row is not None, "an aggregate has a row"
+    return Failures(row["recorded"], row["resendable"])
 
 
 async def run_cancelled(connection: Connection, run_id: UUID) -> bool:

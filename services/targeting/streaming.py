@@ -96,7 +96,7 @@ class RunStreamer:
         cursor = run.cursor
         contracts, messages, unreachable = run.contracts, run.messages, run.unreachable
         keep = (
-            await store.failed_recipients(connection, run.only_failed_of)
+            await store.failed_recipients(connection, run.only_failed_of, run.include_unknown)
             if run.only_failed_of
             else None
         )
@@ -170,6 +170,9 @@ class RunStreamer:
                 sender=d.sender,
                 template=run.template,
                 settings=run.settings,
+                # The tracker closes the actions of the failures this run sends again.
+                resends_failures_of=run.only_failed_of,
+                include_unknown=run.include_unknown,
             ),
             key=key,
         )

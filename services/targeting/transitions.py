@@ -80,6 +80,7 @@ async def _new_run(
     request_id: str,
     requested_by: str,
     only_failed_of: UUID | None = None,
+    include_unknown: bool = False,
 ) -> UUID:
     """Insert run `number`, keeping the content it starts with (a template's latest version
     at this moment) and the tenant's settings, so later edits never change a running run."""
@@ -94,9 +95,10 @@ async def _new_run(
     await connection.execute(
         """INSERT INTO targeting.runs
                (run_id, broadcast_id, tenant_id, run_number, request_id, requested_by, state,
-                content, template_id, template_version, settings, not_before, only_failed_of)
+                content, template_id, template_version, settings, not_before, only_failed_of,
+                include_unknown)
            VALUES ($1, $2, $3, $4, $5, $6, 'streaming', $7, $8, $9, $10,
-                   now() + make_interval(secs => $11), $12)""",
+                   now() + make_interval(secs => $11), $12, $13)""",
         run_id,
         broadcast_id,
         tenant_id,
@@ -109,6 +111,7 @@ async def _new_run(
         settings.model_dump(mode="json"),
         float(settings.grace_seconds),
         only_failed_of,
+        include_unknown,
     )
     return run_id
 
@@ -165,8 +168,10 @@ async def resend(
     request_id: str,
     requested_by: str,
     only_failed: bool,
+    include_unknown: bool,
 ) -> UUID:
-    """A new run of a finished broadcast, to its whole audience or to last run's failures.
+    """A new run of a finished broadcast, to its whole audience or to last run's failures
+    (`include_unknown`: those whose outcome is unknown too).
 
     Replaying the request returns the run it started, even if its answer was lost."""
     async with pool.acquire() as connection, connection.transaction():
@@ -184,7 +189,7 @@ async def resend(
         if last is None:
             raise Rejection("not_started", "broadcast_id", "this broadcast was never sent")
         if only_failed:
-            await _check_failures_known(connection, last.run_id)
+            await _check_failures_known(connection, last.run_id, include_unknown)
         run_id = await _new_run(
             connection,
             tenant_id,
@@ -194,28 +199,36 @@ async def resend(
             request_id,
             requested_by,
             last.run_id if only_failed else None,
+            only_failed and include_unknown,
         )
         await _move(connection, broadcast_id, target)
         return run_id
 
 
-async def _check_failures_known(connection: Connection, run_id: UUID) -> None:
+async def _check_failures_known(
+    connection: Connection, run_id: UUID, include_unknown: bool
+) -> None:
     """The run's failures come from broadcast.deliveries, its total from the tracker's
-    completion: resend to them only once every one of them is recorded here."""
-    row = await connection.fetchrow(
-        """SELECT r.failed, (SELECT count(*) FROM targeting.failures f
-                             WHERE f.run_id = r.run_id) AS recorded
-           FROM targeting.runs r WHERE r.run_id = $1""",
-        run_id,
+    completion: resend to them only once every one of them is recorded here, and only when
+    one of them is still to be sent again."""
+    failed: int | None = await connection.fetchval(
+        "SELECT failed FROM targeting.runs WHERE run_id = $1", run_id
     )
-    assert row is not None, "the latest run exists"
-    if row["failed"] == 0:
+    if failed == 0:
         raise Rejection("nothing_to_resend", "only_failed", "no message of the last run failed")
-    if row["failed"] is None or row["recorded"] < row["failed"]:
+    failures = await store.failures_of(connection, run_id, include_unknown)
+    if failed is None or failures.recorded < failed:
         raise Rejection(
             "not_finished",
             "only_failed",
             "the last run's failures are still being recorded; try again in a few seconds",
+        )
+    if failures.resendable == 0:
+        unknown = "" if include_unknown else " or has an unknown outcome (see include_unknown)"
+        raise Rejection(
+            "nothing_to_resend",
+            "only_failed",
+            f"every failure of the last run had its action resolved{unknown}",
         )
 
 

@@ -6,7 +6,7 @@ Reads  broadcast.runs        (run started; targeting completed with the exact to
        broadcast.deliveries  (delivered / failed, possibly twice, possibly out of order)
 Writes broadcast.events      (progressed at a bounded rate, completed with outcome and counters,
                               previewed for a preview run, answers to its commands)
-       broadcast.runs        (follow-ups: an action's message to send again)
+       broadcast.runs        (follow-ups: an action's message to send again; actions closed)
        broadcast.requests    (pause_broadcast when a run's failure ratio goes over its tenant's)
 """
 
@@ -25,6 +25,7 @@ from shared import topics
 from shared.events import (
     TRACKER_COMMAND_ADAPTER,
     TRACKER_COMMAND_TYPES,
+    ActionEvent,
     BroadcastCompleted,
     BroadcastEvent,
     BroadcastPreviewed,
@@ -32,7 +33,6 @@ from shared.events import (
     DeliveryDeferred,
     DeliveryEvent,
     FinalDelivery,
-    FollowUpRequested,
     PauseBroadcast,
     RunCancelled,
     RunEvent,
@@ -57,6 +57,7 @@ from . import store
 from .autopause import FailureWindow
 from .commands import answer
 from .metrics import PROMISED_SIZE, TrackerMetrics
+from .pauses import Pauses
 from .settings import Settings
 
 SERVICE = "tracker"
@@ -68,9 +69,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
-    runs = broker.publisher(topics.RUNS.name, schema=FollowUpRequested)
+    runs = broker.publisher(topics.RUNS.name, schema=ActionEvent)
     requests = broker.publisher(topics.REQUESTS.name, schema=PauseBroadcast)
     failures = FailureWindow()
+    pauses = Pauses(lambda: runtime.pool, requests, requested_by=SERVICE)
     quarantine = runtime.quarantine
     last_progress: dict[UUID, float] = {}
     metrics = TrackerMetrics(runtime.registry)
@@ -152,12 +154,13 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             await asyncio.sleep(settings.progress_interval_seconds)
             try:
                 await publish_progress(())
+                await pauses.publish_late()
                 if time.monotonic() - last_gauges >= settings.gauges_interval_seconds:
                     last_gauges = time.monotonic()
                     metrics.set_running(await store.running_broadcasts(runtime.pool, PROMISED_SIZE))
                     metrics.set_lag(await consumer_lag(settings.kafka_bootstrap_servers))
             except Exception:
-                log.exception("publishing progress or gauges failed; trying again")
+                log.exception("publishing progress, late pauses or gauges failed; trying again")
 
     async def start_ticker() -> None:
         nonlocal ticker
@@ -244,18 +247,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             if tripped is None:
                 continue
             log.warning("pausing run %s: %s", run.run_id, tripped.describe(run.policy))
-            await requests.publish(
-                PauseBroadcast(
-                    tenant_id=run.tenant_id,
-                    # One pause per stretch between resumes: a replay changes nothing.
-                    request_id=f"auto-pause:{run.run_id}:{run.resumes}",
-                    requested_by=SERVICE,
-                    broadcast_id=run.broadcast_id,
-                    reason="failure_ratio",
-                    detail=tripped.describe(run.policy),
-                ),
-                key=run.tenant_id.encode(),
-            )
+            await pauses.ask(run, tripped.describe(run.policy))
             failures.forget(run.run_id)  # once asked: the run is paused, or soon will be
 
     @broker.subscriber(

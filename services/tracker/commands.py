@@ -8,6 +8,7 @@ import asyncpg
 from faststream.kafka.publisher.usecase import DefaultPublisher
 
 from shared.events import (
+    ActionClosed,
     ActionResolved,
     ActionsListed,
     BroadcastRejected,
@@ -48,26 +49,30 @@ async def answer(pool: asyncpg.Pool, runs: DefaultPublisher, command: TrackerCom
 
 
 async def _resolve(pool: asyncpg.Pool, runs: DefaultPublisher, command: ResolveAction) -> Answer:
-    follow_up_run = follow_up_run_id_for(command.action_id)
+    follow_up_run = follow_up_run_id_for(command.action_id, command.request_id)
     resolved = await store.resolve_action(
         pool,
         command.tenant_id,
         command.action_id,
         command.resolution,
         command.requested_by,
+        command.request_id,
         follow_up_run,
         command.address,
     )
     if resolved is None:
         return _rejected(command, "action_not_found", f"no action {command.action_id}")
-    if resolved.previous not in (None, command.resolution):
-        return _rejected(
-            command, "already_resolved", f"this action was resolved with '{resolved.previous}'"
-        )
     action = resolved.action
+    if (resolved.request_id, resolved.resolution) != (command.request_id, command.resolution):
+        return _rejected(
+            command,
+            "already_resolved",
+            f"another request resolved this action: it is {action.state}",
+        )
+    # Published again on a replay, in case a crash lost them: the follow-up run's ids are
+    # stable, so nothing is sent twice, and closing a failure twice changes nothing.
+    key = str(action.broadcast_id).encode()
     if command.resolution == "send" and action.state == "sending" and resolved.follow_up_address:
-        # Published again on a replay: the follow-up run's ids are stable, so nothing is sent
-        # twice.
         await runs.publish(
             FollowUpRequested(
                 tenant_id=command.tenant_id,
@@ -80,8 +85,22 @@ async def _resolve(pool: asyncpg.Pool, runs: DefaultPublisher, command: ResolveA
                 address=resolved.follow_up_address,
                 requested_by=command.requested_by,
             ),
-            key=str(action.broadcast_id).encode(),
+            key=key,
         )
+    await runs.publish(
+        ActionClosed(
+            tenant_id=command.tenant_id,
+            broadcast_id=action.broadcast_id,
+            run_id=action.run_id,
+            recipient_id=resolved.recipient_id,
+            action_id=action.action_id,
+            contract_id=action.contract_id,
+            channel=action.channel,
+            address=action.address,
+            resolution=command.resolution,
+        ),
+        key=key,
+    )
     return ActionResolved(
         tenant_id=command.tenant_id,
         request_id=command.request_id,

@@ -55,6 +55,24 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
             "DELETE FROM tracker.actions WHERE run_id = ANY($1::uuid[])",
             [r.run_id for r in runs if r.purpose != "broadcast"],
         )
+        resends = [r for r in runs if r.resends_failures_of is not None]
+        # The previous run's failures were all recorded before targeting accepted the resend
+        # (it waits for the completion): every action it concerns exists by now. An action
+        # resolved before (sent again, failed again, open once more) is left open, as the
+        # resend leaves its message out (ActionClosed).
+        await connection.execute(
+            """UPDATE tracker.actions a
+               SET state = 'resent', resolved_by = t.requested_by, resolved_at = now()
+               FROM unnest($1::uuid[], $2::text[], $3::boolean[])
+                    AS t(run_id, requested_by, include_unknown),
+                    tracker.messages m
+               WHERE a.run_id = t.run_id AND a.state = 'open' AND a.resolution IS NULL
+                 AND m.recipient_id = a.recipient_id
+                 AND (t.include_unknown OR m.reason IS DISTINCT FROM 'unknown_outcome')""",
+            [r.resends_failures_of for r in resends],
+            [r.requested_by for r in resends],
+            [r.include_unknown for r in resends],
+        )
 
 
 async def record_cancellations(pool: asyncpg.Pool, runs: Sequence[RunCancelled]) -> None:
@@ -111,6 +129,50 @@ async def watched(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[Watched]:
         )
         for r in rows
     ]
+
+
+@dataclass(frozen=True)
+class AutoPauseAsked:
+    """A pause the tracker asked for: one per run and stretch between resumes."""
+
+    run_id: UUID
+    resumes: int
+    broadcast_id: UUID
+    tenant_id: str
+    detail: str
+
+
+async def record_auto_pause(pool: asyncpg.Pool, run: Watched, detail: str) -> AutoPauseAsked:
+    """Record the pause, not published yet; asking again in the same stretch changes nothing."""
+    await pool.execute(
+        """INSERT INTO tracker.auto_pauses (run_id, resumes, broadcast_id, tenant_id, detail)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+        run.run_id,
+        run.resumes,
+        run.broadcast_id,
+        run.tenant_id,
+        detail,
+    )
+    return AutoPauseAsked(run.run_id, run.resumes, run.broadcast_id, run.tenant_id, detail)
+
+
+async def unpublished_auto_pauses(pool: asyncpg.Pool, older_than: float) -> list[AutoPauseAsked]:
+    """Pauses asked more than `older_than` seconds ago and still not published."""
+    rows = await pool.fetch(
+        """SELECT run_id, resumes, broadcast_id, tenant_id, detail FROM tracker.auto_pauses
+           WHERE NOT published AND asked_at < now() - make_interval(secs => $1)
+           ORDER BY asked_at LIMIT 1000""",
+        older_than,
+    )
+    return [AutoPauseAsked(**dict(r)) for r in rows]
+
+
+async def mark_auto_pause_published(pool: asyncpg.Pool, pause: AutoPauseAsked) -> None:
+    await pool.execute(
+        "UPDATE tracker.auto_pauses SET published = true WHERE run_id = $1 AND resumes = $2",
+        pause.run_id,
+        pause.resumes,
+    )
 
 
 async def record_targeting(pool: asyncpg.Pool, totals: Sequence[TargetingCompleted]) -> None:
@@ -421,10 +483,13 @@ async def list_actions(
 
 @dataclass(frozen=True)
 class Resolution:
-    """The action after the command; `previous` is the resolution it already had, if any."""
+    """The action after the command. `request_id` and `resolution` are the ones that resolved
+    it last (None while it never was); `follow_up_address` is where a send goes."""
 
     action: ActionView
-    previous: str | None
+    recipient_id: UUID
+    request_id: str | None
+    resolution: str | None
     follow_up_address: str | None
 
 
@@ -434,23 +499,28 @@ async def resolve_action(
     action_id: int,
     resolution: str,
     resolved_by: str,
+    request_id: str,
     follow_up_run: UUID,
     address: str | None,
 ) -> Resolution | None:
-    """Resolve an open action; an action resolved before is returned unchanged."""
+    """Resolve an open action; replayed by the request that resolved it, or resolved already,
+    it is returned unchanged. None when the tenant has no such action."""
     async with pool.acquire() as connection, connection.transaction():
-        previous = await connection.fetchrow(
-            "SELECT state, resolution FROM tracker.actions "
+        found = await connection.fetchrow(
+            "SELECT state, resolved_request FROM tracker.actions "
             "WHERE action_id = $1 AND tenant_id = $2 FOR UPDATE",
             action_id,
             tenant_id,
         )
-        if previous is None:
+        if found is None:
             return None
-        if previous["state"] == "open":
+        # A replay must not send again, even when the action is open again after its
+        # follow-up failed.
+        if found["state"] == "open" and found["resolved_request"] != request_id:
             await connection.execute(
                 """UPDATE tracker.actions a
                    SET state = $2, resolution = $3, resolved_by = $4, resolved_at = now(),
+                       resolved_request = $7,
                        follow_up_run = CASE WHEN $3 = 'send' THEN $5::uuid END,
                        follow_up_address = CASE WHEN $3 = 'send' THEN coalesce($6, m.address) END
                    FROM tracker.messages m
@@ -461,9 +531,11 @@ async def resolve_action(
                 resolved_by,
                 follow_up_run,
                 address,
+                request_id,
             )
         row = await connection.fetchrow(
-            f"""SELECT {_ACTION_COLUMNS}, a.follow_up_address
+            f"""SELECT {_ACTION_COLUMNS}, a.recipient_id, a.resolved_request, a.resolution,
+                       a.follow_up_address
                 FROM tracker.actions a JOIN tracker.messages m USING (recipient_id)
                 JOIN tracker.runs r ON r.run_id = a.run_id
                 WHERE a.action_id = $1""",  # noqa: S608
@@ -471,8 +543,13 @@ async def resolve_action(
         )
     assert row is not None
     fields = dict(row)
-    follow_up_address = fields.pop("follow_up_address")
-    return Resolution(ActionView(**fields), previous["resolution"], follow_up_address)
+    return Resolution(
+        recipient_id=fields.pop("recipient_id"),
+        request_id=fields.pop("resolved_request"),
+        resolution=fields.pop("resolution"),
+        follow_up_address=fields.pop("follow_up_address"),
+        action=ActionView(**fields),
+    )
 
 
 async def settle_follow_ups(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> None:

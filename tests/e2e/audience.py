@@ -214,3 +214,29 @@ async def run_broadcast(create: dict[str, Any]) -> tuple[list[dict[str, Any]], d
         return [e for e in log.records if e.get("broadcast_id") == broadcast_id], completed
     finally:
         await log.close()
+
+
+async def completed(log: EventLog, broadcast_id: str, run_id: str | None = None) -> dict[str, Any]:
+    return await log.wait_for(
+        lambda e: (
+            e["type"] == "broadcast.completed"
+            and e["broadcast_id"] == broadcast_id
+            and (run_id is None or e["run_id"] == run_id)
+        ),
+        timeout=90,
+    )
+
+
+async def broadcast_state(db: asyncpg.Pool, broadcast_id: str) -> str:
+    state: str = await db.fetchval(
+        "SELECT state FROM targeting.broadcasts WHERE broadcast_id = $1::uuid", broadcast_id
+    )
+    return state
+
+
+async def until_completed(db: asyncpg.Pool, broadcast_id: str) -> None:
+    """Targeting learns of a completion from the tracker's event, a moment after it: until
+    then a resend is refused with `not_finished`."""
+    async with asyncio.timeout(60):
+        while await broadcast_state(db, broadcast_id) != "completed":
+            await asyncio.sleep(0.1)

@@ -206,8 +206,9 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
         "Relance de paiement"
     }
 
-    code, refused = broadcast("resend", broadcast_id, "--failed", "--tenant", tenant)
-    assert (code, refused["reason"]) == (1, "nothing_to_resend")
+    for unknown in ((), ("--include-unknown",)):
+        code, refused = broadcast("resend", broadcast_id, "--failed", *unknown, "--tenant", tenant)
+        assert (code, refused["reason"]) == (1, "nothing_to_resend")
     code, resent = broadcast("resend", broadcast_id, "--tenant", tenant)
     assert (code, resent["command"]) == (0, "resend_broadcast")
     code, status = broadcast("status", broadcast_id, "--tenant", tenant, "--watch")

@@ -12,12 +12,15 @@ import pytest
 from tests.e2e.audience import (
     OPEN_ALL_WEEK,
     ask,
+    broadcast_state,
+    completed,
     configure,
     contract,
     create_and_start,
     french_only,
     load,
     new_tenant,
+    until_completed,
 )
 from tests.stack import EventLog, SmtpSink, publish_json
 
@@ -38,32 +41,6 @@ async def audience(db: asyncpg.Pool, tenant: str, domain: str, size: int) -> Non
 
 def progressed(event: dict[str, Any], broadcast_id: str) -> bool:
     return event["type"] == "broadcast.progressed" and event["broadcast_id"] == broadcast_id
-
-
-async def completed(log: EventLog, broadcast_id: str, run_id: str | None = None) -> dict[str, Any]:
-    return await log.wait_for(
-        lambda e: (
-            e["type"] == "broadcast.completed"
-            and e["broadcast_id"] == broadcast_id
-            and (run_id is None or e["run_id"] == run_id)
-        ),
-        timeout=90,
-    )
-
-
-async def broadcast_state(db: asyncpg.Pool, broadcast_id: str) -> str:
-    state: str = await db.fetchval(
-        "SELECT state FROM targeting.broadcasts WHERE broadcast_id = $1::uuid", broadcast_id
-    )
-    return state
-
-
-async def until_completed(db: asyncpg.Pool, broadcast_id: str) -> None:
-    """Targeting learns of a completion from the tracker's event, a moment after it: until
-    then a resend is refused with `not_finished`."""
-    async with asyncio.timeout(60):
-        while await broadcast_state(db, broadcast_id) != "completed":
-            await asyncio.sleep(0.1)
 
 
 async def test_pause_then_resume_delivers_every_message_exactly_once(

@@ -139,7 +139,8 @@ async def test_actions_are_listed_sent_again_to_a_corrected_address_or_ignored(
     }
     resolved = await ask(events, tenant, send)
     assert (resolved["type"], resolved["state"]) == ("action.resolved", "sending")
-    assert (await ask(events, tenant, send))["run_id"] == resolved["run_id"]  # harmless twice
+    replayed = await ask(events, tenant, send, request_id=resolved["request_id"])
+    assert replayed["run_id"] == resolved["run_id"]  # the same request twice: harmless
     ignore = {"type": "resolve_action", "action_id": actions[gone]["action_id"]}
     assert (await ask(events, tenant, ignore | {"resolution": "ignore"}))["state"] == "ignored"
     conflict = await ask(events, tenant, ignore | {"resolution": "send"})

@@ -1,10 +1,26 @@
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from shared.events import COMMAND_ADAPTER, CreateBroadcast, RecipientTargeted, StartBroadcast
-from shared.ids import broadcast_id_for, event_id_for, recipient_id_for, run_id_for
+from shared.events import (
+    COMMAND_ADAPTER,
+    ActionClosed,
+    CreateBroadcast,
+    RecipientTargeted,
+    ResendBroadcast,
+    RunEvent,
+    RunStarted,
+    StartBroadcast,
+)
+from shared.ids import (
+    broadcast_id_for,
+    event_id_for,
+    follow_up_run_id_for,
+    opt_out_event_id_for,
+    recipient_id_for,
+    run_id_for,
+)
 from shared.kafka import field_errors
 
 START = {
@@ -80,3 +96,56 @@ def test_ids_are_deterministic_and_distinct() -> None:
     )
     assert event_id_for(r, "x") != event_id_for(r, "y")
     assert isinstance(b, UUID)
+
+
+def test_a_replayed_send_lands_on_its_follow_up_run_and_another_send_on_a_new_one() -> None:
+    assert follow_up_run_id_for(7, "r1") == follow_up_run_id_for(7, "r1")
+    assert follow_up_run_id_for(7, "r1") != follow_up_run_id_for(7, "r2")
+    assert follow_up_run_id_for(7, "r1") != follow_up_run_id_for(8, "r1")
+
+
+def test_an_opt_out_is_announced_with_one_id_per_address() -> None:
+    first = opt_out_event_id_for("acme", "email", "Leaving@X.example")
+    assert first == opt_out_event_id_for("acme", "email", "leaving@x.example")
+    assert first != opt_out_event_id_for("other", "email", "leaving@x.example")
+    assert first != opt_out_event_id_for("acme", "sms", "leaving@x.example")
+
+
+def test_a_resend_to_the_failures_leaves_unknown_outcomes_out_unless_asked() -> None:
+    resend = {**START, "type": "resend_broadcast", "only_failed": True}
+    assert COMMAND_ADAPTER.validate_python(resend) == ResendBroadcast.model_validate(
+        resend | {"include_unknown": False}
+    )
+    asked = COMMAND_ADAPTER.validate_python(resend | {"include_unknown": True})
+    assert isinstance(asked, ResendBroadcast) and asked.include_unknown
+
+
+def test_run_events_carry_closed_actions_and_older_run_starts_still_read() -> None:
+    runs: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
+    closed = ActionClosed(
+        tenant_id="acme",
+        broadcast_id=uuid4(),
+        run_id=uuid4(),
+        recipient_id=uuid4(),
+        action_id=3,
+        contract_id="C-1",
+        channel="email",
+        address="a@x.example",
+        resolution="ignore",
+    )
+    assert runs.validate_json(closed.model_dump_json()) == closed
+    older = {
+        "type": "run.started",
+        "tenant_id": "acme",
+        "broadcast_id": str(uuid4()),
+        "run_id": str(uuid4()),
+        "name": "n",
+        "requested_by": "u",
+        "channels": ["email"],
+        "languages": ["fr"],
+        "content": {"email": {"fr": {"subject": "s", "html": "h"}}},
+        "sender": {"address": "a@x.example"},
+    }
+    started = runs.validate_python(older)
+    assert isinstance(started, RunStarted)
+    assert (started.resends_failures_of, started.include_unknown) == (None, False)

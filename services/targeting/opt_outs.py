@@ -1,0 +1,61 @@
+"""Announcing opt-outs at least once: recorded, then published, then marked announced.
+
+An unsubscribe click is an HTTP request, not a Kafka record that would be redelivered: if the
+broker fails after the opt-out is recorded, nothing would publish `contact.opted_out` again.
+`announce_late` does, for the opt-outs left unannounced, with the same event id as the first
+attempt, so the platform can drop a copy.
+"""
+
+import logging
+from collections.abc import Callable
+
+import asyncpg
+from faststream.kafka.publisher.usecase import DefaultPublisher
+
+from shared.events import Channel, ContactOptedOut
+from shared.ids import opt_out_event_id_for
+
+from . import store
+
+log = logging.getLogger("targeting")
+
+# An opt-out younger than this may be being announced by the click that recorded it: leaving
+# it alone saves a copy.
+LATE_SECONDS = 5.0
+
+
+class OptOuts:
+    def __init__(self, pool: Callable[[], asyncpg.Pool], events: DefaultPublisher) -> None:
+        self._pool = pool
+        self._events = events
+
+    async def record(
+        self, tenant_id: str, channel: Channel, address: str, contract_id: str
+    ) -> None:
+        """Record the opt-out and announce it; a second click changes nothing."""
+        opt_out = await store.record_opt_out(self._pool(), tenant_id, channel, address, contract_id)
+        if opt_out is None:
+            return
+        try:
+            await self._announce(opt_out)
+        except Exception:
+            # The opt-out holds: the recipient is told so, and announce_late publishes it.
+            log.exception("announcing an opt-out failed; it will be announced again")
+
+    async def announce_late(self) -> None:
+        """Publish the opt-outs recorded a while ago whose announcement was lost."""
+        for opt_out in await store.unannounced_opt_outs(self._pool(), LATE_SECONDS):
+            await self._announce(opt_out)
+
+    async def _announce(self, opt_out: store.OptOut) -> None:
+        await self._events.publish(
+            ContactOptedOut(
+                event_id=opt_out_event_id_for(opt_out.tenant_id, opt_out.channel, opt_out.address),
+                tenant_id=opt_out.tenant_id,
+                contract_id=opt_out.contract_id,
+                channel=opt_out.channel,
+                address=opt_out.address,
+            ),
+            key=opt_out.tenant_id.encode(),
+        )
+        await store.mark_opt_out_announced(self._pool(), opt_out)
