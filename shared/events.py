@@ -1108,9 +1108,19 @@ class DeliveryCancelled(MessageRef):
     type: Literal["delivery.cancelled"] = "delivery.cancelled"
 
 
+class DeliveryCorrected(MessageRef):
+    """A message reported failed with `unknown_outcome` (its dispatcher looked dead) whose
+    dispatcher later learnt the provider's answer: `outcome`. Published beside that answer's
+    own `delivery.delivered` or `delivery.failed`, which the tracker applies as the correction;
+    targeting reads this one to leave a delivered message out of a resend to the failures."""
+
+    type: Literal["delivery.corrected"] = "delivery.corrected"
+    outcome: Literal["delivered", "failed"]
+
+
 FinalDelivery = MessageDelivered | DeliveryFailed | DeliveryCancelled
 DeliveryEvent = Annotated[
-    MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled,
+    MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled | DeliveryCorrected,
     Field(discriminator="type"),
 ]
 

@@ -25,6 +25,7 @@ import asyncpg
 
 from shared.events import (
     DeliveryCancelled,
+    DeliveryCorrected,
     DeliveryDeferred,
     DeliveryFailed,
     MessageDelivered,
@@ -39,7 +40,7 @@ from .retry import RetryPolicy
 from .tenants import Directory
 from .windows import opens_at
 
-Event = MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled
+Event = MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled | DeliveryCorrected
 Send = Callable[[MessageRendered], Awaitable[Attempt]]
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -71,6 +72,13 @@ def final_event(message: MessageRendered | ledger.Ref, attempt: Attempt) -> Even
         reason=attempt.reason or "provider_error",
         detail=attempt.detail[:500],
         provider_code=attempt.code,
+    )
+
+
+def correction(message: MessageRendered | ledger.Ref, attempt: Attempt) -> DeliveryCorrected:
+    ref = message.ref() if isinstance(message, MessageRendered) else message.fields()
+    return DeliveryCorrected(
+        **ref, outcome="delivered" if attempt.verdict == "accepted" else "failed"
     )
 
 
@@ -149,13 +157,15 @@ class Handover:
 
     async def repair(self, older_than: timedelta) -> list[Event]:
         """Outcomes recorded but never announced, because their dispatcher died in between."""
-        lost = await ledger.unannounced(self._pool, self._clock() - older_than)
-        return [
-            DeliveryCancelled(**u.ref.fields())
-            if u.state == "cancelled"
-            else final_event(u.ref, u.attempt)
-            for u in lost
-        ]
+        events: list[Event] = []
+        for u in await ledger.unannounced(self._pool, self._clock() - older_than):
+            if u.state == "cancelled":
+                events.append(DeliveryCancelled(**u.ref.fields()))
+                continue
+            events.append(final_event(u.ref, u.attempt))
+            if u.corrected:
+                events.append(correction(u.ref, u.attempt))
+        return events
 
     async def expire(self, takeover: timedelta | None) -> list[Event]:
         """Claims of this instance's earlier lives, and of instances silent for `takeover`,
@@ -276,7 +286,9 @@ class Handover:
         }
         counts = {key: n for key, n in every.items() if key in limited}
         wait = await ratelimit.reserve(self._pool, counts)
-        if time.monotonic() + wait > deadline:
+        # Nothing to wait for: sent now, however late the batch is (its waves may have queued
+        # behind a slow relay past the deadline).
+        if wait > 0 and time.monotonic() + wait > deadline:
             await ratelimit.refund(self._pool, counts)
             due = self._clock() + timedelta(seconds=wait)
             # Send the share of the wave the budget allows and park the rest: parking a whole
@@ -352,6 +364,8 @@ class Handover:
         by_id = {i.message.recipient_id: i.message for i in held}
         for recipient_id in sorted(recorded.applied | recorded.corrected):
             out.events.append(final_event(by_id[recipient_id], finals[recipient_id]))
+            if recipient_id in recorded.corrected:
+                out.events.append(correction(by_id[recipient_id], finals[recipient_id]))
         if len(finals) > len(recorded.applied) + len(recorded.corrected):
             log.warning(
                 "%d outcomes arrived after their claims were settled otherwise",

@@ -163,7 +163,8 @@ async def record(
            UPDATE dispatcher.deliveries d
            SET state = o.state, reason = o.reason, provider_code = o.code,
                provider_message = o.detail, finished_at = now(), due_at = NULL,
-               waiting_for = NULL, payload = NULL,
+               waiting_for = NULL, payload = NULL, corrected = h.was = 'unknown',
+               -- A correction has no Kafka redelivery to announce it again.
                announced = $7 AND h.was = 'claimed'
            FROM outcome o JOIN held h USING (recipient_id)
            WHERE d.recipient_id = o.recipient_id
@@ -475,18 +476,24 @@ class Unannounced:
     ref: Ref
     state: str
     attempt: Attempt
+    corrected: bool
 
 
 async def unannounced(pool: asyncpg.Pool, before: datetime) -> list[Unannounced]:
     """Outcomes recorded before `before` whose event was never published (a crash between)."""
     rows = await pool.fetch(
-        f"""SELECT {_REF_COLUMNS}, state, reason, provider_code, provider_message
+        f"""SELECT {_REF_COLUMNS}, state, reason, provider_code, provider_message, corrected
             FROM dispatcher.deliveries
             WHERE NOT announced AND finished_at < $1 LIMIT 1000""",  # noqa: S608
         before,
     )
     return [
-        Unannounced(Ref(**{c: r[c] for c in _REF_COLUMNS.split(", ")}), r["state"], _attempt(r))
+        Unannounced(
+            Ref(**{c: r[c] for c in _REF_COLUMNS.split(", ")}),
+            r["state"],
+            _attempt(r),
+            r["corrected"],
+        )
         for r in rows
     ]
 

@@ -9,9 +9,15 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from shared.events import DeliveryCancelled, DeliveryDeferred, DeliveryFailed, MessageDelivered
+from shared.events import (
+    DeliveryCancelled,
+    DeliveryCorrected,
+    DeliveryDeferred,
+    DeliveryFailed,
+    MessageDelivered,
+)
 
-Event = MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled
+Event = MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled | DeliveryCorrected
 
 _OUTCOME = {
     "delivery.delivered": "delivered",
@@ -56,6 +62,12 @@ class DispatcherMetrics:
             registry=registry,
         )
 
+        self.corrections = Counter(
+            "broadcast_dispatcher_corrections",
+            "Unknown outcomes replaced by the answer their dispatcher learnt late.",
+            ["channel", "outcome"],
+            registry=registry,
+        )
         # A sweeper that stopped is otherwise invisible: parked messages just never leave.
         self.sweeps = Counter(
             "broadcast_dispatcher_sweeps",
@@ -66,6 +78,9 @@ class DispatcherMetrics:
     def observe(self, events: Iterable[Event]) -> None:
         now = datetime.now(UTC)
         for event in events:
+            if isinstance(event, DeliveryCorrected):  # its outcome is counted beside it
+                self.corrections.labels(event.channel, event.outcome).inc()
+                continue
             self.handovers.labels(event.channel, _OUTCOME[event.type]).inc()
             if isinstance(event, DeliveryFailed):
                 self.failures.labels(event.channel, event.reason).inc()

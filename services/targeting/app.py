@@ -35,6 +35,7 @@ from shared.events import (
     BroadcastCompleted,
     BroadcastEvent,
     ContractEvent,
+    DeliveryCorrected,
     DeliveryFailed,
     FollowUpRequested,
     RecipientTargeted,
@@ -141,7 +142,12 @@ def create_app(
             if isinstance(change, FollowUpRequested):
                 await handler.follow_up(change)
         await store.close_failures(
-            runtime.pool, [c for c in changes if isinstance(c, ActionClosed)]
+            runtime.pool,
+            [
+                (c.run_id, c.contract_id, c.channel, c.address)
+                for c in changes
+                if isinstance(c, ActionClosed)
+            ],
         )
 
     completion_decoder = QuarantineDecoder(
@@ -168,21 +174,32 @@ def create_app(
             )
 
     failure_decoder = QuarantineDecoder(
-        TypeAdapter(DeliveryFailed),
+        TypeAdapter(DeliveryFailed | DeliveryCorrected),
         runtime.quarantine,
-        mine=lambda kind: kind == "delivery.failed",
+        mine=lambda kind: kind in ("delivery.failed", "delivery.corrected"),
     )
 
     @broker.subscriber(
         topics.DELIVERIES.name,
         **batch_consumer(f"{SERVICE}.failures", settings.batch_size),
         decoder=failure_decoder,
-        description="Messages that failed: whom a resend to the failures goes to.",
+        description="Messages that failed: whom a resend to the failures goes to; and unknown "
+        "outcomes corrected to delivered, which it leaves out.",
     )
     @isolating(runtime.dead_letters.poison(failure_decoder))
-    async def on_failures(failures: list[DeliveryFailed]) -> None:
-        if failures:
-            await store.record_failures(runtime.pool, failures)
+    async def on_failures(outcomes: list[DeliveryFailed | DeliveryCorrected]) -> None:
+        # In order: a correction follows its message's failure.
+        await store.record_failures(
+            runtime.pool, [o for o in outcomes if isinstance(o, DeliveryFailed)]
+        )
+        await store.close_failures(
+            runtime.pool,
+            [
+                (o.run_id, o.contract_id, o.channel, o.address)
+                for o in outcomes
+                if isinstance(o, DeliveryCorrected) and o.outcome == "delivered"
+            ],
+        )
 
     async def create_streamer() -> None:
         nonlocal streamer

@@ -1,7 +1,7 @@
 """Every query of the targeting service. Tenant isolation: every read names its tenant."""
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -10,7 +10,6 @@ import asyncpg
 
 from shared.db import Connection
 from shared.events import (
-    ActionClosed,
     Channel,
     Content,
     ContractDeleted,
@@ -582,10 +581,15 @@ async def record_failures(pool: asyncpg.Pool, failures: Sequence[DeliveryFailed]
     )
 
 
-async def close_failures(pool: asyncpg.Pool, closed: Sequence[ActionClosed]) -> None:
-    """Leave these messages out of a later resend to their run's failures. A close may arrive
-    before the failure itself (another topic): it is recorded then, already closed."""
-    keys = list({(c.run_id, c.contract_id, c.channel, c.address) for c in closed})
+# A message of a run: (run_id, contract_id, channel, address).
+MessageKey = tuple[UUID, str, str, str]
+
+
+async def close_failures(pool: asyncpg.Pool, closed: Iterable[MessageKey]) -> None:
+    """Leave these messages out of a later resend to their run's failures: their action was
+    resolved, or their unknown outcome turned out delivered. A close may arrive before the
+    failure itself (another topic): it is recorded then, already closed."""
+    keys = list(set(closed))
     if not keys:
         return
     await pool.execute(

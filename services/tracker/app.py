@@ -30,6 +30,7 @@ from shared.events import (
     BroadcastEvent,
     BroadcastPreviewed,
     BroadcastProgressed,
+    DeliveryCorrected,
     DeliveryDeferred,
     DeliveryEvent,
     FinalDelivery,
@@ -216,7 +217,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     async def on_deliveries(batch: list[DeliveryEvent]) -> None:
         # Deferrals first: a final outcome in the same batch then replaces "waiting".
         waiting = [e for e in batch if isinstance(e, DeliveryDeferred)]
-        final = [e for e in batch if not isinstance(e, DeliveryDeferred)]
+        # A correction's own outcome event, beside it, is what corrects the message.
+        final = [e for e in batch if not isinstance(e, (DeliveryDeferred, DeliveryCorrected))]
         run_ids = await store.record_deferrals(runtime.pool, waiting)
         final_runs, recorded = await store.record_deliveries(runtime.pool, final)
         metrics.observe(recorded)

@@ -131,7 +131,7 @@ async def check_nothing_lost_nothing_twice(
         lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast,
         timeout=RECOVERY_SECONDS,
     )
-    print(f"completed {time.monotonic() - since:.1f} s after the restart")  # the figures
+    print(f"completed {time.monotonic() - since:.1f} s after the restart or the kill")
     received = await sent(sink, domain)
     assert [a for a, n in received.items() if n > 1] == []  # duplicates: 0
     actions = await actions_of(log, tenant, broadcast, limit=1000)

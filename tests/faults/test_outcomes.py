@@ -38,9 +38,13 @@ async def run_counters(db: asyncpg.Pool, broadcast: str) -> dict[str, int]:
 
 
 async def until(check: Any, timeout: float, pause: float = 0.2) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(pause)
+    """Until `check()` is true; fails naming the check after `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await check():
+                await asyncio.sleep(pause)
+    except TimeoutError:
+        raise AssertionError(f"{check.__name__}: not true within {timeout} s") from None
 
 
 async def test_the_database_killed_mid_broadcast_loses_no_known_outcome(
@@ -171,5 +175,15 @@ async def test_a_frozen_dispatchers_late_outcomes_correct_the_unknowns(
             "SELECT DISTINCT state FROM dispatcher.deliveries WHERE tenant_id = $1", tenant
         )
         assert [r["state"] for r in states] == ["delivered"]
+
+        # And a resend to the failures, unknown outcomes included, has nobody left to send to.
+        async def none_to_resend() -> bool:
+            return not await db.fetchval(
+                "SELECT count(*) FROM targeting.failures f JOIN targeting.runs r USING (run_id) "
+                "WHERE r.broadcast_id = $1 AND NOT f.closed",
+                broadcast,
+            )
+
+        await until(none_to_resend, timeout=30)
     finally:
         await log.close()

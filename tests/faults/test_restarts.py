@@ -16,7 +16,7 @@ from tests.e2e.audience import (
     load,
     new_tenant,
 )
-from tests.stack import EventLog, SmtpSink
+from tests.stack import EventLog, SmtpSink, restart_service
 
 pytestmark = pytest.mark.stack
 
@@ -67,7 +67,8 @@ def restart(name: str, sig: signal.Signals) -> Callable[[], Awaitable[None]]:
     async def interrupt() -> None:
         component = stack.components()[name]
         await asyncio.to_thread(stack.stop_process, component.pid_file, sig=sig)
-        await asyncio.to_thread(stack.up, [name])
+        # With the suite's settings, as the session started it: later tests rely on them.
+        await asyncio.to_thread(restart_service, name)
 
     return interrupt
 

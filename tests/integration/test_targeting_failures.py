@@ -12,7 +12,6 @@ from services.targeting import store, transitions
 from services.targeting.broadcasts import Rejection
 from services.targeting.opt_outs import OptOuts
 from shared.events import (
-    ActionClosed,
     ContactOptedOut,
     CreateBroadcast,
     DeliveryFailed,
@@ -64,22 +63,9 @@ def failure(tenant: str, broadcast_id: UUID, run_id: UUID, n: int, reason: Failu
     )
 
 
-def closed(failed: DeliveryFailed) -> ActionClosed:
-    return ActionClosed(
-        **failed.model_dump(
-            include={
-                "tenant_id",
-                "broadcast_id",
-                "run_id",
-                "recipient_id",
-                "contract_id",
-                "channel",
-                "address",
-            }
-        ),
-        action_id=1,
-        resolution="ignore",
-    )
+def closed(failed: DeliveryFailed) -> store.MessageKey:
+    """The message whose action was resolved (or whose outcome was corrected)."""
+    return (failed.run_id, failed.contract_id, failed.channel, failed.address)
 
 
 async def resendable(db: asyncpg.Pool, run_id: UUID, include_unknown: bool) -> set[str]:

@@ -17,7 +17,9 @@ CREATE SEQUENCE dispatcher.claim_tokens;
 ALTER TABLE dispatcher.deliveries
     ADD COLUMN claimed_by  text,
     ADD COLUMN claim_life  bigint,
-    ADD COLUMN claim_token bigint;
+    ADD COLUMN claim_token bigint,
+    -- The outcome replaced an unknown: announced with delivery.corrected as well.
+    ADD COLUMN corrected   boolean NOT NULL DEFAULT false;
 
 -- Claims taken under leases belong to no instance: they are a dead instance's, settled by the
 -- first dispatcher that sweeps.
