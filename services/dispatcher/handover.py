@@ -141,12 +141,7 @@ class Handover:
         """Messages from Kafka: each is claimed here, unless it was seen before. One that
         reached a final state is announced again, wherever its run stands now."""
         unique = list({m.recipient_id: m for m in messages}.values())
-        if not unique:
-            return []
-        earlier = await ledger.finished(self._pool, [m.recipient_id for m in unique])
-        events = [_again(m, earlier[m.recipient_id]) for m in unique if m.recipient_id in earlier]
-        new = [_Item(m, 0, None) for m in unique if m.recipient_id not in earlier]
-        return events + await self._hand_over(new, replayable=True)
+        return await self._hand_over([_Item(m, 0, None) for m in unique], replayable=True)
 
     async def due(self, limit: int, tenant_id: str | None = None) -> list[Event]:
         """Waiting messages whose time has come (claimed by `take_due`), of one tenant only
@@ -227,7 +222,6 @@ class Handover:
                 )
             else:
                 ready.append(item)
-        await self._cancel(stopped, out)
         gate = asyncio.Semaphore(self._limits.waves_in_flight)
         size = self._limits.wave_size
         deadline = time.monotonic() + self._limits.max_wait_seconds
@@ -246,6 +240,8 @@ class Handover:
             )
             if isinstance(r, BaseException)
         ]
+        stopped = await self._announce_finished(stopped, out)
+        await self._cancel(stopped, out)
         # A wait after a provider's answer is an outcome too: kept until stored.
         parked = await self._until_stored(
             "parking messages", lambda: ledger.schedule(self._pool, out.waits)
@@ -254,6 +250,23 @@ class Handover:
             raise failures[0]
         out.events.extend(deferred_event(w) for w in parked)
         return out.events
+
+    async def _announce_finished(self, stopped: list[_Item], out: _Outcomes) -> list[_Item]:
+        """Fresh messages held or cancelled without a claim may be replays of messages that
+        reached a final state: announced again and dropped from `out.waits`, else their run
+        would never complete. The stopped items still to cancel are returned. Messages sent in
+        a wave learn the same from their claim, so the usual batch costs no query here."""
+        unclaimed = [w.message for w in out.waits if w.token is None] + [
+            i.message for i in stopped if i.token is None
+        ]
+        if not unclaimed:
+            return stopped
+        earlier = await ledger.finished(self._pool, [m.recipient_id for m in unclaimed])
+        out.events.extend(
+            _again(m, earlier[m.recipient_id]) for m in unclaimed if m.recipient_id in earlier
+        )
+        out.waits = [w for w in out.waits if w.message.recipient_id not in earlier]
+        return [i for i in stopped if i.message.recipient_id not in earlier]
 
     async def _cancel(self, items: Sequence[_Item], out: _Outcomes) -> None:
         if not items:

@@ -109,21 +109,16 @@ async def claim(pool: asyncpg.Pool, messages: Sequence[MessageRendered], me: Cla
                 me.life,
             )
         }
-        earlier = await connection.fetch(
-            """SELECT recipient_id, state, reason, provider_code, provider_message
-               FROM dispatcher.deliveries
-               WHERE recipient_id = ANY($1::uuid[]) AND state = ANY($2::text[])""",
-            [m.recipient_id for m in messages if m.recipient_id not in claimed],
-            list(_VERDICT_OF_STATE),
+        earlier = await finished(
+            connection, [m.recipient_id for m in messages if m.recipient_id not in claimed]
         )
-    finished = {r["recipient_id"]: Finished(r["state"], _attempt(r)) for r in earlier}
-    return Claims(claimed, finished)
+    return Claims(claimed, earlier)
 
 
-async def finished(pool: asyncpg.Pool, ids: Sequence[UUID]) -> dict[UUID, Finished]:
+async def finished(db: asyncpg.Pool | Connection, ids: Sequence[UUID]) -> dict[UUID, Finished]:
     """The messages among `ids` that reached a final state before: a replay announces them
     again, whatever their run or their window says now (a held message would never be)."""
-    rows = await pool.fetch(
+    rows = await db.fetch(
         """SELECT recipient_id, state, reason, provider_code, provider_message
            FROM dispatcher.deliveries
            WHERE recipient_id = ANY($1::uuid[]) AND state = ANY($2::text[])""",

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,16 +15,13 @@ import pytest
 
 from deploy.local import stack
 from tests.e2e.audience import OPEN_ALL_WEEK, actions_of
+from tests.faults.test_dispatchers import sent as received
 from tests.faults.test_dispatchers import start_broadcast, wait_for_count
 from tests.stack import EventLog, SmtpSink, restart_service, second_dispatcher
 
 pytestmark = pytest.mark.stack
 
 QUICK = {"DISPATCHER_TAKEOVER_SECONDS": "3", "DISPATCHER_HEARTBEAT_SECONDS": "0.5"}
-
-
-async def received(sink: SmtpSink, domain: str) -> Counter[str]:
-    return Counter(m.rcpt_tos[0] for m in await sink.messages(to_domain=domain))
 
 
 async def run_counters(db: asyncpg.Pool, broadcast: str) -> dict[str, int]:
