@@ -5,6 +5,8 @@ connects at import time: the factory reads settings, the lifespan opens the pool
 before the broker starts consuming, and closes the pool only after the consumers stopped.
 """
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -109,3 +111,48 @@ def service_app(
         ),
         asyncapi_path="/docs/asyncapi",
     )
+
+
+class Periodic:
+    """A background loop of a service: `step` runs every `interval` seconds until stopped.
+
+    A failing step is logged and tried again after the interval, so one bad pass never ends the
+    loop. A step that returns True had more work than one pass could take and runs again at once.
+    `start` and `stop` fit `service_app`'s after_startup and on_shutdown hooks.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], Awaitable[bool | None]],
+        interval: float,
+        log: logging.Logger,
+    ) -> None:
+        self.name = name
+        self._step = step
+        self._interval = interval
+        self._log = log
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._forever(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _forever(self) -> None:
+        while True:
+            try:
+                more = await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._log.exception("%s failed; trying again", self.name)
+                more = False
+            if not more:
+                await asyncio.sleep(self._interval)
