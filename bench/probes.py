@@ -105,7 +105,7 @@ class RssSampler:
 
     @contextlib.asynccontextmanager
     async def sampling(self) -> AsyncIterator[None]:
-        """Sample in the background for the length of the body, from its start."""
+        """Sample in the background, every RSS_INTERVAL_S, while the body runs."""
         loop = Periodic("rss sampler", self._step, RSS_INTERVAL_S, _log)
         await loop.start()
         try:
