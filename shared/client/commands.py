@@ -1,0 +1,131 @@
+"""Send a command on broadcast.requests and await its answer on broadcast.events.
+
+An answer is the first event carrying the command's `request_id` other than `broadcast.started`
+(which repeats the start's request id but is not its answer). Replaying a request id is
+answered again (the same verdict, announced anew): `ask` returns the answer that follows its own
+publish, never one that was already in the log.
+"""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+from uuid import uuid4
+
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+
+from shared import topics
+from shared.client.log import TopicLog
+
+# Publishes one command (a JSON object with its tenant_id) on broadcast.requests.
+SendCommand = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+class NoAnswer(TimeoutError):
+    """No answer came in time: the stack is down, or the request never reached targeting."""
+
+
+def command_with_ids(
+    command: Mapping[str, Any] | BaseModel, *, requested_by: str, prefix: str = "req"
+) -> dict[str, Any]:
+    """The command as JSON, with a fresh `request_id` and `requested_by` unless it has them."""
+    body = command.model_dump(mode="json") if isinstance(command, BaseModel) else dict(command)
+    return {"request_id": f"{prefix}-{uuid4()}", "requested_by": requested_by, **body}
+
+
+def answers_to(records: Iterable[Mapping[str, Any]], request_id: str) -> list[dict[str, Any]]:
+    """The answers to `request_id` among `records`, oldest first."""
+    return [
+        dict(r)
+        for r in records
+        if r.get("request_id") == request_id and r.get("type") != "broadcast.started"
+    ]
+
+
+async def ask(
+    answers: TopicLog, send: SendCommand, command: Mapping[str, Any], timeout: float = 60.0
+) -> dict[str, Any]:
+    """Publish `command` (it carries its request_id) with `send` and return its answer, read
+    from `answers` (broadcast.events, opened before); NoAnswer after `timeout` seconds."""
+    request_id = command["request_id"]
+    before = len(answers_to(answers.records, request_id))
+    await send(command)
+    try:
+        await answers.wait_until(
+            lambda: len(answers_to(answers.records, request_id)) > before, timeout
+        )
+    except TimeoutError:
+        raise NoAnswer(
+            f"no answer to {command.get('type')} {request_id} within {timeout:g} s"
+        ) from None
+    return answers_to(answers.records, request_id)[before]
+
+
+async def publish(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]], **options: Any
+) -> None:
+    """Publish (key, value) records with a producer of their own; returns once all are
+    acknowledged by every in-sync replica."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(topic, v, key=k) for k, v in records])
+    finally:
+        await producer.stop()
+
+
+def request_record(command: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """broadcast.requests' (key, value) for a command: keyed by its tenant, so one tenant's
+    commands are handled in the order they were sent."""
+    return str(command["tenant_id"]).encode(), json.dumps(command).encode()
+
+
+class Commands:
+    """Commands sent through one producer, answers read from one broadcast.events log.
+
+    `async with Commands(kafka, requested_by="cli") as commands: await commands.ask({...})`"""
+
+    def __init__(self, bootstrap: str, *, requested_by: str, prefix: str = "req") -> None:
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self.events = TopicLog(bootstrap, topics.EVENTS.name)
+        self._requested_by = requested_by
+        self._prefix = prefix
+
+    async def open(self) -> "Commands":
+        await self._producer.start()
+        await self.events.open()
+        return self
+
+    async def close(self) -> None:
+        await self.events.close()
+        await self._producer.stop()
+
+    async def __aenter__(self) -> "Commands":
+        try:
+            return await self.open()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def prepare(self, command: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
+        return command_with_ids(command, requested_by=self._requested_by, prefix=self._prefix)
+
+    async def send(self, command: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
+        """Publish without waiting for the answer; the command as sent (with its ids)."""
+        prepared = self.prepare(command)
+        await self._send(prepared)
+        return prepared
+
+    async def ask(
+        self, command: Mapping[str, Any] | BaseModel, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """Publish and return the answer; NoAnswer after `timeout` seconds."""
+        return await ask(self.events, self._send, self.prepare(command), timeout)
+
+    async def _send(self, command: Mapping[str, Any]) -> None:
+        key, value = request_record(command)
+        await self._producer.send_and_wait(topics.REQUESTS.name, value, key=key)
