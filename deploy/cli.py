@@ -1,7 +1,7 @@
 """`broadcast`: the operator's command line, through the same events as any other service.
 
-Commands publish on `broadcast.requests` and wait for their answer on `broadcast.events`;
-`status` reads the tracker's read model. Every command has `--help`; `--json` prints the
+Commands publish on `broadcast.requests` and wait for their answer on `broadcast.events`
+(shared.client); `list` and `status` read targeting's and the tracker's versioned views. Every command has `--help`; `--json` prints the
 answer as JSON for scripts. Exit codes: 0 done, 1 refused (the answer says why), 2 bad usage,
 3 no answer in time (is the stack up?).
 """
@@ -16,21 +16,16 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, get_args
-from uuid import uuid4
 
 import asyncpg
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from shared import topics
+from shared.client import endpoints, progress, watch
+from shared.client.commands import Commands
 from shared.events import ActionState
 
 REPO = Path(__file__).resolve().parents[1]
-KAFKA = os.environ.get("BROADCAST_KAFKA", "127.0.0.1:19092")
-DATABASE = os.environ.get(
-    "BROADCAST_DATABASE_URL", "postgresql://broadcast:broadcast@127.0.0.1:15432/broadcast"
-)
 REFUSED, USAGE, NO_ANSWER = 1, 2, 3
 
 
@@ -47,35 +42,15 @@ class Refused(Exception):
 async def request(command: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
     """Publish one command and return its answer; Refused when it was rejected."""
     who = os.environ.get("USER", "operator")
-    command = {"request_id": f"cli-{uuid4()}", "requested_by": who, **command}
-    events = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
-    try:
-        await events.start()
-        await producer.start()
-        # Listen from the current end before asking, so the answer cannot be missed.
-        parts = await producer.partitions_for(topics.EVENTS.name)
-        assigned = [TopicPartition(topics.EVENTS.name, p) for p in parts]
-        events.assign(assigned)
-        await events.seek_to_end(*assigned)
-        for tp in assigned:
-            await events.position(tp)
-        await producer.send_and_wait(
-            topics.REQUESTS.name, json.dumps(command).encode(), key=command["tenant_id"].encode()
-        )
-        async with asyncio.timeout(timeout):
-            while True:
-                batch = await events.getmany(timeout_ms=500)
-                for records in batch.values():
-                    for record in records:
-                        answer = json.loads(record.value)
-                        if answer.get("request_id") == command["request_id"]:
-                            if answer["type"] == "broadcast.rejected":
-                                raise Refused(answer)
-                            return dict(answer)
-    finally:
-        await producer.stop()
-        await events.stop()
+    # The whole exchange, connecting included, is bounded: a stack that is down is no answer.
+    async with (
+        asyncio.timeout(timeout),
+        Commands(endpoints.local().kafka, requested_by=who, prefix="cli") as commands,
+    ):
+        answer = await commands.ask(command, timeout)
+    if answer["type"] == "broadcast.rejected":
+        raise Refused(answer)
+    return answer
 
 
 def criteria(values: Sequence[str]) -> list[dict[str, Any]]:
@@ -91,8 +66,8 @@ def criteria(values: Sequence[str]) -> list[dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def read_models() -> AsyncIterator[asyncpg.Connection]:
-    """A connection to the read models, for listings and status: the CLI never writes there."""
-    connection = await asyncpg.connect(DATABASE)
+    """A connection to the services' views, for listings and status: the CLI never writes."""
+    connection = await asyncpg.connect(endpoints.local().database_url)
     try:
         yield connection
     finally:
@@ -103,47 +78,78 @@ async def run_status(
     connection: asyncpg.Connection, tenant: str, broadcast_id: str
 ) -> dict[str, Any] | None:
     """The broadcast's state (targeting) and its latest run's counters (tracker); None when
-    the tenant has no such broadcast."""
-    row = await connection.fetchrow(
-        """SELECT r.run_id::text, r.run_number, coalesce(t.state, 'running') AS state,
-                  b.state AS broadcast_state, t.outcome, b.name,
-                  coalesce(t.contracts_targeted, 0) AS contracts_targeted,
-                  t.messages_targeted, coalesce(t.delivered, 0) AS delivered,
-                  coalesce(t.failed, 0) AS failed, coalesce(t.cancelled, 0) AS cancelled
-           FROM targeting.broadcasts b
-           LEFT JOIN LATERAL (
-               SELECT run_id, run_number FROM targeting.runs x
-               WHERE x.broadcast_id = b.broadcast_id
-               ORDER BY run_number DESC LIMIT 1) r ON true
-           LEFT JOIN tracker.runs t ON t.run_id = r.run_id
-           WHERE b.tenant_id = $1 AND b.broadcast_id = $2::uuid""",
+    the tenant has no such broadcast. Each service answers from its own view; merged here."""
+    broadcast = await connection.fetchrow(
+        "SELECT name, state FROM targeting.broadcasts_v1 "
+        "WHERE tenant_id = $1 AND broadcast_id = $2::uuid",
         tenant,
         broadcast_id,
     )
-    return dict(row) if row else None
+    if broadcast is None:
+        return None
+    run = await connection.fetchrow(
+        "SELECT run_id, run_number FROM targeting.runs_v1 WHERE broadcast_id = $1::uuid "
+        "ORDER BY run_number DESC LIMIT 1",
+        broadcast_id,
+    )
+    found = run and await connection.fetchrow(
+        "SELECT state, outcome, contracts_targeted, messages_targeted, delivered, failed, "
+        "cancelled FROM tracker.run_counters_v1 WHERE run_id = $1",
+        run["run_id"],
+    )
+    # A run the tracker has not heard of yet is running, with nothing counted.
+    counters = dict(found) if found else {}
+    return {
+        "run_id": str(run["run_id"]) if run else None,
+        "run_number": run["run_number"] if run else None,
+        "state": counters.get("state", "running"),
+        "broadcast_state": broadcast["state"],
+        "outcome": counters.get("outcome"),
+        "name": broadcast["name"],
+        "contracts_targeted": counters.get("contracts_targeted", 0),
+        "messages_targeted": counters.get("messages_targeted"),
+        "delivered": counters.get("delivered", 0),
+        "failed": counters.get("failed", 0),
+        "cancelled": counters.get("cancelled", 0),
+    }
 
 
 async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
     """The seed's list: name, creation and send dates, targeted / delivered / failed."""
     async with read_models() as connection:
         rows = await connection.fetch(
-            """SELECT b.broadcast_id::text, b.name, b.state, b.created_at, b.started_at,
-                      r.messages_targeted AS targeted, coalesce(r.delivered, 0) AS delivered,
-                      coalesce(r.failed, 0) AS failed
-               FROM targeting.broadcasts b
-               LEFT JOIN LATERAL (
-                   SELECT * FROM tracker.runs t
-                   WHERE t.broadcast_id = b.broadcast_id AND t.purpose = 'broadcast'
-                   ORDER BY t.started_at DESC LIMIT 1) r ON true
-               WHERE b.tenant_id = $1
+            """SELECT broadcast_id, name, state, created_at, started_at
+               FROM targeting.broadcasts_v1
+               WHERE tenant_id = $1
                  AND ($2::text IS NULL
-                      OR $2 = 'pending' AND b.state IN ('draft', 'scheduled')
-                      OR $2 = 'sent' AND b.started_at IS NOT NULL)
-               ORDER BY b.created_at DESC, b.broadcast_id""",
+                      OR $2 = 'pending' AND state IN ('draft', 'scheduled')
+                      OR $2 = 'sent' AND started_at IS NOT NULL)
+               ORDER BY created_at DESC, broadcast_id""",
             tenant,
             state,
         )
-    return [dict(r) for r in rows]
+        latest = await connection.fetch(
+            """SELECT DISTINCT ON (broadcast_id) broadcast_id, messages_targeted, delivered, failed
+               FROM tracker.run_counters_v1
+               WHERE broadcast_id = ANY($1::uuid[]) AND purpose = 'broadcast'
+               ORDER BY broadcast_id, started_at DESC""",
+            [r["broadcast_id"] for r in rows],
+        )
+    runs = {r["broadcast_id"]: dict(r) for r in latest}
+    listed = []
+    for row in rows:
+        # A broadcast never started has no run: nothing targeted, nothing counted.
+        run = runs.get(row["broadcast_id"], {})
+        listed.append(
+            {
+                **dict(row),
+                "broadcast_id": str(row["broadcast_id"]),
+                "targeted": run.get("messages_targeted"),
+                "delivered": run.get("delivered", 0),
+                "failed": run.get("failed", 0),
+            }
+        )
+    return listed
 
 
 def read_yaml(path: Path) -> Any:
@@ -160,13 +166,6 @@ def load_spec(path: Path) -> dict[str, Any]:
     if not isinstance(spec, dict) or "tenant_id" not in spec:
         raise Usage(f"{path}: a mapping with tenant_id, name, channels, ...")
     return spec
-
-
-def bar(done: int, total: int | None, width: int = 30) -> str:
-    if not total:
-        return f"[{'?' * width}] {done}/?"
-    filled = min(width, width * done // total)
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
 def finished(found: dict[str, Any]) -> bool:
@@ -193,8 +192,8 @@ async def follow(connection: asyncpg.Connection, args: argparse.Namespace) -> di
         if not args.json and found["run_id"] is not None:
             done = found["delivered"] + found["failed"] + found["cancelled"]
             where = "paused" if found["broadcast_state"] == "paused" else "in progress"
-            line = f"{bar(done, found['messages_targeted'])} {where}"
-            print(f"\r{line:60}", end="", flush=True)
+            line = f"{progress.bar(done, found['messages_targeted'])} {where}"
+            progress.redraw(line, sys.stdout)
         await asyncio.sleep(1)
 
 
@@ -206,20 +205,13 @@ def import_contracts(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"{args.file}: no such file", file=sys.stderr)
         return USAGE
-    imported = import_file(args.file, args.tenant, KAFKA)
+    imported = import_file(args.file, args.tenant, endpoints.local().kafka)
 
     async def applied() -> int:
-        async with read_models() as connection, asyncio.timeout(60):
-            while True:
-                count: int = await connection.fetchval(
-                    "SELECT count(*) FROM targeting.contracts "
-                    "WHERE tenant_id = $1 AND version >= $2",
-                    args.tenant,
-                    imported.version,
-                )
-                if count >= imported.contracts:
-                    return count
-                await asyncio.sleep(0.2)
+        async with read_models() as connection:
+            return await watch.until_contracts(
+                connection, args.tenant, imported.contracts, min_version=imported.version
+            )
 
     try:
         asyncio.run(applied())
