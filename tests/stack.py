@@ -1,27 +1,27 @@
 """Test-side clients of the real components the suite runs against (started by `make test`)."""
 
-import asyncio
-import contextlib
 import email
 import email.policy
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Any
 from uuid import uuid4
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from deploy.local import stack as local_stack
+from shared.client import endpoints
+from shared.client.commands import publish
+from shared.client.log import TopicLog
 
-KAFKA = "127.0.0.1:19092"
-DATABASE_URL = "postgresql://broadcast:broadcast@127.0.0.1:15432/broadcast"
-SMTP_CONTROL = "http://127.0.0.1:10026"
-SMS_CONTROL = "http://127.0.0.1:10080"
+_LOCAL = endpoints.local()
+KAFKA = _LOCAL.kafka
+DATABASE_URL = _LOCAL.database_url
+SMTP_CONTROL = _LOCAL.smtp_control
+SMS_CONTROL = _LOCAL.sms_control
 
 
 @dataclass(frozen=True)
@@ -82,12 +82,7 @@ class SmtpSink(_Sink):
 
 async def publish_raw(topic: str, records: Iterable[tuple[bytes, bytes]]) -> None:
     """Publish bytes as they are: what a broken or hostile producer could send."""
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", max_request_size=2**21)
-    await producer.start()
-    try:
-        await asyncio.gather(*[await producer.send(topic, v, key=k) for k, v in records])
-    finally:
-        await producer.stop()
+    await publish(KAFKA, topic, records, max_request_size=2**21)
 
 
 async def publish_json(topic: str, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
@@ -95,51 +90,11 @@ async def publish_json(topic: str, records: Iterable[tuple[str, dict[str, Any]]]
     await publish_raw(topic, ((key.encode(), json.dumps(value).encode()) for key, value in records))
 
 
-class EventLog:
-    """Everything published on a topic from the moment it was opened."""
+class EventLog(TopicLog):
+    """Everything published on a topic of the suite's stack from the moment it was opened."""
 
     def __init__(self, topic: str) -> None:
-        # No group: the consumer takes every partition and starts at their current end.
-        self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=KAFKA, enable_auto_commit=False, auto_offset_reset="latest"
-        )
-        self.records: list[dict[str, Any]] = []
-
-    async def open(self) -> "EventLog":
-        await self._consumer.start()
-        while not self._consumer.assignment():
-            await asyncio.sleep(0.05)
-        for tp in self._consumer.assignment():  # resolve the end offsets before anything is sent
-            await self._consumer.position(tp)
-        return self
-
-    async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0
-    ) -> dict[str, Any]:
-        async def poll() -> dict[str, Any]:
-            while True:
-                for record in self.records:
-                    if predicate(record):
-                        return record
-                batch = await self._consumer.getmany(timeout_ms=200)
-                for messages in batch.values():
-                    self.records.extend(json.loads(m.value) for m in messages)
-
-        return await asyncio.wait_for(poll(), timeout)
-
-    async def drain(self, seconds: float) -> None:
-        """Collect whatever arrives during `seconds`."""
-        deadline = asyncio.get_running_loop().time() + seconds
-        while asyncio.get_running_loop().time() < deadline:
-            batch = await self._consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                self.records.extend(json.loads(m.value) for m in messages)
-
-    async def close(self) -> None:
-        # A fetch still in flight on a busy broker may time out while the consumer stops: what
-        # the test read is already in `records`, so that is no failure of the test.
-        with contextlib.suppress(KafkaError):
-            await self._consumer.stop()
+        super().__init__(KAFKA, topic)
 
 
 class SmsSink(_Sink):

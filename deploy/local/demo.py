@@ -11,18 +11,19 @@ import random
 import sys
 import time
 from decimal import Decimal
-from uuid import uuid4
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.local.every_day import send_every_day
 from shared import topics
+from shared.client import endpoints, progress
+from shared.client.commands import Commands, publish
+from shared.client.watch import BroadcastWatch, WatchTimeout, until_contracts
 from shared.events import (
-    BROADCAST_EVENT_ADAPTER,
     BroadcastCompleted,
     BroadcastProgressed,
+    BroadcastRejected,
     ContactPoint,
     ContractFields,
     ContractUpserted,
@@ -33,9 +34,8 @@ from shared.ids import broadcast_id_for
 
 TENANT = "demo-deneigement"
 CONTRACTS = 5_000
-KAFKA = "127.0.0.1:19092"
-DATABASE_URL = "postgresql://broadcast:broadcast@127.0.0.1:15432/broadcast"
-SMTP_CONTROL = "http://127.0.0.1:10026"
+# A broadcast of the demo's size that shows no event for this long is stuck.
+STALL_S = 120.0
 # A few mailboxes the demo SMTP sink refuses, so the summary shows failures and actions.
 BOUNCING = [f"inconnu{n}@demo.example" for n in range(1, 13)]
 
@@ -112,14 +112,7 @@ def broadcast(request_id: str) -> CreateBroadcast:
     )
 
 
-def bar(done: int, total: int | None, width: int = 40) -> str:
-    if total is None:
-        return f"[{'.' * width}] {done} sent, still targeting"
-    filled = width * done // total if total else width
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
-
-
-async def main() -> int:
+async def refuse_bouncing(smtp_control: str) -> None:
     async with httpx.AsyncClient() as http:
         rules = [
             {
@@ -132,91 +125,79 @@ async def main() -> int:
             }
             for a in BOUNCING
         ]
-        (await http.put(f"{SMTP_CONTROL}/_sink/rules", json=rules)).raise_for_status()
+        (await http.put(f"{smtp_control}/_sink/rules", json=rules)).raise_for_status()
 
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", linger_ms=5)
-    consumer = AIOKafkaConsumer(
-        topics.EVENTS.name,
-        bootstrap_servers=KAFKA,
-        auto_offset_reset="latest",
-        group_id=f"demo-{uuid4()}",
-    )
-    await producer.start()
-    await consumer.start()
-    db = await asyncpg.connect(DATABASE_URL)
+
+async def follow(watch: BroadcastWatch) -> BroadcastCompleted | BroadcastRejected:
+    """Draw the progress bar until the broadcast completes or a command of it is rejected."""
+    while True:
+        event = await watch.next(deadline=float("inf"))
+        if isinstance(event, BroadcastRejected):
+            return event
+        if isinstance(event, BroadcastProgressed | BroadcastCompleted):
+            c = event.counters
+            line = progress.bar(c.delivered + c.failed, c.messages_targeted, width=40)
+            progress.redraw(line, sys.stdout)
+        if isinstance(event, BroadcastCompleted):
+            return event
+
+
+async def main() -> int:
+    local = endpoints.local()
+    await refuse_bouncing(local.smtp_control)
+    db = await asyncpg.connect(local.database_url)
     try:
         print(f"loading {CONTRACTS} demo contracts for tenant {TENANT} ...")
-        sent = [
-            await producer.send(
-                topics.CONTRACTS.name,
-                c.model_dump_json().encode(),
-                key=f"{TENANT}:{c.contract_id}".encode(),
-            )
-            for c in audience()
-        ]
-        await asyncio.gather(*sent)
-        while (
-            await db.fetchval(
-                "SELECT count(*) FROM targeting.contracts WHERE tenant_id = $1", TENANT
-            )
-            < CONTRACTS
-        ):
-            await asyncio.sleep(0.2)
-        while not consumer.assignment():  # join before publishing, so no event is missed
-            await asyncio.sleep(0.1)
-        await send_every_day(producer, db, TENANT)
-
-        request_id = f"demo-{int(time.time())}"
-        broadcast_id = broadcast_id_for(TENANT, request_id)
-        started_at = time.monotonic()
-        for command in (
-            broadcast(request_id),
-            StartBroadcast(
-                tenant_id=TENANT,
-                request_id=f"{request_id}-start",
-                requested_by="demo-operator",
-                broadcast_id=broadcast_id,
+        await publish(
+            local.kafka,
+            topics.CONTRACTS.name,
+            (
+                (f"{TENANT}:{c.contract_id}".encode(), c.model_dump_json().encode())
+                for c in audience()
             ),
-        ):
-            await producer.send_and_wait(
-                topics.REQUESTS.name, command.model_dump_json().encode(), key=TENANT.encode()
-            )
-        print(f'broadcast {broadcast_id} started: "Surcharge pour excédent de neige"')
-        completed: BroadcastCompleted | None = None
-        async for record in consumer:
-            event = BROADCAST_EVENT_ADAPTER.validate_json(record.value)
-            if getattr(event, "broadcast_id", None) != broadcast_id:
-                continue
-            if event.type == "broadcast.rejected":
-                print(f"\nrejected: {event.field}: {event.message}", file=sys.stderr)
-                return 1
-            if isinstance(event, BroadcastProgressed | BroadcastCompleted):
-                c = event.counters
-                print(
-                    f"\r{bar(c.delivered + c.failed, c.messages_targeted)}\033[K",
-                    end="",
-                    flush=True,
-                )
-            if isinstance(event, BroadcastCompleted):
-                completed = event
-                break
-        assert completed is not None
-        actions = await db.fetchval(
-            "SELECT count(*) FROM tracker.actions WHERE run_id = $1", completed.run_id
+            linger_ms=5,
         )
-        c = completed.counters
-        print(f"\n\nfinished in {time.monotonic() - started_at:.1f}s: {completed.outcome}")
+        await until_contracts(db, TENANT, CONTRACTS, timeout=600)
+        # Opened before anything is sent, so no event of the broadcast is missed.
+        async with Commands(local.kafka, requested_by="demo-operator") as commands:
+            await send_every_day(commands, db, TENANT)
+            request_id = f"demo-{int(time.time())}"
+            broadcast_id = broadcast_id_for(TENANT, request_id)
+            started_at = time.monotonic()
+            await commands.send(broadcast(request_id))
+            await commands.send(
+                StartBroadcast(
+                    tenant_id=TENANT,
+                    request_id=f"{request_id}-start",
+                    requested_by="demo-operator",
+                    broadcast_id=broadcast_id,
+                )
+            )
+            print(f'broadcast {broadcast_id} started: "Surcharge pour excédent de neige"')
+            try:
+                outcome = await follow(
+                    BroadcastWatch(commands.events, broadcast_id, stall_s=STALL_S)
+                )
+            except WatchTimeout as stuck:
+                print(f"\n{stuck}", file=sys.stderr)
+                return 1
+        if isinstance(outcome, BroadcastRejected):
+            print(f"\nrejected: {outcome.field}: {outcome.message}", file=sys.stderr)
+            return 1
+        actions = await db.fetchval(
+            "SELECT count(*) FROM tracker.actions_v1 WHERE run_id = $1", outcome.run_id
+        )
+        c = outcome.counters
+        print(f"\n\nfinished in {time.monotonic() - started_at:.1f}s: {outcome.outcome}")
         print(f"  contracts targeted  {c.contracts_targeted}")
         print(f"  messages targeted   {c.messages_targeted}")
         print(f"  delivered           {c.delivered}")
         print(f"  failed              {c.failed}")
         print(f"  manual actions      {actions}")
-        print("\nmessages are in the SMTP sink: curl -s http://127.0.0.1:10026/_sink/count")
+        print(f"\nmessages are in the SMTP sink: curl -s {local.smtp_control}/_sink/count")
         return 0
     finally:
         await db.close()
-        await consumer.stop()
-        await producer.stop()
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """A small audience that exercises every targeting rule, as plain JSON the platform would send."""
 
-import asyncio
-import json
+from collections.abc import Mapping
 from typing import Any
 from uuid import uuid4
 
 import asyncpg
 
+from shared.client import commands, watch
 from tests.stack import DATABASE_URL, EventLog, publish_json
 
 # Tests must not depend on the day they run: by default no email leaves on a weekend.
@@ -56,11 +56,7 @@ async def load(db: asyncpg.Pool, contracts: list[dict[str, Any]], timeout: float
     await publish_json(
         "audience.contracts", ((f"{tenant}:{c['contract_id']}", c) for c in contracts)
     )
-    async with asyncio.timeout(timeout):
-        while await db.fetchval(
-            "SELECT count(*) FROM targeting.contracts WHERE tenant_id = $1", tenant
-        ) < len(contracts):
-            await asyncio.sleep(0.2)
+    await watch.until_contracts(db, tenant, len(contracts), timeout=timeout)
 
 
 def create_command(tenant: str, **overrides: Any) -> dict[str, Any]:
@@ -108,25 +104,17 @@ def distinct(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list({e["event_id"]: e for e in events}.values())
 
 
-def _answers(log: EventLog, request_id: str) -> list[dict[str, Any]]:
-    # broadcast.started carries the request id of the start too: it is not the answer.
-    return [
-        e
-        for e in log.records
-        if e.get("request_id") == request_id and e["type"] != "broadcast.started"
-    ]
-
-
 async def ask(
     log: EventLog, tenant: str, body: dict[str, Any], request_id: str | None = None
 ) -> dict[str, Any]:
     """Publish a command and return its answer; replaying a request id returns the new answer."""
     request_id = request_id or body.get("request_id") or f"req-{uuid4()}"
-    before = len(_answers(log, request_id))
     payload = {"tenant_id": tenant, "request_id": request_id, "requested_by": "user-42", **body}
-    await publish_json("broadcast.requests", [(tenant, payload)])
-    await log.wait_for(lambda _: len(_answers(log, request_id)) > before)
-    return _answers(log, request_id)[before]
+
+    async def send(command: Mapping[str, Any]) -> None:
+        await publish_json("broadcast.requests", [(tenant, dict(command))])
+
+    return await commands.ask(log, send, payload)
 
 
 async def actions_of(
@@ -146,32 +134,20 @@ async def configure(
     log: EventLog, tenant: str, settings: dict[str, Any], timeout: float = 30
 ) -> dict[str, Any]:
     """Configure the tenant and wait until the dispatcher applies the settings; the answer."""
-    request_id = f"req-{uuid4()}"
-    command = {
-        "type": "configure_tenant",
-        "tenant_id": tenant,
-        "request_id": request_id,
-        "requested_by": "user-42",
-        "settings": settings,
-    }
-    await publish_json("broadcast.requests", [(tenant, command)])
-    answer = await log.wait_for(lambda e: e.get("request_id") == request_id)
+    answer = await ask(log, tenant, {"type": "configure_tenant", "settings": settings})
     if answer["type"] != "tenant.configured":
         return answer
     connection = await asyncpg.connect(DATABASE_URL)
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                applied = await connection.fetchval(
-                    "SELECT settings FROM dispatcher.tenants WHERE tenant_id = $1", tenant
-                )
-                if applied is not None and all(
-                    json.loads(applied).get(k) == v for k, v in settings.items()
-                ):
-                    return answer
-                await asyncio.sleep(0.1)
+        await watch.until_settings(
+            connection,
+            tenant,
+            lambda applied: all(applied.get(k) == v for k, v in settings.items()),
+            timeout,
+        )
     finally:
         await connection.close()
+    return answer
 
 
 async def create_and_start(log: EventLog, create: dict[str, Any]) -> str:
@@ -181,15 +157,12 @@ async def create_and_start(log: EventLog, create: dict[str, Any]) -> str:
     tenant = create["tenant_id"]
     connection = await asyncpg.connect(DATABASE_URL)
     try:
-        known = await connection.fetchval(
-            "SELECT 1 FROM dispatcher.tenants WHERE tenant_id = $1", tenant
-        )
+        known = await watch.tenant_settings(connection, tenant)
     finally:
         await connection.close()
-    if not known:
+    if known is None:
         await configure(log, tenant, OPEN_ALL_WEEK)
-    await publish_json("broadcast.requests", [(tenant, create)])
-    accepted = await log.wait_for(lambda e: e.get("request_id") == create["request_id"])
+    accepted = await ask(log, tenant, create)
     assert accepted["type"] == "broadcast.accepted", accepted
     broadcast_id: str = accepted["broadcast_id"]
     start = {
@@ -227,16 +200,11 @@ async def completed(log: EventLog, broadcast_id: str, run_id: str | None = None)
     )
 
 
-async def broadcast_state(db: asyncpg.Pool, broadcast_id: str) -> str:
-    state: str = await db.fetchval(
-        "SELECT state FROM targeting.broadcasts WHERE broadcast_id = $1::uuid", broadcast_id
-    )
-    return state
+async def broadcast_state(db: asyncpg.Pool, broadcast_id: str) -> str | None:
+    return await watch.broadcast_state(db, broadcast_id)
 
 
 async def until_completed(db: asyncpg.Pool, broadcast_id: str) -> None:
     """Targeting learns of a completion from the tracker's event, a moment after it: until
     then a resend is refused with `not_finished`."""
-    async with asyncio.timeout(60):
-        while await broadcast_state(db, broadcast_id) != "completed":
-            await asyncio.sleep(0.1)
+    await watch.until_state(db, broadcast_id, {"completed"})
