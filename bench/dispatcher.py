@@ -37,6 +37,8 @@ from bench.watch import drained
 from deploy.local import stack
 from deploy.local.every_day import send_every_day
 from shared import topics
+from shared.client import endpoints
+from shared.client.commands import Commands
 from shared.clock import utc_now
 from shared.events import MessageRendered
 from shared.ids import recipient_id_for
@@ -70,13 +72,14 @@ async def backlog(producer: AIOKafkaProducer, tenant: str, run_id: UUID, count: 
 
 async def measure(count: int, ceiling_messages: int) -> dict[str, Any]:
     tenant, run_id = f"bench-dispatch-{int(utc_now().timestamp())}", uuid4()
-    db = await asyncpg.connect(stack.postgres_url())
+    db = await asyncpg.connect(endpoints.local().database_url)
     producer = AIOKafkaProducer(
-        bootstrap_servers=stack.KAFKA_BOOTSTRAP, acks="all", linger_ms=20, max_batch_size=1 << 20
+        bootstrap_servers=endpoints.local().kafka, acks="all", linger_ms=20, max_batch_size=1 << 20
     )
     await producer.start()
     try:
-        await send_every_day(producer, db, tenant)
+        async with Commands(endpoints.local().kafka, requested_by="bench") as commands:
+            await send_every_day(commands, db, tenant)
         with stack_dispatcher_stopped():
             await backlog(producer, tenant, run_id, count)
             # The machine's speed drifts (it is shared): the ceiling is measured before and
@@ -94,7 +97,7 @@ async def measure(count: int, ceiling_messages: int) -> dict[str, Any]:
             states = {
                 r["state"]: r["n"]
                 for r in await db.fetch(
-                    "SELECT state, count(*) AS n FROM dispatcher.deliveries "
+                    "SELECT state, count(*) AS n FROM dispatcher.deliveries_v1 "
                     "WHERE run_id = $1 GROUP BY 1",
                     run_id,
                 )

@@ -42,6 +42,7 @@ from bench.report import RESULTS, Report, print_table, write_results
 from bench.stages import measure_stages
 from bench.watch import run_broadcast
 from deploy.local import stack
+from shared.client import endpoints
 from shared.clock import Clock, utc_now
 
 
@@ -111,7 +112,7 @@ async def ceiling_phase(messages: int, report: Report) -> None:
 
 
 async def load_phase(tenant: str, contracts: int, report: Report) -> None:
-    conn = await asyncpg.connect(stack.postgres_url(), timeout=10)
+    conn = await asyncpg.connect(endpoints.local().database_url, timeout=10)
     try:
         seconds = await load_contracts(conn, tenant, contracts)
     finally:
@@ -120,7 +121,7 @@ async def load_phase(tenant: str, contracts: int, report: Report) -> None:
 
 
 async def cleanup_phase(tenant: str) -> None:
-    conn = await asyncpg.connect(stack.postgres_url(), timeout=10)
+    conn = await asyncpg.connect(endpoints.local().database_url, timeout=10)
     try:
         await delete_contracts(conn, tenant)
     finally:

@@ -11,16 +11,18 @@ import json
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from shared.client import endpoints
 from shared.topics import RECIPIENTS
 
-KAFKA = "127.0.0.1:19092"
 COMPOSER_GROUP = "composer.recipients"
 
 
-async def end_offsets(bootstrap: str = KAFKA) -> dict[TopicPartition, int]:
+async def end_offsets(bootstrap: str | None = None) -> dict[TopicPartition, int]:
     """The current end of every partition of the recipients topic."""
     consumer = AIOKafkaConsumer(
-        RECIPIENTS.name, bootstrap_servers=bootstrap, enable_auto_commit=False
+        RECIPIENTS.name,
+        bootstrap_servers=bootstrap or endpoints.local().kafka,
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
@@ -37,11 +39,13 @@ async def recipients_of_run(
     start: dict[TopicPartition, int],
     run_id: str,
     *,
-    bootstrap: str = KAFKA,
+    bootstrap: str | None = None,
     timeout: float = 600.0,
 ) -> list[str]:
     """Every recipient id published for `run_id` after `start`, copies included."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap or endpoints.local().kafka, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         consumer.assign(list(start))
@@ -64,10 +68,14 @@ async def recipients_of_run(
         await consumer.stop()
 
 
-async def skip_for_composer(offsets: dict[TopicPartition, int], bootstrap: str = KAFKA) -> None:
+async def skip_for_composer(
+    offsets: dict[TopicPartition, int], bootstrap: str | None = None
+) -> None:
     """Commit `offsets` for the composer's consumer group, which must be stopped (empty)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=COMPOSER_GROUP, enable_auto_commit=False
+        bootstrap_servers=bootstrap or endpoints.local().kafka,
+        group_id=COMPOSER_GROUP,
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:

@@ -1,8 +1,9 @@
 """Per-stage throughput of one run: each stage's first..last timestamps, and its rate over them.
 
-targeting, dispatcher and tracker from their own tables; the composer from the Kafka record
-timestamps of the run's records on broadcast.messages. PostgreSQL's `now()` is the start of the
-transaction, one per batch, so the database-based windows can be short by up to one batch.
+targeting, dispatcher and tracker from their versioned views (docs/ARCHITECTURE.md); the
+composer from the Kafka record timestamps of the run's records on broadcast.messages.
+PostgreSQL's `now()` is the start of the transaction, one per batch, so the database-based
+windows can be short by up to one batch.
 """
 
 import json
@@ -15,8 +16,8 @@ from uuid import UUID
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy.local import stack
 from shared import topics
+from shared.client import endpoints
 
 
 @dataclass(frozen=True)
@@ -44,19 +45,19 @@ class Window:
 # the composer when its topic cannot be read: the dispatcher's first..last claim.
 _QUERIES = {
     "targeting": "SELECT messages AS n, started_at AS first, targeted_at AS last "
-    "FROM targeting.runs WHERE run_id = $1",
+    "FROM targeting.runs_v1 WHERE run_id = $1",
     "dispatcher": "SELECT count(*) AS n, min(claimed_at) AS first, max(finished_at) AS last "
-    "FROM dispatcher.deliveries WHERE run_id = $1",
+    "FROM dispatcher.deliveries_v1 WHERE run_id = $1",
     "claims": "SELECT count(*) AS n, min(claimed_at) AS first, max(claimed_at) AS last "
-    "FROM dispatcher.deliveries WHERE run_id = $1",
+    "FROM dispatcher.deliveries_v1 WHERE run_id = $1",
     "tracker": "SELECT count(*) AS n, min(updated_at) AS first, max(updated_at) AS last "
-    "FROM tracker.messages WHERE run_id = $1",
+    "FROM tracker.messages_v1 WHERE run_id = $1",
 }
 TableStage = Literal["targeting", "dispatcher", "claims", "tracker"]
 
 
 async def table_window(conn: asyncpg.Connection, stage: TableStage, run_id: UUID) -> Window | None:
-    """The run's window as the stage's own table records it; None before it handled anything."""
+    """The run's window as the stage's own view records it; None before it handled anything."""
     row = await conn.fetchrow(_QUERIES[stage], run_id)
     if row is None or not row["n"] or row["first"] is None or row["last"] is None:
         return None
@@ -69,7 +70,7 @@ async def composer_window(
     """First..last Kafka timestamp of the run's records on broadcast.messages, read from the
     offsets recorded before the start up to the end now; also the size of one rendered body."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.KAFKA_BOOTSTRAP,
+        bootstrap_servers=endpoints.local().kafka,
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
@@ -109,13 +110,13 @@ async def measure_stages(
     run_id: UUID, messages_start: Mapping[int, int], started_epoch: float, composer_timeout_s: float
 ) -> dict[str, Any]:
     """The stages' rates and windows (seconds after `started_epoch`, the StartBroadcast)."""
-    conn = await asyncpg.connect(stack.postgres_url(), timeout=10)
+    conn = await asyncpg.connect(endpoints.local().database_url, timeout=10)
     try:
         composer, body_size = await composer_window(messages_start, run_id, composer_timeout_s)
         source = "kafka record timestamps of broadcast.messages"
         if composer is None:
             composer = await table_window(conn, "claims", run_id)
-            source = "dispatcher.deliveries claimed_at (fallback)"
+            source = "dispatcher.deliveries_v1 claimed_at (fallback)"
         windows = {
             "targeting": await table_window(conn, "targeting", run_id),
             "composer": composer,

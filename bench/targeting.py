@@ -1,7 +1,7 @@
 """Targeting alone at scale: `python -m bench.targeting [--sizes 100000 1000000]`.
 
 For each size: a fresh targeting process, N matching contracts COPYed into its read model, one
-broadcast started; measured from targeting's own checkpoints (`targeting.runs` started_at ->
+broadcast started; measured from targeting's own checkpoints (`targeting.runs_v1` started_at ->
 targeted_at), with the peak RSS of the targeting process sampled every 0.5 s. Then every record
 the run published on `broadcast.recipients` is read back and counted: each recipient exactly
 once. The composer is held stopped meanwhile and moved past the run afterwards (see
@@ -14,15 +14,16 @@ import sys
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
 from bench.contracts import delete_contracts, load_contracts
 from bench.probes import RssSampler, machine
 from bench.recipients import end_offsets, recipients_of_run, skip_for_composer
 from bench.report import write_json
 from bench.stages import table_window
-from bench.watch import create_command, send, start_command, targeted
+from bench.watch import create_command, start_command, targeted
 from deploy.local import stack
+from shared.client import endpoints
+from shared.client.commands import Commands
 from shared.clock import Clock, utc_now
 from shared.ids import broadcast_id_for, run_id_for
 
@@ -38,15 +39,13 @@ async def measure(db: asyncpg.Connection, size: int, clock: Clock = utc_now) -> 
     sampler = RssSampler({"targeting": sorted(stack.process_tree(pgid))})
     broadcast_id = broadcast_id_for(tenant, "bench")
     run_id = run_id_for(broadcast_id, 1)
-    producer = AIOKafkaProducer(bootstrap_servers=stack.KAFKA_BOOTSTRAP, acks="all")
-    await producer.start()
-    try:
-        async with sampler.sampling():
-            await send(producer, create_command(tenant, "bench"))
-            await send(producer, start_command(tenant, "bench-start", broadcast_id))
-            await targeted(db, run_id, timeout=120 + size / 1000)
-    finally:
-        await producer.stop()
+    async with (
+        Commands(endpoints.local().kafka, requested_by="bench") as commands,
+        sampler.sampling(),
+    ):
+        await commands.send(create_command(tenant, "bench"))
+        await commands.send(start_command(tenant, "bench-start", broadcast_id))
+        await targeted(db, run_id, timeout=120 + size / 1000)
     window = await table_window(db, "targeting", run_id)
     assert window is not None, f"run {run_id} has no row"
     published = await recipients_of_run(start, str(run_id))
@@ -67,7 +66,7 @@ async def measure(db: asyncpg.Connection, size: int, clock: Clock = utc_now) -> 
 
 async def run(sizes: list[int]) -> dict[str, Any]:
     started_at = utc_now().isoformat(timespec="seconds")
-    db = await asyncpg.connect(stack.postgres_url())
+    db = await asyncpg.connect(endpoints.local().database_url)
     await asyncio.to_thread(stack.down, ["composer"])
     try:
         runs = [await measure(db, size) for size in sizes]

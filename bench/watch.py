@@ -7,23 +7,23 @@ that moving the benches onto a shared client changes this module only.
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from pydantic import ValidationError
 
 from bench import invoice
 from bench.contracts import CRITERIA
 from bench.errors import BenchError
 from bench.probes import settled_sink_count
-from deploy.local import stack
 from deploy.local.every_day import send_every_day
 from shared import topics
+from shared.client import endpoints, progress, watch
+from shared.client.commands import Commands
+from shared.client.watch import BroadcastWatch, WatchTimeout
 from shared.clock import Clock, utc_now
 from shared.events import (
-    BROADCAST_EVENT_ADAPTER,
+    AnyBroadcastEvent,
     BroadcastAccepted,
     BroadcastCompleted,
     BroadcastProgressed,
@@ -60,13 +60,6 @@ def start_command(tenant: str, request_id: str, broadcast_id: UUID) -> StartBroa
     )
 
 
-async def send(producer: AIOKafkaProducer, command: CreateBroadcast | StartBroadcast) -> None:
-    """Publish a command on broadcast.requests, keyed by its tenant; returns once acknowledged."""
-    await producer.send_and_wait(
-        topics.REQUESTS.name, command.model_dump_json().encode(), key=command.tenant_id.encode()
-    )
-
-
 async def partitions(producer: AIOKafkaProducer, topic: str) -> list[TopicPartition]:
     # The producer's lookup waits for the topic's metadata; the consumer's answers from a cache
     # that holds only subscribed topics.
@@ -87,37 +80,6 @@ class RunOutcome:
     messages_start: dict[int, int]
 
 
-class EventWatcher:
-    """broadcast.events from the current end on, filtered to one broadcast, with deadlines."""
-
-    def __init__(self, consumer: AIOKafkaConsumer, broadcast_id: UUID) -> None:
-        self._consumer = consumer
-        self._broadcast_id = broadcast_id
-        self._pending: list[Any] = []
-        self.last_event_at = time.monotonic()
-
-    async def next(self, deadline: float) -> Any:
-        """The next event of the broadcast; BenchError at the deadline or after a stall."""
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                raise BenchError("the broadcast did not complete before the deadline")
-            if now - self.last_event_at >= STALL_TIMEOUT_S:
-                raise BenchError(f"no event from the broadcast for {STALL_TIMEOUT_S:.0f}s")
-            batch = await self._consumer.getmany(timeout_ms=1000)
-            for records in batch.values():
-                for record in records:
-                    try:
-                        event = BROADCAST_EVENT_ADAPTER.validate_json(record.value or b"")
-                    except ValidationError:
-                        continue  # not ours to judge: other producers share the topic
-                    if getattr(event, "broadcast_id", None) == self._broadcast_id:
-                        self.last_event_at = time.monotonic()
-                        self._pending.append(event)
-            if self._pending:
-                return self._pending.pop(0)
-
-
 async def run_broadcast(
     tenant: str, expected: int, timeout_s: float, clock: Clock = utc_now
 ) -> RunOutcome:
@@ -126,40 +88,33 @@ async def run_broadcast(
     just before, for the stage windows and the sink check."""
     request_id = f"{tenant}-create"
     broadcast_id = broadcast_id_for(tenant, request_id)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=stack.KAFKA_BOOTSTRAP, acks="all", enable_idempotence=True
-    )
-    events = AIOKafkaConsumer(bootstrap_servers=stack.KAFKA_BOOTSTRAP, enable_auto_commit=False)
-    offsets = AIOKafkaConsumer(bootstrap_servers=stack.KAFKA_BOOTSTRAP, enable_auto_commit=False)
+    local = endpoints.local()
+    # For broadcast.messages' metadata and end offsets: the stage windows start there.
+    producer = AIOKafkaProducer(bootstrap_servers=local.kafka)
+    offsets = AIOKafkaConsumer(bootstrap_servers=local.kafka, enable_auto_commit=False)
     await producer.start()
-    await events.start()
     await offsets.start()
     try:
-        # Assigned by hand and positioned at the end before anything is published: no group to
-        # join, and no event of this broadcast can be missed.
-        event_parts = await partitions(producer, topics.EVENTS.name)
-        events.assign(event_parts)
-        await events.seek_to_end(*event_parts)
-        for tp in event_parts:
-            await events.position(tp)
-        watcher = EventWatcher(events, broadcast_id)
+        # The events are read from their current end before anything is published: no event
+        # of this broadcast can be missed.
+        async with Commands(local.kafka, requested_by="bench") as commands:
+            watcher = BroadcastWatch(commands.events, broadcast_id, stall_s=STALL_TIMEOUT_S)
+            connection = await asyncpg.connect(local.database_url)
+            try:
+                await send_every_day(commands, connection, tenant)
+            finally:
+                await connection.close()
+            await commands.send(create_command(tenant, request_id))
+            await _expect_accepted(watcher, time.monotonic() + 60.0)
 
-        connection = await asyncpg.connect(stack.postgres_url())
-        try:
-            await send_every_day(producer, connection, tenant)
-        finally:
-            await connection.close()
-        await send(producer, create_command(tenant, request_id))
-        await _expect_accepted(watcher, time.monotonic() + 60.0)
-
-        message_parts = await partitions(producer, topics.MESSAGES.name)
-        start_offsets = await offsets.end_offsets(message_parts)
-        sink_before = settled_sink_count()
-        started_epoch = clock().timestamp()
-        began = time.monotonic()
-        await send(producer, start_command(tenant, f"{tenant}-start", broadcast_id))
-        completed = await _await_completion(watcher, expected, began + timeout_s)
-        elapsed = time.monotonic() - began
+            message_parts = await partitions(producer, topics.MESSAGES.name)
+            start_offsets = await offsets.end_offsets(message_parts)
+            sink_before = settled_sink_count()
+            started_epoch = clock().timestamp()
+            began = time.monotonic()
+            await commands.send(start_command(tenant, f"{tenant}-start", broadcast_id))
+            completed = await _await_completion(watcher, expected, began + timeout_s)
+            elapsed = time.monotonic() - began
         return RunOutcome(
             broadcast_id=broadcast_id,
             run_id=completed.run_id,
@@ -171,12 +126,18 @@ async def run_broadcast(
         )
     finally:
         await offsets.stop()
-        await events.stop()
         await producer.stop()
 
 
-async def _expect_accepted(watcher: EventWatcher, deadline: float) -> None:
-    event = await watcher.next(deadline)
+async def _next(watcher: BroadcastWatch, deadline: float) -> AnyBroadcastEvent:
+    try:
+        return await watcher.next(deadline)
+    except WatchTimeout as stuck:
+        raise BenchError(f"the broadcast did not complete: {stuck}") from None
+
+
+async def _expect_accepted(watcher: BroadcastWatch, deadline: float) -> None:
+    event = await _next(watcher, deadline)
     if isinstance(event, BroadcastRejected):
         raise BenchError(f"create rejected: {event.reason} {event.field}: {event.message}")
     if not isinstance(event, BroadcastAccepted):
@@ -184,11 +145,11 @@ async def _expect_accepted(watcher: EventWatcher, deadline: float) -> None:
 
 
 async def _await_completion(
-    watcher: EventWatcher, expected: int, deadline: float
+    watcher: BroadcastWatch, expected: int, deadline: float
 ) -> BroadcastCompleted:
     shown = 0.0
     while True:
-        event = await watcher.next(deadline)
+        event = await _next(watcher, deadline)
         if isinstance(event, BroadcastRejected):
             raise BenchError(f"start rejected: {event.reason} {event.field}: {event.message}")
         if isinstance(event, BroadcastStarted):
@@ -196,32 +157,31 @@ async def _await_completion(
         if isinstance(event, BroadcastProgressed) and time.monotonic() - shown >= 10:
             shown = time.monotonic()
             c = event.counters
-            print(f"  {c.delivered + c.failed}/{expected} done", flush=True)
+            # A line every 10 s rather than a redrawn bar: the bench's output is often a log.
+            print(f"  {progress.bar(c.delivered + c.failed, expected)}", flush=True)
         if isinstance(event, BroadcastCompleted):
             return event
 
 
 async def targeted(db: asyncpg.Connection, run_id: UUID, timeout: float) -> None:
     """Returns once targeting has published every recipient of the run and checkpointed."""
-    async with asyncio.timeout(timeout):
-        while (
-            await db.fetchval("SELECT state FROM targeting.runs WHERE run_id = $1", run_id)
-            != "targeted"
-        ):
-            await asyncio.sleep(0.2)
+
+    async def done() -> bool:
+        state = await db.fetchval("SELECT state FROM targeting.runs_v1 WHERE run_id = $1", run_id)
+        return bool(state == "targeted")
+
+    await watch.until(done, timeout, f"targeting run {run_id}")
 
 
 async def drained(db: asyncpg.Connection, run_id: UUID, count: int, timeout: float) -> None:
     """Returns once the dispatcher has recorded an outcome for `count` messages of the run."""
-    deadline = time.monotonic() + timeout
-    while (
-        await db.fetchval(
-            "SELECT count(*) FROM dispatcher.deliveries "
+
+    async def done() -> bool:
+        finished: int = await db.fetchval(
+            "SELECT count(*) FROM dispatcher.deliveries_v1 "
             "WHERE run_id = $1 AND finished_at IS NOT NULL",
             run_id,
         )
-        < count
-    ):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the dispatcher did not drain {count} messages in {timeout} s")
-        await asyncio.sleep(0.5)
+        return finished >= count
+
+    await watch.until(done, timeout, f"the dispatcher draining {count} messages", 0.5)

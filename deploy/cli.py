@@ -1,9 +1,9 @@
 """`broadcast`: the operator's command line, through the same events as any other service.
 
 Commands publish on `broadcast.requests` and wait for their answer on `broadcast.events`
-(shared.client); `list` and `status` read targeting's and the tracker's versioned views. Every command has `--help`; `--json` prints the
-answer as JSON for scripts. Exit codes: 0 done, 1 refused (the answer says why), 2 bad usage,
-3 no answer in time (is the stack up?).
+(shared.client); `list` and `status` read targeting's and the tracker's versioned views.
+Every command has `--help`; `--json` prints the answer as JSON for scripts. Exit codes: 0 done,
+1 refused (the answer says why), 2 bad usage, 3 no answer in time (is the stack up?).
 """
 
 import argparse
