@@ -64,9 +64,9 @@ async def test_from_a_client_file_to_a_finished_broadcast(
     code, _ = broadcast("import", str(clients), "--tenant", tenant)
     assert code == 0
     await wait_until(
-        db, "SELECT count(*) = 4 FROM targeting.contracts WHERE tenant_id = $1", tenant
+        db, "SELECT count(*) = 4 FROM targeting.contract_versions_v1 WHERE tenant_id = $1", tenant
     )
-    await wait_until(db, "SELECT 1 FROM dispatcher.tenants WHERE tenant_id = $1", tenant)
+    await wait_until(db, "SELECT 1 FROM dispatcher.tenant_settings_v1 WHERE tenant_id = $1", tenant)
 
     code, estimate = broadcast(
         "estimate", "--tenant", tenant, "--where", "building_type=residential"
@@ -155,7 +155,7 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
     )
     code, imported = broadcast("import", str(clients), "--tenant", tenant)
     assert (code, imported["imported"]) == (0, 60)
-    await wait_until(db, "SELECT 1 FROM dispatcher.tenants WHERE tenant_id = $1", tenant)
+    await wait_until(db, "SELECT 1 FROM dispatcher.tenant_settings_v1 WHERE tenant_id = $1", tenant)
     spec = tmp_path / "campaign.yaml"
     definition = {
         "tenant_id": tenant,
@@ -180,7 +180,7 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
     assert broadcast("start", broadcast_id, "--tenant", tenant)[0] == 0
     await wait_until(
         db,
-        "SELECT count(*) >= 3 FROM dispatcher.deliveries WHERE tenant_id = $1 "
+        "SELECT count(*) >= 3 FROM dispatcher.deliveries_v1 WHERE tenant_id = $1 "
         "AND state = 'delivered'",
         tenant,
     )

@@ -243,7 +243,7 @@ async def test_unsubscribe_link_opts_the_address_out_for_good(
     async with asyncio.timeout(30):
         while (
             await db.fetchval(
-                "SELECT version FROM targeting.contracts WHERE tenant_id = $1 AND contract_id = 'C-1'",
+                "SELECT version FROM targeting.contract_versions_v1 WHERE tenant_id = $1 AND contract_id = 'C-1'",
                 tenant,
             )
             != 2

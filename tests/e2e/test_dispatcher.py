@@ -56,7 +56,7 @@ async def broadcast_to(
 async def ledger_row(db: asyncpg.Pool, tenant: str, address: str) -> asyncpg.Record:
     row = await db.fetchrow(
         "SELECT state, attempts, reason, provider_code, provider_message "
-        "FROM dispatcher.deliveries WHERE tenant_id = $1 AND address = $2",
+        "FROM dispatcher.deliveries_v1 WHERE tenant_id = $1 AND address = $2",
         tenant,
         address,
     )

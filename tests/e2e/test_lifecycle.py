@@ -26,7 +26,7 @@ from tests.stack import DATABASE_URL, EventLog, publish_json
 pytestmark = pytest.mark.stack
 
 
-STATE = "SELECT state FROM targeting.broadcasts WHERE broadcast_id = $1::uuid"
+STATE = "SELECT state FROM targeting.broadcasts_v1 WHERE broadcast_id = $1::uuid"
 
 
 class Clock:

@@ -84,7 +84,7 @@ async def test_the_cli_exits_0_once_the_stack_answered(
     assert (imported.returncode, answer(imported)["imported"]) == (DONE, 3)
     async with asyncio.timeout(60):  # the dispatcher has the tenant's settings before the start
         while not await db.fetchval(
-            "SELECT 1 FROM dispatcher.tenants WHERE tenant_id = $1", tenant
+            "SELECT 1 FROM dispatcher.tenant_settings_v1 WHERE tenant_id = $1", tenant
         ):
             await asyncio.sleep(0.2)
     spec = tmp_path / "avis.yaml"

@@ -238,7 +238,7 @@ async def test_a_start_cancelled_within_the_grace_delay_sends_nothing(
     done = await completed(events, sent_id)
     assert done["counters"]["delivered"] == 5
     first_out = await db.fetchval(
-        "SELECT min(finished_at) FROM dispatcher.deliveries WHERE broadcast_id = $1::uuid",
+        "SELECT min(finished_at) FROM dispatcher.deliveries_v1 WHERE broadcast_id = $1::uuid",
         sent_id,
     )
     waited = (first_out - datetime.fromisoformat(began["occurred_at"])).total_seconds()
@@ -276,7 +276,7 @@ async def test_a_draft_can_be_edited_until_it_starts(
     assert (await ask(events, tenant, update, first_update))["type"] == "broadcast.accepted"
     assert (
         await db.fetchval(
-            "SELECT name FROM targeting.broadcasts WHERE broadcast_id = $1::uuid", broadcast_id
+            "SELECT name FROM targeting.broadcasts_v1 WHERE broadcast_id = $1::uuid", broadcast_id
         )
         == "Final"
     )

@@ -85,7 +85,9 @@ async def test_bad_requests_are_rejected_with_field_and_reason(
     assert "invoice" in answers["bad-variable"]["message"]
     # Nothing was created, so nothing can start.
     assert (
-        await db.fetchval("SELECT count(*) FROM targeting.broadcasts WHERE tenant_id = $1", tenant)
+        await db.fetchval(
+            "SELECT count(*) FROM targeting.broadcasts_v1 WHERE tenant_id = $1", tenant
+        )
         == 0
     )
     assert await smtp_sink.messages(to_domain=domain) == []

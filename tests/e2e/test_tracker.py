@@ -92,7 +92,7 @@ async def test_a_message_outside_its_window_waits_and_a_cancel_ends_it(
     )
     assert waiting["counters"]["delivered"] == 0
     due = await db.fetchval(
-        "SELECT due_at FROM tracker.messages WHERE tenant_id = $1 AND state = 'waiting'", tenant
+        "SELECT due_at FROM tracker.messages_v1 WHERE tenant_id = $1 AND state = 'waiting'", tenant
     )
     assert due.astimezone(ZoneInfo("America/Toronto")).date() == later.date()
     assert due > datetime.now(UTC)
