@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.e2e.audience import contract, create_command, load, new_tenant
-from tests.stack import EventLog, SmtpSink, publish_json
+from tests.stack import KAFKA, EventLog, SmtpSink, publish_json
 
 pytestmark = pytest.mark.stack
 
@@ -98,7 +98,7 @@ async def test_a_record_that_is_not_json_is_rejected_and_services_keep_running(s
     try:
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:19092")
+        producer = AIOKafkaProducer(bootstrap_servers=KAFKA)
         await producer.start()
         await producer.send_and_wait("broadcast.requests", b"\x00not json", key=b"garbage")
         await producer.stop()
