@@ -1,8 +1,6 @@
 """One provider interface: the hand-over sends every message the same way, and the settings
 choose which provider carries each channel."""
 
-from uuid import uuid4
-
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
@@ -15,6 +13,7 @@ from services.dispatcher.sms_gateway import HttpSmsGateway
 from services.dispatcher.smtp import SmtpRelay
 from services.dispatcher.twilio_sms import TwilioSms
 from shared.events import Channel, MessageRendered
+from tests.unit.rendered import rendered
 
 
 class Recording:
@@ -31,17 +30,7 @@ class Recording:
 
 
 def message(channel: Channel) -> MessageRendered:
-    return MessageRendered(
-        tenant_id="t-1",
-        broadcast_id=uuid4(),
-        run_id=uuid4(),
-        recipient_id=uuid4(),
-        contract_id="C-1",
-        channel=channel,
-        address="a@example.org" if channel == "email" else "+15145550123",
-        sender="avis@example.org",
-        body="Bonjour",
-    )
+    return rendered(channel, "a@example.org" if channel == "email" else "+15145550123")
 
 
 def seconds() -> DispatcherMetrics:

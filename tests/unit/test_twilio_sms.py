@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
-from uuid import uuid4
 
 import pytest
 import uvicorn
@@ -17,6 +16,7 @@ import uvicorn
 from services.dispatcher.policy import http_reply
 from services.dispatcher.twilio_sms import TwilioSms
 from shared.events import MessageRendered
+from tests.unit.rendered import rendered
 
 SID, TOKEN, SENDER = "AC0123456789abcdef", "secret-token", "+15550000000"
 
@@ -86,18 +86,8 @@ def provider(base_url: str, timeout: float = 5.0) -> TwilioSms:
     )
 
 
-def sms(address: str = "+15145550123") -> MessageRendered:
-    return MessageRendered(
-        tenant_id="t-1",
-        broadcast_id=uuid4(),
-        run_id=uuid4(),
-        recipient_id=uuid4(),
-        contract_id="C-1",
-        channel="sms",
-        address=address,
-        sender=SENDER,
-        body="Déneigement demain matin: déplacez votre voiture.",
-    )
+def sms() -> MessageRendered:
+    return rendered("sms", "+15145550123", "Déneigement demain matin: déplacez votre voiture.")
 
 
 async def send(base_url: str, message: MessageRendered, timeout: float = 5.0) -> Any:
