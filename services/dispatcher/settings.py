@@ -53,8 +53,8 @@ class Settings(ServiceSettings):
     # Waiting messages taken per sweep.
     sweep_batch: int = Field(default=200, ge=1)
 
-    # Messages claimed and handed over together, per SMTP connection: two per connection keep
-    # every connection busy while a wave's outcomes are recorded.
+    # Messages claimed and handed over together (a wave), per SMTP connection: a wave keeps
+    # every connection busy, yet stays small, as its claims are what a crash leaves unknown.
     wave_size_per_connection: int = Field(default=2, ge=1)
     # Waves handed over at once. With the wave size, this bounds the claims a SIGKILL leaves
     # unknown (docs/ARCHITECTURE.md: at most two waves of 2 x smtp_connections).
