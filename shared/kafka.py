@@ -23,6 +23,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.events import BroadcastRejected, DeadLettered, RejectionReason
 from shared.isolation import in_a_few_words
+from shared.publishing import Publisher
 from shared.settings import ServiceSettings
 from shared.topics import DEAD_LETTERS
 
@@ -226,7 +227,7 @@ class DeadLetters:
         return set_aside
 
 
-async def publish_keyed(publisher: DefaultPublisher, items: Iterable[tuple[str, BaseModel]]) -> int:
+async def publish_keyed(publisher: Publisher, items: Iterable[tuple[str, BaseModel]]) -> int:
     """Publish many records with their keys and wait until the broker acknowledged all of them.
 
     Each record keeps its own key (so its own partition), unlike FastStream's `publish_batch`,
