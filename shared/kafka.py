@@ -16,7 +16,6 @@ from aiokafka import ConsumerRecord
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from faststream.kafka.publisher.usecase import DefaultPublisher
 from faststream.message import StreamMessage
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -180,7 +179,7 @@ def echo_key(key: bytes | None) -> bytes | None:
 class DeadLetters:
     """Records set aside for an operator on broadcast.dead-letters, with the error, counted."""
 
-    def __init__(self, publisher: DefaultPublisher, service: str, registry: CollectorRegistry):
+    def __init__(self, publisher: Publisher, service: str, registry: CollectorRegistry):
         self._publisher = publisher
         self._service = service
         self._count = Counter(
@@ -241,7 +240,7 @@ async def publish_keyed(publisher: Publisher, items: Iterable[tuple[str, BaseMod
     return len(pending)
 
 
-def dead_letter_publisher(broker: KafkaBroker) -> DefaultPublisher:
+def dead_letter_publisher(broker: KafkaBroker) -> Publisher:
     return broker.publisher(
         DEAD_LETTERS.name,
         title=f"{DEAD_LETTERS.name}:publish",
@@ -251,7 +250,7 @@ def dead_letter_publisher(broker: KafkaBroker) -> DefaultPublisher:
 
 
 def rejecting_quarantine(
-    events: DefaultPublisher,
+    events: Publisher,
 ) -> Callable[[ConsumerRecord, ValidationError], Awaitable[None]]:
     """A command that does not validate is answered with `rejected`, naming the field."""
 
@@ -296,7 +295,7 @@ class _Command(Protocol):
     request_id: str
 
 
-def rejecting_poison(events: DefaultPublisher) -> Callable[[Any, Exception], Awaitable[None]]:
+def rejecting_poison(events: Publisher) -> Callable[[Any, Exception], Awaitable[None]]:
     """For `isolating` over commands: a command its handler fails on by itself gets its one
     answer, `rejected` with `internal_error`, saying nothing of the error (logged here)."""
 
