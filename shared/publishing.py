@@ -9,4 +9,6 @@ from typing import Any, Protocol
 
 
 class Publisher(Protocol):
-    async def publish(self, message: Any, *, key: bytes | None = None, **options: Any) -> Any: ...
+    # No `**options`: a protocol taking any keyword only matches publishers that do, and
+    # FastStream's take a fixed set (partition, headers, ...), so none of them would match.
+    async def publish(self, message: Any, *, key: bytes | None = None) -> Any: ...
