@@ -57,10 +57,12 @@ class Watching:
         self.watch = FailureWatch(no_pool, ask, self.clock)
 
 
-async def test_a_run_over_its_ratio_is_asked_to_pause_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    given = Watching(monkeypatch)
+@pytest.fixture
+def given(monkeypatch: pytest.MonkeyPatch) -> Watching:
+    return Watching(monkeypatch)
+
+
+async def test_a_run_over_its_ratio_is_asked_to_pause_once(given: Watching) -> None:
     run = uuid4()
     given.watched.add(run)
     await given.watch.watch([deferred(run, "retry")] * 4, [failed(run)] * 4 + [delivered(run)])
@@ -73,25 +75,20 @@ async def test_a_run_over_its_ratio_is_asked_to_pause_once(
     assert len(given.asked) == 1
 
 
-async def test_only_runs_that_watch_themselves_are_paused(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    given = Watching(monkeypatch)
+async def test_only_runs_that_watch_themselves_are_paused(given: Watching) -> None:
     unwatched = uuid4()  # paused already, no policy, a preview, ...
     await given.watch.watch([], [failed(unwatched)] * 20)
     assert given.looked_up == [{unwatched}]
     assert given.asked == []
 
 
-async def test_successes_alone_look_nothing_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    given = Watching(monkeypatch)
+async def test_successes_alone_look_nothing_up(given: Watching) -> None:
     run = uuid4()
     await given.watch.watch([deferred(run, "send_window")], [delivered(run), cancelled(run)])
     assert given.looked_up == []
 
 
-async def test_failures_leave_the_window_with_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    given = Watching(monkeypatch)
+async def test_failures_leave_the_window_with_time(given: Watching) -> None:
     run = uuid4()
     given.watched.add(run)
     await given.watch.watch([], [failed(run)] * 5 + [delivered(run)] * 5)
@@ -101,8 +98,7 @@ async def test_failures_leave_the_window_with_time(monkeypatch: pytest.MonkeyPat
     assert given.asked == []
 
 
-async def test_a_forgotten_run_starts_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    given = Watching(monkeypatch)
+async def test_a_forgotten_run_starts_afresh(given: Watching) -> None:
     run = uuid4()
     given.watched.add(run)
     await given.watch.watch([], [failed(run)] * 9)

@@ -107,10 +107,12 @@ class Announcing:
         )
 
 
-async def test_progress_is_bounded_and_the_last_change_is_not_lost(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    given = Announcing(monkeypatch)
+@pytest.fixture
+def given(monkeypatch: pytest.MonkeyPatch) -> Announcing:
+    return Announcing(monkeypatch)
+
+
+async def test_progress_is_bounded_and_the_last_change_is_not_lost(given: Announcing) -> None:
     run = view(uuid4(), delivered=1)
     given.db.running[run.run_id] = run
     await given.progress.publish_progress([run.run_id])
@@ -127,16 +129,12 @@ async def test_progress_is_bounded_and_the_last_change_is_not_lost(
     assert (message.run_id, key) == (run.run_id, str(later.broadcast_id).encode())
 
 
-async def test_only_running_broadcasts_are_announced(monkeypatch: pytest.MonkeyPatch) -> None:
-    given = Announcing(monkeypatch)
+async def test_only_running_broadcasts_are_announced(given: Announcing) -> None:
     await given.progress.publish_progress([uuid4()])  # completed, a preview, ...: not running
     assert given.events.published == []
 
 
-async def test_a_completion_is_announced_once_and_its_run_forgotten(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    given = Announcing(monkeypatch)
+async def test_a_completion_is_announced_once_and_its_run_forgotten(given: Announcing) -> None:
     run = view(uuid4(), delivered=10)
     given.db.running[run.run_id] = run
     await given.progress.publish_progress([run.run_id])
@@ -153,9 +151,8 @@ async def test_a_completion_is_announced_once_and_its_run_forgotten(
 
 
 async def test_a_follow_up_completes_silently_and_a_preview_tells_its_result(
-    monkeypatch: pytest.MonkeyPatch,
+    given: Announcing,
 ) -> None:
-    given = Announcing(monkeypatch)
     follow_up, preview = view(uuid4(), "follow_up"), view(uuid4(), "preview")
     given.db.completed += [follow_up, preview]
     given.db.previews[preview.run_id] = {
