@@ -17,6 +17,7 @@ from faststream.asgi import AsgiFastStream
 from pydantic import TypeAdapter
 
 from shared import topics
+from shared.clock import Clock, utc_now
 from shared.events import (
     TRACKER_COMMAND_ADAPTER,
     TRACKER_COMMAND_TYPES,
@@ -51,7 +52,8 @@ SERVICE = "tracker"
 log = logging.getLogger(SERVICE)
 
 
-def create_app(settings: Settings | None = None) -> AsgiFastStream:
+def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:
+    """`clock` is injectable so that tests can move the tracker's time."""
     settings = settings or Settings()
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
@@ -67,12 +69,12 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         late_seconds=settings.pause_late_seconds,
         page=settings.pause_repair_page,
     )
-    failures = FailureWatch(lambda: runtime.pool, pauses.ask)
+    failures = FailureWatch(lambda: runtime.pool, pauses.ask, clock)
     progress = Progress(
         lambda: runtime.pool,
         events,
         metrics,
-        Throttle(settings.progress_interval_seconds),
+        Throttle(settings.progress_interval_seconds, clock),
         on_completed=failures.forget,
     )
     loops = [
