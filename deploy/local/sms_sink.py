@@ -21,8 +21,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from deploy.local.httpserver import Request, Response, control_routes, json_error, serve
 from deploy.local.rules import Rule, RuleError, Rules, require
+from deploy.local.sink_http import Request, Response, control_routes, json_error, serving
 
 HOST = "127.0.0.1"
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -119,13 +119,12 @@ class Gateway:
 async def run(port: int, token: str | None, host: str = HOST) -> None:
     gateway = Gateway(token)
     loop = asyncio.get_running_loop()
-    server = await serve(gateway.handle, host, port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"sms-sink: gateway and control API on http://{host}:{port}", flush=True)
-    await stop.wait()
-    server.close()
+    async with serving(gateway.handle, host, port):
+        print(f"sms-sink: gateway and control API on http://{host}:{port}", flush=True)
+        await stop.wait()
 
 
 def main() -> None:
