@@ -18,11 +18,11 @@ import asyncio
 import re
 import signal
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from deploy.local.rules import Rule, RuleError, Rules, require
 from deploy.local.sink_http import Request, Response, control_routes, json_error, serving
+from shared.clock import Clock, utc_now
 
 HOST = "127.0.0.1"
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -48,8 +48,9 @@ def normalise_rule(raw: Any) -> Rule:
 
 
 class Gateway:
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, clock: Clock = utc_now) -> None:
         self.token = token
+        self._clock = clock
         self.messages: list[dict[str, Any]] = []
         self.ids_by_reference: dict[str, str] = {}
         self.rules = Rules(normalise_rule)
@@ -110,7 +111,7 @@ class Gateway:
                 "to": body["to"],
                 "text": body["text"],
                 "reference": reference,
-                "received_at": datetime.now(UTC).isoformat(),
+                "received_at": self._clock().isoformat(),
             }
         )
         return Response(202, {"id": message_id, "status": "queued"})

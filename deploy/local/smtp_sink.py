@@ -18,13 +18,13 @@ import argparse
 import asyncio
 import logging
 import signal
-from datetime import UTC, datetime
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from deploy.local.rules import Rule, RuleError, Rules, require
 from deploy.local.sink_http import Request, Response, control_routes, json_error, serving
+from shared.clock import Clock, utc_now
 
 HOST = "127.0.0.1"
 MAX_MESSAGE_SIZE = 10 * 1024 * 1024
@@ -81,7 +81,8 @@ def _matches(pattern: str, addresses: list[str]) -> bool:
 
 
 class SinkHandler:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = utc_now) -> None:
+        self._clock = clock
         self.messages: list[dict[str, Any]] = []
         self.rules = Rules(normalise_rule)
 
@@ -131,7 +132,7 @@ class SinkHandler:
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": list(envelope.rcpt_tos),
                 "data": data,
-                "received_at": datetime.now(UTC).isoformat(),
+                "received_at": self._clock().isoformat(),
             }
         )
         return "250 OK: queued"
