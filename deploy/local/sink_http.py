@@ -132,8 +132,9 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(handler: Handler, host: str, port: int) -> AsyncIterator[None]:
-    """Serve `handler` on host:port while the block runs; OSError when it cannot start."""
+async def serving(handler: Handler, host: str, port: int) -> AsyncIterator[int]:
+    """Serve `handler` on host:port while the block runs, which gets the bound port (port 0:
+    any free one); OSError when it cannot start."""
     config = uvicorn.Config(
         asgi_app(handler),
         host=host,
@@ -162,7 +163,7 @@ async def serving(handler: Handler, host: str, port: int) -> AsyncIterator[None]
             await task  # raises why it could not start
         await asyncio.sleep(0.01)
     try:
-        yield
+        yield server.servers[0].sockets[0].getsockname()[1]
     finally:
         server.should_exit = True
         await task
