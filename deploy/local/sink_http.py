@@ -63,7 +63,7 @@ class _TooLarge(Exception):
 
 
 async def _read_body(receive: Receive) -> bytes:
-    body = b""
+    body = bytearray()
     more = True
     while more:
         event = await receive()
@@ -73,7 +73,7 @@ async def _read_body(receive: Receive) -> bytes:
         more = event.get("more_body", False)
         if len(body) > MAX_BODY:
             raise _TooLarge
-    return body
+    return bytes(body)
 
 
 def _request(scope: Scope, body: bytes) -> Request:
@@ -148,6 +148,7 @@ async def serving(handler: Handler, host: str, port: int) -> AsyncIterator[int]:
         timeout_keep_alive=IDLE_TIMEOUT,
     )
     server = _Server(config)
+    failed = OSError(f"cannot serve HTTP on {host}:{port}")
 
     async def serve() -> None:
         try:
@@ -155,12 +156,13 @@ async def serving(handler: Handler, host: str, port: int) -> AsyncIterator[int]:
         except SystemExit:
             # uvicorn exits when it cannot start (it logged why): fail as a failed bind does,
             # rather than end the event loop under the sink's feet.
-            raise OSError(f"cannot serve HTTP on {host}:{port}") from None
+            raise failed from None
 
     task = asyncio.create_task(serve())
     while not server.started:
         if task.done():
             await task  # raises why it could not start
+            raise failed
         await asyncio.sleep(0.01)
     try:
         yield server.servers[0].sockets[0].getsockname()[1]
