@@ -33,7 +33,8 @@ def test_a_recycled_pid_is_not_ours(tmp_path: Path) -> None:
     proc = stack.start_process(["sleep", "300"], log_file=tmp_path / "log", pid_file=pid_file)
     try:
         record = json.loads(pid_file.read_text())
-        pid_file.write_text(json.dumps({**record, "create_time": record["create_time"] - 60}))
+        earlier = str(int(record["start_time"]) - 100)
+        pid_file.write_text(json.dumps({**record, "start_time": earlier}))
         assert stack.running_pid(pid_file) is None
         assert not pid_file.exists()
     finally:

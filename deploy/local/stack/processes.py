@@ -1,7 +1,9 @@
 """Detached process groups recorded in pid files: start, find, stop (with psutil).
 
-A pid file holds the group leader's pid and creation time: a live pid with another creation
-time is a recycled pid, and the group it named is long gone.
+A pid file holds the group leader's pid and start time: a live pid with another start time is
+a recycled pid, and the group it named is long gone. The start time is in clock ticks since
+boot, the kernel's own count, as pid files have always recorded it: a stack started by an
+older checkout can still be stopped.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def _require_psutil(why: str) -> None:
         raise StackError(f"psutil is needed to {why}: run deploy/local/install.sh first")
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
 # Processes started by this interpreter (library use from a test run). Holding them keeps
 # Popen from warning "still running" when garbage-collected, and lets us reap them on exit.
 _started: dict[int, subprocess.Popen[bytes]] = {}
@@ -54,6 +58,10 @@ def _runs(proc: psutil.Process) -> bool:
         return False
 
 
+def _start_time(proc: psutil.Process) -> str:
+    return str(round((proc.create_time() - psutil.boot_time()) * _CLOCK_TICKS))
+
+
 def _members(pgid: int) -> list[psutil.Process]:
     """The live members of process group `pgid` and all their descendants.
 
@@ -69,16 +77,16 @@ def _members(pgid: int) -> list[psutil.Process]:
     return [proc for proc in tree.values() if _runs(proc)]
 
 
-def process_tree(pgid: int) -> dict[int, float]:
-    """pid -> creation time of the live members of process group `pgid` and their descendants."""
-    return {proc.pid: proc.create_time() for proc in _members(pgid)}
+def process_tree(pgid: int) -> dict[int, str]:
+    """pid -> start time of the live members of process group `pgid` and their descendants."""
+    return {proc.pid: _start_time(proc) for proc in _members(pgid)}
 
 
 def running_pid(pid_file: Path) -> int | None:
     """The process group recorded in `pid_file` if any member still runs; else clean up."""
     try:
         record = json.loads(pid_file.read_text())
-        pid, created = int(record["pid"]), record["create_time"]
+        pid, started = int(record["pid"]), str(record["start_time"])
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
@@ -87,10 +95,10 @@ def running_pid(pid_file: Path) -> int | None:
     _require_psutil(f"check the process recorded in {pid_file}")
     _reap(pid)
     try:
-        leader_created = psutil.Process(pid).create_time()
+        leader_started = _start_time(psutil.Process(pid))
     except psutil.NoSuchProcess:
-        leader_created = None  # the leader exited; members of its group may still run
-    if leader_created in (None, created) and _members(pid):
+        leader_started = None  # the leader exited; members of its group may still run
+    if leader_started in (None, started) and _members(pid):
         return pid
     pid_file.unlink(missing_ok=True)
     return None
@@ -140,9 +148,9 @@ def start_process(
             start_new_session=True,
             **as_user(user),
         )
-    # A child that already died is an unreaped zombie: still there, with its creation time.
-    created = psutil.Process(proc.pid).create_time()
-    record = {"pid": proc.pid, "create_time": created, "argv": list(argv)}
+    # A child that already died is an unreaped zombie: still there, with its start time.
+    started = _start_time(psutil.Process(proc.pid))
+    record = {"pid": proc.pid, "start_time": started, "argv": list(argv)}
     pid_file.write_text(json.dumps(record))
     _started[proc.pid] = proc
     return proc
