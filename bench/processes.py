@@ -1,6 +1,6 @@
 """The processes the bench runs beside the stack: Postfix's smtp-sink and a bench dispatcher.
 
-Both have their own log and pid files next to the stack's (`stack.py down` does not know them),
+Both have their own log and pid files next to the stack's (`make down` does not know them),
 and both are stopped on the way out of their context, whatever happened, so that the stack is
 left as it was found.
 """
