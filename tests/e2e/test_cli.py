@@ -157,7 +157,7 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
     assert (code, imported["imported"]) == (0, 60)
     await wait_until(db, "SELECT 1 FROM dispatcher.tenants WHERE tenant_id = $1", tenant)
     spec = tmp_path / "campaign.yaml"
-    definition = {
+    definition: dict[str, Any] = {
         "tenant_id": tenant,
         "name": "Relance",
         "channels": ["email"],
@@ -236,7 +236,16 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
 
 
 def test_every_command_has_help() -> None:
-    commands = ("estimate", "create", "update", "preview", "start", "schedule", "pause", "resume")
+    commands: tuple[str, ...] = (
+        "estimate",
+        "create",
+        "update",
+        "preview",
+        "start",
+        "schedule",
+        "pause",
+        "resume",
+    )
     commands += ("cancel", "resend", "rename", "list", "status")
     for command in (*commands, "actions", "configure", "import"):
         done = subprocess.run(

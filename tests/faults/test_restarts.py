@@ -4,6 +4,7 @@ import asyncio
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -25,7 +26,7 @@ AUDIENCE = 3000
 
 async def broadcast_with_interruption(
     db: asyncpg.Pool, sink: SmtpSink, interrupt: Callable[[], Awaitable[None]]
-) -> tuple[str, dict[str, object]]:
+) -> tuple[str, dict[str, Any]]:
     """Start a broadcast to AUDIENCE contracts, interrupt once a fifth was sent, await the end."""
     tenant, domain = new_tenant()
     await load(

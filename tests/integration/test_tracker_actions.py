@@ -33,7 +33,7 @@ class Runs:
     def __init__(self) -> None:
         self.published: list[Any] = []
 
-    async def publish(self, message: Any, key: bytes | None = None) -> None:
+    async def publish(self, message: Any, *, key: bytes | None = None, **options: Any) -> None:
         self.published.append(message)
 
 
