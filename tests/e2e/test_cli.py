@@ -236,17 +236,8 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
 
 
 def test_every_command_has_help() -> None:
-    commands: tuple[str, ...] = (
-        "estimate",
-        "create",
-        "update",
-        "preview",
-        "start",
-        "schedule",
-        "pause",
-        "resume",
-    )
-    commands += ("cancel", "resend", "rename", "list", "status")
+    commands = ["estimate", "create", "update", "preview", "start", "schedule", "pause", "resume"]
+    commands += ["cancel", "resend", "rename", "list", "status"]
     for command in (*commands, "actions", "configure", "import"):
         done = subprocess.run(
             [sys.executable, "-m", "deploy.cli", command, "--help"],
