@@ -1,7 +1,7 @@
 # The two commands of README.md: `make demo` and `make test`. Everything they need is installed
 # and started by them; `make down` stops what they started.
 PY    := .venv/bin/python
-STACK := $(PY) deploy/local/stack.py
+STACK := $(PY) -m deploy.local.stack
 
 .PHONY: install up demo test test-saturday down status lint asyncapi bench
 
@@ -33,7 +33,7 @@ test-saturday: install
 		$(MAKE) --no-print-directory test
 
 down:
-	@if [ -x $(PY) ]; then $(STACK) down; else python3 deploy/local/stack.py down; fi
+	@if [ -x $(PY) ]; then $(STACK) down; else python3 -m deploy.local.stack down; fi
 
 status:
 	@$(STACK) status

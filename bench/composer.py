@@ -18,21 +18,20 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 from bench import invoice
-from bench.e2e import machine
+from bench.probes import machine
+from bench.report import write_json
 from services.composer.context import context
 from services.composer.mime import ListUnsubscribe, build_email
 from services.composer.render import CompiledRun, render
+from shared.clock import Clock, utc_now
 from shared.events import MessageRendered, RecipientTargeted
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DISTINCT = 1000  # distinct recipients, cycled: enough to defeat any caching
 
 
@@ -53,9 +52,9 @@ def rate(step: Callable[[int], object], count: int, repeats: int) -> dict[str, A
     }
 
 
-def hot_path(compiled: CompiledRun) -> Callable[[int], object]:
+def hot_path(compiled: CompiledRun, clock: Clock = utc_now) -> Callable[[int], object]:
     records = [invoice.recipient(i).model_dump_json().encode() for i in range(DISTINCT)]
-    now = datetime.now(UTC)
+    now = clock()
 
     def step(i: int) -> object:
         output = render(compiled, RecipientTargeted.model_validate_json(records[i]), now)
@@ -65,9 +64,9 @@ def hot_path(compiled: CompiledRun) -> Callable[[int], object]:
     return step
 
 
-def rendered_inputs(compiled: CompiledRun) -> list[dict[str, Any]]:
+def rendered_inputs(compiled: CompiledRun, clock: Clock = utc_now) -> list[dict[str, Any]]:
     """build_email's per-message arguments, rendered before the clock starts."""
-    now = datetime.now(UTC)
+    now = clock()
     templates = compiled.email["fr"]
     inputs = []
     for i in range(DISTINCT):
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     key = invoice.rsa_key()
     result = {
         "command": " ".join(["python -m bench.composer", *(argv or sys.argv[1:])]),
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "at": utc_now().isoformat(timespec="seconds"),
         "machine": machine(),
         "message_bytes": len(build_email(frame, **inputs[0])),
         "hot_path": rate(hot_path(compiled), args.messages, args.repeats),
@@ -132,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda i: reference(inputs[i]), args.reference_messages, args.repeats
         ),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "composer-latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, "composer-latest.json")
     print(json.dumps(result, indent=2))
     return 0
 

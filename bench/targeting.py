@@ -10,88 +10,55 @@ once. The composer is held stopped meanwhile and moved past the run afterwards (
 
 import argparse
 import asyncio
-import json
 import sys
-import time
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from bench.e2e import RssSampler, create_command, load_contracts, machine
+from bench.contracts import delete_contracts, load_contracts
+from bench.probes import RssSampler, machine
 from bench.recipients import end_offsets, recipients_of_run, skip_for_composer
+from bench.report import write_json
+from bench.stages import table_window
+from bench.watch import create_command, send, start_command, targeted
 from deploy.local import stack
-from shared.events import StartBroadcast
+from shared.clock import Clock, utc_now
 from shared.ids import broadcast_id_for, run_id_for
-from shared.topics import REQUESTS
-
-DATABASE_URL = stack.postgres_url()
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
-async def publish(producer: AIOKafkaProducer, tenant: str, payload: bytes) -> None:
-    await producer.send_and_wait(REQUESTS.name, payload, key=tenant.encode())
-
-
-async def measure(db: asyncpg.Pool, size: int) -> dict[str, Any]:
-    tenant = f"bench-t{size}-{int(time.time())}"
+async def measure(db: asyncpg.Connection, size: int, clock: Clock = utc_now) -> dict[str, Any]:
+    tenant = f"bench-t{size}-{int(clock().timestamp())}"
     await asyncio.to_thread(stack.down, ["targeting"])
     await asyncio.to_thread(stack.up, ["targeting"])  # a fresh process: its own peak RSS
-    connection = await asyncpg.connect(DATABASE_URL)
-    try:
-        load_s = await load_contracts(connection, tenant, size)
-    finally:
-        await connection.close()
+    load_s = await load_contracts(db, tenant, size)
     start = await end_offsets()
     pgid = stack.running_pid(stack.components()["targeting"].pid_file)
     assert pgid is not None
     sampler = RssSampler({"targeting": sorted(stack.process_tree(pgid))})
-    sampling = asyncio.create_task(sampler.run())
     broadcast_id = broadcast_id_for(tenant, "bench")
     run_id = run_id_for(broadcast_id, 1)
     producer = AIOKafkaProducer(bootstrap_servers=stack.KAFKA_BOOTSTRAP, acks="all")
     await producer.start()
     try:
-        await publish(producer, tenant, create_command(tenant, "bench").model_dump_json().encode())
-        await publish(
-            producer,
-            tenant,
-            StartBroadcast(
-                tenant_id=tenant,
-                request_id="bench-start",
-                requested_by="bench",
-                broadcast_id=broadcast_id,
-            )
-            .model_dump_json()
-            .encode(),
-        )
-        async with asyncio.timeout(120 + size / 1000):
-            while (
-                await db.fetchval("SELECT state FROM targeting.runs WHERE run_id = $1", run_id)
-                != "targeted"
-            ):
-                await asyncio.sleep(0.2)
+        async with sampler.sampling():
+            await send(producer, create_command(tenant, "bench"))
+            await send(producer, start_command(tenant, "bench-start", broadcast_id))
+            await targeted(db, run_id, timeout=120 + size / 1000)
     finally:
-        sampling.cancel()
         await producer.stop()
-    row = await db.fetchrow(
-        "SELECT messages, extract(epoch FROM targeted_at - started_at) AS seconds "
-        "FROM targeting.runs WHERE run_id = $1",
-        run_id,
-    )
-    assert row is not None, f"run {run_id} has no row"
+    window = await table_window(db, "targeting", run_id)
+    assert window is not None, f"run {run_id} has no row"
     published = await recipients_of_run(start, str(run_id))
     await skip_for_composer(await end_offsets())
-    await db.execute("DELETE FROM targeting.contracts WHERE tenant_id = $1", tenant)
-    seconds = float(row["seconds"])
+    await delete_contracts(db, tenant)
+    seconds = window.last - window.first
     return {
         "contracts": size,
         "load_s": round(load_s, 2),
-        "messages": row["messages"],
+        "messages": window.count,
         "stream_s": round(seconds, 2),
-        "recipients_per_s": round(row["messages"] / seconds),
+        "recipients_per_s": round(window.count / seconds),
         "published_records": len(published),
         "distinct_recipients": len(set(published)),
         "peak_rss_mb": sampler.peak_mb()["targeting"],
@@ -99,9 +66,8 @@ async def measure(db: asyncpg.Pool, size: int) -> dict[str, Any]:
 
 
 async def run(sizes: list[int]) -> dict[str, Any]:
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    db = await asyncpg.create_pool(DATABASE_URL, min_size=1, max_size=2)
-    assert db is not None
+    started_at = utc_now().isoformat(timespec="seconds")
+    db = await asyncpg.connect(stack.postgres_url())
     await asyncio.to_thread(stack.down, ["composer"])
     try:
         runs = [await measure(db, size) for size in sizes]
@@ -124,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stack.up()
     result = asyncio.run(run(args.sizes))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "targeting-latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, "targeting-latest.json")
     for r in result["runs"]:
         print(
             f"{r['contracts']:>9} contracts: {r['recipients_per_s']:>7}/s over "

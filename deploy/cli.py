@@ -231,7 +231,7 @@ def import_contracts(args: argparse.Namespace) -> int:
 
 
 def stack(*words: str) -> int:
-    return subprocess.call([sys.executable, str(REPO / "deploy/local/stack.py"), *words])
+    return subprocess.call([sys.executable, "-m", "deploy.local.stack", *words], cwd=REPO)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,13 +16,13 @@ from aiokafka import ConsumerRecord
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from faststream.kafka.publisher.usecase import DefaultPublisher
 from faststream.message import StreamMessage
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.events import BroadcastRejected, DeadLettered, RejectionReason
 from shared.isolation import in_a_few_words
+from shared.publishing import Publisher
 from shared.settings import ServiceSettings
 from shared.topics import DEAD_LETTERS
 
@@ -179,7 +179,7 @@ def echo_key(key: bytes | None) -> bytes | None:
 class DeadLetters:
     """Records set aside for an operator on broadcast.dead-letters, with the error, counted."""
 
-    def __init__(self, publisher: DefaultPublisher, service: str, registry: CollectorRegistry):
+    def __init__(self, publisher: Publisher, service: str, registry: CollectorRegistry):
         self._publisher = publisher
         self._service = service
         self._count = Counter(
@@ -226,7 +226,7 @@ class DeadLetters:
         return set_aside
 
 
-async def publish_keyed(publisher: DefaultPublisher, items: Iterable[tuple[str, BaseModel]]) -> int:
+async def publish_keyed(publisher: Publisher, items: Iterable[tuple[str, BaseModel]]) -> int:
     """Publish many records with their keys and wait until the broker acknowledged all of them.
 
     Each record keeps its own key (so its own partition), unlike FastStream's `publish_batch`,
@@ -240,7 +240,7 @@ async def publish_keyed(publisher: DefaultPublisher, items: Iterable[tuple[str, 
     return len(pending)
 
 
-def dead_letter_publisher(broker: KafkaBroker) -> DefaultPublisher:
+def dead_letter_publisher(broker: KafkaBroker) -> Publisher:
     return broker.publisher(
         DEAD_LETTERS.name,
         title=f"{DEAD_LETTERS.name}:publish",
@@ -250,7 +250,7 @@ def dead_letter_publisher(broker: KafkaBroker) -> DefaultPublisher:
 
 
 def rejecting_quarantine(
-    events: DefaultPublisher,
+    events: Publisher,
 ) -> Callable[[ConsumerRecord, ValidationError], Awaitable[None]]:
     """A command that does not validate is answered with `rejected`, naming the field."""
 
@@ -295,7 +295,7 @@ class _Command(Protocol):
     request_id: str
 
 
-def rejecting_poison(events: DefaultPublisher) -> Callable[[Any, Exception], Awaitable[None]]:
+def rejecting_poison(events: Publisher) -> Callable[[Any, Exception], Awaitable[None]]:
     """For `isolating` over commands: a command its handler fails on by itself gets its one
     answer, `rejected` with `internal_error`, saying nothing of the error (logged here)."""
 

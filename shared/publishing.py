@@ -9,4 +9,8 @@ from typing import Any, Protocol
 
 
 class Publisher(Protocol):
-    async def publish(self, message: Any, *, key: bytes | None = None, **options: Any) -> Any: ...
+    # `no_confirm` spelled out rather than `**options`: FastStream's publisher takes no
+    # arbitrary keywords, so a protocol asking for them is one it does not meet (mypy).
+    async def publish(
+        self, message: Any, *, key: bytes | None = None, no_confirm: bool = False
+    ) -> Any: ...

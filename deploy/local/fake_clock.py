@@ -12,7 +12,7 @@ libfaketime, and the engine never reads record timestamps; the offset is into th
 within a week, so the broker accepts the records (it refuses timestamps an hour ahead) and its
 time-based retention keeps every one the suite produces.
 
-Standard library only, like stack.py: it runs before the project's dependencies.
+Standard library only: it runs before the project's dependencies.
 """
 
 from __future__ import annotations

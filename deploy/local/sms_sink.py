@@ -18,11 +18,11 @@ import asyncio
 import re
 import signal
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-from deploy.local.httpserver import Request, Response, control_routes, json_error, serve
 from deploy.local.rules import Rule, RuleError, Rules, require
+from deploy.local.sink_http import Request, Response, control_routes, json_error, serving
+from shared.clock import Clock, utc_now
 
 HOST = "127.0.0.1"
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -48,8 +48,9 @@ def normalise_rule(raw: Any) -> Rule:
 
 
 class Gateway:
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, clock: Clock = utc_now) -> None:
         self.token = token
+        self._clock = clock
         self.messages: list[dict[str, Any]] = []
         self.ids_by_reference: dict[str, str] = {}
         self.rules = Rules(normalise_rule)
@@ -110,7 +111,7 @@ class Gateway:
                 "to": body["to"],
                 "text": body["text"],
                 "reference": reference,
-                "received_at": datetime.now(UTC).isoformat(),
+                "received_at": self._clock().isoformat(),
             }
         )
         return Response(202, {"id": message_id, "status": "queued"})
@@ -119,13 +120,12 @@ class Gateway:
 async def run(port: int, token: str | None, host: str = HOST) -> None:
     gateway = Gateway(token)
     loop = asyncio.get_running_loop()
-    server = await serve(gateway.handle, host, port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"sms-sink: gateway and control API on http://{host}:{port}", flush=True)
-    await stop.wait()
-    server.close()
+    async with serving(gateway.handle, host, port):
+        print(f"sms-sink: gateway and control API on http://{host}:{port}", flush=True)
+        await stop.wait()
 
 
 def main() -> None:

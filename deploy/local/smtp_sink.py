@@ -18,13 +18,13 @@ import argparse
 import asyncio
 import logging
 import signal
-from datetime import UTC, datetime
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from deploy.local.httpserver import Request, Response, control_routes, json_error, serve
 from deploy.local.rules import Rule, RuleError, Rules, require
+from deploy.local.sink_http import Request, Response, control_routes, json_error, serving
+from shared.clock import Clock, utc_now
 
 HOST = "127.0.0.1"
 MAX_MESSAGE_SIZE = 10 * 1024 * 1024
@@ -81,7 +81,8 @@ def _matches(pattern: str, addresses: list[str]) -> bool:
 
 
 class SinkHandler:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = utc_now) -> None:
+        self._clock = clock
         self.messages: list[dict[str, Any]] = []
         self.rules = Rules(normalise_rule)
 
@@ -131,7 +132,7 @@ class SinkHandler:
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": list(envelope.rcpt_tos),
                 "data": data,
-                "received_at": datetime.now(UTC).isoformat(),
+                "received_at": self._clock().isoformat(),
             }
         )
         return "250 OK: queued"
@@ -158,18 +159,17 @@ async def run(smtp_port: int, http_port: int) -> None:
         return response or json_error(404, f"no route {request.method} {request.path}")
 
     loop = asyncio.get_running_loop()
-    smtp_server = await loop.create_server(smtp_factory, HOST, smtp_port, backlog=1024)
-    http_server = await serve(http_handler, HOST, http_port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(
-        f"smtp-sink: SMTP on {HOST}:{smtp_port}, control API on http://{HOST}:{http_port}",
-        flush=True,
-    )
-    await stop.wait()
+    smtp_server = await loop.create_server(smtp_factory, HOST, smtp_port, backlog=1024)
+    async with serving(http_handler, HOST, http_port):
+        print(
+            f"smtp-sink: SMTP on {HOST}:{smtp_port}, control API on http://{HOST}:{http_port}",
+            flush=True,
+        )
+        await stop.wait()
     smtp_server.close()
-    http_server.close()
 
 
 def main() -> None:

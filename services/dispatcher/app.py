@@ -13,19 +13,15 @@ settles as "unknown" the claims of its own earlier lives and of silent instances
 outcomes a crash left unpublished.
 """
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 from pydantic import TypeAdapter
 
 from shared import topics
+from shared.clock import Clock, utc_now
 from shared.events import (
-    DeliveryDeferred,
     DeliveryEvent,
     DeliveryFailed,
     MessageRendered,
@@ -43,64 +39,31 @@ from shared.kafka import (
 )
 from shared.service import Runtime, service_app
 
-from . import instance, ledger, ratelimit, tenants
-from .handover import Clock, Event, Handover, Limits
+from . import ledger, tenants
+from .handover import Event
 from .metrics import DispatcherMetrics
-from .policy import Attempt
-from .retry import RetryPolicy
+from .providers import Providers
 from .settings import Settings
-from .sms_gateway import HttpSmsGateway
-from .smtp import SmtpRelay
+from .startup import Startup
 
 SERVICE = "dispatcher"
-log = logging.getLogger(SERVICE)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFastStream:
+def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:
     """`clock` is injectable so that tests can stand on a Saturday."""
     settings = settings or Settings()
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
     deliveries = broker.publisher(topics.DELIVERIES.name, schema=DeliveryEvent)
     quarantine = runtime.quarantine
-    relay = SmtpRelay(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        size=settings.smtp_connections,
-        timeout=settings.smtp_timeout_seconds,
-        implicit_tls=settings.smtp_implicit_tls,
-        starttls=settings.smtp_starttls,
-        username=settings.smtp_username,
-        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-    )
-    sms = HttpSmsGateway(
-        url=settings.sms_gateway_url,
-        token=settings.sms_gateway_token.get_secret_value(),
-        sender=settings.sms_sender,
-        timeout=settings.sms_timeout_seconds,
-    )
-    handover: Handover | None = None
-    heartbeat: instance.Heartbeat | None = None
-    background: list[asyncio.Task[None]] = []
-    metrics = DispatcherMetrics(runtime.registry)
-
-    async def send(message: MessageRendered) -> Attempt:
-        with metrics.provider_seconds.labels(message.channel).time():
-            if message.channel == "email":
-                return await relay.send(message.sender, message.address, message.body.encode())
-            return await sms.send(message.address, message.body, str(message.recipient_id))
+    metrics = DispatcherMetrics(runtime.registry, clock)
+    providers = Providers.from_settings(settings, metrics.provider_seconds)
 
     async def publish(events: Sequence[Event]) -> None:
         await publish_keyed(deliveries, ((str(e.recipient_id), e) for e in events))
         metrics.observe(events)
 
-    def ready() -> tuple[Handover, instance.Heartbeat]:
-        assert handover and heartbeat, "messages are consumed only after start-up"
-        return handover, heartbeat
+    dispatcher = Startup(runtime, settings, providers, publish, metrics, clock)
 
     async def unknown(message: MessageRendered, error: Exception) -> None:
         """A message the dispatcher fails on by itself: it may have been handed over before the
@@ -118,7 +81,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
     )
     @isolating(unknown)
     async def on_messages(batch: list[MessageRendered]) -> None:
-        await publish(await ready()[0].fresh(batch))
+        await publish(await dispatcher.handover.fresh(batch))
 
     run_decoder = QuarantineDecoder(TypeAdapter(RunEvent), quarantine)
 
@@ -153,86 +116,12 @@ def create_app(settings: Settings | None = None, clock: Clock = _now) -> AsgiFas
     async def on_tenant_settings(batch: list[TenantSettingsChanged]) -> None:
         await tenants.save(runtime.pool, batch)
 
-    async def sweep_once() -> int:
-        """One pass; the number of events published."""
-        work, alive = ready()
-        events = [*await work.expire(alive.takeover()), *await work.repair(timedelta(seconds=30))]
-        events += await work.due(settings.sweep_batch)
-        await publish(events)
-        await ledger.mark_announced(
-            runtime.pool, [e.recipient_id for e in events if not isinstance(e, DeliveryDeferred)]
-        )
-        metrics.sweeps.inc()
-        return len(events)
-
-    async def sweep_forever() -> None:
-        while True:
-            try:
-                busy = await sweep_once() >= settings.sweep_batch
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sweep failed; trying again")
-                busy = False
-            if not busy:
-                await asyncio.sleep(settings.sweep_interval_seconds)
-
-    async def create_handover() -> None:
-        nonlocal handover, heartbeat
-        # Set from the environment at start; changed at run time in dispatcher.rate_limits.
-        await ratelimit.set_limits(
-            runtime.pool,
-            [
-                (ratelimit.relay_key(channel), rate)
-                for channel, rate in (
-                    ("email", settings.smtp_per_second),
-                    ("sms", settings.sms_per_second),
-                )
-                if rate is not None
-            ],
-        )
-        me = await instance.register(runtime.pool, settings.instance_id)
-        log.info("dispatcher %s, life %d", me.instance_id, me.life)
-        heartbeat = instance.Heartbeat(
-            runtime.pool,
-            me,
-            settings.heartbeat_seconds,
-            timedelta(seconds=settings.takeover_seconds),
-        )
-        handover = Handover(
-            runtime.pool,
-            send,
-            tenants.Directory(runtime.pool),
-            RetryPolicy(
-                delays=settings.retry_delays_seconds,
-                throttle_backoff=settings.throttle_backoff_seconds,
-            ),
-            Limits(wave_size=2 * settings.smtp_connections, waves_in_flight=2),
-            me,
-            clock,
-        )
-
-    async def start_background() -> None:
-        _, alive = ready()
-        background.append(asyncio.create_task(sweep_forever(), name="dispatcher-sweeper"))
-        background.append(asyncio.create_task(alive.run(), name="dispatcher-heartbeat"))
-
-    async def stop_background() -> None:
-        for task in background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def close_providers() -> None:
-        await relay.close()
-        await sms.close()
-
     return service_app(
         runtime,
         description=__doc__ or "",
         migrations=Path(__file__).parent / "migrations",
-        on_startup=[create_handover],
-        after_startup=[start_background],
-        on_shutdown=[stop_background],
-        after_shutdown=[close_providers],
+        on_startup=[dispatcher.start],
+        after_startup=[dispatcher.sweeping.start, dispatcher.beating.start],
+        on_shutdown=[dispatcher.sweeping.stop, dispatcher.beating.stop],
+        after_shutdown=[providers.close],
     )

@@ -17,12 +17,13 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TypeVar
 from uuid import UUID
 
 import asyncpg
 
+from shared.clock import Clock
 from shared.events import (
     DeliveryCancelled,
     DeliveryCorrected,
@@ -36,13 +37,13 @@ from shared.isolation import in_a_few_words, is_transient
 
 from . import ledger, ratelimit
 from .policy import Attempt, outcome_unknown
+from .providers import Provider
 from .retry import RetryPolicy
+from .settings import Settings
 from .tenants import Directory
 from .windows import opens_at
 
 Event = MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled | DeliveryCorrected
-Send = Callable[[MessageRendered], Awaitable[Attempt]]
-Clock = Callable[[], datetime]
 T = TypeVar("T")
 log = logging.getLogger("dispatcher")
 
@@ -52,9 +53,16 @@ class Limits:
     wave_size: int
     waves_in_flight: int
     # Past this much pacing, a batch parks its remaining waves in the ledger (the sweeper sends
-    # them when due): a handler must not sleep for long (past max_poll_interval_ms the group
-    # rebalances and the batch is delivered again), and a cancel must take effect in seconds.
-    max_wait_seconds: float = 2.0
+    # them when due).
+    max_wait_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Limits":
+        return cls(
+            wave_size=settings.wave_size_per_connection * settings.smtp_connections,
+            waves_in_flight=settings.waves_in_flight,
+            max_wait_seconds=settings.pacing_budget_seconds,
+        )
 
 
 def _rate(settings: TenantSettings, channel: str) -> float | None:
@@ -121,7 +129,7 @@ class Handover:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        send: Send,
+        provider: Provider,
         tenants: Directory,
         policy: RetryPolicy,
         limits: Limits,
@@ -129,7 +137,7 @@ class Handover:
         clock: Clock,
     ) -> None:
         self._pool = pool
-        self._send = send
+        self._provider = provider
         self._tenants = tenants
         self._policy = policy
         self._limits = limits
@@ -244,7 +252,7 @@ class Handover:
         await self._cancel(stopped, out)
         # A wait after a provider's answer is an outcome too: kept until stored.
         parked = await self._until_stored(
-            "parking messages", lambda: ledger.schedule(self._pool, out.waits)
+            "parking messages", lambda: ledger.schedule(self._pool, out.waits, self._clock())
         )
         if failures:
             raise failures[0]
@@ -389,7 +397,7 @@ class Handover:
         """The provider's answer; an error nobody foresaw leaves the outcome unknown (the
         provider may have had the message) rather than the claim unrecorded."""
         try:
-            return await self._send(message)
+            return await self._provider.send(message)
         except asyncio.CancelledError:
             raise
         except Exception as error:

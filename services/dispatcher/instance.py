@@ -7,7 +7,6 @@ stayed silent for `takeover` seconds. A live instance whose sends queue behind s
 its claims however long that takes.
 """
 
-import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -34,14 +33,12 @@ async def register(pool: asyncpg.Pool, instance_id: str) -> Claimant:
 
 
 class Heartbeat:
-    """Proves this instance alive, and tells when it may judge others dead."""
+    """Proves this instance alive (`beat`, run every few seconds by a `Periodic`), and tells
+    when it may judge others dead."""
 
-    def __init__(
-        self, pool: asyncpg.Pool, me: Claimant, interval: float, takeover: timedelta
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, me: Claimant, takeover: timedelta) -> None:
         self._pool = pool
         self._me = me
-        self._interval = interval
         self._takeover = takeover
         # Since when every beat has reached the database (monotonic), None after a failure.
         self._since: float | None = time.monotonic()
@@ -55,10 +52,11 @@ class Heartbeat:
                 self._me.life,
             )
         except Exception as error:
+            # A missed beat, whatever the cause: the others may have missed theirs too.
+            self._since = None
             if not is_transient(error):
                 raise
             log.warning("heartbeat failed: %s", in_a_few_words(error))
-            self._since = None
             return
         if self._since is None:
             self._since = time.monotonic()
@@ -71,8 +69,3 @@ class Heartbeat:
             time.monotonic() - self._since >= self._takeover.total_seconds()
         )
         return self._takeover if steady else None
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.beat()

@@ -13,12 +13,13 @@ that answer is applied as a correction, never as a silent overwrite.
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from shared.clock import utc_now
 from shared.db import Connection
 from shared.events import MessageRendered, WaitReason
 
@@ -195,11 +196,13 @@ class Wait:
     token: int | None = None
 
 
-async def schedule(pool: asyncpg.Pool, waits: Sequence[Wait]) -> list[Wait]:
+async def schedule(
+    pool: asyncpg.Pool, waits: Sequence[Wait], now: datetime | None = None
+) -> list[Wait]:
     """Park messages until they are due; the row may not exist yet (outside its window).
 
     Returns the waits as recorded: a message held for a run resumed in the meantime is due
-    at once."""
+    `now` (by the caller's clock; the real one when not given)."""
     if not waits:
         return []
     async with pool.acquire() as connection, connection.transaction():
@@ -213,11 +216,11 @@ async def schedule(pool: asyncpg.Pool, waits: Sequence[Wait]) -> list[Wait]:
                 list(held),
             )
             still = {r["run_id"] for r in rows}
-            now = datetime.now(UTC)
+            due = now or utc_now()
             waits = [
                 w
                 if w.waiting_for != "paused" or w.message.run_id in still
-                else replace(w, due_at=now)
+                else replace(w, due_at=due)
                 for w in waits
             ]
         await _park(connection, waits)

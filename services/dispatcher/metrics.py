@@ -5,10 +5,10 @@ broadcast or recipient id.
 """
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from shared.clock import Clock, utc_now
 from shared.events import (
     DeliveryCancelled,
     DeliveryCorrected,
@@ -28,7 +28,9 @@ _OUTCOME = {
 
 
 class DispatcherMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, clock: Clock = utc_now) -> None:
+        # The clock the deferrals' due times were set by, so that their delays are true.
+        self._clock = clock
         self.handovers = Counter(
             "broadcast_dispatcher_outcomes",
             "Messages by what became of them at the dispatcher.",
@@ -76,7 +78,7 @@ class DispatcherMetrics:
         )
 
     def observe(self, events: Iterable[Event]) -> None:
-        now = datetime.now(UTC)
+        now = self._clock()
         for event in events:
             if isinstance(event, DeliveryCorrected):  # its outcome is counted beside it
                 self.corrections.labels(event.channel, event.outcome).inc()

@@ -1,9 +1,13 @@
 import socket
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
+
+# Who carries SMS (providers.py): our HTTP gateway's JSON shape, or Twilio's Messages API.
+SmsProviderName = Literal["http", "twilio"]
 
 
 class Settings(ServiceSettings):
@@ -22,11 +26,16 @@ class Settings(ServiceSettings):
     # Messages per second through the relay, across all dispatchers; None: no limit.
     smtp_per_second: float | None = Field(default=None, gt=0)
 
+    sms_provider: SmsProviderName = "http"
     sms_gateway_url: str = "http://127.0.0.1:10080/v1/messages"
     sms_gateway_token: SecretStr = SecretStr("local-dev-token")
     sms_sender: str = "+15550000000"
     sms_timeout_seconds: float = Field(default=10.0, gt=0)
     sms_per_second: float | None = Field(default=None, gt=0)
+    # Used when sms_provider is "twilio"; the sender is sms_sender.
+    twilio_base_url: str = "https://api.twilio.com"
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
 
     # Waits after the 1st, 2nd, ... temporary failure; after the last, the message fails.
     retry_delays_seconds: tuple[float, ...] = (30.0, 300.0, 1800.0)
@@ -43,3 +52,25 @@ class Settings(ServiceSettings):
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
     # Waiting messages taken per sweep.
     sweep_batch: int = Field(default=200, ge=1)
+
+    # Messages claimed and handed over together (a wave), per SMTP connection: a wave keeps
+    # every connection busy, yet stays small, as its claims are what a crash leaves unknown.
+    wave_size_per_connection: int = Field(default=2, ge=1)
+    # Waves handed over at once. With the wave size, this bounds the claims a SIGKILL leaves
+    # unknown (docs/ARCHITECTURE.md: at most two waves of 2 x smtp_connections).
+    waves_in_flight: int = Field(default=2, ge=1)
+    # The longest a batch waits for rate-limit tokens before parking the rest in the ledger: a
+    # handler must not sleep for long (past max_poll_interval_ms the group rebalances) and a
+    # cancel must take effect within seconds.
+    pacing_budget_seconds: float = Field(default=2.0, gt=0)
+    # An outcome recorded but unannounced for this long was left by a dispatcher that died in
+    # between (or is still publishing it, when younger): the sweeper announces it.
+    repair_after_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _twilio_needs_credentials(self) -> Self:
+        if self.sms_provider == "twilio" and not (
+            self.twilio_account_sid and self.twilio_auth_token.get_secret_value()
+        ):
+            raise ValueError("sms_provider twilio needs twilio_account_sid and twilio_auth_token")
+        return self

@@ -5,7 +5,10 @@ import logging
 
 import aiosmtplib
 
+from shared.events import MessageRendered
+
 from .policy import Attempt, connection_failure, invalid_address, outcome_unknown, smtp_reply
+from .settings import Settings
 
 log = logging.getLogger("dispatcher")
 
@@ -51,12 +54,28 @@ class SmtpRelay:
             )
         self._size = size
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> Attempt:
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SmtpRelay":
+        password = settings.smtp_password
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            size=settings.smtp_connections,
+            timeout=settings.smtp_timeout_seconds,
+            implicit_tls=settings.smtp_implicit_tls,
+            starttls=settings.smtp_starttls,
+            username=settings.smtp_username,
+            password=password.get_secret_value() if password else None,
+        )
+
+    async def send(self, message: MessageRendered) -> Attempt:
+        """`message.body` is the whole RFC 5322 message, sent from `message.sender`."""
+        recipient = message.address
         if "@" not in recipient or any(c in recipient for c in "\r\n <>"):
             return invalid_address(f"not an email address: {recipient!r}")
         connection = await self._idle.get()
         try:
-            return await self._send_on(connection, sender, recipient, message)
+            return await self._send_on(connection, message.sender, recipient, message.body.encode())
         finally:
             self._idle.put_nowait(connection)
 

@@ -14,18 +14,15 @@ Writes broadcast.events    (answers to commands, started, contact opted out)
 Serves /unsubscribe        (the page every unsubscribe link leads to)
 """
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from uuid import UUID
 
+import asyncpg
 from faststream.asgi import AsgiFastStream
 from pydantic import TypeAdapter
 
 from shared import topics
+from shared.clock import Clock, utc_now
 from shared.events import (
     COMMAND_ADAPTER,
     TRACKER_COMMAND_TYPES,
@@ -52,8 +49,11 @@ from shared.kafka import (
 from shared.service import Runtime, service_app
 
 from . import store, transitions
-from .commands import CommandHandler, Publishers
+from .commands import CommandHandler
+from .one_message_runs import OneMessageRuns
 from .opt_outs import OptOuts
+from .publishers import Publishers
+from .scheduler import Scheduler
 from .settings import Settings
 from .streaming import RunStreamer
 from .unsubscribe import UnsubscribePage
@@ -62,33 +62,53 @@ SERVICE = "targeting"
 log = logging.getLogger(SERVICE)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def create_app(
-    settings: Settings | None = None, clock: Callable[[], datetime] = _now
-) -> AsgiFastStream:
-    """`clock` tells when scheduled broadcasts are due; tests inject one."""
+def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:
+    """`clock` tells when scheduled broadcasts are due and grace delays over; tests inject one."""
     settings = settings or Settings()
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
-    runs = broker.publisher(topics.RUNS.name, schema=RunEvent)
-    recipients = broker.publisher(topics.RECIPIENTS.name, schema=RecipientTargeted)
-    tenants = broker.publisher(topics.TENANTS.name, schema=TenantSettingsChanged)
-    streamer: RunStreamer | None = None
-    scheduler: asyncio.Task[None] | None = None
+    publishers = Publishers(
+        events=events,
+        runs=broker.publisher(topics.RUNS.name, schema=RunEvent),
+        recipients=broker.publisher(topics.RECIPIENTS.name, schema=RecipientTargeted),
+        tenants=broker.publisher(topics.TENANTS.name, schema=TenantSettingsChanged),
+    )
 
-    publishers = Publishers(events, runs, recipients, tenants)
-    opt_outs = OptOuts(lambda: runtime.pool, events)
+    def pool() -> asyncpg.Pool:
+        return runtime.pool
 
-    def command_handler() -> CommandHandler:
-        return CommandHandler(runtime.pool, publishers, start_run, clock)
-
-    def start_run(run_id: UUID) -> None:
-        assert streamer is not None, "commands are consumed only after start-up"
-        streamer.kick(run_id)
+    streamer = RunStreamer(
+        pool,
+        publishers,
+        clock,
+        page_size=settings.page_size,
+        retry_after=settings.stream_retry_seconds,
+    )
+    one_message_runs = OneMessageRuns(pool, publishers)
+    commands_handler = CommandHandler(
+        pool,
+        publishers,
+        streamer.kick,
+        one_message_runs,
+        clock,
+        estimate_page_size=settings.estimate_page_size,
+    )
+    # Scheduled broadcasts whose time came; opt-outs whose announcement was lost.
+    scheduler = Scheduler(
+        pool,
+        streamer.kick,
+        clock,
+        tick=settings.scheduler_tick_seconds,
+        per_tick=settings.schedules_per_tick,
+    )
+    opt_outs = OptOuts(
+        pool,
+        events,
+        late_after=settings.late_opt_out_seconds,
+        per_tick=settings.late_opt_outs_per_tick,
+        tick=settings.scheduler_tick_seconds,
+    )
 
     contract_decoder = QuarantineDecoder(TypeAdapter(ContractEvent), runtime.quarantine)
 
@@ -100,7 +120,7 @@ def create_app(
     )
     @isolating(runtime.dead_letters.poison(contract_decoder))
     async def on_contract_changes(changes: list[ContractEvent]) -> None:
-        await store.apply_contract_changes(runtime.pool, changes)
+        await store.apply_contract_changes(pool(), changes)
 
     @broker.subscriber(
         topics.REQUESTS.name,
@@ -118,9 +138,8 @@ def create_app(
     async def on_commands(commands: list[AnyCommand]) -> None:
         if not commands:  # every record of the batch was invalid and already answered
             return
-        handler = command_handler()
         for command in commands:
-            await handler.handle(command)
+            await commands_handler.handle(command)
 
     action_decoder = QuarantineDecoder(
         TypeAdapter(ActionEvent),
@@ -137,12 +156,11 @@ def create_app(
     )
     @isolating(runtime.dead_letters.poison(action_decoder))
     async def on_actions(changes: list[FollowUpRequested | ActionClosed]) -> None:
-        handler = command_handler()
         for change in changes:
             if isinstance(change, FollowUpRequested):
-                await handler.follow_up(change)
+                await one_message_runs.follow_up(change)
         await store.close_failures(
-            runtime.pool,
+            pool(),
             [
                 (c.run_id, c.contract_id, c.channel, c.address)
                 for c in changes
@@ -166,7 +184,7 @@ def create_app(
     async def on_completions(completions: list[BroadcastCompleted]) -> None:
         if completions:  # the topic's other events are skipped unread
             await transitions.complete(
-                runtime.pool,
+                pool(),
                 [
                     transitions.Completion(c.run_id, c.outcome, c.counters.failed)
                     for c in completions
@@ -189,11 +207,9 @@ def create_app(
     @isolating(runtime.dead_letters.poison(failure_decoder))
     async def on_failures(outcomes: list[DeliveryFailed | DeliveryCorrected]) -> None:
         # In order: a correction follows its message's failure.
-        await store.record_failures(
-            runtime.pool, [o for o in outcomes if isinstance(o, DeliveryFailed)]
-        )
+        await store.record_failures(pool(), [o for o in outcomes if isinstance(o, DeliveryFailed)])
         await store.close_failures(
-            runtime.pool,
+            pool(),
             [
                 (o.run_id, o.contract_id, o.channel, o.address)
                 for o in outcomes
@@ -201,47 +217,11 @@ def create_app(
             ],
         )
 
-    async def create_streamer() -> None:
-        nonlocal streamer
-        streamer = RunStreamer(
-            runtime.pool,
-            events=events,
-            runs=runs,
-            recipients=recipients,
-            page_size=settings.page_size,
-        )
-
-    async def resume_streaming() -> None:
-        nonlocal scheduler
-        assert streamer is not None
-        await streamer.resume_all()
-        scheduler = asyncio.create_task(every_second(), name="targeting-scheduler")
-
-    async def every_second() -> None:
-        # Scheduled broadcasts whose time came; opt-outs whose announcement was lost.
-        for_each_second = (command_handler().start_due, opt_outs.announce_late)
-        while True:
-            for part in for_each_second:
-                try:
-                    await part()
-                except Exception:
-                    log.exception("%s failed; trying again", part.__name__)
-            await asyncio.sleep(1)
-
-    async def stop_streaming() -> None:
-        if scheduler is not None:
-            scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await scheduler
-        if streamer is not None:
-            await streamer.stop()
-
     return service_app(
         runtime,
         description=__doc__ or "",
         migrations=Path(__file__).parent / "migrations",
-        on_startup=[create_streamer],
-        after_startup=[resume_streaming],
-        on_shutdown=[stop_streaming],
-        routes=[("/unsubscribe", UnsubscribePage(settings.link_secrets(), opt_outs.record))],
+        after_startup=[streamer.resume_all, scheduler.loop.start, opt_outs.loop.start],
+        on_shutdown=[scheduler.loop.stop, opt_outs.loop.stop, streamer.stop],
+        routes=[("/unsubscribe", UnsubscribePage(settings.link_secrets(), opt_outs.record, clock))],
     )

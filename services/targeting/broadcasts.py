@@ -28,6 +28,10 @@ def no_broadcast(tenant_id: str, broadcast_id: UUID) -> Rejection:
     )
 
 
+def no_template(template_id: str) -> Rejection:
+    return Rejection("template_not_found", "template_id", f"no template '{template_id}'")
+
+
 def _template_fields(content: Content) -> list[tuple[str, str]]:
     fields: list[tuple[str, str]] = []
     for language, email in content.email.items():
@@ -50,10 +54,10 @@ def check_content(content: Content, *, field: str = "content") -> None:
             raise Rejection("invalid_template", f"{field}.{name}", f"{problem.message}{where}")
 
 
-def check_criteria(criteria: Sequence[Criterion], *, first: int) -> CompiledCriteria:
+def check_criteria(criteria: Sequence[Criterion]) -> CompiledCriteria:
     """The compiled criteria, or a Rejection naming the offending criterion."""
     try:
-        return compile_criteria(criteria, first=first)
+        return compile_criteria(criteria)
     except InvalidCriteria as error:
         raise Rejection(error.code, error.field, error.message) from None
 
@@ -62,7 +66,7 @@ def check_definition(command: BroadcastDefinition, template: Content | None = No
     """Raise Rejection for the first problem found, naming its field.
 
     `template` is the content of the saved template the command names, if it names one."""
-    check_criteria(command.criteria, first=1)
+    check_criteria(command.criteria)
     if (command.content is None) == (command.template_id is None):
         raise Rejection(
             "missing_content" if command.content is None else "invalid_field",

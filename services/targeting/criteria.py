@@ -45,13 +45,21 @@ class InvalidCriteria(ValueError):
 
 @dataclass(frozen=True)
 class CompiledCriteria:
-    """A WHERE fragment over `targeting.contracts` and its parameters, numbered from `first`."""
+    """A WHERE fragment over `targeting.contracts` and its parameters, one per clause.
 
-    sql: str
+    The fragment is numbered by the query it goes into (`numbered_from`): only that query knows
+    how many parameters of its own come first."""
+
+    # Each clause holds one `${}` where its parameter's number goes.
+    clauses: tuple[str, ...]
     params: tuple[object, ...]
 
+    def numbered_from(self, first: int) -> str:
+        """The fragment with its parameters numbered `first`, `first + 1`, ... in order."""
+        return " AND ".join(c.format(first + i) for i, c in enumerate(self.clauses)) or "TRUE"
 
-def compile_criteria(criteria: Sequence[Criterion], *, first: int) -> CompiledCriteria:
+
+def compile_criteria(criteria: Sequence[Criterion]) -> CompiledCriteria:
     """Raise InvalidCriteria naming `criteria[i].field` or `criteria[i].values[j]` when refused."""
     clauses: list[str] = []
     params: list[object] = []
@@ -90,11 +98,11 @@ def compile_criteria(criteria: Sequence[Criterion], *, first: int) -> CompiledCr
                     f"an empty keyword for '{criterion.field}' would match every contract",
                 )
             params.append([f"%{_escape_like(v.strip())}%" for v in values])
-            clauses.append(f"{spec.column} ILIKE ANY(${first + len(params) - 1}::text[])")
+            clauses.append(f"{spec.column} ILIKE ANY(${{}}::text[])")
         else:
             params.append(values)
-            clauses.append(f"{spec.column} = ANY(${first + len(params) - 1}::text[])")
-    return CompiledCriteria(" AND ".join(clauses) or "TRUE", tuple(params))
+            clauses.append(f"{spec.column} = ANY(${{}}::text[])")
+    return CompiledCriteria(tuple(clauses), tuple(params))
 
 
 def _escape_like(value: str) -> str:

@@ -10,24 +10,35 @@ import logging
 from collections.abc import Callable
 
 import asyncpg
-from faststream.kafka.publisher.usecase import DefaultPublisher
 
 from shared.events import Channel, ContactOptedOut
 from shared.ids import opt_out_event_id_for
+from shared.publishing import Publisher
+from shared.service import Periodic
 
 from . import store
 
 log = logging.getLogger("targeting")
 
-# An opt-out younger than this may be being announced by the click that recorded it: leaving
-# it alone saves a copy.
-LATE_SECONDS = 5.0
-
 
 class OptOuts:
-    def __init__(self, pool: Callable[[], asyncpg.Pool], events: DefaultPublisher) -> None:
+    """`loop` publishes again, every `tick` seconds, up to `per_tick` opt-outs recorded more
+    than `late_after` seconds ago and still not announced."""
+
+    def __init__(
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        events: Publisher,
+        *,
+        late_after: float,
+        per_tick: int,
+        tick: float,
+    ) -> None:
         self._pool = pool
         self._events = events
+        self._late_after = late_after
+        self._per_tick = per_tick
+        self.loop = Periodic("targeting-late-opt-outs", self.announce_late, tick, log)
 
     async def record(
         self, tenant_id: str, channel: Channel, address: str, contract_id: str
@@ -44,7 +55,9 @@ class OptOuts:
 
     async def announce_late(self) -> None:
         """Publish the opt-outs recorded a while ago whose announcement was lost."""
-        for opt_out in await store.unannounced_opt_outs(self._pool(), LATE_SECONDS):
+        for opt_out in await store.unannounced_opt_outs(
+            self._pool(), self._late_after, self._per_tick
+        ):
             await self._announce(opt_out)
 
     async def _announce(self, opt_out: store.OptOut) -> None:

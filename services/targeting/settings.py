@@ -9,6 +9,19 @@ class Settings(ServiceSettings):
 
     # Contracts read and published per checkpoint while streaming a run.
     page_size: int = Field(default=1000, ge=1, le=50_000)
+    # Contracts read per query while estimating: large pages, since nothing is published.
+    estimate_page_size: int = Field(default=5000, ge=1, le=50_000)
+    # A run whose streaming failed starts again from its checkpoint after this pause.
+    stream_retry_seconds: float = Field(default=2.0, gt=0)
+    # How often due schedules are started and lost opt-out announcements published again.
+    scheduler_tick_seconds: float = Field(default=1.0, gt=0)
+    # Due schedules started per tick, the earliest first; the rest wait for the next tick.
+    schedules_per_tick: int = Field(default=100, ge=1)
+    # An opt-out younger than this may be being announced by the click that recorded it:
+    # leaving it alone saves a copy.
+    late_opt_out_seconds: float = Field(default=5.0, ge=0)
+    # Lost opt-out announcements published again per tick, the oldest first.
+    late_opt_outs_per_tick: int = Field(default=1000, ge=1)
     # Verifies unsubscribe links: the composer's COMPOSER_LINK_SECRET. While a secret is being
     # rotated, the previous one still verifies links already sent.
     link_secret: SecretStr = SecretStr("local-development-link-secret")

@@ -8,20 +8,22 @@ order (checkpoint, then publish) would lose a page, as listmonk's issue #3022 sh
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from collections.abc import Callable
 from uuid import UUID
 
 import asyncpg
-from faststream.kafka.publisher.usecase import DefaultPublisher
 
+from shared.clock import Clock
 from shared.db import Connection
-from shared.events import BroadcastStarted, RunStarted, TargetingCompleted
+from shared.events import BroadcastStarted
 from shared.ids import event_id_for
 from shared.kafka import publish_keyed
 
 from . import store
 from .audience import RunScope, expand
 from .criteria import compile_criteria
+from .publishers import Publishers
+from .run_events import run_started, targeting_completed
 
 log = logging.getLogger("targeting")
 
@@ -31,18 +33,21 @@ class RunStreamer:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Callable[[], asyncpg.Pool],
+        publish: Publishers,
+        clock: Clock,
         *,
-        events: DefaultPublisher,
-        runs: DefaultPublisher,
-        recipients: DefaultPublisher,
         page_size: int,
+        retry_after: float,
     ) -> None:
+        """`clock` tells when a run's grace delay is over."""
         self._pool = pool
-        self._events = events
-        self._runs = runs
-        self._recipients = recipients
+        self._events = publish.events
+        self._runs = publish.runs
+        self._recipients = publish.recipients
+        self._clock = clock
         self._page_size = page_size
+        self._retry_after = retry_after
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
 
     def kick(self, run_id: UUID) -> None:
@@ -53,7 +58,7 @@ class RunStreamer:
         task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
 
     async def resume_all(self) -> None:
-        for run_id in await store.streaming_runs(self._pool):
+        for run_id in await store.streaming_runs(self._pool()):
             self.kick(run_id)
 
     async def stop(self) -> None:
@@ -72,10 +77,10 @@ class RunStreamer:
                 raise
             except Exception:
                 log.exception("streaming run %s failed; retrying", run_id)
-                await asyncio.sleep(2)
+                await asyncio.sleep(self._retry_after)
 
     async def _stream(self, run_id: UUID) -> None:
-        async with self._pool.acquire() as connection:
+        async with self._pool().acquire() as connection:
             if not await store.try_lock_run(connection, run_id):
                 return
             try:
@@ -92,7 +97,7 @@ class RunStreamer:
             await self._announce(run)
             await store.mark_announced(connection, run_id)
         scope = RunScope(run.tenant_id, run.broadcast_id, run.run_id, definition.channels)
-        where = compile_criteria(definition.criteria, first=4)
+        where = compile_criteria(definition.criteria)
         cursor = run.cursor
         contracts, messages, unreachable = run.contracts, run.messages, run.unreachable
         keep = (
@@ -129,11 +134,10 @@ class RunStreamer:
                 log.info("run %s cancelled while streaming", run_id)
                 break
         await self._runs.publish(
-            TargetingCompleted(
-                event_id=event_id_for(run_id, "targeting_completed"),
-                tenant_id=run.tenant_id,
-                broadcast_id=run.broadcast_id,
-                run_id=run_id,
+            targeting_completed(
+                run.tenant_id,
+                run.broadcast_id,
+                run_id,
                 contracts=contracts,
                 messages=messages,
                 unreachable_contracts=unreachable,
@@ -146,7 +150,7 @@ class RunStreamer:
     async def _grace(self, connection: Connection, run: store.Run) -> bool:
         """Wait until the run's grace delay is over; False when it was cancelled meanwhile."""
         while run.not_before is not None:
-            left = (run.not_before - datetime.now(UTC)).total_seconds()
+            left = (run.not_before - self._clock()).total_seconds()
             if left <= 0 or await store.run_cancelled(connection, run.run_id):
                 break
             await asyncio.sleep(min(left, 1.0))
@@ -154,20 +158,14 @@ class RunStreamer:
 
     async def _announce(self, run: store.Run) -> None:
         """The run's definition goes out before any recipient, so the composer can render."""
-        d = run.definition
         key = str(run.broadcast_id).encode()
         await self._runs.publish(
-            RunStarted(
-                event_id=event_id_for(run.run_id, "run_started"),
-                tenant_id=run.tenant_id,
-                broadcast_id=run.broadcast_id,
-                run_id=run.run_id,
-                name=d.name,
+            run_started(
+                run.broadcast_id,
+                run.run_id,
+                run.definition,
                 requested_by=run.requested_by,
-                channels=d.channels,
-                languages=d.languages,
                 content=run.content,
-                sender=d.sender,
                 template=run.template,
                 settings=run.settings,
                 # The tracker closes the actions of the failures this run sends again.

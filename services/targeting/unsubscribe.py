@@ -6,12 +6,12 @@ A second POST changes nothing. The token is verified before anything is read or 
 """
 
 import html
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
 from shared import links
+from shared.clock import Clock
 from shared.events import Channel
 
 Scope = dict[str, Any]
@@ -41,15 +41,17 @@ def claims_of(secrets: Sequence[bytes], query: str, now: float) -> links.LinkCla
 class UnsubscribePage:
     """A plain ASGI app, mounted on targeting's HTTP port."""
 
-    def __init__(self, secrets: Sequence[bytes], record: Record) -> None:
+    def __init__(self, secrets: Sequence[bytes], record: Record, clock: Clock) -> None:
+        """`clock` tells whether a link has expired."""
         self._secrets = secrets
         self._record = record
+        self._clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method", "GET")
         query = scope.get("query_string", b"").decode("latin-1")
         try:
-            claims = claims_of(self._secrets, query, time.time())
+            claims = claims_of(self._secrets, query, self._clock().timestamp())
         except links.InvalidLink as error:
             await _respond(send, 400, "Lien invalide / Invalid link", _invalid(error))
             return

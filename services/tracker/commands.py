@@ -5,7 +5,6 @@ answer and changes nothing.
 """
 
 import asyncpg
-from faststream.kafka.publisher.usecase import DefaultPublisher
 
 from shared.events import (
     ActionClosed,
@@ -21,13 +20,17 @@ from shared.events import (
     TrackerCommand,
 )
 from shared.ids import follow_up_run_id_for
+from shared.publishing import Publisher
 
 from . import store
 
 Answer = ActionsListed | ActionResolved | ContractHistoryListed | BroadcastRejected
 
 
-async def answer(pool: asyncpg.Pool, runs: DefaultPublisher, command: TrackerCommand) -> Answer:
+async def answer(
+    pool: asyncpg.Pool, runs: Publisher, command: TrackerCommand, *, history_limit: int
+) -> Answer:
+    """`history_limit`: the most messages a contract's history answers with (the newest)."""
     match command:
         case ListActions():
             return ActionsListed(
@@ -42,13 +45,15 @@ async def answer(pool: asyncpg.Pool, runs: DefaultPublisher, command: TrackerCom
                 tenant_id=command.tenant_id,
                 request_id=command.request_id,
                 contract_id=command.contract_id,
-                messages=await store.contract_history(pool, command.tenant_id, command.contract_id),
+                messages=await store.contract_history(
+                    pool, command.tenant_id, command.contract_id, history_limit
+                ),
             )
         case ResolveAction():
             return await _resolve(pool, runs, command)
 
 
-async def _resolve(pool: asyncpg.Pool, runs: DefaultPublisher, command: ResolveAction) -> Answer:
+async def _resolve(pool: asyncpg.Pool, runs: Publisher, command: ResolveAction) -> Answer:
     follow_up_run = follow_up_run_id_for(command.action_id, command.request_id)
     resolved = await store.resolve_action(
         pool,

@@ -5,11 +5,13 @@ or recipient id."""
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.events import DeliveryFailed, FinalDelivery
+from shared.lag import consumer_lag
 
-from .store import Completed, Running
+from . import store
 
 # The Campaigns seed promises a broadcast within ten minutes of the click; we promise it for
 # broadcasts of up to this many messages (alert BroadcastSlowerThanPromised).
@@ -82,11 +84,11 @@ class TrackerMetrics:
                     _seconds(event.occurred_at, event.targeted_at)
                 )
 
-    def completed(self, runs: Iterable[Completed]) -> None:
+    def completed(self, runs: Iterable[store.Completed]) -> None:
         for run in runs:
             self.completion.labels(size_class(run.messages)).observe(run.seconds)
 
-    def set_running(self, running: Running) -> None:
+    def set_running(self, running: store.Running) -> None:
         self.running.set(running.count)
         for large, size in ((False, "up_to_100k"), (True, "over_100k")):
             self.oldest_running.labels(size).set(running.oldest.get(large, 0.0))
@@ -94,6 +96,14 @@ class TrackerMetrics:
     def set_lag(self, lag: Mapping[tuple[str, str], int]) -> None:
         for (topic, group), behind in lag.items():
             self.lag.labels(topic, group).set(behind)
+
+
+async def refresh_gauges(
+    metrics: TrackerMetrics, pool: asyncpg.Pool, kafka_bootstrap_servers: str
+) -> None:
+    """Running broadcasts and every consumer group's lag, read afresh."""
+    metrics.set_running(await store.running_broadcasts(pool, PROMISED_SIZE))
+    metrics.set_lag(await consumer_lag(kafka_bootstrap_servers))
 
 
 def _seconds(later: datetime, earlier: datetime) -> float:

@@ -1,4 +1,4 @@
-"""Asking targeting to pause a failing run, at least once: recorded, published, marked.
+"""Auto-pause: watching each run's failures, and asking targeting to pause it at least once.
 
 The tracker decides from its failure window while it handles deliveries. Once those are
 recorded, a batch redelivered after a broker failure holds only copies, which the window does
@@ -7,35 +7,50 @@ recorded first, and `publish_late` republishes what was recorded and not publish
 same request id (one per run and stretch between resumes): targeting pauses once.
 """
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from uuid import UUID
 
 import asyncpg
-from faststream.kafka.publisher.usecase import DefaultPublisher
 
-from shared.events import PauseBroadcast
+from shared.clock import Clock, utc_now
+from shared.events import DeliveryDeferred, FinalDelivery, PauseBroadcast
+from shared.publishing import Publisher
 
 from . import store
+from .autopause import FailureWindow
 
-# A pause younger than this may be being published by the handler that asked for it: leaving
-# it alone saves a copy.
-LATE_SECONDS = 5.0
+log = logging.getLogger("tracker")
 
 
 class Pauses:
+    """The outbox of `pause_broadcast`: `late_seconds` and `page` bound the repair passes."""
+
     def __init__(
-        self, pool: Callable[[], asyncpg.Pool], requests: DefaultPublisher, requested_by: str
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        requests: Publisher,
+        *,
+        requested_by: str,
+        late_seconds: float,
+        page: int,
     ) -> None:
         self._pool = pool
         self._requests = requests
         self._requested_by = requested_by
+        self._late_seconds = late_seconds
+        self._page = page
 
     async def ask(self, run: store.Watched, detail: str) -> None:
         await self._publish(await store.record_auto_pause(self._pool(), run, detail))
 
-    async def publish_late(self) -> None:
-        """Publish the pauses asked a while ago whose request was lost."""
-        for pause in await store.unpublished_auto_pauses(self._pool(), LATE_SECONDS):
+    async def publish_late(self) -> bool:
+        """Publish the pauses asked a while ago whose request was lost; True when a full page
+        was published, so that more may be waiting."""
+        late = await store.unpublished_auto_pauses(self._pool(), self._late_seconds, self._page)
+        for pause in late:
             await self._publish(pause)
+        return len(late) == self._page
 
     async def _publish(self, pause: store.AutoPauseAsked) -> None:
         await self._requests.publish(
@@ -50,3 +65,58 @@ class Pauses:
             key=pause.tenant_id.encode(),
         )
         await store.mark_auto_pause_published(self._pool(), pause)
+
+
+def attempt_failed(event: DeliveryDeferred | FinalDelivery) -> bool | None:
+    """How an outcome counts in the failure window: failed (for good, or waiting for a retry:
+    a relay that is down answers with temporary errors), succeeded, or not at all (None: a
+    cancellation, or a wait the relay did not cause)."""
+    if event.type == "delivery.cancelled" or (
+        isinstance(event, DeliveryDeferred) and event.waiting_for != "retry"
+    ):
+        return None
+    return event.type != "delivery.delivered"
+
+
+class FailureWatch:
+    """Asks `ask` to pause a run whose failure ratio went over its tenant's limit.
+
+    The window is kept in this instance's memory: a restart starts it afresh, and so does a
+    resume (`forget`)."""
+
+    def __init__(
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        ask: Callable[[store.Watched, str], Awaitable[None]],
+        clock: Clock = utc_now,
+    ) -> None:
+        self._pool = pool
+        self._ask = ask
+        self._clock = clock
+        self._window = FailureWindow()
+
+    async def watch(
+        self, waiting: Sequence[DeliveryDeferred], recorded: Sequence[FinalDelivery]
+    ) -> None:
+        """Count outcomes seen for the first time (a redelivered copy must not count twice)."""
+        now = self._clock().timestamp()
+        failing: set[UUID] = set()
+        for event in [*waiting, *recorded]:
+            failed = attempt_failed(event)
+            if failed is None:
+                continue
+            self._window.add(event.run_id, now, failed)
+            if failed:
+                failing.add(event.run_id)
+        if not failing:
+            return
+        for run in await store.watched(self._pool(), failing):
+            tripped = self._window.check(run.run_id, now, run.policy)
+            if tripped is None:
+                continue
+            log.warning("pausing run %s: %s", run.run_id, tripped.describe(run.policy))
+            await self._ask(run, tripped.describe(run.policy))
+            self.forget(run.run_id)  # once asked: the run is paused, or soon will be
+
+    def forget(self, run_id: UUID) -> None:
+        self._window.forget(run_id)

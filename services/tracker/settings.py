@@ -7,7 +7,18 @@ from shared.settings import ServiceSettings
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TRACKER_", frozen=True, extra="ignore")
 
-    # At most one progress event per run in this interval, however fast deliveries come.
+    # At most one progress event per run in this interval, however fast deliveries come; the
+    # progress tick runs at this interval too, so a change held back is announced within it.
     progress_interval_seconds: float = Field(default=1.0, gt=0)
     # How often the running-broadcasts and consumer-lag gauges are refreshed.
     gauges_interval_seconds: float = Field(default=15.0, gt=0)
+    # How often auto-pauses recorded and not published are looked for (the outbox's repair).
+    pause_repair_interval_seconds: float = Field(default=1.0, gt=0)
+    # An auto-pause younger than this may be being published by the handler that asked for it:
+    # the repair leaves it alone, which saves a copy.
+    pause_late_seconds: float = Field(default=5.0, ge=0)
+    # Late auto-pauses republished per repair pass: a full page is followed by another at once.
+    pause_repair_page: int = Field(default=1000, ge=1)
+    # A contract's history answers with its newest messages up to this many: an answer must fit
+    # in one Kafka record.
+    history_limit: int = Field(default=1000, ge=1)

@@ -16,6 +16,7 @@ from shared.events import (
     HistoryEntry,
     Outcome,
     RunCancelled,
+    RunEvent,
     RunPaused,
     RunResumed,
     RunStarted,
@@ -23,6 +24,14 @@ from shared.events import (
 )
 
 from .outcome import is_complete, outcome
+
+
+async def record_runs(pool: asyncpg.Pool, batch: Sequence[RunEvent]) -> None:
+    """Record the starts, targeting totals, cancellations, pauses and resumes of a batch."""
+    await record_run_started(pool, [e for e in batch if isinstance(e, RunStarted)])
+    await record_targeting(pool, [e for e in batch if isinstance(e, TargetingCompleted)])
+    await record_cancellations(pool, [e for e in batch if isinstance(e, RunCancelled)])
+    await record_pauses(pool, [e for e in batch if isinstance(e, RunPaused | RunResumed)])
 
 
 async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> None:
@@ -156,13 +165,17 @@ async def record_auto_pause(pool: asyncpg.Pool, run: Watched, detail: str) -> Au
     return AutoPauseAsked(run.run_id, run.resumes, run.broadcast_id, run.tenant_id, detail)
 
 
-async def unpublished_auto_pauses(pool: asyncpg.Pool, older_than: float) -> list[AutoPauseAsked]:
-    """Pauses asked more than `older_than` seconds ago and still not published."""
+async def unpublished_auto_pauses(
+    pool: asyncpg.Pool, older_than: float, limit: int
+) -> list[AutoPauseAsked]:
+    """The oldest `limit` pauses asked more than `older_than` seconds ago and still not
+    published."""
     rows = await pool.fetch(
         """SELECT run_id, resumes, broadcast_id, tenant_id, detail FROM tracker.auto_pauses
            WHERE NOT published AND asked_at < now() - make_interval(secs => $1)
-           ORDER BY asked_at LIMIT 1000""",
+           ORDER BY asked_at LIMIT $2""",
         older_than,
+        limit,
     )
     return [AutoPauseAsked(**dict(r)) for r in rows]
 
@@ -564,13 +577,10 @@ async def settle_follow_ups(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> None
     )
 
 
-HISTORY_LIMIT = 1000
-
-
 async def contract_history(
-    pool: asyncpg.Pool, tenant_id: str, contract_id: str
+    pool: asyncpg.Pool, tenant_id: str, contract_id: str, limit: int
 ) -> list[HistoryEntry]:
-    # The newest HISTORY_LIMIT messages, oldest first: an answer must fit in one record.
+    """The contract's newest `limit` messages, oldest first."""
     rows = await pool.fetch(
         """SELECT broadcast_id, run_id, broadcast_name, channel, address, state, reason, at
            FROM (SELECT r.broadcast_id, m.run_id, r.name AS broadcast_name, m.channel,
@@ -581,7 +591,7 @@ async def contract_history(
            ORDER BY at, recipient_id""",
         tenant_id,
         contract_id,
-        HISTORY_LIMIT,
+        limit,
     )
     return [HistoryEntry(**dict(r)) for r in rows]
 

@@ -2,14 +2,13 @@
 given), never before; a cancelled schedule never starts."""
 
 from datetime import UTC, datetime, timedelta
-from typing import cast
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 
-from services.targeting.commands import CommandHandler, Publishers
+from services.targeting.scheduler import Scheduler
 from shared.db import create_pool
 from shared.ids import run_id_for
 from tests.e2e.audience import (
@@ -95,8 +94,8 @@ async def test_a_cancelled_schedule_never_starts_and_the_past_is_refused(
     started: list[UUID] = []
     pool = await create_pool(DATABASE_URL, size=2)
     try:
-        handler = CommandHandler(pool, cast(Publishers, None), started.append, Clock(at))
-        await handler.start_due(tenant_id=tenant)
+        scheduler = Scheduler(lambda: pool, started.append, Clock(at), tick=1, per_tick=100)
+        await scheduler.start_due(tenant_id=tenant)
     finally:
         await pool.close()
     assert started == []
@@ -125,13 +124,13 @@ async def test_a_schedule_becomes_due_at_the_tenant_wall_time_of_an_injected_clo
     clock = Clock(due - timedelta(seconds=1))
     # The scheduler of a targeting instance, on the injected clock; the stack's own one, on
     # the real clock, leaves tomorrow's schedule alone.
-    handler = CommandHandler(pool, cast(Publishers, None), started.append, clock)
+    scheduler = Scheduler(lambda: pool, started.append, clock, tick=1, per_tick=100)
     try:
-        await handler.start_due(tenant_id=tenant)
+        await scheduler.start_due(tenant_id=tenant)
         assert started == []
         assert await db.fetchval(STATE, broadcast_id) == "scheduled"
         clock.now = due
-        await handler.start_due(tenant_id=tenant)
+        await scheduler.start_due(tenant_id=tenant)
         assert started == [run_id_for(UUID(broadcast_id), 1)]
         assert await db.fetchval(STATE, broadcast_id) == "running"
     finally:

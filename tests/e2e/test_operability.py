@@ -138,8 +138,8 @@ def test_the_cli_exits_3_when_the_stack_is_down(words: list[str]) -> None:
 
 # --- Progress at most once a second -----------------------------------------------------------
 
-# The tracker (services/tracker/app.py, progress_interval_seconds = 1) publishes a run's
-# progress when a second has passed since its last one, by its monotonic clock, and stamps the
+# The tracker (services/tracker/progress.py, progress_interval_seconds = 1) publishes a run's
+# progress when a second has passed since its last one, by its own clock, and stamps the
 # event after reading the counters: two events' occurred_at differ by the interval give or
 # take the difference between two such reads. Tolerated: 50 ms.
 AT_MOST_ONCE_A_SECOND = 0.95

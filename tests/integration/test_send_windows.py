@@ -11,7 +11,6 @@ import pytest
 
 from services.dispatcher import ledger
 from services.dispatcher.handover import Handover, Limits
-from services.dispatcher.policy import Attempt
 from services.dispatcher.retry import RetryPolicy
 from services.dispatcher.smtp import SmtpRelay
 from services.dispatcher.tenants import Directory
@@ -66,16 +65,12 @@ async def test_a_weekend_message_waits_until_monday_then_leaves_once(
     tenant, domain = f"t{uuid4().hex[:10]}", f"{uuid4().hex[:8]}.example"
     address = f"lundi@{domain}"
     clock = Clock(next_saturday_noon())
-
-    async def send(m: MessageRendered) -> Attempt:
-        return await relay.send(m.sender, m.address, m.body.encode())
-
     handover = Handover(
         service_pool,
-        send,
+        relay,
         Directory(service_pool),  # the tenant has no settings: the default, no email on weekends
         RetryPolicy(),
-        Limits(wave_size=4, waves_in_flight=1),
+        Limits(wave_size=4, waves_in_flight=1, max_wait_seconds=2.0),
         ledger.Claimant(f"test-{uuid4()}", 1),
         clock,
     )

@@ -148,14 +148,14 @@ async def test_an_unsubscribe_click_holds_when_its_announcement_is_lost(
     # (tests/faults/test_lost_publishes.py checks that repair).
     db, tenant = service_pool, f"t{uuid4().hex[:10]}"
     events = Events()
-    opt_outs = OptOuts(lambda: db, events)
+    opt_outs = OptOuts(lambda: db, events, late_after=5.0, per_tick=1000, tick=1.0)
     events.down = True
     await opt_outs.record(tenant, "email", " Leaving@X.example", "C-1")  # the click still works
     events.down = False
     await opt_outs.record(tenant, "email", "leaving@x.example", "C-1")  # a second click
     await opt_outs.announce_late()  # too recent: its click may still be announcing it
     assert [e for e in events.published if e.tenant_id == tenant] == []
-    (lost,) = [o for o in await store.unannounced_opt_outs(db, 0) if o.tenant_id == tenant]
+    (lost,) = [o for o in await store.unannounced_opt_outs(db, 0, 1000) if o.tenant_id == tenant]
     assert lost == store.OptOut(tenant, "email", "leaving@x.example", "C-1")
 
     await opt_outs.record(tenant, "sms", "+15145550000", "C-2")  # announced at once
@@ -166,6 +166,6 @@ async def test_an_unsubscribe_click_holds_when_its_announcement_is_lost(
         "+15145550000",
     )
     assert announced.event_id == opt_out_event_id_for(tenant, "sms", "+15145550000")
-    left = [o for o in await store.unannounced_opt_outs(db, 0) if o.tenant_id == tenant]
+    left = [o for o in await store.unannounced_opt_outs(db, 0, 1000) if o.tenant_id == tenant]
     assert left == [lost]
     await store.mark_opt_out_announced(db, lost)  # nothing of this test for targeting to announce

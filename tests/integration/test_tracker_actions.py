@@ -2,14 +2,15 @@
 a resend to the failures closes the ones it sends again, and an auto-pause is kept until it is
 published."""
 
+from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
-from services.tracker import store
-from services.tracker.commands import answer
+from services.tracker import commands, store
+from services.tracker.settings import Settings
 from shared.events import (
     ActionClosed,
     ActionResolved,
@@ -25,6 +26,10 @@ from shared.events import (
 )
 
 pytestmark = pytest.mark.stack
+
+# The limits the tracker runs with.
+SETTINGS = Settings()
+answer = partial(commands.answer, history_limit=SETTINGS.history_limit)
 
 
 class Runs:
@@ -242,9 +247,15 @@ async def test_an_auto_pause_is_kept_until_it_is_published(service_pool: asyncpg
     run = store.Watched(uuid4(), uuid4(), f"t{uuid4().hex[:10]}", 0, AutoPause())
     await store.record_auto_pause(db, run, "60 of the last 100 messages failed")
     await store.record_auto_pause(db, run, "asked again in the same stretch")
-    too_recent = await store.unpublished_auto_pauses(db, 60)
+    too_recent = await store.unpublished_auto_pauses(db, 60, SETTINGS.pause_repair_page)
     assert run.run_id not in {p.run_id for p in too_recent}
-    (late,) = [p for p in await store.unpublished_auto_pauses(db, 0) if p.run_id == run.run_id]
+    (late,) = [
+        p
+        for p in await store.unpublished_auto_pauses(db, 0, SETTINGS.pause_repair_page)
+        if p.run_id == run.run_id
+    ]
     assert (late.resumes, late.detail) == (0, "60 of the last 100 messages failed")
     await store.mark_auto_pause_published(db, late)
-    assert run.run_id not in {p.run_id for p in await store.unpublished_auto_pauses(db, 0)}
+    assert run.run_id not in {
+        p.run_id for p in await store.unpublished_auto_pauses(db, 0, SETTINGS.pause_repair_page)
+    }

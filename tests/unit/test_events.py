@@ -1,8 +1,11 @@
+import ast
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+import shared.events
 from shared.events import (
     COMMAND_ADAPTER,
     ActionClosed,
@@ -149,3 +152,24 @@ def test_run_events_carry_closed_actions_and_older_run_starts_still_read() -> No
     started = runs.validate_python(older)
     assert isinstance(started, RunStarted)
     assert (started.resends_failures_of, started.include_unknown) == (None, False)
+
+
+def defined_names(path: Path) -> set[str]:
+    """The names a module defines at its top level: classes, functions and assignments."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def test_the_package_re_exports_every_public_name_of_its_modules() -> None:
+    # Code imports from `shared.events` only: a model added to a module and not re-exported
+    # would be missing for every reader of the contract.
+    modules = Path(shared.events.__file__).parent.glob("*.py")
+    public = {name for path in modules for name in defined_names(path) if name[0] != "_"}
+    assert public - set(shared.events.__all__) == set()
+    assert all(hasattr(shared.events, name) for name in shared.events.__all__)

@@ -27,7 +27,7 @@ class Database:
 
 async def test_no_takeover_until_steady_for_the_whole_delay() -> None:
     database = Database()
-    heartbeat = Heartbeat(database, Claimant("d-1", 1), 0.01, DELAY)  # type: ignore[arg-type]
+    heartbeat = Heartbeat(database, Claimant("d-1", 1), DELAY)  # type: ignore[arg-type]
     assert heartbeat.takeover() is None  # just started
     await asyncio.sleep(0.06)
     assert heartbeat.takeover() == DELAY

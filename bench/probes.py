@@ -1,0 +1,206 @@
+"""What the bench reads off the machine while a run goes: the host, each service's peak RSS and
+CPU seconds, smtp-sink's message count, and error lines in the services' logs.
+
+Processes are found through the stack's pid files, and the bench's own for its dispatcher and
+smtp-sink (bench.processes).
+"""
+
+import contextlib
+import logging
+import os
+import platform
+import re
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.processes import DISPATCHER, DISPATCHER_LOG, DISPATCHER_PID, SINK_LOG, SINK_PID
+from deploy.local import stack
+from shared.service import Periodic
+
+SERVICES = ("targeting", "composer", "dispatcher", "tracker")
+SINK = "bench-smtp-sink"
+RSS_INTERVAL_S = 0.5
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Everything that competes for the two cores during the run, not only the four services.
+CPU_COMPONENTS = (*SERVICES, "kafka", "postgres", SINK)
+
+_log = logging.getLogger(__name__)
+
+
+# --- machine -------------------------------------------------------------------------------
+
+
+def _proc_field(path: str, name: str) -> str:
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
+    return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    mem_kb = _proc_field("/proc/meminfo", "MemTotal").split()[0]
+    return {
+        "nproc": os.cpu_count(),
+        "memory_mb": int(mem_kb) // 1024 if mem_kb.isdigit() else None,
+        "cpu_model": _proc_field("/proc/cpuinfo", "model name"),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def _pid_file(name: str) -> Path:
+    """Where the pgid of a component is: the bench's own processes replace the stack's."""
+    if name == DISPATCHER:
+        return DISPATCHER_PID
+    if name == SINK:
+        return SINK_PID
+    return stack.components()[name].pid_file
+
+
+# --- peak RSS ------------------------------------------------------------------------------
+
+
+def _rss_kb(pid: int) -> int:
+    """Resident set of one process in kB; 0 once it is gone."""
+    value = _proc_field(f"/proc/{pid}/status", "VmRSS").split()[0]
+    return int(value) if value.isdigit() else 0
+
+
+def service_trees() -> dict[str, list[int]]:
+    """pid of every process of each service: the stack's pid files, the bench dispatcher's."""
+    trees: dict[str, list[int]] = {}
+    for name in SERVICES:
+        pid_file = _pid_file(name)
+        pgid = stack.running_pid(pid_file)
+        if pgid is None:
+            raise BenchError(f"{name} is not running (pid file {pid_file})")
+        trees[name] = sorted(stack.process_tree(pgid))
+    return trees
+
+
+@dataclass
+class RssSampler:
+    """Samples the summed VmRSS of each service's process tree every RSS_INTERVAL_S."""
+
+    trees: Mapping[str, Sequence[int]]
+    peak_kb: dict[str, int] = field(default_factory=dict)
+    samples: int = 0
+
+    def sample(self) -> None:
+        for name, pids in self.trees.items():
+            total = 0
+            for pid in pids:
+                total += _rss_kb(pid)
+            self.peak_kb[name] = max(self.peak_kb.get(name, 0), total)
+        self.samples += 1
+
+    async def _step(self) -> None:
+        self.sample()
+
+    @contextlib.asynccontextmanager
+    async def sampling(self) -> AsyncIterator[None]:
+        """Sample in the background, every RSS_INTERVAL_S, while the body runs."""
+        loop = Periodic("rss sampler", self._step, RSS_INTERVAL_S, _log)
+        await loop.start()
+        try:
+            yield
+        finally:
+            await loop.stop()
+
+    def peak_mb(self) -> dict[str, float]:
+        return {name: round(kb / 1024, 1) for name, kb in self.peak_kb.items()}
+
+
+# --- CPU time ------------------------------------------------------------------------------
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of one process; 0 once it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = raw[raw.rindex(")") + 2 :].split()  # the command name may contain spaces
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_snapshot() -> dict[str, dict[int, int]]:
+    """Per component, CPU ticks of each process of its tree (PostgreSQL backends included)."""
+    snapshot: dict[str, dict[int, int]] = {}
+    for name in CPU_COMPONENTS:
+        pgid = stack.running_pid(_pid_file(name))
+        tree = stack.process_tree(pgid) if pgid is not None else {}
+        snapshot[name] = {pid: _cpu_ticks(pid) for pid in tree}
+    return snapshot
+
+
+def cpu_seconds(before: Mapping[str, Mapping[int, int]]) -> dict[str, float]:
+    """CPU seconds each component used since `before`; processes that exited in between are
+    missed, processes started in between count from zero."""
+    after = cpu_snapshot()
+    used: dict[str, float] = {}
+    for name, ticks in after.items():
+        delta = sum(t - before.get(name, {}).get(pid, 0) for pid, t in ticks.items())
+        used[name] = round(delta / CLOCK_TICKS, 1)
+    return used
+
+
+# --- smtp-sink count -----------------------------------------------------------------------
+
+_MESSAGES = re.compile(rb"mesg=(\d+)")
+
+
+def sink_count() -> int:
+    """Messages smtp-sink received so far: the last `mesg=` counter it printed."""
+    try:
+        found = _MESSAGES.findall(SINK_LOG.read_bytes())
+    except FileNotFoundError:
+        return 0
+    return int(found[-1]) if found else 0
+
+
+def settled_sink_count(timeout: float = 5.0) -> int:
+    """The count once it stopped moving: the last lines may still be on their way to the file."""
+    deadline = time.monotonic() + timeout
+    last = sink_count()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = sink_count()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+# --- service logs --------------------------------------------------------------------------
+
+_PROBLEM = re.compile(r"ERROR|CRITICAL|Traceback|dead-lettered|failed", re.IGNORECASE)
+
+
+def _log_file(name: str) -> Path:
+    return DISPATCHER_LOG if name == DISPATCHER else stack.log_file(name)
+
+
+def log_sizes() -> dict[str, int]:
+    paths = {name: _log_file(name) for name in SERVICES}
+    return {name: p.stat().st_size if p.exists() else 0 for name, p in paths.items()}
+
+
+def log_problems(before: Mapping[str, int]) -> dict[str, list[str]]:
+    """Lines that look like errors, written to the services' logs during the bench."""
+    found: dict[str, list[str]] = {}
+    for name, offset in before.items():
+        lines: list[str] = []  # a log that is gone has nothing to report
+        with contextlib.suppress(FileNotFoundError), _log_file(name).open("rb") as log:
+            log.seek(offset)
+            lines = log.read().decode(errors="replace").splitlines()
+        hits = [line for line in lines if _PROBLEM.search(line)]
+        if hits:
+            found[name] = hits[:20]
+    return found

@@ -1,0 +1,57 @@
+"""Where the local stack listens and keeps its state.
+
+Runtime state lives in $BROADCAST_RUN_DIR (default /tmp/broadcast-engine), not in the repo: the
+repo may sit in a root-owned 0700 directory that the `postgres` OS user cannot traverse. Kafka's
+jars are cached in $BROADCAST_CACHE_DIR (default ~/.cache/broadcast-engine) so that later runs
+and fresh clones on the same machine do not download them again. Both are read when used, not
+at import, so that a caller may set them first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+HOST = "127.0.0.1"
+
+POSTGRES_PORT = 15432
+KAFKA_PORT = 19092
+KAFKA_CONTROLLER_PORT = 19093
+SMTP_PORT = 10025
+SMTP_HTTP_PORT = 10026
+SMS_PORT = 10080
+SERVICE_PORTS = {"targeting": 9101, "composer": 9102, "dispatcher": 9103, "tracker": 9104}
+
+POSTGRES_USER = "broadcast"
+POSTGRES_PASSWORD = "broadcast"  # noqa: S105 - loopback-only dev/test cluster
+POSTGRES_DB = "broadcast"
+KAFKA_BOOTSTRAP = f"{HOST}:{KAFKA_PORT}"
+SMTP_CONTROL_URL = f"http://{HOST}:{SMTP_HTTP_PORT}"
+SMS_URL = f"http://{HOST}:{SMS_PORT}"
+
+POLL_INTERVAL = 0.2
+
+
+def run_dir() -> Path:
+    # /tmp on purpose: the `postgres` OS user must be able to traverse it (see module doc).
+    return Path(os.environ.get("BROADCAST_RUN_DIR") or "/tmp/broadcast-engine")  # noqa: S108
+
+
+def cache_dir() -> Path:
+    default = Path.home() / ".cache" / "broadcast-engine"
+    return Path(os.environ.get("BROADCAST_CACHE_DIR") or default)
+
+
+def log_file(name: str) -> Path:
+    return run_dir() / "logs" / f"{name}.log"
+
+
+def pid_file(name: str) -> Path:
+    return run_dir() / "pids" / f"{name}.pid"
+
+
+def venv_python() -> str:
+    candidate = REPO / ".venv" / "bin" / "python"
+    return str(candidate) if candidate.exists() else sys.executable

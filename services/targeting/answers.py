@@ -1,0 +1,48 @@
+"""The one answer every command gets on broadcast.events. Pure: no I/O."""
+
+from uuid import UUID
+
+from shared.events import (
+    AnyCommand,
+    BroadcastAccepted,
+    BroadcastEstimated,
+    BroadcastRejected,
+    TemplateDeleted,
+    TemplateSaved,
+    TemplatesListed,
+    TenantConfigured,
+)
+
+from .broadcasts import Rejection
+
+Answer = (
+    BroadcastAccepted
+    | BroadcastEstimated
+    | BroadcastRejected
+    | TenantConfigured
+    | TemplateSaved
+    | TemplateDeleted
+    | TemplatesListed
+)
+
+
+def accepted(command: AnyCommand, broadcast_id: UUID, run_id: UUID | None = None) -> Answer:
+    return BroadcastAccepted(
+        tenant_id=command.tenant_id,
+        request_id=command.request_id,
+        broadcast_id=broadcast_id,
+        command=command.type,
+        run_id=run_id,
+    )
+
+
+def rejected(command: AnyCommand, rejection: Rejection) -> BroadcastRejected:
+    return BroadcastRejected(
+        tenant_id=command.tenant_id,
+        request_id=command.request_id,
+        broadcast_id=getattr(command, "broadcast_id", None),
+        command=command.type,
+        reason=rejection.code,
+        field=rejection.field,
+        message=rejection.message,
+    )

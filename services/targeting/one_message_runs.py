@@ -1,0 +1,142 @@
+"""Runs of one message: a preview to one address, and a follow-up (an action's message sent
+again). Each is published whole at once: its start, its one recipient, its total."""
+
+import logging
+from collections.abc import Callable
+from uuid import UUID
+
+import asyncpg
+
+from shared.db import Connection
+from shared.events import (
+    Channel,
+    ContractSnapshot,
+    CreateBroadcast,
+    FollowUpRequested,
+    PreviewBroadcast,
+    RecipientTargeted,
+    RunStarted,
+)
+from shared.ids import event_id_for, preview_run_id_for, recipient_id_for
+
+from . import store
+from .audience import snapshot
+from .broadcasts import Rejection, check_preview_address, no_broadcast, no_template
+from .criteria import compile_criteria
+from .publishers import Publishers
+from .run_events import run_started, targeting_completed
+
+log = logging.getLogger("targeting")
+
+
+class OneMessageRuns:
+    def __init__(self, pool: Callable[[], asyncpg.Pool], publish: Publishers) -> None:
+        self._pool = pool
+        self._publish = publish
+
+    async def preview(self, command: PreviewBroadcast) -> UUID:
+        """Publish a one-recipient run for the preview address; nothing else is sent."""
+        check_preview_address(command.channel, command.to)
+        async with self._pool().acquire() as connection:
+            definition = await store.load_broadcast(
+                connection, command.tenant_id, command.broadcast_id
+            )
+            if definition is None:
+                raise no_broadcast(command.tenant_id, command.broadcast_id)
+            if command.channel not in definition.channels:
+                raise Rejection(
+                    "invalid_field", "channel", f"the broadcast does not send {command.channel}"
+                )
+            resolved = await store.resolve_content(connection, definition)
+            if resolved is None:
+                raise no_template(definition.template_id or "")
+            settings = await store.tenant_settings(connection, command.tenant_id)
+            sample = await self._sample(connection, command, definition)
+        run_id = preview_run_id_for(command.broadcast_id, command.request_id)
+        content, template = resolved
+        run = run_started(
+            command.broadcast_id,
+            run_id,
+            definition,
+            requested_by=command.requested_by,
+            content=content,
+            template=template,
+            settings=settings,
+            channels=[command.channel],
+            purpose="preview",
+        )
+        await self._publish_run(run, sample, command.channel, command.to)
+        return run_id
+
+    async def follow_up(self, request: FollowUpRequested) -> None:
+        """Publish an action's message again, rendered as its run renders, to `address`."""
+        async with self._pool().acquire() as connection:
+            run = await store.find_run(connection, request.run_id)
+            row = await store.live_contract(connection, request.tenant_id, request.contract_id)
+        if run is None or run.tenant_id != request.tenant_id or row is None:
+            log.warning("follow-up %s: its run or contract is gone", request.follow_up_run_id)
+            return
+        started = run_started(
+            run.broadcast_id,
+            request.follow_up_run_id,
+            run.definition,
+            requested_by=request.requested_by,
+            content=run.content,
+            template=run.template,
+            settings=run.settings,
+            channels=[request.channel],
+            purpose="follow_up",
+        )
+        await self._publish_run(started, snapshot(row), request.channel, request.address)
+
+    async def _publish_run(
+        self, run: RunStarted, contract: ContractSnapshot, channel: Channel, address: str
+    ) -> None:
+        key = str(run.broadcast_id).encode()
+        await self._publish.runs.publish(run, key=key)
+        recipient = RecipientTargeted(
+            event_id=event_id_for(run.run_id, "recipient"),
+            tenant_id=run.tenant_id,
+            broadcast_id=run.broadcast_id,
+            run_id=run.run_id,
+            recipient_id=recipient_id_for(run.run_id, contract.contract_id, channel, address),
+            channel=channel,
+            address=address,
+            contract=contract,
+        )
+        await self._publish.recipients.publish(recipient, key=str(recipient.recipient_id).encode())
+        await self._publish.runs.publish(
+            targeting_completed(
+                run.tenant_id,
+                run.broadcast_id,
+                run.run_id,
+                contracts=1,
+                messages=1,
+                unreachable_contracts=0,
+            ),
+            key=key,
+        )
+
+    @staticmethod
+    async def _sample(
+        connection: Connection, command: PreviewBroadcast, definition: CreateBroadcast
+    ) -> ContractSnapshot:
+        """The contract a preview is rendered with: the one named, else the first matching."""
+        if command.contract_id is not None:
+            row = await store.live_contract(connection, command.tenant_id, command.contract_id)
+            if row is None:
+                raise Rejection(
+                    "contract_not_found",
+                    "contract_id",
+                    f"no contract '{command.contract_id}' for tenant '{command.tenant_id}'",
+                )
+            return snapshot(row)
+        where = compile_criteria(definition.criteria)
+        rows = await store.next_contracts(connection, command.tenant_id, where, 0, 1)
+        if not rows:
+            raise Rejection(
+                "no_matching_contract",
+                "criteria",
+                "no contract matches the broadcast's criteria to render the preview with",
+            )
+        return snapshot(rows[0])

@@ -1,0 +1,141 @@
+"""What the tracker tells a run's creator: progress at a bounded rate, completion once, and a
+preview's result.
+
+Completion is recorded first and published after: a crash in between is repaired by the next
+`publish_completions`, which finds the run completed but not yet announced (the app calls it
+at start-up too).
+"""
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+
+from shared.clock import Clock, utc_now
+from shared.events import BroadcastCompleted, BroadcastPreviewed, BroadcastProgressed
+from shared.ids import event_id_for
+from shared.publishing import Publisher
+
+from . import store
+from .metrics import TrackerMetrics
+
+
+class Throttle:
+    """At most one progress event per run and `interval` seconds, however fast it changes.
+
+    A change that comes too soon after the previous event is kept, not dropped: it is due at
+    the next call once the interval has passed (the app's progress tick)."""
+
+    def __init__(self, interval: float, clock: Clock = utc_now) -> None:
+        self._interval = timedelta(seconds=interval)
+        self._clock = clock
+        self._last: dict[UUID, datetime] = {}
+        self._changed: set[UUID] = set()
+
+    def due(self, changed: Iterable[UUID] = ()) -> list[UUID]:
+        """Note the runs that `changed`; take every noted run that may be announced now."""
+        self._changed.update(changed)
+        now = self._clock()
+        due = [r for r in self._changed if self._may_announce(r, now)]
+        self._changed.difference_update(due)
+        return due
+
+    def announced(self, run_id: UUID) -> None:
+        self._last[run_id] = self._clock()
+
+    def forget(self, run_id: UUID) -> None:
+        self._last.pop(run_id, None)
+
+    def _may_announce(self, run_id: UUID, now: datetime) -> bool:
+        last = self._last.get(run_id)
+        # The wall clock may step back (NTP): the run is then due rather than silent until the
+        # clock catches up.
+        return last is None or not timedelta(0) <= now - last < self._interval
+
+
+class Progress:
+    """Settles the runs a batch concerned and announces what changed on `events`.
+
+    `on_completed` hears of every broadcast or follow-up run whose completion was handled, so
+    the state kept per run elsewhere (the failure window) can go."""
+
+    def __init__(
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        events: Publisher,
+        metrics: TrackerMetrics,
+        throttle: Throttle,
+        on_completed: Callable[[UUID], None],
+    ) -> None:
+        self._pool = pool
+        self._events = events
+        self._metrics = metrics
+        self._throttle = throttle
+        self._on_completed = on_completed
+
+    async def settle(self, run_ids: set[UUID]) -> None:
+        """Complete the runs whose messages are all final, then announce completions and
+        progress."""
+        self._metrics.completed(await store.complete_finished(self._pool(), run_ids))
+        await store.settle_follow_ups(self._pool(), run_ids)
+        await self.publish_completions()
+        await self.publish_progress(run_ids)
+
+    async def publish_completions(self) -> None:
+        for run in await store.unpublished_completions(self._pool()):
+            assert run.outcome is not None and run.requested_by is not None
+            if run.purpose == "preview":
+                await self._publish_preview(run)
+                continue
+            self._on_completed(run.run_id)
+            # A follow-up is reported on its action instead (store.settle_follow_ups).
+            if run.purpose != "follow_up":
+                await self._events.publish(
+                    BroadcastCompleted(
+                        event_id=event_id_for(run.run_id, "broadcast_completed"),
+                        tenant_id=run.tenant_id,
+                        broadcast_id=run.broadcast_id,
+                        run_id=run.run_id,
+                        requested_by=run.requested_by,
+                        outcome=run.outcome,
+                        counters=run.counters,
+                    ),
+                    key=str(run.broadcast_id).encode(),
+                )
+            await store.mark_completion_published(self._pool(), run.run_id)
+            self._throttle.forget(run.run_id)
+
+    async def publish_progress(self, changed: Iterable[UUID] = ()) -> None:
+        """Announce the running broadcasts that changed, now or earlier, and may be announced
+        now; with nothing `changed`: the changes held back by the throttle."""
+        for run in await store.running(self._pool(), self._throttle.due(changed)):
+            self._throttle.announced(run.run_id)
+            await self._events.publish(
+                BroadcastProgressed(
+                    tenant_id=run.tenant_id,
+                    broadcast_id=run.broadcast_id,
+                    run_id=run.run_id,
+                    counters=run.counters,
+                ),
+                key=str(run.broadcast_id).encode(),
+            )
+
+    async def _publish_preview(self, run: store.RunView) -> None:
+        assert run.requested_by is not None
+        result = await store.preview_result(self._pool(), run.run_id)
+        await self._events.publish(
+            BroadcastPreviewed(
+                event_id=event_id_for(run.run_id, "broadcast_previewed"),
+                tenant_id=run.tenant_id,
+                broadcast_id=run.broadcast_id,
+                run_id=run.run_id,
+                requested_by=run.requested_by,
+                address=result["address"] if result else "",
+                delivered=bool(result and result["state"] == "delivered"),
+                reason=result["reason"] if result else None,
+                detail=(result["detail"] or "") if result else "",
+            ),
+            key=str(run.broadcast_id).encode(),
+        )
+        await store.mark_completion_published(self._pool(), run.run_id)

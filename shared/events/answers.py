@@ -1,0 +1,272 @@
+"""broadcast.events: what the platform reads back, the answers to its commands and the story
+of each broadcast (started, paused, progressed, completed)."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.events.actions import ActionState, ActionView
+from shared.events.base import Channel, Language, Record
+from shared.events.tenants import TenantSettings
+
+RejectionReason = Literal[
+    "invalid_json",
+    "invalid_field",
+    "unknown_criterion",
+    "unknown_value",
+    "invalid_template",
+    "missing_content",
+    "broadcast_exists",
+    "broadcast_not_found",
+    "already_started",
+    "template_not_found",
+    "contract_not_found",
+    "no_matching_contract",
+    "not_started",
+    "action_not_found",
+    "already_resolved",
+    "not_running",
+    "not_paused",
+    "not_finished",
+    "nothing_to_resend",
+    "request_reused",
+    # The command failed for a reason of its own that the engine did not foresee; nothing
+    # private is said, the operator's dead letters and logs have the rest.
+    "internal_error",
+]
+Outcome = Literal["fully_successful", "partially_successful", "failed", "cancelled"]
+
+
+class Counters(BaseModel):
+    """`messages_targeted` is None until targeting has counted every recipient of the run.
+
+    `delivered + failed + cancelled` are final; `pending_retry` (a retry or a provider that
+    asked to slow down) and `waiting_window` (the tenant's send window) are on their way."""
+
+    model_config = ConfigDict(frozen=True)
+
+    contracts_targeted: int = 0
+    messages_targeted: int | None = None
+    delivered: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    pending_retry: int = 0
+    waiting_window: int = 0
+    paused: int = 0
+    failed_by_reason: dict[str, int] = Field(default_factory=dict)
+
+
+class BroadcastAccepted(Record):
+    """A broadcast command applied. For a preview, `run_id` is the preview's own run."""
+
+    type: Literal["broadcast.accepted"] = "broadcast.accepted"
+    tenant_id: str
+    request_id: str
+    broadcast_id: UUID
+    command: str
+    run_id: UUID | None = None
+
+
+class BroadcastPreviewed(Record):
+    """The outcome of a preview: whether the one message reached its provider, else why not."""
+
+    type: Literal["broadcast.previewed"] = "broadcast.previewed"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    requested_by: str
+    address: str
+    delivered: bool
+    reason: str | None = None
+    detail: str = ""
+
+
+class TenantConfigured(Record):
+    type: Literal["tenant.configured"] = "tenant.configured"
+    tenant_id: str
+    request_id: str
+    settings: TenantSettings
+
+
+class TemplateSaved(Record):
+    type: Literal["template.saved"] = "template.saved"
+    tenant_id: str
+    request_id: str
+    template_id: str
+    version: int
+
+
+class TemplateDeleted(Record):
+    type: Literal["template.deleted"] = "template.deleted"
+    tenant_id: str
+    request_id: str
+    template_id: str
+
+
+class TemplateSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    template_id: str
+    name: str
+    version: int
+    channels: list[Channel]
+    languages: list[Language]
+    saved_at: datetime
+
+
+class TemplatesListed(Record):
+    """The answer to list_templates: the tenant's templates, latest version of each."""
+
+    type: Literal["templates.listed"] = "templates.listed"
+    tenant_id: str
+    request_id: str
+    templates: list[TemplateSummary]
+
+
+class ActionsListed(Record):
+    type: Literal["actions.listed"] = "actions.listed"
+    tenant_id: str
+    request_id: str
+    actions: list[ActionView]
+
+
+class ActionResolved(Record):
+    """`sending`: the message is on its way again (`run_id` follows it); `ignored`."""
+
+    type: Literal["action.resolved"] = "action.resolved"
+    tenant_id: str
+    request_id: str
+    action_id: int
+    resolution: Literal["send", "ignore"]
+    state: ActionState
+    run_id: UUID | None = None
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    broadcast_id: UUID
+    run_id: UUID
+    broadcast_name: str | None
+    channel: Channel
+    address: str
+    state: str
+    reason: str | None
+    at: datetime
+
+
+class ContractHistoryListed(Record):
+    type: Literal["contract.history"] = "contract.history"
+    tenant_id: str
+    request_id: str
+    contract_id: str
+    messages: list[HistoryEntry]
+
+
+class ContactOptedOut(Record):
+    """A recipient used the unsubscribe link: targeting no longer sends to this address.
+
+    Published so the platform can show it and update its own contact data."""
+
+    type: Literal["contact.opted_out"] = "contact.opted_out"
+    tenant_id: str
+    contract_id: str
+    channel: Channel
+    address: str
+
+
+class BroadcastRejected(Record):
+    """A command that was not applied. `field` names the offending field, dotted."""
+
+    type: Literal["broadcast.rejected"] = "broadcast.rejected"
+    tenant_id: str | None
+    request_id: str | None
+    broadcast_id: UUID | None = None
+    command: str | None
+    reason: RejectionReason
+    field: str | None
+    message: str
+
+
+class BroadcastEstimated(Record):
+    """The answer to an estimate: the seed's "280 of 4,753".
+
+    `messages` counts one message per usable address and channel (a contract with two emails
+    counts twice); `unreachable_contracts` matched but have no usable address on any requested
+    channel; `opted_out_addresses` were left out because their owner opted out.
+    """
+
+    type: Literal["broadcast.estimated"] = "broadcast.estimated"
+    tenant_id: str
+    request_id: str
+    contracts: int
+    unreachable_contracts: int
+    messages: dict[Channel, int]
+    opted_out_addresses: dict[Channel, int]
+
+
+class BroadcastStarted(Record):
+    type: Literal["broadcast.started"] = "broadcast.started"
+    tenant_id: str
+    request_id: str
+    requested_by: str
+    broadcast_id: UUID
+    run_id: UUID
+
+
+class BroadcastPaused(Record):
+    """A running broadcast was paused; `requested_by` is its creator, to be told.
+
+    `reason` `failure_ratio`: it paused itself, `detail` says how many messages failed."""
+
+    type: Literal["broadcast.paused"] = "broadcast.paused"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    requested_by: str
+    reason: Literal["requested", "failure_ratio"]
+    detail: str = ""
+
+
+class BroadcastProgressed(Record):
+    type: Literal["broadcast.progressed"] = "broadcast.progressed"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    counters: Counters
+
+
+class BroadcastCompleted(Record):
+    """The end of a run, addressed to the user who requested it."""
+
+    type: Literal["broadcast.completed"] = "broadcast.completed"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    requested_by: str
+    outcome: Outcome
+    counters: Counters
+
+
+AnyBroadcastEvent = (
+    BroadcastAccepted
+    | BroadcastRejected
+    | BroadcastEstimated
+    | BroadcastStarted
+    | BroadcastPaused
+    | BroadcastProgressed
+    | BroadcastCompleted
+    | BroadcastPreviewed
+    | TenantConfigured
+    | TemplateSaved
+    | TemplateDeleted
+    | TemplatesListed
+    | ContactOptedOut
+    | ActionsListed
+    | ActionResolved
+    | ContractHistoryListed
+)
+BroadcastEvent = Annotated[AnyBroadcastEvent, Field(discriminator="type")]
+BROADCAST_EVENT_ADAPTER: TypeAdapter[AnyBroadcastEvent] = TypeAdapter(BroadcastEvent)

@@ -1,0 +1,131 @@
+"""broadcast.runs: a run's life between the services (started, targeted, paused, resumed,
+cancelled) and the tracker's manual actions that targeting acts on."""
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events.base import Channel, Language, Record
+from shared.events.content import Content, Sender
+from shared.events.tenants import TenantSettings
+
+
+class TemplateVersion(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    template_id: str
+    version: int
+
+
+class RunStarted(Record):
+    """A run's frozen definition: every later stage renders and counts from this snapshot.
+
+    A `preview` run has one recipient, the preview address; a `follow_up` run has one message
+    sent again for a manual action. Neither is part of the broadcast's counters or creates
+    actions."""
+
+    type: Literal["run.started"] = "run.started"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    name: str
+    requested_by: str
+    channels: list[Channel]
+    languages: list[Language]
+    content: Content
+    sender: Sender
+    purpose: Literal["broadcast", "preview", "follow_up"] = "broadcast"
+    template: TemplateVersion | None = None
+    settings: TenantSettings = TenantSettings()
+    # A resend to the failures of that run; `include_unknown`: unknown outcomes included.
+    resends_failures_of: UUID | None = None
+    include_unknown: bool = False
+
+
+class TargetingCompleted(Record):
+    """Targeting published every recipient of the run: `messages` is the exact denominator."""
+
+    type: Literal["run.targeting_completed"] = "run.targeting_completed"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    contracts: int
+    messages: int
+    unreachable_contracts: int
+
+
+class RunCancelled(Record):
+    """Stop the run: what was not handed over yet is cancelled. May come before targeting ends."""
+
+    type: Literal["run.cancelled"] = "run.cancelled"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    requested_by: str
+
+
+class RunPaused(Record):
+    """Hold the run's messages not handed over yet until it is resumed."""
+
+    type: Literal["run.paused"] = "run.paused"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    reason: Literal["requested", "failure_ratio"]
+
+
+class RunResumed(Record):
+    """Release the run's held messages."""
+
+    type: Literal["run.resumed"] = "run.resumed"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+
+
+class FollowUpRequested(Record):
+    """A manual action resolved with "send": targeting publishes the message of run `run_id`
+    for this contract again, as the one-message run `follow_up_run_id`, to `address`."""
+
+    type: Literal["run.follow_up_requested"] = "run.follow_up_requested"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    follow_up_run_id: UUID
+    action_id: int
+    contract_id: str
+    channel: Channel
+    address: str
+    requested_by: str
+
+
+class ActionClosed(Record):
+    """A manual action resolved with "send" or "ignore": a later resend to the failures of run
+    `run_id` leaves this message out (somebody took care of it)."""
+
+    type: Literal["run.action_closed"] = "run.action_closed"
+    tenant_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    recipient_id: UUID
+    action_id: int
+    contract_id: str
+    channel: Channel
+    address: str
+    resolution: Literal["send", "ignore"]
+
+
+# What the tracker publishes about manual actions on broadcast.runs, for targeting.
+ActionEvent = Annotated[FollowUpRequested | ActionClosed, Field(discriminator="type")]
+
+RunEvent = Annotated[
+    RunStarted
+    | TargetingCompleted
+    | RunCancelled
+    | RunPaused
+    | RunResumed
+    | FollowUpRequested
+    | ActionClosed,
+    Field(discriminator="type"),
+]

@@ -1,0 +1,19 @@
+"""A rendered message for the dispatcher's unit tests, on either channel."""
+
+from uuid import uuid4
+
+from shared.events import Channel, MessageRendered
+
+
+def rendered(channel: Channel, address: str, body: str = "Bonjour") -> MessageRendered:
+    return MessageRendered(
+        tenant_id="t-1",
+        broadcast_id=uuid4(),
+        run_id=uuid4(),
+        recipient_id=uuid4(),
+        contract_id="C-1",
+        channel=channel,
+        address=address,
+        sender="+15550000000" if channel == "sms" else "avis@example.org",
+        body=body,
+    )

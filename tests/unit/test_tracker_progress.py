@@ -1,0 +1,174 @@
+"""What the tracker announces about a run: progress at most once per interval without losing
+the last change, completion once, a preview's result. The database is replaced by the rows it
+would return."""
+
+from collections.abc import Iterable
+from uuid import UUID, uuid4
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.tracker import store
+from services.tracker.metrics import TrackerMetrics
+from services.tracker.progress import Progress, Throttle
+from shared.events import BroadcastCompleted, BroadcastPreviewed, BroadcastProgressed, Counters
+from tests.unit.tracker_fakes import FakeClock, FakePublisher, no_pool
+
+INTERVAL = 1.0
+
+
+def test_a_change_is_announced_at_once_then_held_back_for_the_interval() -> None:
+    clock, run = FakeClock(), uuid4()
+    throttle = Throttle(INTERVAL, clock)
+    assert throttle.due([run]) == [run]
+    throttle.announced(run)
+    clock.advance(0.4)
+    assert throttle.due([run]) == []
+    clock.advance(0.5)
+    assert throttle.due() == []  # 0.9 s after the last event
+    clock.advance(0.1)
+    assert throttle.due() == [run]  # the held-back change, without a new one
+    throttle.announced(run)
+    assert throttle.due() == []  # taken once: nothing changed since
+
+
+def test_runs_are_throttled_apart_and_forgotten() -> None:
+    clock, busy, quiet = FakeClock(), uuid4(), uuid4()
+    throttle = Throttle(INTERVAL, clock)
+    throttle.due([busy])
+    throttle.announced(busy)
+    assert throttle.due([busy, quiet]) == [quiet]
+    throttle.forget(busy)  # completed: a run id is never announced again, its time can go
+    assert set(throttle.due()) == {busy}
+
+
+def test_a_clock_stepped_back_does_not_silence_a_run() -> None:
+    clock, run = FakeClock(), uuid4()
+    throttle = Throttle(INTERVAL, clock)
+    throttle.announced(run)
+    clock.advance(-600)
+    assert throttle.due([run]) == [run]
+
+
+def view(run_id: UUID, purpose: str = "broadcast", delivered: int = 0) -> store.RunView:
+    return store.RunView(
+        run_id=run_id,
+        broadcast_id=uuid4(),
+        tenant_id="acme",
+        requested_by="ops@acme",
+        counters=Counters(messages_targeted=10, delivered=delivered),
+        outcome="fully_successful",
+        purpose=purpose,
+    )
+
+
+class Database:
+    """The rows the store would return, and what was marked published."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.running: dict[UUID, store.RunView] = {}
+        self.completed: list[store.RunView] = []
+        self.previews: dict[UUID, dict[str, str | None]] = {}
+        self.marked: list[UUID] = []
+
+        async def running(_pool: object, run_ids: Iterable[UUID]) -> list[store.RunView]:
+            return [self.running[r] for r in run_ids if r in self.running]
+
+        async def unpublished_completions(_pool: object) -> list[store.RunView]:
+            return [r for r in self.completed if r.run_id not in self.marked]
+
+        async def preview_result(_pool: object, run_id: UUID) -> dict[str, str | None] | None:
+            return self.previews.get(run_id)
+
+        async def mark_completion_published(_pool: object, run_id: UUID) -> None:
+            self.marked.append(run_id)
+
+        for name, fake in [
+            ("running", running),
+            ("unpublished_completions", unpublished_completions),
+            ("preview_result", preview_result),
+            ("mark_completion_published", mark_completion_published),
+        ]:
+            monkeypatch.setattr(store, name, fake)
+
+
+class Announcing:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.db = Database(monkeypatch)
+        self.clock = FakeClock()
+        self.events = FakePublisher()
+        self.completed: list[UUID] = []
+        self.progress = Progress(
+            no_pool,
+            self.events,
+            TrackerMetrics(CollectorRegistry()),
+            Throttle(INTERVAL, self.clock),
+            on_completed=self.completed.append,
+        )
+
+
+@pytest.fixture
+def given(monkeypatch: pytest.MonkeyPatch) -> Announcing:
+    return Announcing(monkeypatch)
+
+
+async def test_progress_is_bounded_and_the_last_change_is_not_lost(given: Announcing) -> None:
+    run = view(uuid4(), delivered=1)
+    given.db.running[run.run_id] = run
+    await given.progress.publish_progress([run.run_id])
+    given.db.running[run.run_id] = later = view(run.run_id, delivered=7)
+    given.clock.advance(0.5)
+    await given.progress.publish_progress([run.run_id])
+    await given.progress.publish_progress()
+    assert [m.counters.delivered for m in given.events.messages] == [1]
+    given.clock.advance(0.5)
+    await given.progress.publish_progress()  # the tick
+    assert [m.counters.delivered for m in given.events.messages] == [1, 7]
+    message, key = given.events.published[-1]
+    assert isinstance(message, BroadcastProgressed)
+    assert (message.run_id, key) == (run.run_id, str(later.broadcast_id).encode())
+
+
+async def test_only_running_broadcasts_are_announced(given: Announcing) -> None:
+    await given.progress.publish_progress([uuid4()])  # completed, a preview, ...: not running
+    assert given.events.published == []
+
+
+async def test_a_completion_is_announced_once_and_its_run_forgotten(given: Announcing) -> None:
+    run = view(uuid4(), delivered=10)
+    given.db.running[run.run_id] = run
+    await given.progress.publish_progress([run.run_id])
+    del given.db.running[run.run_id]
+    given.db.completed.append(run)
+    await given.progress.publish_completions()
+    await given.progress.publish_completions()  # marked: not announced again
+    completed = [m for m in given.events.messages if isinstance(m, BroadcastCompleted)]
+    assert [(m.run_id, m.outcome, m.counters.delivered) for m in completed] == [
+        (run.run_id, "fully_successful", 10)
+    ]
+    assert given.db.marked == [run.run_id]
+    assert given.completed == [run.run_id]
+
+
+async def test_a_follow_up_completes_silently_and_a_preview_tells_its_result(
+    given: Announcing,
+) -> None:
+    follow_up, preview = view(uuid4(), "follow_up"), view(uuid4(), "preview")
+    given.db.completed += [follow_up, preview]
+    given.db.previews[preview.run_id] = {
+        "address": "me@acme.example",
+        "state": "failed",
+        "reason": "refused",
+        "detail": None,
+    }
+    await given.progress.publish_completions()
+    (previewed,) = given.events.messages
+    assert isinstance(previewed, BroadcastPreviewed)
+    assert (previewed.run_id, previewed.address, previewed.delivered) == (
+        preview.run_id,
+        "me@acme.example",
+        False,
+    )
+    assert (previewed.reason, previewed.detail) == ("refused", "")
+    assert set(given.db.marked) == {follow_up.run_id, preview.run_id}
+    assert given.completed == [follow_up.run_id]  # a preview has no failure window
