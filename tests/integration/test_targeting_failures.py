@@ -134,7 +134,7 @@ class Events:
         self.published: list[ContactOptedOut] = []
 
     async def publish(
-        self, message: ContactOptedOut, *, key: bytes | None = None, **options: Any
+        self, message: ContactOptedOut, *, key: bytes | None = None, no_confirm: bool = False
     ) -> None:
         if self.down:
             raise KafkaConnectionError()
