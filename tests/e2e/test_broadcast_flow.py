@@ -93,7 +93,9 @@ async def test_seed_example_reaches_each_reachable_email_once(
     )
     assert by_address[f"a@{domain}"]["Subject"] == "Surcharge pour excédent de neige — C-1"
     assert by_address[f"g@{domain}"]["Subject"] == "Excess snow surcharge — C-7"
-    assert "Client C-1" in by_address[f"a@{domain}"].get_body(("plain",)).get_content()
+    plain = by_address[f"a@{domain}"].get_body(("plain",))
+    assert plain is not None
+    assert "Client C-1" in plain.get_content()
     assert by_address[f"a@{domain}"]["From"].addresses[0].display_name == "Déneigement Québec"
 
     log = await EventLog("broadcast.events").open()

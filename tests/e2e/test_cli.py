@@ -157,7 +157,7 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
     assert (code, imported["imported"]) == (0, 60)
     await wait_until(db, "SELECT 1 FROM dispatcher.tenant_settings_v1 WHERE tenant_id = $1", tenant)
     spec = tmp_path / "campaign.yaml"
-    definition = {
+    definition: dict[str, Any] = {
         "tenant_id": tenant,
         "name": "Relance",
         "channels": ["email"],
@@ -236,8 +236,8 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
 
 
 def test_every_command_has_help() -> None:
-    commands = ("estimate", "create", "update", "preview", "start", "schedule", "pause", "resume")
-    commands += ("cancel", "resend", "rename", "list", "status")
+    commands = ["estimate", "create", "update", "preview", "start", "schedule", "pause", "resume"]
+    commands += ["cancel", "resend", "rename", "list", "status"]
     for command in (*commands, "actions", "configure", "import"):
         done = subprocess.run(
             [sys.executable, "-m", "deploy.cli", command, "--help"],

@@ -40,7 +40,7 @@ async def audience(db: asyncpg.Pool, tenant: str, domain: str, size: int) -> Non
 
 
 def progressed(event: dict[str, Any], broadcast_id: str) -> bool:
-    return event["type"] == "broadcast.progressed" and event["broadcast_id"] == broadcast_id
+    return bool(event["type"] == "broadcast.progressed" and event["broadcast_id"] == broadcast_id)
 
 
 async def test_pause_then_resume_delivers_every_message_exactly_once(

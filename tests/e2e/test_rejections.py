@@ -1,5 +1,7 @@
 """Bad requests are answered with `rejected`, naming the field and the reason; nothing is sent."""
 
+from collections.abc import Callable
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
@@ -13,6 +15,10 @@ pytestmark = pytest.mark.stack
 
 NAMES = ("bad-criterion", "bad-value", "no-tenant", "bad-template", "bad-variable")
 SERVICE_PORTS = {"targeting": 9101, "composer": 9102, "dispatcher": 9103, "tracker": 9104}
+
+
+def answer_to(request_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e.get("request_id") == request_id
 
 
 async def test_bad_requests_are_rejected_with_field_and_reason(
@@ -54,7 +60,7 @@ async def test_bad_requests_are_rejected_with_field_and_reason(
         )
         answers = {}
         for name, request_id in ids.items():
-            answers[name] = await log.wait_for(lambda e, r=request_id: e.get("request_id") == r)
+            answers[name] = await log.wait_for(answer_to(request_id))
     finally:
         await log.close()
 

@@ -16,8 +16,8 @@ import pytest
 from deploy.local import stack
 from tests.e2e.audience import OPEN_ALL_WEEK, actions_of
 from tests.faults.test_dispatchers import sent as received
-from tests.faults.test_dispatchers import start_broadcast, wait_for_count
-from tests.stack import EventLog, SmtpSink, restart_service, second_dispatcher
+from tests.faults.test_dispatchers import start_broadcast, two_dispatchers, wait_for_count
+from tests.stack import EventLog, SmtpSink
 
 pytestmark = pytest.mark.stack
 
@@ -76,17 +76,8 @@ async def test_the_database_killed_mid_broadcast_loses_no_known_outcome(
 @pytest.fixture
 async def two_quick_dispatchers(db: asyncpg.Pool) -> AsyncIterator[None]:
     """The stack's dispatcher and a second one, both taking over after 3 s of silence."""
-    await asyncio.to_thread(restart_service, "dispatcher", QUICK)
-    second = second_dispatcher(QUICK)
-    await asyncio.to_thread(stack.start_component, second)
-    try:
+    async with two_dispatchers(QUICK):
         yield
-    finally:
-        await asyncio.to_thread(stack.stop_component, second)
-        pid = stack.running_pid(stack.components()["dispatcher"].pid_file)
-        if pid is not None:
-            os.kill(pid, signal.SIGCONT)  # in case the test failed while it was frozen
-        await asyncio.to_thread(restart_service, "dispatcher")
 
 
 async def slow_relay(sink: SmtpSink, domain: str, seconds: float) -> None:

@@ -4,6 +4,7 @@ import asyncio
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -25,7 +26,7 @@ AUDIENCE = 3000
 
 async def broadcast_with_interruption(
     db: asyncpg.Pool, sink: SmtpSink, interrupt: Callable[[], Awaitable[None]]
-) -> tuple[str, dict[str, object]]:
+) -> tuple[str, dict[str, Any]]:
     """Start a broadcast to AUDIENCE contracts, interrupt once a fifth was sent, await the end."""
     tenant, domain = new_tenant()
     await load(
@@ -73,32 +74,18 @@ def restart(name: str, sig: signal.Signals) -> Callable[[], Awaitable[None]]:
     return interrupt
 
 
-async def test_dispatcher_stopped_by_sigterm_finishes_its_batch_and_resumes(
-    db: asyncpg.Pool, smtp_sink: SmtpSink
+@pytest.mark.parametrize(
+    ("service", "sig"),
+    [
+        # Stopped, it finishes its batch first; then it resumes where it left off.
+        pytest.param("dispatcher", signal.SIGTERM, id="dispatcher-stopped-by-sigterm"),
+        pytest.param("tracker", signal.SIGKILL, id="tracker-killed"),
+    ],
+)
+async def test_a_service_interrupted_mid_broadcast_ends_with_exact_counters(
+    service: str, sig: signal.Signals, db: asyncpg.Pool, smtp_sink: SmtpSink
 ) -> None:
-    domain, completed = await broadcast_with_interruption(
-        db, smtp_sink, restart("dispatcher", signal.SIGTERM)
-    )
-    assert completed["counters"] == {
-        "contracts_targeted": AUDIENCE,
-        "messages_targeted": AUDIENCE,
-        "delivered": AUDIENCE,
-        "failed": 0,
-        "cancelled": 0,
-        "pending_retry": 0,
-        "waiting_window": 0,
-        "paused": 0,
-        "failed_by_reason": {},
-    }
-    await assert_each_recipient_got_exactly_one(smtp_sink, domain)
-
-
-async def test_tracker_killed_mid_broadcast_ends_with_exact_counters(
-    db: asyncpg.Pool, smtp_sink: SmtpSink
-) -> None:
-    domain, completed = await broadcast_with_interruption(
-        db, smtp_sink, restart("tracker", signal.SIGKILL)
-    )
+    domain, completed = await broadcast_with_interruption(db, smtp_sink, restart(service, sig))
     assert completed["counters"] == {
         "contracts_targeted": AUDIENCE,
         "messages_targeted": AUDIENCE,

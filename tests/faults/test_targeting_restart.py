@@ -8,6 +8,7 @@ and the run completes as cancelled, so that nothing of this test stays running.
 
 import asyncio
 import signal
+from typing import cast
 from uuid import UUID
 
 import asyncpg
@@ -27,7 +28,8 @@ AUDIENCE = 100_000
 async def test_targeting_killed_mid_stream_resumes_and_misses_nobody(db: asyncpg.Pool) -> None:
     tenant, _ = new_tenant()
     async with db.acquire() as connection:
-        await load_contracts(connection, tenant, AUDIENCE)
+        # The pool's proxy forwards every call to the connection it holds.
+        await load_contracts(cast(asyncpg.Connection, connection), tenant, AUDIENCE)
     await asyncio.to_thread(stack.down, ["composer"])
     start = await end_offsets()
     log = await EventLog("broadcast.events").open()
@@ -50,6 +52,7 @@ async def test_targeting_killed_mid_stream_resumes_and_misses_nobody(db: asyncpg
         at_kill = await db.fetchrow(
             "SELECT state, messages FROM targeting.runs WHERE run_id = $1", run_id
         )
+        assert at_kill is not None
         assert at_kill["state"] == "streaming" and at_kill["messages"] < AUDIENCE
         await asyncio.to_thread(stack.up, ["targeting"])
         async with asyncio.timeout(120):

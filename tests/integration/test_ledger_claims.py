@@ -33,9 +33,10 @@ def message() -> MessageRendered:
 
 
 async def state(pool: asyncpg.Pool, m: MessageRendered) -> str:
-    return await pool.fetchval(
+    found: str = await pool.fetchval(
         "SELECT state FROM dispatcher.deliveries WHERE recipient_id = $1", m.recipient_id
     )
+    return found
 
 
 async def claimed_by(pool: asyncpg.Pool, who: ledger.Claimant, m: MessageRendered) -> int:

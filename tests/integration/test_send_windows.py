@@ -78,6 +78,7 @@ async def test_a_weekend_message_waits_until_monday_then_leaves_once(
     assert [e.type for e in events] == ["delivery.deferred"]
     deferred = events[0]
     assert isinstance(deferred, DeliveryDeferred) and deferred.waiting_for == "send_window"
+    assert deferred.due_at is not None  # a send window always says when it opens
     monday = deferred.due_at.astimezone(TORONTO)
     assert (monday.weekday(), monday.hour, monday.minute) == (0, 0, 0)
     assert monday - clock.now.astimezone(TORONTO) == timedelta(hours=36)

@@ -79,9 +79,9 @@ async def test_a_resend_to_the_failures_leaves_out_unknown_outcomes_and_resolved
 ) -> None:
     db, tenant = service_pool, f"t{uuid4().hex[:10]}"
     broadcast_id, run_id = await completed_run(db, tenant, failed=4)
+    reasons: list[FailureReason] = ["refused", "unknown_outcome", "refused", "invalid_address"]
     refused, unknown, ignored, late = (
-        failure(tenant, broadcast_id, run_id, n, reason)
-        for n, reason in enumerate(["refused", "unknown_outcome", "refused", "invalid_address"])
+        failure(tenant, broadcast_id, run_id, n, reason) for n, reason in enumerate(reasons)
     )
     # The last action is closed before its failure reaches targeting (another topic).
     await store.close_failures(db, [closed(late), closed(late)])
@@ -133,7 +133,9 @@ class Events:
         self.down = False
         self.published: list[ContactOptedOut] = []
 
-    async def publish(self, message: ContactOptedOut, key: bytes | None = None) -> None:
+    async def publish(
+        self, message: ContactOptedOut, *, key: bytes | None = None, no_confirm: bool = False
+    ) -> None:
         if self.down:
             raise KafkaConnectionError()
         self.published.append(message)

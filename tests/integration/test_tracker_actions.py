@@ -38,7 +38,9 @@ class Runs:
     def __init__(self) -> None:
         self.published: list[Any] = []
 
-    async def publish(self, message: Any, key: bytes | None = None) -> None:
+    async def publish(
+        self, message: Any, *, key: bytes | None = None, no_confirm: bool = False
+    ) -> None:
         self.published.append(message)
 
 

@@ -29,7 +29,7 @@ def row(
 
 
 def test_opted_out_and_repeated_addresses_are_skipped() -> None:
-    points = [
+    points: list[dict[str, Any]] = [
         {"address": "A@x.example"},
         {"address": "a@x.example"},
         {"address": "b@x.example", "opted_out": True},

@@ -90,7 +90,7 @@ def test_nothing_leaves_a_finished_broadcast_but_resend() -> None:
         movable = set()
         for action in ("update", "schedule", "start", "pause", "resume", "resend", "complete"):
             try:
-                if after(state, action) is not None:  # type: ignore[arg-type]
+                if after(state, action) is not None:
                     movable.add(action)
             except Rejection:
                 pass

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from typing import Any
 from uuid import UUID
 
-import dkim
+import dkim  # type: ignore[import-untyped]  # dkimpy ships no type information
 import pytest
 
 from services.composer.mime import (
@@ -52,7 +52,7 @@ def french_skeleton(**overrides: Any) -> EmailSkeleton:
     return skeleton(**(arguments | overrides))
 
 
-def build(sender: EmailSkeleton | None = None, **overrides: Any) -> str:
+def build(sender: EmailSkeleton | None = None, /, **overrides: Any) -> str:
     arguments: dict[str, Any] = {
         "recipient_id": RECIPIENT,
         "to": "elise.tremblay@example.com",

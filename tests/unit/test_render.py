@@ -118,6 +118,13 @@ def parsed(output: MessageRendered | DeliveryFailed) -> EmailMessage:
     return message
 
 
+def part_text(message: EmailMessage, subtype: str) -> str:
+    """The decoded body of the message's `subtype` part ("html" or "plain")."""
+    part = message.get_body((subtype,))
+    assert part is not None, f"no {subtype} part"
+    return str(part.get_content())
+
+
 def test_both_languages_each_contract_gets_its_own() -> None:
     started = run(EMAIL)
     ready = compiled(started)
@@ -150,8 +157,9 @@ def test_email_is_valid_mime_with_headers_and_both_bodies() -> None:
     assert message["To"] == "elise@example.com"
     assert message["Message-ID"] == f"<{output.recipient_id}@neige.example>"
     assert message["Date"].datetime == NOW
-    assert "Bonjour Élise Tremblay" in message.get_body(("html",)).get_content()
-    assert "Bonjour Élise Tremblay" in message.get_body(("plain",)).get_content()
+    assert "Bonjour Élise Tremblay" in part_text(message, "html")
+    assert "Bonjour Élise Tremblay" in part_text(message, "plain")
+    assert isinstance(output, MessageRendered)  # as parsed() checked, for the type checker
     assert output.body.isascii()  # 7-bit clean: no relay needs 8BITMIME or SMTPUTF8
 
 
@@ -160,7 +168,7 @@ def test_a_script_in_a_value_arrives_escaped_in_html() -> None:
     message = parsed(
         render(compiled(started), recipient(started, name="<script>alert(1)</script>"), NOW)
     )
-    html = message.get_body(("html",)).get_content()
+    html = part_text(message, "html")
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
@@ -261,7 +269,7 @@ def test_every_catalogued_variable_renders_for_a_complete_contract() -> None:
         }
     )
     output = render(compiled(started), complete.model_copy(update={"contract": contract}), NOW)
-    text = parsed(output).get_body(("plain",)).get_content()
+    text = part_text(parsed(output), "plain")
     values = dict(part.split("=", 1) for part in text.strip().split(" | "))
     assert values["contract.balance"] == "1\u00a0234,56\u00a0$"
     assert values["contract.visit_at"] == "1er décembre 2026 à 9 h 05"
@@ -290,11 +298,8 @@ def test_an_optional_value_can_be_guarded() -> None:
         "{% if contract.visit_at %}Visite {{ contract.visit_at }}{% else %}Aucune visite{% endif %}"
     )
     started = run({"email": {"fr": {"subject": "s", "html": html}}}, languages=["fr"])
-    assert (
-        "Aucune visite"
-        in parsed(render(compiled(started), recipient(started), NOW))
-        .get_body(("html",))
-        .get_content()
+    assert "Aucune visite" in part_text(
+        parsed(render(compiled(started), recipient(started), NOW)), "html"
     )
 
 
@@ -302,7 +307,7 @@ def test_english_formats_amounts_and_dates_the_english_way() -> None:
     html = "{{ contract.balance }} {{ today }}"
     started = run({"email": {"en": {"subject": "s", "html": html}}}, languages=["en"])
     body = parsed(render(compiled(started), recipient(started, language="en"), NOW))
-    assert "$1,234.56 November 23, 2026" in body.get_body(("html",)).get_content()
+    assert "$1,234.56 November 23, 2026" in part_text(body, "html")
 
 
 def test_every_email_has_a_signed_one_click_unsubscribe() -> None:

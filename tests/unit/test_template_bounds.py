@@ -8,7 +8,7 @@ import pytest
 from services.composer.render import MAX_HTML, compile_run, render, text_from_html
 from shared import templating
 from shared.events import DeliveryFailed, MessageRendered
-from tests.unit.test_render import KEYS, NOW, parsed, recipient, run
+from tests.unit.test_render import KEYS, NOW, parsed, part_text, recipient, run
 
 
 def rendered(html: str, subject: str = "Avis") -> MessageRendered | DeliveryFailed:
@@ -57,14 +57,14 @@ def test_a_normal_template_is_well_within_the_bounds() -> None:
     html = "{% for i in range(50) %}<p>{{ contract.client_name }} {{ i * 2 }}</p>{% endfor %}"
     output = rendered(html)
     assert isinstance(output, MessageRendered), output
-    assert "Élise Tremblay 98" in parsed(output).get_body(("plain",)).get_content()
+    assert "Élise Tremblay 98" in part_text(parsed(output), "plain")
     assert len("<p>x</p>") * 50 < MAX_HTML
 
 
 def test_html_entities_stay_text_in_the_text_part() -> None:
     html = "<p>&#123;&#123; 7*7 &#125;&#125; &#x7b;% if 1 %&#x7d; {{ contract.number }}</p>"
     output = rendered(html)
-    text = parsed(output).get_body(("plain",)).get_content()
+    text = part_text(parsed(output), "plain")
     assert "{{ 7*7 }}" in text and "49" not in text
     assert "{% if 1 %}" in text and "C-1" in text
     # On a rendered page the same references are plain characters.

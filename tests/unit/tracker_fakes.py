@@ -31,7 +31,9 @@ class FakePublisher:
     def __init__(self) -> None:
         self.published: list[tuple[Any, bytes | None]] = []
 
-    async def publish(self, message: Any, *, key: bytes | None = None) -> None:
+    async def publish(
+        self, message: Any, *, key: bytes | None = None, no_confirm: bool = False
+    ) -> None:
         self.published.append((message, key))
 
     @property
