@@ -9,7 +9,7 @@ publish, never one that was already in the log.
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 from uuid import uuid4
 
 from aiokafka import AIOKafkaProducer
@@ -67,7 +67,9 @@ async def publish(
 ) -> None:
     """Publish (key, value) records with a producer of their own; returns once all are
     acknowledged by every in-sync replica."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **options
+    )
     await producer.start()
     try:
         await asyncio.gather(*[await producer.send(topic, v, key=k) for k, v in records])
@@ -87,12 +89,14 @@ class Commands:
     `async with Commands(kafka, requested_by="cli") as commands: await commands.ask({...})`"""
 
     def __init__(self, bootstrap: str, *, requested_by: str, prefix: str = "req") -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+        )
         self.events = TopicLog(bootstrap, topics.EVENTS.name)
         self._requested_by = requested_by
         self._prefix = prefix
 
-    async def open(self) -> "Commands":
+    async def open(self) -> Self:
         await self._producer.start()
         await self.events.open()
         return self
@@ -101,7 +105,7 @@ class Commands:
         await self.events.close()
         await self._producer.stop()
 
-    async def __aenter__(self) -> "Commands":
+    async def __aenter__(self) -> Self:
         try:
             return await self.open()
         except BaseException:

@@ -62,15 +62,17 @@ class TopicLog:
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0
     ) -> dict[str, Any]:
         """The first record, since the log was opened, that satisfies `predicate`."""
-        found: list[dict[str, Any]] = []
+        found: dict[str, Any] | None = None
 
         def seen() -> bool:
+            nonlocal found
             # Every record again on each fetch: a predicate may close over state that changed.
-            found.extend(r for r in self.records if predicate(r))
-            return bool(found)
+            found = next((r for r in self.records if predicate(r)), None)
+            return found is not None
 
         await self.wait_until(seen, timeout)
-        return found[0]
+        assert found is not None
+        return found
 
     async def drain(self, seconds: float) -> None:
         """Collect whatever arrives during `seconds`."""
