@@ -6,13 +6,13 @@ Writes broadcast.messages    (ready-to-send messages)
        broadcast.deliveries  (render failures: the recipient will get nothing without an action)
 """
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 from pydantic import TypeAdapter
 
 from shared import topics
+from shared.clock import Clock, utc_now
 from shared.events import (
     DeliveryEvent,
     DeliveryFailed,
@@ -39,7 +39,8 @@ from .settings import Settings
 SERVICE = "composer"
 
 
-def create_app(settings: Settings | None = None) -> AsgiFastStream:
+def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:
+    """`clock` dates what a message shows (today's date, links' expiry); tests inject one."""
     settings = settings or Settings()
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     @isolating(unrenderable)
     async def on_recipients(recipients: list[RecipientTargeted]) -> None:
         runs = await compiled.get(runtime.pool, {r.run_id for r in recipients})
-        now = datetime.now(UTC)
+        now = clock()
         outputs = [render(runs[r.run_id], r, now) for r in recipients]
         metrics.observe(outputs)
         await publish_keyed(
