@@ -38,11 +38,12 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
     async with pool.acquire() as connection, connection.transaction():
         await connection.executemany(
             """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, requested_by, name,
-                                         purpose, auto_pause)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
+                                         purpose, auto_pause, resends_failures_of)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                ON CONFLICT (run_id) DO UPDATE
                SET requested_by = excluded.requested_by, name = excluded.name,
-                   purpose = excluded.purpose, auto_pause = excluded.auto_pause""",
+                   purpose = excluded.purpose, auto_pause = excluded.auto_pause,
+                   resends_failures_of = excluded.resends_failures_of""",
             [
                 (
                     r.run_id,
@@ -54,6 +55,7 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
                     r.settings.auto_pause.model_dump()
                     if r.settings.auto_pause and r.purpose == "broadcast"
                     else None,
+                    r.resends_failures_of,
                 )
                 for r in runs
             ],
@@ -77,11 +79,26 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
                     tracker.messages m
                WHERE a.run_id = t.run_id AND a.state = 'open' AND a.resolution IS NULL
                  AND m.recipient_id = a.recipient_id
+                 AND m.reason IS DISTINCT FROM 'no_contact'
                  AND (t.include_unknown OR m.reason IS DISTINCT FROM 'unknown_outcome')""",
             [r.resends_failures_of for r in resends],
             [r.requested_by for r in resends],
             [r.include_unknown for r in resends],
         )
+        # Their messages may have come first (another topic).
+        await connection.execute(_RESENT_NO_CONTACT, [r.run_id for r in resends])
+
+
+# The `no_contact` actions of the runs that the given runs ($1) resend to the failures, whose
+# contract has a message in that resend: it had an address by then, and was sent again.
+_RESENT_NO_CONTACT = """
+    UPDATE tracker.actions a
+    SET state = 'resent', resolved_by = r.requested_by, resolved_at = now()
+    FROM tracker.runs r, tracker.messages failed, tracker.messages sent
+    WHERE r.run_id = ANY($1::uuid[]) AND r.resends_failures_of = a.run_id
+      AND a.state = 'open' AND a.resolution IS NULL
+      AND failed.recipient_id = a.recipient_id AND failed.reason = 'no_contact'
+      AND sent.run_id = r.run_id AND sent.contract_id = failed.contract_id"""
 
 
 async def record_cancellations(pool: asyncpg.Pool, runs: Sequence[RunCancelled]) -> None:
@@ -287,6 +304,7 @@ async def record_deliveries(
             [e.reason if isinstance(e, DeliveryFailed) else None for e in unique],
             [e.detail if isinstance(e, DeliveryFailed) else None for e in unique],
         )
+        await connection.execute(_RESENT_NO_CONTACT, list({e.run_id for e in unique}))
     recorded = {r["recipient_id"] for r in new}
     return {e.run_id for e in unique}, [e for e in unique if e.recipient_id in recorded]
 

@@ -19,3 +19,7 @@ CROSS JOIN LATERAL (
           FROM tracker.messages m WHERE m.run_id = r.run_id
           GROUP BY m.contract_id) per_contract
 ) c;
+
+-- A resend to the failures of that run: a `no_contact` action of that run becomes 'resent' once
+-- the resend has a message for its contract (it had an address by then), not at the start.
+ALTER TABLE tracker.runs ADD COLUMN resends_failures_of uuid;
