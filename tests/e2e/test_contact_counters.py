@@ -4,7 +4,6 @@ rendered or sent for it), and each run counts its contracts targeted, reached (o
 delivered) and not reached (every message final, none delivered)."""
 
 import asyncio
-from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -20,7 +19,9 @@ from tests.e2e.audience import (
     french_only,
     load,
     new_tenant,
-    until_completed,
+    received,
+    resend_failed,
+    until_action,
 )
 from tests.stack import EventLog, SmtpSink, publish_json
 
@@ -41,18 +42,6 @@ def refused(address: str) -> dict[str, Any]:
 
 def residential(tenant: str, number: str, emails: list[str]) -> dict[str, Any]:
     return contract(tenant, number, status="active", building="residential", emails=emails)
-
-
-async def received(smtp_sink: SmtpSink, domain: str) -> Counter[str]:
-    return Counter(r for m in await smtp_sink.messages(domain) for r in m.rcpt_tos)
-
-
-async def until_action(events: EventLog, tenant: str, action_id: int, state: str) -> None:
-    async with asyncio.timeout(60):
-        while {a["action_id"]: a["state"] for a in await actions_of(events, tenant)}[
-            action_id
-        ] != state:
-            await asyncio.sleep(0.2)
 
 
 async def test_a_customer_without_a_contact_is_a_failure_an_action_and_not_reached(
@@ -164,17 +153,6 @@ async def test_only_customers_without_a_contact_make_the_run_failed(
     assert counters["failed_by_reason"] == {"no_contact": 2}
     assert (counters["contracts_reached"], counters["contracts_not_reached"]) == (0, 2)
     assert await smtp_sink.count(domain) == 0
-
-
-async def resend_failed(
-    db: asyncpg.Pool, events: EventLog, tenant: str, broadcast_id: str
-) -> dict[str, Any]:
-    await until_completed(db, broadcast_id)
-    command = {"type": "resend_broadcast", "broadcast_id": broadcast_id, "only_failed": True}
-    async with asyncio.timeout(60):
-        while (answer := await ask(events, tenant, command)).get("reason") == "not_finished":
-            await asyncio.sleep(0.5)
-    return answer
 
 
 async def test_a_resend_to_the_failures_reaches_a_customer_once_they_have_an_address(

@@ -46,37 +46,8 @@ async def test_duplicates_and_reordering_leave_exact_counters(service_pool: asyn
     _, again = await store.record_deliveries(db, [*delivered, failed])
     assert again == []  # nothing new
     await store.record_deferrals(db, [waiting, late_retry])
-    await store.record_run_started(
-        db,
-        [
-            RunStarted.model_validate(
-                {
-                    "tenant_id": tenant,
-                    "broadcast_id": broadcast_id,
-                    "run_id": run_id,
-                    "name": "n",
-                    "requested_by": "u",
-                    "channels": ["email"],
-                    "languages": ["fr"],
-                    "content": {"email": {"fr": {"subject": "s", "html": "h"}}},
-                    "sender": {"address": "a@x.example"},
-                }
-            )
-        ],
-    )
-    await store.record_targeting(
-        db,
-        [
-            TargetingCompleted(
-                tenant_id=tenant,
-                broadcast_id=broadcast_id,
-                run_id=run_id,
-                contracts=4,
-                messages=4,
-                unreachable_contracts=0,
-            )
-        ],
-    )
+    await store.record_run_started(db, [_started(tenant, broadcast_id, run_id)])
+    await store.record_targeting(db, [_targeted(tenant, broadcast_id, run_id, 4, 4, 0)])
     (view,) = await store.running(db, [run_id])
     counters = view.counters
     assert (counters.delivered, counters.failed, counters.pending_retry) == (2, 1, 1)
@@ -133,19 +104,7 @@ async def test_contract_counters_stay_exact_under_copies_and_reordering(
     await store.record_deliveries(db, [*refused, no_contact, *refused])
     await store.record_deferrals(db, [waiting])
     await store.record_deliveries(db, [good, good, refused[0]])
-    await store.record_targeting(
-        db,
-        [
-            TargetingCompleted(
-                tenant_id=tenant,
-                broadcast_id=broadcast_id,
-                run_id=run_id,
-                contracts=4,
-                messages=5,
-                unreachable_contracts=1,
-            )
-        ],
-    )
+    await store.record_targeting(db, [_targeted(tenant, broadcast_id, run_id, 4, 5, 1)])
     await store.record_run_started(db, [_started(tenant, broadcast_id, run_id)])
     (view,) = await store.running(db, [run_id])
     counters = view.counters
@@ -178,4 +137,17 @@ def _started(tenant: str, broadcast_id: UUID, run_id: UUID) -> RunStarted:
             "content": {"email": {"fr": {"subject": "s", "html": "h"}}},
             "sender": {"address": "a@x.example"},
         }
+    )
+
+
+def _targeted(
+    tenant: str, broadcast_id: UUID, run_id: UUID, contracts: int, messages: int, unreachable: int
+) -> TargetingCompleted:
+    return TargetingCompleted(
+        tenant_id=tenant,
+        broadcast_id=broadcast_id,
+        run_id=run_id,
+        contracts=contracts,
+        messages=messages,
+        unreachable_contracts=unreachable,
     )
