@@ -94,7 +94,8 @@ async def run_status(
     )
     found = run and await connection.fetchrow(
         "SELECT state, outcome, contracts_targeted, messages_targeted, delivered, failed, "
-        "cancelled FROM tracker.run_counters_v1 WHERE run_id = $1",
+        "cancelled, contracts_reached, contracts_not_reached "
+        "FROM tracker.run_counters_v1 WHERE run_id = $1",
         run["run_id"],
     )
     # A run the tracker has not heard of yet is running, with nothing counted.
@@ -111,11 +112,14 @@ async def run_status(
         "delivered": counters.get("delivered", 0),
         "failed": counters.get("failed", 0),
         "cancelled": counters.get("cancelled", 0),
+        "contracts_reached": counters.get("contracts_reached", 0),
+        "contracts_not_reached": counters.get("contracts_not_reached", 0),
     }
 
 
 async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
-    """The seed's list: name, creation and send dates, targeted / delivered / failed."""
+    """The seed's list: name, creation and send dates, messages targeted / delivered / failed,
+    and the seed's three counters: contracts targeted, reached, not reached."""
     async with read_models() as connection:
         rows = await connection.fetch(
             """SELECT broadcast_id, name, state, created_at, started_at
@@ -129,7 +133,8 @@ async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
             state,
         )
         latest = await connection.fetch(
-            """SELECT DISTINCT ON (broadcast_id) broadcast_id, messages_targeted, delivered, failed
+            """SELECT DISTINCT ON (broadcast_id) broadcast_id, messages_targeted, delivered,
+                      failed, contracts_targeted, contracts_reached, contracts_not_reached
                FROM tracker.run_counters_v1
                WHERE broadcast_id = ANY($1::uuid[]) AND purpose = 'broadcast'
                ORDER BY broadcast_id, started_at DESC""",
@@ -147,6 +152,9 @@ async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
                 "targeted": run.get("messages_targeted"),
                 "delivered": run.get("delivered", 0),
                 "failed": run.get("failed", 0),
+                "contracts_targeted": run.get("contracts_targeted", 0),
+                "contracts_reached": run.get("contracts_reached", 0),
+                "contracts_not_reached": run.get("contracts_not_reached", 0),
             }
         )
     return listed

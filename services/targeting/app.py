@@ -10,6 +10,7 @@ Writes broadcast.events    (answers to commands, started, contact opted out)
        broadcast.runs      (run started with its definition, targeting completed with the total,
                             paused, resumed, cancelled)
        broadcast.recipients (one record per message to produce)
+       broadcast.deliveries (no_contact: the one failed message of a contract with no address)
        tenant.settings     (each tenant's settings, compacted: send windows and rates)
 Serves /unsubscribe        (the page every unsubscribe link leads to)
 """
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         events=events,
         runs=broker.publisher(topics.RUNS.name, schema=RunEvent),
         recipients=broker.publisher(topics.RECIPIENTS.name, schema=RecipientTargeted),
+        deliveries=broker.publisher(topics.DELIVERIES.name, schema=DeliveryFailed),
         tenants=broker.publisher(topics.TENANTS.name, schema=TenantSettingsChanged),
     )
 

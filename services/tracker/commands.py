@@ -55,16 +55,24 @@ async def answer(
 
 async def _resolve(pool: asyncpg.Pool, runs: Publisher, command: ResolveAction) -> Answer:
     follow_up_run = follow_up_run_id_for(command.action_id, command.request_id)
-    resolved = await store.resolve_action(
-        pool,
-        command.tenant_id,
-        command.action_id,
-        command.resolution,
-        command.requested_by,
-        command.request_id,
-        follow_up_run,
-        command.address,
-    )
+    try:
+        resolved = await store.resolve_action(
+            pool,
+            command.tenant_id,
+            command.action_id,
+            command.resolution,
+            command.requested_by,
+            command.request_id,
+            follow_up_run,
+            command.address,
+        )
+    except store.AddressNeeded:
+        return _rejected(
+            command,
+            "invalid_field",
+            "the customer had no address: a send needs the address to send it to",
+            field="address",
+        )
     if resolved is None:
         return _rejected(command, "action_not_found", f"no action {command.action_id}")
     action = resolved.action
@@ -116,12 +124,14 @@ async def _resolve(pool: asyncpg.Pool, runs: Publisher, command: ResolveAction) 
     )
 
 
-def _rejected(command: ResolveAction, reason: RejectionReason, message: str) -> BroadcastRejected:
+def _rejected(
+    command: ResolveAction, reason: RejectionReason, message: str, field: str = "action_id"
+) -> BroadcastRejected:
     return BroadcastRejected(
         tenant_id=command.tenant_id,
         request_id=command.request_id,
         command=command.type,
         reason=reason,
-        field="action_id",
+        field=field,
         message=message,
     )

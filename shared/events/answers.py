@@ -43,7 +43,12 @@ class Counters(BaseModel):
     """`messages_targeted` is None until targeting has counted every recipient of the run.
 
     `delivered + failed + cancelled` are final; `pending_retry` (a retry or a provider that
-    asked to slow down) and `waiting_window` (the tenant's send window) are on their way."""
+    asked to slow down) and `waiting_window` (the tenant's send window) are on their way.
+
+    A contract is `contracts_reached` once one of its messages was delivered, and
+    `contracts_not_reached` once every message of it the tracker has heard of is final and
+    none was delivered (a contract with no address has one `no_contact` failure). Exact once
+    the run is complete: `contracts_targeted = contracts_reached + contracts_not_reached`."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -56,6 +61,8 @@ class Counters(BaseModel):
     waiting_window: int = 0
     paused: int = 0
     failed_by_reason: dict[str, int] = Field(default_factory=dict)
+    contracts_reached: int = 0
+    contracts_not_reached: int = 0
 
 
 class BroadcastAccepted(Record):

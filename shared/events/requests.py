@@ -202,7 +202,8 @@ class ListActions(Command):
 
 
 class ResolveAction(Command):
-    """Send the message again (to `address` when given: a corrected address) or ignore it.
+    """Send the message again (to `address` when given: a corrected address; required for a
+    `no_contact` failure, whose customer had none) or ignore it.
 
     Only an open action is resolved; replaying the request that resolved it is harmless (the
     same answer, the same follow-up run), any other request is refused. Each send that is

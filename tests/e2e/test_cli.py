@@ -117,6 +117,12 @@ async def test_from_a_client_file_to_a_finished_broadcast(
     assert code == 0
     assert (status["state"], status["outcome"]) == ("completed", "partially_successful")
     assert (status["delivered"], status["failed"]) == (2, 1)
+    # The seed's counters: the contract whose only address bounced is not reached.
+    assert (
+        status["contracts_targeted"],
+        status["contracts_reached"],
+        status["contracts_not_reached"],
+    ) == (3, 2, 1)
     received = sorted(m.rcpt_tos[0] for m in await smtp_sink.messages(domain))
     assert received == sorted([f"emilie@{domain}", f"john@{domain}", f"moi@{domain}"])
 
@@ -128,6 +134,10 @@ async def test_from_a_client_file_to_a_finished_broadcast(
         (b["broadcast_id"], b["name"], b["targeted"], b["delivered"], b["failed"])
         for b in sent["broadcasts"]
     ] == [(broadcast_id, "Avis — novembre", 3, 2, 1)]
+    assert [
+        (b["contracts_targeted"], b["contracts_reached"], b["contracts_not_reached"])
+        for b in sent["broadcasts"]
+    ] == [(3, 2, 1)]
     code, pending = broadcast("list", "--tenant", tenant, "--state", "pending")
     assert [b["broadcast_id"] for b in pending["broadcasts"]] == [second["broadcast_id"]]
 

@@ -301,8 +301,10 @@ async def test_an_unsubscribed_address_is_skipped_for_its_tenant_only(
     start = {"type": "start_broadcast", "broadcast_id": first_id}
     first_run = (await ask(events, first, start))["run_id"]
     one = await events.wait_for(done(first_id, first_run))
-    assert (one["counters"]["contracts_targeted"], one["counters"]["messages_targeted"]) == (3, 2)
-    assert (one["counters"]["delivered"], one["outcome"]) == (2, "fully_successful")
+    # `flagged` was C-2's only address: C-2 is not reached, a no_contact failure.
+    assert (one["counters"]["contracts_targeted"], one["counters"]["messages_targeted"]) == (3, 3)
+    assert (one["counters"]["delivered"], one["outcome"]) == (2, "partially_successful")
+    assert one["counters"]["failed_by_reason"] == {"no_contact": 1}
 
     # `clicked` follows the one-click unsubscribe link of the first tenant's email.
     mail = {m.rcpt_tos[0]: m.message for m in await smtp_sink.messages(domain)}
@@ -326,11 +328,11 @@ async def test_an_unsubscribed_address_is_skipped_for_its_tenant_only(
         await events.drain(0.5)
     two = await events.wait_for(done(first_id, resent["run_id"]))
     counters = two["counters"]
-    assert (counters["contracts_targeted"], counters["messages_targeted"]) == (3, 1)
+    assert (counters["contracts_targeted"], counters["messages_targeted"]) == (3, 3)
     assert (counters["delivered"], counters["failed"], two["outcome"]) == (
         1,
-        0,
-        "fully_successful",
+        2,  # C-1 and C-2 have no address left: no_contact
+        "partially_successful",
     )
 
     # The second tenant's customers never unsubscribed from it: both get its message.

@@ -18,7 +18,14 @@ from .broadcasts import (
     schedule_of,
     set_schedule,
 )
-from .contracts import apply_contract_changes, audience_query, live_contract, next_contracts, pages
+from .contracts import (
+    apply_contract_changes,
+    audience_query,
+    live_contract,
+    live_contracts,
+    next_contracts,
+    pages,
+)
 from .failures import (
     Failures,
     MessageKey,
@@ -93,6 +100,7 @@ __all__ = [
     "latest_template",
     "list_templates",
     "live_contract",
+    "live_contracts",
     "load_broadcast",
     "load_run",
     "lock",
