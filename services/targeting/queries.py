@@ -153,6 +153,8 @@ def _offset_page(
 ) -> tuple[list[Any], str | None]:
     """A page of a fixed catalogue, by position in it."""
     start = (_position(query, int) or [0])[0]
+    if start < 0:  # a slice from the end: never a position we gave
+        raise Rejection("invalid_field", "cursor", "not a cursor this query gave")
     return page([build(i) for i in items[start:]], query.limit, lambda _: (start + query.limit,))
 
 
