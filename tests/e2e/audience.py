@@ -1,5 +1,6 @@
 """A small audience that exercises every targeting rule, as plain JSON the platform would send."""
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 from uuid import uuid4
@@ -208,3 +209,18 @@ async def until_completed(db: asyncpg.Pool, broadcast_id: str) -> None:
     """Targeting learns of a completion from the tracker's event, a moment after it: until
     then a resend is refused with `not_finished`."""
     await watch.until_state(db, broadcast_id, {"completed"})
+
+
+async def resend_failed(
+    db: asyncpg.Pool, events: EventLog, tenant: str, broadcast_id: str, **fields: Any
+) -> dict[str, Any]:
+    """The answer to a resend to the failures once targeting knows of the last run's
+    completion and of each of its failures (two topics: it says `not_finished` until then)."""
+    await until_completed(db, broadcast_id)
+    command = {"type": "resend_broadcast", "broadcast_id": broadcast_id, "only_failed": True}
+    async with asyncio.timeout(60):
+        while (answer := await ask(events, tenant, command | fields)).get(
+            "reason"
+        ) == "not_finished":
+            await asyncio.sleep(0.5)
+    return answer

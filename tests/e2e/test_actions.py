@@ -19,7 +19,7 @@ from tests.e2e.audience import (
     french_only,
     load,
     new_tenant,
-    until_completed,
+    resend_failed,
 )
 from tests.stack import EventLog, SmtpSink
 
@@ -86,21 +86,6 @@ def resolve(action: dict[str, Any], resolution: str, **fields: Any) -> dict[str,
         "resolution": resolution,
         **fields,
     }
-
-
-async def resend_failed(
-    db: asyncpg.Pool, events: EventLog, tenant: str, broadcast_id: str, **fields: Any
-) -> dict[str, Any]:
-    """The answer to a resend to the failures once targeting knows of the last run's
-    completion and of each of its failures (two topics: it says `not_finished` until then)."""
-    await until_completed(db, broadcast_id)
-    command = {"type": "resend_broadcast", "broadcast_id": broadcast_id, "only_failed": True}
-    async with asyncio.timeout(60):
-        while (answer := await ask(events, tenant, command | fields)).get(
-            "reason"
-        ) == "not_finished":
-            await asyncio.sleep(0.5)
-    return answer
 
 
 async def received(smtp_sink: SmtpSink, domain: str) -> Counter[str]:
