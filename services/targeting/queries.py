@@ -47,8 +47,12 @@ def _position(query: Query, *types: type) -> list[Any] | None:
         return None
     try:
         return decode_cursor(query.cursor, *types)
-    except InvalidCursor as error:
-        raise Rejection("invalid_field", error.field, str(error)) from None
+    except InvalidCursor:
+        raise _not_ours() from None
+
+
+def _not_ours() -> Rejection:
+    return Rejection("invalid_field", InvalidCursor.field, "not a cursor this query gave")
 
 
 def run_summary(row: asyncpg.Record, language: Language) -> RunSummary | None:
@@ -91,7 +95,7 @@ async def list_broadcasts(pool: asyncpg.Pool, query: ListBroadcasts) -> Broadcas
         try:
             position = datetime.fromisoformat(after[0]), UUID(after[1])
         except ValueError:
-            raise Rejection("invalid_field", "cursor", "not a cursor this query gave") from None
+            raise _not_ours() from None
     rows = await store.broadcasts_page(
         pool, query.tenant_id, query.state, position, query.limit + 1
     )
@@ -154,7 +158,7 @@ def _offset_page(
     """A page of a fixed catalogue, by position in it."""
     start = (_position(query, int) or [0])[0]
     if start < 0:  # a slice from the end: never a position we gave
-        raise Rejection("invalid_field", "cursor", "not a cursor this query gave")
+        raise _not_ours()
     return page([build(i) for i in items[start:]], query.limit, lambda _: (start + query.limit,))
 
 

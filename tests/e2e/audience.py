@@ -8,7 +8,7 @@ from uuid import uuid4
 import asyncpg
 
 from shared.client import commands, watch
-from tests.stack import DATABASE_URL, EventLog, publish_json
+from tests.stack import DATABASE_URL, EventLog, SmtpSink, publish_json
 
 # Tests must not depend on the day they run: by default no email leaves on a weekend.
 OPEN_ALL_WEEK: dict[str, Any] = {
@@ -44,6 +44,15 @@ def contract(
             "balance": "125.50",
         },
     }
+
+
+async def bouncing(smtp_sink: SmtpSink, domain: str) -> str:
+    """An address of `domain` the SMTP sink refuses for good (550 at RCPT), every time."""
+    address = f"ancien@{domain}"
+    await smtp_sink.set_rules(
+        [{"address": address, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown"}]
+    )
+    return address
 
 
 def new_tenant() -> tuple[str, str]:

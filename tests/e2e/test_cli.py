@@ -17,6 +17,7 @@ import yaml
 
 from tests.e2e.audience import (
     OPEN_ALL_WEEK,
+    bouncing,
     contract,
     create_and_start,
     french_only,
@@ -51,16 +52,13 @@ async def test_from_a_client_file_to_a_finished_broadcast(
     db: asyncpg.Pool, smtp_sink: SmtpSink, tmp_path: Path
 ) -> None:
     tenant, domain = new_tenant()
-    bouncing = f"ancien@{domain}"
-    await smtp_sink.set_rules(
-        [{"address": bouncing, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown"}]
-    )
+    refused_address = await bouncing(smtp_sink, domain)
     clients = tmp_path / "clients.csv"
     clients.write_text(
         "contract_id,client_name,status,building_type,language,emails\n"
         f"C-1,Émilie Côté,active,residential,fr,emilie@{domain}\n"
         f"C-2,John Smith,active,residential,en,john@{domain}\n"
-        f"C-3,Ancien Client,active,residential,fr,{bouncing}\n"
+        f"C-3,Ancien Client,active,residential,fr,{refused_address}\n"
         f"C-4,Commerce Inc,active,commercial,fr,commerce@{domain}\n",
         encoding="utf-8",
     )
@@ -140,7 +138,7 @@ async def test_from_a_client_file_to_a_finished_broadcast(
 
     code, listed = broadcast("actions", "--tenant", tenant, "--broadcast", broadcast_id)
     (action,) = listed["actions"]
-    assert (code, action["address"], action["reason"]) == (0, bouncing, "refused")
+    assert (code, action["address"], action["reason"]) == (0, refused_address, "refused")
     code, ignored = broadcast("actions", "ignore", str(action["action_id"]), "--tenant", tenant)
     assert (code, ignored["state"]) == (0, "ignored")
     code, refused = broadcast("actions", "send", str(action["action_id"]), "--tenant", tenant)
@@ -279,11 +277,8 @@ async def test_the_message_log_variables_and_criteria_in_both_languages(
     db: asyncpg.Pool, smtp_sink: SmtpSink, events: EventLog
 ) -> None:
     tenant, domain = new_tenant()
-    bouncing = f"ancien@{domain}"
-    await smtp_sink.set_rules(
-        [{"address": bouncing, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown"}]
-    )
-    addresses = [f"a@{domain}", f"b@{domain}", bouncing]
+    refused_address = await bouncing(smtp_sink, domain)
+    addresses = [f"a@{domain}", f"b@{domain}", refused_address]
     await load(
         db,
         [
@@ -311,7 +306,7 @@ async def test_the_message_log_variables_and_criteria_in_both_languages(
     (message,) = failed["messages"]
     assert (code, message["address"], message["reason"], message["state_label"]) == (
         0,
-        bouncing,
+        refused_address,
         "refused",
         "échoué",
     )

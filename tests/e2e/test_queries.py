@@ -11,6 +11,7 @@ import pytest
 from shared.variables import CATALOGUE, DIFFUSIONS_SEED_VARIABLES
 from tests.e2e.audience import (
     ask,
+    bouncing,
     completed,
     contract,
     create_and_start,
@@ -60,11 +61,8 @@ async def test_a_broadcast_listed_described_and_its_messages_paged(
     db: asyncpg.Pool, events: EventLog, smtp_sink: SmtpSink
 ) -> None:
     tenant, domain = new_tenant()
-    bouncing = f"ancien@{domain}"
-    await smtp_sink.set_rules(
-        [{"address": bouncing, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown"}]
-    )
-    addresses = [f"c{i}@{domain}" for i in range(3)] + [bouncing]
+    refused_address = await bouncing(smtp_sink, domain)
+    addresses = [f"c{i}@{domain}" for i in range(3)] + [refused_address]
     await load(
         db,
         [
@@ -136,7 +134,7 @@ async def test_a_broadcast_listed_described_and_its_messages_paged(
     )
     (message,) = failed["messages"]
     assert (message["address"], message["state"], message["state_label"], message["reason"]) == (
-        bouncing,
+        refused_address,
         "failed",
         "échoué",
         "refused",
@@ -163,7 +161,7 @@ async def test_a_broadcast_listed_described_and_its_messages_paged(
     assert ([r["run_number"] for r in older["runs"]], older["next_cursor"]) == ([1], None)
     assert older["broadcast"]["latest_run"]["run_number"] == 2
     latest_log = await ask(events, tenant, {"type": "list_messages", "broadcast_id": broadcast_id})
-    assert [m["address"] for m in latest_log["messages"]] == [bouncing]
+    assert [m["address"] for m in latest_log["messages"]] == [refused_address]
     assert latest_log["run_id"] == resent["run_id"]
 
     # list_broadcasts: sent or pending, newest first, a page at a time.
