@@ -21,8 +21,12 @@ from shared.events import (
     ConfigureTenant,
     CreateBroadcast,
     DeleteTemplate,
+    DescribeCriteria,
     EstimateBroadcast,
+    GetBroadcast,
+    ListBroadcasts,
     ListTemplates,
+    ListVariables,
     PauseBroadcast,
     PreviewBroadcast,
     RenameBroadcast,
@@ -43,7 +47,7 @@ from shared.events import (
 )
 from shared.ids import broadcast_id_for, event_id_for
 
-from . import replays, store, transitions
+from . import queries, replays, store, transitions
 from .answers import Answer, accepted, rejected
 from .audience import Estimate
 from .broadcasts import (
@@ -180,6 +184,14 @@ class CommandHandler:
                     request_id=command.request_id,
                     templates=await store.list_templates(self._pool(), command.tenant_id),
                 )
+            case ListBroadcasts():
+                return await queries.list_broadcasts(self._pool(), command)
+            case GetBroadcast():
+                return await queries.get_broadcast(self._pool(), command)
+            case ListVariables():
+                return queries.list_variables(command)
+            case DescribeCriteria():
+                return queries.describe_criteria(command)
 
     async def _estimate(self, command: EstimateBroadcast) -> BroadcastEstimated:
         where = check_criteria(command.criteria)

@@ -651,3 +651,38 @@ async def running_broadcasts(pool: asyncpg.Pool, large: int) -> Running:
         large,
     )
     return Running(sum(r["n"] for r in rows), {r["large"]: r["oldest"] or 0.0 for r in rows})
+
+
+async def broadcast_run(
+    pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID, run_id: UUID | None
+) -> UUID | None:
+    """`run_id` when it is a run of the tenant's broadcast; without one, the broadcast's
+    latest run. None when the tracker knows no such run."""
+    found: UUID | None = await pool.fetchval(
+        """SELECT run_id FROM tracker.runs
+           WHERE tenant_id = $1 AND broadcast_id = $2 AND purpose = 'broadcast'
+             AND ($3::uuid IS NULL OR run_id = $3)
+           ORDER BY started_at DESC, run_id LIMIT 1""",
+        tenant_id,
+        broadcast_id,
+        run_id,
+    )
+    return found
+
+
+async def messages_page(
+    pool: asyncpg.Pool, run_id: UUID, state: str | None, after: UUID | None, limit: int
+) -> list[asyncpg.Record]:
+    """Up to `limit` messages of the run in recipient id order, after `after`."""
+    return await pool.fetch(
+        """SELECT recipient_id, contract_id, channel, address, state, reason, detail,
+                  updated_at, due_at
+           FROM tracker.messages
+           WHERE run_id = $1 AND ($2::text IS NULL OR state = $2)
+             AND ($3::uuid IS NULL OR recipient_id > $3)
+           ORDER BY recipient_id LIMIT $4""",
+        run_id,
+        state,
+        after,
+        limit,
+    )

@@ -47,6 +47,15 @@ def contract(
     }
 
 
+async def bouncing(smtp_sink: SmtpSink, domain: str) -> str:
+    """An address of `domain` the SMTP sink refuses for good (550 at RCPT), every time."""
+    address = f"ancien@{domain}"
+    await smtp_sink.set_rules(
+        [{"address": address, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown"}]
+    )
+    return address
+
+
 def new_tenant() -> tuple[str, str]:
     tenant = f"t{uuid4().hex[:10]}"
     return tenant, f"{tenant}.example"
