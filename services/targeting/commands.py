@@ -231,11 +231,20 @@ class CommandHandler:
             command.tenant_id, command.request_id
         )
         earlier = await store.create_broadcast(self._pool(), broadcast_id, command)
-        if earlier is not None and earlier != command.request_id:
+        if earlier is None:
+            return broadcast_id
+        tenant, request = earlier
+        if tenant != command.tenant_id:
+            # Another tenant's id: the same refusal, naming nothing of theirs, whatever the
+            # request id (ids are unique per tenant only, so a match there proves nothing).
+            raise Rejection(
+                "broadcast_exists", "broadcast_id", f"broadcast {broadcast_id} already exists"
+            )
+        if request != command.request_id:
             raise Rejection(
                 "broadcast_exists",
                 "broadcast_id",
-                f"broadcast {broadcast_id} was already created by request '{earlier}'",
+                f"broadcast {broadcast_id} was already created by request '{request}'",
             )
         return broadcast_id
 

@@ -238,11 +238,6 @@ async def test_creating_a_broadcast_under_another_tenants_id_changes_nothing(
     assert [str(m.message["Subject"]) for m in await smtp_sink.messages(domain)] == ["Avis C-0"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: create_broadcast refuses an id another tenant owns with "
-    "'broadcast_exists' and a message naming that tenant's own request id",
-)
 async def test_a_refused_create_never_tells_another_tenants_request_id(events: EventLog) -> None:
     owner, _ = fresh_tenant()
     intruder, _ = fresh_tenant()
@@ -253,12 +248,6 @@ async def test_a_refused_create_never_tells_another_tenants_request_id(events: E
     assert create["request_id"] not in refused["message"], refused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: create_broadcast compares only the request id when the broadcast id "
-    "exists, not the tenant: another tenant's create naming the id with the same request id is "
-    "accepted, although it created nothing",
-)
 async def test_another_tenants_broadcast_id_is_never_accepted(events: EventLog) -> None:
     owner, _ = fresh_tenant()
     intruder, _ = fresh_tenant()
