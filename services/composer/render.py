@@ -243,5 +243,6 @@ def render(
             sms_encoding=size.encoding if size else None,
             sms_segments=size.segments if size else None,
             preview=compiled.run.purpose == "preview",
+            rendition=recipient.rendition,
         )
     return DeliveryFailed(**recipient.ref(), reason=reason, detail=detail)

@@ -1,9 +1,10 @@
 """Dispatcher: hands each rendered message to its provider, once, when the tenant allows it.
 
-Reads  broadcast.messages    (ready-to-send email and SMS)
-       broadcast.runs        (cancelled, paused and resumed runs)
+Reads  broadcast.messages    (ready-to-send email and SMS, and new renditions of waiting ones)
+       broadcast.runs        (cancelled, paused and resumed runs; refreshes targeting declined)
        tenant.settings       (send windows and rates)
 Writes broadcast.deliveries  (delivered, failed, deferred until a retry or a window, cancelled)
+       broadcast.runs        (refresh requests: a message that waited long, to render again)
 
 Order of effects per wave: reserve rate-limit tokens -> claim in the ledger (committed, fenced
 by a token) -> call the providers -> record the outcomes (until the database answers); per
@@ -25,6 +26,8 @@ from shared.events import (
     DeliveryEvent,
     DeliveryFailed,
     MessageRendered,
+    RefreshDeclined,
+    RefreshRequested,
     RunCancelled,
     RunEvent,
     RunPaused,
@@ -63,7 +66,12 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         await publish_keyed(deliveries, ((str(e.recipient_id), e) for e in events))
         metrics.observe(events)
 
-    dispatcher = Startup(runtime, settings, providers, publish, metrics, clock)
+    refreshes = broker.publisher(topics.RUNS.name, schema=RefreshRequested)
+
+    async def ask(requests: Sequence[RefreshRequested]) -> None:
+        await publish_keyed(refreshes, ((str(r.broadcast_id), r) for r in requests))
+
+    dispatcher = Startup(runtime, settings, providers, publish, ask, metrics, clock)
 
     async def unknown(message: MessageRendered, error: Exception) -> None:
         """A message the dispatcher fails on by itself: it may have been handed over before the
@@ -90,7 +98,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
         decoder=run_decoder,
         description="Cancelled runs (what was not handed over yet is reported as cancelled), "
-        "paused runs (held in the ledger) and resumed ones (released).",
+        "paused runs (held in the ledger), resumed ones (released), and refreshes targeting "
+        "declined (the contract is gone: the message fails with no_contact).",
     )
     @isolating(runtime.dead_letters.poison(run_decoder))
     async def on_runs(batch: list[RunEvent]) -> None:
@@ -103,6 +112,12 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
                     await ledger.pause_run(runtime.pool, event.run_id)
                 case RunResumed():
                     await ledger.resume_run(runtime.pool, event.run_id)
+        failed = await dispatcher.handover.declined(
+            [e for e in batch if isinstance(e, RefreshDeclined)]
+        )
+        await publish(failed)
+        # Recorded unannounced: a crash before this line is repaired by the sweeper.
+        await ledger.mark_announced(runtime.pool, [e.recipient_id for e in failed])
 
     tenant_decoder = QuarantineDecoder(TypeAdapter(TenantSettingsChanged), quarantine)
 

@@ -31,6 +31,8 @@ from shared.events import (
     DeliveryFailed,
     MessageDelivered,
     MessageRendered,
+    RefreshDeclined,
+    RefreshRequested,
     TenantSettings,
 )
 from shared.isolation import in_a_few_words, is_transient
@@ -38,6 +40,7 @@ from shared.isolation import in_a_few_words, is_transient
 from . import ledger, ratelimit
 from .policy import Attempt, outcome_unknown
 from .providers import Provider
+from .refresh import Freshness, must_refresh, refresh_request
 from .retry import RetryPolicy
 from .settings import Settings
 from .tenants import Directory
@@ -45,6 +48,8 @@ from .windows import opens_at
 
 Event = MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled | DeliveryCorrected
 T = TypeVar("T")
+# Publishes refresh requests on broadcast.runs.
+Ask = Callable[[Sequence[RefreshRequested]], Awaitable[None]]
 log = logging.getLogger("dispatcher")
 
 
@@ -135,7 +140,10 @@ class Handover:
         limits: Limits,
         me: ledger.Claimant,
         clock: Clock,
+        freshness: Freshness,
+        ask: Ask,
     ) -> None:
+        """`ask` publishes refresh requests (a waiting message to render again)."""
         self._pool = pool
         self._provider = provider
         self._tenants = tenants
@@ -143,20 +151,58 @@ class Handover:
         self._limits = limits
         self._me = me
         self._clock = clock
+        self._freshness = freshness
+        self._ask = ask
         self._limited = ratelimit.ActiveKeys(pool)
 
     async def fresh(self, messages: Sequence[MessageRendered]) -> list[Event]:
         """Messages from Kafka: each is claimed here, unless it was seen before. One that
         reached a final state is announced again, wherever its run stands now."""
         unique = list({m.recipient_id: m for m in messages}.values())
-        return await self._hand_over([_Item(m, 0, None) for m in unique], replayable=True)
+        # A new rendition is no new message: it only replaces the one that waits for it.
+        await ledger.renew(self._pool, [m for m in unique if m.rendition], self._clock())
+        return await self._hand_over(
+            [_Item(m, 0, None) for m in unique if not m.rendition], replayable=True
+        )
 
     async def due(self, limit: int, tenant_id: str | None = None) -> list[Event]:
         """Waiting messages whose time has come (claimed by `take_due`), of one tenant only
-        when `tenant_id` is given."""
-        taken = await ledger.take_due(self._pool, self._clock(), self._me, limit, tenant_id)
-        items = [_Item(t.message, t.attempts, t.token) for t in taken]
-        return await self._hand_over(items, replayable=False)
+        when `tenant_id` is given. Those rendered too long ago are rendered again first."""
+        now = self._clock()
+        taken = await ledger.take_due(self._pool, now, self._me, limit, tenant_id)
+        stale = {t.token for t in taken if must_refresh(t.message, now, self._freshness)}
+        asked = await self._refresh(stale)
+        items = [_Item(t.message, t.attempts, t.token) for t in taken if t.token not in stale]
+        events = await self._hand_over(items, replayable=False)
+        # Asked last: should publishing fail, the hand-over is done (its outcomes recorded)
+        # and the refreshes are asked again once overdue.
+        asked += await ledger.overdue_refreshes(
+            self._pool, now, now + self._freshness.ask_again, limit, tenant_id
+        )
+        await self._ask([refresh_request(r.message, r.rendition) for r in asked])
+        return events
+
+    async def _refresh(self, tokens: Set[int]) -> list[ledger.Refreshing]:
+        if not tokens:
+            return []
+        try:
+            return await ledger.refresh(
+                self._pool, sorted(tokens), self._clock() + self._freshness.ask_again
+            )
+        except Exception:
+            # Else a live instance would hold these claims forever.
+            await self._until_stored(
+                "giving back claims", lambda: ledger.release(self._pool, sorted(tokens))
+            )
+            raise
+
+    async def declined(self, declined: Sequence[RefreshDeclined]) -> list[Event]:
+        """Messages targeting could not render again (contract deleted, address gone)."""
+        detail = {d.recipient_id: d.detail[:500] for d in declined}
+        return [
+            DeliveryFailed(**ref.fields(), reason="no_contact", detail=detail[ref.recipient_id])
+            for ref in await ledger.decline(self._pool, declined)
+        ]
 
     async def repair(self, older_than: timedelta) -> list[Event]:
         """Outcomes recorded but never announced, because their dispatcher died in between."""

@@ -21,7 +21,7 @@ import asyncpg
 
 from shared.clock import utc_now
 from shared.db import Connection
-from shared.events import MessageRendered, WaitReason
+from shared.events import MessageRendered, RefreshDeclined, WaitReason
 
 from .policy import Attempt, Verdict
 
@@ -235,23 +235,26 @@ async def _park(connection: Connection, waits: Sequence[Wait]) -> None:
         """INSERT INTO dispatcher.deliveries AS d
                (recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id, address,
                 state, due_at, waiting_for, attempts, provider_code, provider_message, payload,
-                claim_token)
+                claim_token, rendition)
            SELECT t.recipient_id, t.run_id, t.tenant_id, t.channel, t.broadcast_id,
                   t.contract_id, t.address, 'scheduled', t.due_at, t.waiting_for, t.attempts,
-                  t.code, t.detail, t.payload::jsonb, t.token
+                  t.code, t.detail, t.payload::jsonb, t.token, t.rendition
            FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],
                        $7::text[], $8::timestamptz[], $9::text[], $10::int[], $11::int[],
-                       $12::text[], $13::text[], $14::bigint[])
+                       $12::text[], $13::text[], $14::bigint[], $15::int[])
                 AS t(recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id,
-                     address, due_at, waiting_for, attempts, code, detail, payload, token)
+                     address, due_at, waiting_for, attempts, code, detail, payload, token,
+                     rendition)
            ON CONFLICT (recipient_id) DO UPDATE
            SET state = 'scheduled', due_at = excluded.due_at, waiting_for = excluded.waiting_for,
                attempts = excluded.attempts, provider_code = excluded.provider_code,
                provider_message = excluded.provider_message, payload = excluded.payload,
+               rendition = excluded.rendition,
                claimed_by = NULL, claim_life = NULL, claim_token = NULL
            -- A claim is given back only by its holder, while it holds it (a new row only ever
-           -- comes from a wait without a claim: its token is NULL).
-           WHERE d.state = 'scheduled'
+           -- comes from a wait without a claim: its token is NULL). A copy of an older
+           -- rendition, replayed from Kafka, never replaces the values of a newer one.
+           WHERE (d.state = 'scheduled' AND excluded.rendition >= d.rendition)
               OR (d.state = 'claimed' AND d.claim_token = excluded.claim_token)""",
         *_refs(messages),
         [w.due_at for w in waits],
@@ -261,6 +264,7 @@ async def _park(connection: Connection, waits: Sequence[Wait]) -> None:
         [w.attempt.detail[:1000] if w.attempt else None for w in waits],
         [m.model_dump_json() for m in messages],
         [w.token for w in waits],
+        [m.rendition for m in messages],
     )
 
 
@@ -308,6 +312,83 @@ async def take_due(
 
 
 @dataclass(frozen=True)
+class Refreshing:
+    """A waiting message to render again: its last rendition, and the rendition asked for."""
+
+    message: MessageRendered
+    rendition: int
+
+
+async def refresh(
+    pool: asyncpg.Pool, tokens: Sequence[int], ask_again: datetime
+) -> list[Refreshing]:
+    """Waiting messages claimed by `take_due` that must be rendered again before they leave:
+    'refreshing', asking for the next rendition, asked again from `ask_again` on. The claim is
+    given back: nobody holds a message that waits for its rendition."""
+    rows = await pool.fetch(
+        """UPDATE dispatcher.deliveries
+           SET state = 'refreshing', rendition = rendition + 1, due_at = $2,
+               claimed_by = NULL, claim_life = NULL, claim_token = NULL
+           WHERE claim_token = ANY($1::bigint[]) AND state = 'claimed'
+           RETURNING payload, rendition""",
+        list(tokens),
+        ask_again,
+    )
+    return [
+        Refreshing(MessageRendered.model_validate(_json(r["payload"])), r["rendition"])
+        for r in rows
+    ]
+
+
+async def overdue_refreshes(
+    pool: asyncpg.Pool,
+    now: datetime,
+    ask_again: datetime,
+    limit: int,
+    tenant_id: str | None = None,
+) -> list[Refreshing]:
+    """Refreshes unanswered since their `due_at` (the request or its answer lost in a crash):
+    asked again, next from `ask_again` on. SKIP LOCKED: one sweeper asks for each."""
+    rows = await pool.fetch(
+        """UPDATE dispatcher.deliveries SET due_at = $2
+           WHERE recipient_id IN (
+               SELECT recipient_id FROM dispatcher.deliveries
+               WHERE state = 'refreshing' AND due_at <= $1
+                 AND ($4::text IS NULL OR tenant_id = $4)
+               ORDER BY due_at LIMIT $3
+               FOR UPDATE SKIP LOCKED)
+           RETURNING payload, rendition""",
+        now,
+        ask_again,
+        limit,
+        tenant_id,
+    )
+    return [
+        Refreshing(MessageRendered.model_validate(_json(r["payload"])), r["rendition"])
+        for r in rows
+    ]
+
+
+async def renew(pool: asyncpg.Pool, messages: Sequence[MessageRendered], now: datetime) -> None:
+    """New renditions replace the messages waiting for them, due `now` (the sweeper then sends
+    them as any waiting message: window, pause, cancel and rate apply). A rendition nobody
+    waits for (a copy, an older one, a row cancelled or failed meanwhile) changes nothing."""
+    if not messages:
+        return
+    await pool.execute(
+        """UPDATE dispatcher.deliveries d
+           SET state = 'scheduled', due_at = $4, payload = t.payload::jsonb
+           FROM unnest($1::uuid[], $2::int[], $3::text[]) AS t(recipient_id, rendition, payload)
+           WHERE d.recipient_id = t.recipient_id AND d.state = 'refreshing'
+             AND d.rendition = t.rendition""",
+        [m.recipient_id for m in messages],
+        [m.rendition for m in messages],
+        [m.model_dump_json() for m in messages],
+        now,
+    )
+
+
+@dataclass(frozen=True)
 class Ref:
     """What identifies a message in a delivery event, read back from the ledger."""
 
@@ -332,6 +413,27 @@ class Ref:
 
 
 _REF_COLUMNS = "recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id, address"
+
+
+async def decline(pool: asyncpg.Pool, declined: Sequence[RefreshDeclined]) -> list[Ref]:
+    """Messages whose contract was deleted, or lost the address, while they waited: failed
+    with `no_contact` rather than sent with the values they had. Unannounced until published
+    (`mark_announced`): no Kafka redelivery announces what a crash in between leaves."""
+    if not declined:
+        return []
+    rows = await pool.fetch(
+        f"""UPDATE dispatcher.deliveries d
+            SET state = 'failed', reason = 'no_contact', provider_message = t.detail,
+                finished_at = now(), due_at = NULL, payload = NULL, announced = false
+            FROM unnest($1::uuid[], $2::int[], $3::text[]) AS t(recipient_id, rendition, detail)
+            WHERE d.recipient_id = t.recipient_id AND d.state = 'refreshing'
+              AND d.rendition = t.rendition
+            RETURNING {", ".join("d." + c for c in _REF_COLUMNS.split(", "))}""",  # noqa: S608
+        [d.recipient_id for d in declined],
+        [d.rendition for d in declined],
+        [d.detail[:1000] for d in declined],
+    )
+    return [Ref(**dict(r)) for r in rows]
 
 
 async def settle_abandoned(
@@ -419,13 +521,14 @@ async def cancel_claimed(pool: asyncpg.Pool, tokens: Sequence[int]) -> None:
 
 
 async def cancel_waiting(pool: asyncpg.Pool) -> list[Ref]:
-    """Waiting messages of cancelled runs are cancelled, not sent when due."""
+    """Waiting messages of cancelled runs are cancelled, not sent when due (nor when a new
+    rendition of theirs arrives)."""
     rows = await pool.fetch(
         f"""UPDATE dispatcher.deliveries d
             SET state = 'cancelled', finished_at = now(), payload = NULL, due_at = NULL,
                 announced = false
             FROM dispatcher.cancelled_runs c
-            WHERE d.run_id = c.run_id AND d.state = 'scheduled'
+            WHERE d.run_id = c.run_id AND d.state IN ('scheduled', 'refreshing')
             RETURNING {", ".join("d." + c for c in _REF_COLUMNS.split(", "))}""",  # noqa: S608
     )
     return [Ref(**dict(r)) for r in rows]

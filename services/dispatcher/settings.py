@@ -66,6 +66,12 @@ class Settings(ServiceSettings):
     # An outcome recorded but unannounced for this long was left by a dispatcher that died in
     # between (or is still publishing it, when younger): the sweeper announces it.
     repair_after_seconds: float = Field(default=30.0, gt=0)
+    # A waiting message rendered longer ago than this is rendered again, with its contract's
+    # current values, before it is sent (a send window, a pause, a late retry); a few minutes,
+    # so that pacing and quick retries do not pay for a round trip through targeting.
+    refresh_after_seconds: float = Field(default=300.0, gt=0)
+    # A refresh unanswered this long is asked for again (lost in a crash).
+    refresh_ask_again_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _twilio_needs_credentials(self) -> Self:

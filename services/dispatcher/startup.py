@@ -9,9 +9,10 @@ from shared.clock import Clock
 from shared.service import Periodic, Runtime
 
 from . import instance, ratelimit, tenants
-from .handover import Handover, Limits
+from .handover import Ask, Handover, Limits
 from .metrics import DispatcherMetrics
 from .providers import Provider
+from .refresh import Freshness
 from .retry import RetryPolicy
 from .settings import Settings
 from .sweeper import Publish, Sweeper
@@ -36,6 +37,7 @@ class Startup:
         settings: Settings,
         provider: Provider,
         publish: Publish,
+        ask: Ask,
         metrics: DispatcherMetrics,
         clock: Clock,
     ) -> None:
@@ -43,6 +45,7 @@ class Startup:
         self._settings = settings
         self._provider = provider
         self._publish = publish
+        self._ask = ask
         self._metrics = metrics
         self._clock = clock
         self._parts: _Parts | None = None
@@ -79,6 +82,11 @@ class Startup:
             Limits.from_settings(settings),
             me,
             self._clock,
+            Freshness(
+                after=timedelta(seconds=settings.refresh_after_seconds),
+                ask_again=timedelta(seconds=settings.refresh_ask_again_seconds),
+            ),
+            self._ask,
         )
         sweeper = Sweeper(
             pool,

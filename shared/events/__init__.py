@@ -8,8 +8,9 @@ Plain JSON on the wire, so any Kafka client can take part. Rules:
 - events are named in the past tense, commands as imperatives.
 
 One module per topic (requests, answers, contracts, runs, tenants, recipients, messages,
-deliveries, dead_letters) and for what they share (base, content, actions). Every public name is
-re-exported here: import from `shared.events`, not from its modules.
+deliveries, dead_letters), one for the dispatcher's refresh requests on broadcast.runs (refresh)
+and for what they share (base, content, actions). Every public name is re-exported here: import
+from `shared.events`, not from its modules.
 """
 
 from shared.events.actions import ActionState, ActionView
@@ -90,6 +91,7 @@ from shared.events.deliveries import (
 )
 from shared.events.messages import MessageRef, MessageRendered, SmsEncoding
 from shared.events.recipients import ContractSnapshot, RecipientTargeted
+from shared.events.refresh import RefreshDeclined, RefreshRequested
 from shared.events.requests import (
     COMMAND_ADAPTER,
     DEFINITION_FIELDS,
@@ -247,6 +249,8 @@ __all__ = [
     "QuietHours",
     "RecipientTargeted",
     "Record",
+    "RefreshDeclined",
+    "RefreshRequested",
     "RejectionReason",
     "RenameBroadcast",
     "RequestId",

@@ -56,3 +56,6 @@ class MessageRendered(MessageRef):
     sms_segments: int | None = None
     # A preview goes to the person who asked for it, at once: send windows do not apply.
     preview: bool = False
+    # The recipient's rendition it was rendered from (0: as targeted); the dispatcher takes a
+    # later one only in place of the message it asked to refresh.
+    rendition: int = 0

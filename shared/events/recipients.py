@@ -41,6 +41,9 @@ class RecipientTargeted(Record):
     channel: Channel
     address: str
     contract: ContractSnapshot
+    # 0 when targeted; n when rendered again with the contract's current values, at the
+    # dispatcher's n-th request (`RefreshRequested`).
+    rendition: int = 0
 
     def ref(self) -> dict[str, Any]:
         """The identity of the message this recipient becomes."""

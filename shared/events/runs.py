@@ -1,5 +1,6 @@
 """broadcast.runs: a run's life between the services (started, targeted, paused, resumed,
-cancelled) and the tracker's manual actions that targeting acts on."""
+cancelled), the tracker's manual actions that targeting acts on, and the dispatcher's requests to
+render a waiting message again (`shared.events.refresh`)."""
 
 from typing import Annotated, Literal
 from uuid import UUID
@@ -8,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.base import Channel, Language, Record
 from shared.events.content import Content, Sender
+from shared.events.refresh import RefreshDeclined, RefreshRequested
 from shared.events.tenants import TenantSettings
 
 
@@ -130,6 +132,8 @@ RunEvent = Annotated[
     | RunPaused
     | RunResumed
     | FollowUpRequested
-    | ActionClosed,
+    | ActionClosed
+    | RefreshRequested
+    | RefreshDeclined,
     Field(discriminator="type"),
 ]
