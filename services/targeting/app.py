@@ -3,14 +3,15 @@
 Reads  audience.contracts  (contract upserts and deletions from the platform)
        broadcast.requests  (broadcast, template and tenant commands)
        broadcast.runs      (follow-ups: an action's message to send again; actions closed:
-                            left out of a resend to the failures)
+                            left out of a resend to the failures; refresh requests: a waiting
+                            message to render again with its contract's current values)
        broadcast.events    (completed runs: the broadcast's lifecycle moves to completed;
                             progressed and completed: the counters the queries answer with)
        broadcast.deliveries (failed messages: whom a resend to the failures goes to)
 Writes broadcast.events    (answers to commands and queries, started, contact opted out)
        broadcast.runs      (run started with its definition, targeting completed with the total,
-                            paused, resumed, cancelled)
-       broadcast.recipients (one record per message to produce)
+                            paused, resumed, cancelled; refreshes declined: contract gone)
+       broadcast.recipients (one record per message to produce, and its later renditions)
        broadcast.deliveries (no_contact: the one failed message of a contract with no address)
        tenant.settings     (each tenant's settings, compacted: send windows and rates)
 Serves /unsubscribe        (the page every unsubscribe link leads to)
@@ -18,10 +19,11 @@ Serves /unsubscribe        (the page every unsubscribe link leads to)
 
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import asyncpg
 from faststream.asgi import AsgiFastStream
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from shared import topics
 from shared.clock import Clock, utc_now
@@ -29,7 +31,6 @@ from shared.events import (
     COMMAND_ADAPTER,
     TRACKER_COMMAND_TYPES,
     ActionClosed,
-    ActionEvent,
     AnyCommand,
     BroadcastCompleted,
     BroadcastEvent,
@@ -39,6 +40,7 @@ from shared.events import (
     DeliveryFailed,
     FollowUpRequested,
     RecipientTargeted,
+    RefreshRequested,
     RunEvent,
     TenantSettingsChanged,
 )
@@ -56,6 +58,7 @@ from .commands import CommandHandler
 from .one_message_runs import OneMessageRuns
 from .opt_outs import OptOuts
 from .publishers import Publishers
+from .refreshes import Refreshes
 from .scheduler import Scheduler
 from .settings import Settings
 from .streaming import RunStreamer
@@ -63,6 +66,11 @@ from .unsubscribe import UnsubscribePage
 
 SERVICE = "targeting"
 log = logging.getLogger(SERVICE)
+
+# What targeting acts on among broadcast.runs.
+ForTargeting = Annotated[
+    FollowUpRequested | ActionClosed | RefreshRequested, Field(discriminator="type")
+]
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:
@@ -90,6 +98,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         retry_after=settings.stream_retry_seconds,
     )
     one_message_runs = OneMessageRuns(pool, publishers)
+    refreshes = Refreshes(pool, publishers)
     commands_handler = CommandHandler(
         pool,
         publishers,
@@ -146,9 +155,11 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
             await commands_handler.handle(command)
 
     action_decoder = QuarantineDecoder(
-        TypeAdapter(ActionEvent),
+        TypeAdapter(ForTargeting),
         runtime.quarantine,
-        mine=lambda kind: kind in ("run.follow_up_requested", "run.action_closed"),
+        mine=lambda kind: (
+            kind in ("run.follow_up_requested", "run.action_closed", "message.refresh_requested")
+        ),
     )
 
     @broker.subscriber(
@@ -156,13 +167,15 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         **batch_consumer(f"{SERVICE}.runs", settings.batch_size),
         decoder=action_decoder,
         description="Manual actions: messages to send again, as one-message runs, and "
-        "messages a resend to the failures leaves out.",
+        "messages a resend to the failures leaves out. Refresh requests: waiting messages "
+        "published again with their contract's current values.",
     )
     @isolating(runtime.dead_letters.poison(action_decoder))
-    async def on_actions(changes: list[FollowUpRequested | ActionClosed]) -> None:
+    async def on_actions(changes: list[ForTargeting]) -> None:
         for change in changes:
             if isinstance(change, FollowUpRequested):
                 await one_message_runs.follow_up(change)
+        await refreshes.answer([c for c in changes if isinstance(c, RefreshRequested)])
         await store.close_failures(
             pool(),
             [

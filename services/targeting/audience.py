@@ -1,5 +1,6 @@
 """From contracts to recipients: one recipient per usable address and enabled channel, and a
-`no_contact` failure for a contract with none. Pure."""
+`no_contact` failure for a contract with none; a waiting message's recipient again, as its
+contract stands now. Pure."""
 
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from shared.events import (
     ContractSnapshot,
     DeliveryFailed,
     RecipientTargeted,
+    RefreshDeclined,
+    RefreshRequested,
 )
 from shared.ids import event_id_for, recipient_id_for
 
@@ -193,3 +196,39 @@ def expand(scope: RunScope, rows: Iterable[Row]) -> Expansion:
             for channel, address in targets
         )
     return result
+
+
+def rendered_again(
+    request: RefreshRequested, row: Row | None, *, address_given: bool
+) -> RecipientTargeted | RefreshDeclined:
+    """The recipient of a waiting message with its contract's current values, as the rendition
+    the dispatcher asked for; declined when the contract was deleted meanwhile, or the address
+    is no longer one it may be sent to (removed, opted out). `address_given`: a person gave
+    the address (a manual action's follow-up), the contract need not list it."""
+    if row is None:
+        return _declined(request, "the contract was deleted while the message waited")
+    usable = {a.lower() for a in usable_addresses(_points(row, request.channel))}
+    if not address_given and request.address.strip().lower() not in usable:
+        return _declined(
+            request, f"{request.address} stopped being a usable address of the contract"
+        )
+    return RecipientTargeted(
+        event_id=event_id_for(request.recipient_id, f"rendition-{request.rendition}"),
+        tenant_id=request.tenant_id,
+        broadcast_id=request.broadcast_id,
+        run_id=request.run_id,
+        recipient_id=request.recipient_id,
+        channel=request.channel,
+        address=request.address,
+        contract=snapshot(row),
+        rendition=request.rendition,
+    )
+
+
+def _declined(request: RefreshRequested, detail: str) -> RefreshDeclined:
+    return RefreshDeclined(
+        **request.ref(),
+        event_id=event_id_for(request.recipient_id, f"declined-{request.rendition}"),
+        rendition=request.rendition,
+        detail=detail,
+    )
