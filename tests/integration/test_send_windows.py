@@ -1,7 +1,7 @@
 """Send windows with an injected clock: the dispatcher's hand-over against the real database
 and SMTP sink, standing on a Saturday, then on Monday morning."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 from zoneinfo import ZoneInfo
@@ -11,10 +11,11 @@ import pytest
 
 from services.dispatcher import ledger
 from services.dispatcher.handover import Handover, Limits
+from services.dispatcher.refresh import Freshness
 from services.dispatcher.retry import RetryPolicy
 from services.dispatcher.smtp import SmtpRelay
 from services.dispatcher.tenants import Directory
-from shared.events import DeliveryDeferred, MessageRendered
+from shared.events import DeliveryDeferred, MessageRendered, RefreshRequested
 from tests.stack import SmtpSink
 
 pytestmark = pytest.mark.stack
@@ -45,6 +46,10 @@ async def relay(stack: None) -> AsyncIterator[SmtpRelay]:
     await smtp.close()
 
 
+async def never_asked(requests: Sequence[RefreshRequested]) -> None:
+    assert not requests, "no refresh expected"
+
+
 def message(tenant: str, address: str) -> MessageRendered:
     return MessageRendered(
         tenant_id=tenant,
@@ -73,6 +78,10 @@ async def test_a_weekend_message_waits_until_monday_then_leaves_once(
         Limits(wave_size=4, waves_in_flight=1, max_wait_seconds=2.0),
         ledger.Claimant(f"test-{uuid4()}", 1),
         clock,
+        # About windows only: sent as rendered, however long it waited (see
+        # test_ledger_refresh.py for the values at the moment of sending).
+        Freshness(after=timedelta(days=3650), ask_again=timedelta(minutes=1)),
+        never_asked,
     )
     events = await handover.fresh([message(tenant, address)])
     assert [e.type for e in events] == ["delivery.deferred"]
