@@ -158,7 +158,11 @@ class Handover:
     async def fresh(self, messages: Sequence[MessageRendered]) -> list[Event]:
         """Messages from Kafka: each is claimed here, unless it was seen before. One that
         reached a final state is announced again, wherever its run stands now."""
-        unique = list({m.recipient_id: m for m in messages}.values())
+        latest: dict[UUID, MessageRendered] = {}
+        for m in messages:  # of copies in one batch, the latest rendition counts
+            if m.rendition >= latest.get(m.recipient_id, m).rendition:
+                latest[m.recipient_id] = m
+        unique = list(latest.values())
         # A new rendition is no new message: it only replaces the one that waits for it.
         await ledger.renew(self._pool, [m for m in unique if m.rendition], self._clock())
         return await self._hand_over(
