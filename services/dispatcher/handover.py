@@ -178,6 +178,16 @@ class Handover:
         asked = await self._refresh(stale)
         items = [_Item(t.message, t.attempts, t.token) for t in taken if t.token not in stale]
         events = await self._hand_over(items, replayable=False)
+        events += [
+            DeliveryFailed(
+                **ref.fields(),
+                reason="render_failed",
+                detail="no new rendition with the contract's current values came in time",
+            )
+            for ref in await ledger.abandon_refreshes(
+                self._pool, now - self._freshness.give_up, tenant_id
+            )
+        ]
         # Asked last: should publishing fail, the hand-over is done (its outcomes recorded)
         # and the refreshes are asked again once overdue.
         asked += await ledger.overdue_refreshes(
@@ -190,8 +200,9 @@ class Handover:
         if not tokens:
             return []
         try:
+            now = self._clock()
             return await ledger.refresh(
-                self._pool, sorted(tokens), self._clock() + self._freshness.ask_again
+                self._pool, sorted(tokens), now, now + self._freshness.ask_again
             )
         except Exception:
             # Else a live instance would hold these claims forever.

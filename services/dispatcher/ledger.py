@@ -320,18 +320,19 @@ class Refreshing:
 
 
 async def refresh(
-    pool: asyncpg.Pool, tokens: Sequence[int], ask_again: datetime
+    pool: asyncpg.Pool, tokens: Sequence[int], now: datetime, ask_again: datetime
 ) -> list[Refreshing]:
     """Waiting messages claimed by `take_due` that must be rendered again before they leave:
     'refreshing', asking for the next rendition, asked again from `ask_again` on. The claim is
     given back: nobody holds a message that waits for its rendition."""
     rows = await pool.fetch(
         """UPDATE dispatcher.deliveries
-           SET state = 'refreshing', rendition = rendition + 1, due_at = $2,
-               claimed_by = NULL, claim_life = NULL, claim_token = NULL
+           SET state = 'refreshing', rendition = rendition + 1, due_at = $3,
+               refresh_asked_at = $2, claimed_by = NULL, claim_life = NULL, claim_token = NULL
            WHERE claim_token = ANY($1::bigint[]) AND state = 'claimed'
            RETURNING payload, rendition""",
         list(tokens),
+        now,
         ask_again,
     )
     return [
@@ -432,6 +433,26 @@ async def decline(pool: asyncpg.Pool, declined: Sequence[RefreshDeclined]) -> li
         [d.recipient_id for d in declined],
         [d.rendition for d in declined],
         [d.detail[:1000] for d in declined],
+    )
+    return [Ref(**dict(r)) for r in rows]
+
+
+async def abandon_refreshes(
+    pool: asyncpg.Pool, asked_before: datetime, tenant_id: str | None = None
+) -> list[Ref]:
+    """Refreshes asked for before `asked_before` and still unanswered: the message fails
+    (`render_failed`), unannounced until published, rather than wait forever or leave with the
+    values it had."""
+    rows = await pool.fetch(
+        f"""UPDATE dispatcher.deliveries d
+            SET state = 'failed', reason = 'render_failed', finished_at = now(),
+                provider_message = 'no new rendition came: not sent with the values it had',
+                due_at = NULL, payload = NULL, announced = false
+            WHERE d.state = 'refreshing' AND d.refresh_asked_at < $1
+              AND ($2::text IS NULL OR d.tenant_id = $2)
+            RETURNING {", ".join("d." + c for c in _REF_COLUMNS.split(", "))}""",  # noqa: S608
+        asked_before,
+        tenant_id,
     )
     return [Ref(**dict(r)) for r in rows]
 

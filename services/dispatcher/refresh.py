@@ -21,6 +21,10 @@ class Freshness:
     # A refresh unanswered this long is asked for again: the request, or its answer, may have
     # been lost in a crash. Asking twice is harmless (the same rendition is asked for).
     ask_again: timedelta
+    # A refresh unanswered this long fails the message (`render_failed`, with its manual
+    # action) rather than leaving it waiting forever: the new rendition cannot be rendered, or
+    # targeting is down. It is never sent with the values it had.
+    give_up: timedelta
 
 
 def must_refresh(message: MessageRendered, now: datetime, freshness: Freshness) -> bool:

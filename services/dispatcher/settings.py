@@ -72,6 +72,9 @@ class Settings(ServiceSettings):
     refresh_after_seconds: float = Field(default=300.0, gt=0)
     # A refresh unanswered this long is asked for again (lost in a crash).
     refresh_ask_again_seconds: float = Field(default=30.0, gt=0)
+    # A refresh unanswered this long fails the message (render_failed) rather than sending it
+    # with old values or holding it forever.
+    refresh_give_up_seconds: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
     def _twilio_needs_credentials(self) -> Self:

@@ -85,6 +85,7 @@ class Startup:
             Freshness(
                 after=timedelta(seconds=settings.refresh_after_seconds),
                 ask_again=timedelta(seconds=settings.refresh_ask_again_seconds),
+                give_up=timedelta(seconds=settings.refresh_give_up_seconds),
             ),
             self._ask,
         )

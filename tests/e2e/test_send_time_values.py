@@ -117,7 +117,9 @@ async def test_a_balance_changed_during_a_weekend_wait_is_the_one_received(
         Limits(wave_size=4, waves_in_flight=1, max_wait_seconds=2.0),
         ledger.Claimant(f"test-{uuid4()}", 1),
         lambda: opening,
-        Freshness(after=timedelta(minutes=5), ask_again=timedelta(minutes=1)),
+        Freshness(
+            after=timedelta(minutes=5), ask_again=timedelta(minutes=1), give_up=timedelta(hours=1)
+        ),
         ask,
     )
     # Rendered two days before: not sent as it is, rendered again first.

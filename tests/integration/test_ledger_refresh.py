@@ -30,7 +30,9 @@ from shared.events import (
 pytestmark = pytest.mark.stack
 
 TORONTO = ZoneInfo("America/Toronto")
-FRESHNESS = Freshness(after=timedelta(minutes=5), ask_again=timedelta(seconds=30))
+FRESHNESS = Freshness(
+    after=timedelta(minutes=5), ask_again=timedelta(seconds=30), give_up=timedelta(hours=1)
+)
 
 
 class Clock:
@@ -232,4 +234,21 @@ async def test_a_run_cancelled_while_refreshing_sends_nothing(
     await s.handover.fresh([rendition(old, "Subject: y\r\n\r\n", 1, s.clock.now)])
     assert await s.handover.due(limit=100, tenant_id=s.tenant) == []
     assert (await row(service_pool, old.recipient_id))["state"] == "cancelled"
+    assert s.provider.bodies == []
+
+
+async def test_a_refresh_unanswered_too_long_fails_the_message_unsent(
+    service_pool: asyncpg.Pool, setup: Setup
+) -> None:
+    s = setup
+    old = message(s, "Subject: x\r\n\r\n", s.clock.now - timedelta(days=2))
+    await parked(s, old, "send_window", 0)
+    await s.handover.due(limit=100, tenant_id=s.tenant)
+    s.clock.now += FRESHNESS.give_up + timedelta(seconds=1)
+    (failed,) = await s.handover.due(limit=100, tenant_id=s.tenant)
+    assert failed.type == "delivery.failed" and failed.reason == "render_failed"
+    assert (await row(service_pool, old.recipient_id))["state"] == "failed"
+    # A rendition that comes after all is not sent.
+    await s.handover.fresh([rendition(old, "Subject: y\r\n\r\n", 1, s.clock.now)])
+    assert await s.handover.due(limit=100, tenant_id=s.tenant) == []
     assert s.provider.bodies == []

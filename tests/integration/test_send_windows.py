@@ -80,7 +80,9 @@ async def test_a_weekend_message_waits_until_monday_then_leaves_once(
         clock,
         # About windows only: sent as rendered, however long it waited (see
         # test_ledger_refresh.py for the values at the moment of sending).
-        Freshness(after=timedelta(days=3650), ask_again=timedelta(minutes=1)),
+        Freshness(
+            after=timedelta(days=3650), ask_again=timedelta(minutes=1), give_up=timedelta(hours=1)
+        ),
         never_asked,
     )
     events = await handover.fresh([message(tenant, address)])

@@ -11,7 +11,9 @@ from shared.events import MessageRendered, RecipientTargeted, RefreshDeclined, R
 from tests.unit.test_audience import row
 
 RENDERED = datetime(2026, 12, 4, 17, 0, tzinfo=UTC)  # a Friday evening
-FRESHNESS = Freshness(after=timedelta(minutes=5), ask_again=timedelta(seconds=30))
+FRESHNESS = Freshness(
+    after=timedelta(minutes=5), ask_again=timedelta(seconds=30), give_up=timedelta(hours=1)
+)
 
 
 def message(*, preview: bool = False, rendition: int = 0) -> MessageRendered:

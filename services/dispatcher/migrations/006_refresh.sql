@@ -6,5 +6,8 @@ ALTER TABLE dispatcher.deliveries ADD CONSTRAINT deliveries_state_check
     CHECK (state IN ('claimed', 'delivered', 'failed', 'scheduled', 'unknown', 'cancelled',
                      'refreshing'));
 -- The rendition the row holds (0: as targeted), or asks for while refreshing.
-ALTER TABLE dispatcher.deliveries ADD COLUMN rendition integer NOT NULL DEFAULT 0;
+ALTER TABLE dispatcher.deliveries
+    ADD COLUMN rendition integer NOT NULL DEFAULT 0,
+    -- When the pending refresh was first asked for: unanswered for too long, the message fails.
+    ADD COLUMN refresh_asked_at timestamptz;
 CREATE INDEX deliveries_refreshing ON dispatcher.deliveries (due_at) WHERE state = 'refreshing';
