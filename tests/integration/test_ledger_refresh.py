@@ -23,7 +23,6 @@ from shared.events import (
     MessageRendered,
     RefreshDeclined,
     RefreshRequested,
-    RunCancelled,
     WaitReason,
 )
 
@@ -124,6 +123,14 @@ async def parked(s: Setup, m: MessageRendered, waiting_for: WaitReason, attempts
     await ledger.schedule(s.pool, [wait], s.clock.now)
 
 
+async def refreshing(s: Setup, waiting_for: WaitReason) -> MessageRendered:
+    """A message rendered two days ago, due now: taken, it is refreshing."""
+    old = message(s, "Subject: x\r\n\r\n", s.clock.now - timedelta(days=2))
+    await parked(s, old, waiting_for, 0)
+    assert await s.handover.due(limit=100, tenant_id=s.tenant) == []
+    return old
+
+
 async def row(pool: asyncpg.Pool, recipient_id: UUID) -> asyncpg.Record:
     found = await pool.fetchrow(
         "SELECT state, rendition, attempts, due_at, claim_token, reason "
@@ -198,9 +205,7 @@ async def test_a_contract_gone_meanwhile_fails_with_no_contact_once(
     service_pool: asyncpg.Pool, setup: Setup
 ) -> None:
     s = setup
-    old = message(s, "Subject: x\r\n\r\n", s.clock.now - timedelta(days=2))
-    await parked(s, old, "send_window", 0)
-    await s.handover.due(limit=100, tenant_id=s.tenant)
+    old = await refreshing(s, "send_window")
     (asked,) = s.asked
     declined = RefreshDeclined(
         **asked.ref(), rendition=1, detail="the contract was deleted while the message waited"
@@ -220,14 +225,9 @@ async def test_a_run_cancelled_while_refreshing_sends_nothing(
     service_pool: asyncpg.Pool, setup: Setup
 ) -> None:
     s = setup
-    old = message(s, "Subject: x\r\n\r\n", s.clock.now - timedelta(days=2))
-    await parked(s, old, "paused", 0)
-    await s.handover.due(limit=100, tenant_id=s.tenant)
+    old = await refreshing(s, "paused")
     assert (await row(service_pool, old.recipient_id))["state"] == "refreshing"
-    cancel = RunCancelled(
-        tenant_id=s.tenant, broadcast_id=old.broadcast_id, run_id=old.run_id, requested_by="u"
-    )
-    await ledger.record_cancelled_runs(service_pool, [cancel.run_id])
+    await ledger.record_cancelled_runs(service_pool, [old.run_id])
     # Cancelled here, or by the stack's own sweeper first: every sweep cancels these.
     await s.handover.expire(None)
     assert (await row(service_pool, old.recipient_id))["state"] == "cancelled"
@@ -241,9 +241,7 @@ async def test_a_refresh_unanswered_too_long_fails_the_message_unsent(
     service_pool: asyncpg.Pool, setup: Setup
 ) -> None:
     s = setup
-    old = message(s, "Subject: x\r\n\r\n", s.clock.now - timedelta(days=2))
-    await parked(s, old, "send_window", 0)
-    await s.handover.due(limit=100, tenant_id=s.tenant)
+    old = await refreshing(s, "send_window")
     s.clock.now += FRESHNESS.give_up + timedelta(seconds=1)
     (failed,) = await s.handover.due(limit=100, tenant_id=s.tenant)
     assert failed.type == "delivery.failed" and failed.reason == "render_failed"
