@@ -8,7 +8,8 @@ Reads  audience.contracts  (contract upserts and deletions from the platform)
        broadcast.deliveries (failed messages: whom a resend to the failures goes to)
 Writes broadcast.events    (answers to commands, started, contact opted out)
        broadcast.runs      (run started with its definition, targeting completed with the total,
-                            paused, resumed, cancelled)
+                            paused, resumed, cancelled; render-only previews, which the
+                            composer renders and answers)
        broadcast.recipients (one record per message to produce)
        tenant.settings     (each tenant's settings, compacted: send windows and rates)
 Serves /unsubscribe        (the page every unsubscribe link leads to)
@@ -53,6 +54,7 @@ from .commands import CommandHandler
 from .one_message_runs import OneMessageRuns
 from .opt_outs import OptOuts
 from .publishers import Publishers
+from .renders import RenderRequests
 from .scheduler import Scheduler
 from .settings import Settings
 from .streaming import RunStreamer
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         publishers,
         streamer.kick,
         one_message_runs,
+        RenderRequests(pool, publishers),
         clock,
         estimate_page_size=settings.estimate_page_size,
     )

@@ -3,6 +3,7 @@ again). Each is published whole at once: its start, its one recipient, its total
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
@@ -10,23 +11,70 @@ import asyncpg
 from shared.db import Connection
 from shared.events import (
     Channel,
+    Content,
     ContractSnapshot,
     CreateBroadcast,
     FollowUpRequested,
     PreviewBroadcast,
     RecipientTargeted,
     RunStarted,
+    TemplateVersion,
+    TenantSettings,
 )
 from shared.ids import event_id_for, preview_run_id_for, recipient_id_for
 
 from . import store
-from .audience import snapshot
+from .audience import Row, snapshot
 from .broadcasts import Rejection, check_preview_address, no_broadcast, no_template
 from .criteria import compile_criteria
 from .publishers import Publishers
 from .run_events import run_started, targeting_completed
 
 log = logging.getLogger("targeting")
+
+
+@dataclass(frozen=True)
+class Previewable:
+    """What a preview of a broadcast renders: its definition, the content and the tenant's
+    settings a run started now would have, on `channel`."""
+
+    definition: CreateBroadcast
+    content: Content
+    template: TemplateVersion | None
+    settings: TenantSettings
+    channel: Channel
+
+    def run(self, broadcast_id: UUID, request_id: str, requested_by: str) -> RunStarted:
+        """The preview's one-message run; its id derives from the request."""
+        return run_started(
+            broadcast_id,
+            preview_run_id_for(broadcast_id, request_id),
+            self.definition,
+            requested_by=requested_by,
+            content=self.content,
+            template=self.template,
+            settings=self.settings,
+            channels=[self.channel],
+            purpose="preview",
+        )
+
+
+async def previewable(
+    connection: Connection, tenant_id: str, broadcast_id: UUID, channel: Channel
+) -> Previewable:
+    """The tenant's broadcast as a preview renders it; Rejection naming the field when there
+    is no such broadcast, it does not send on `channel`, or its template is gone."""
+    definition = await store.load_broadcast(connection, tenant_id, broadcast_id)
+    if definition is None:
+        raise no_broadcast(tenant_id, broadcast_id)
+    if channel not in definition.channels:
+        raise Rejection("invalid_field", "channel", f"the broadcast does not send {channel}")
+    resolved = await store.resolve_content(connection, definition)
+    if resolved is None:
+        raise no_template(definition.template_id or "")
+    content, template = resolved
+    settings = await store.tenant_settings(connection, tenant_id)
+    return Previewable(definition, content, template, settings, channel)
 
 
 class OneMessageRuns:
@@ -38,35 +86,13 @@ class OneMessageRuns:
         """Publish a one-recipient run for the preview address; nothing else is sent."""
         check_preview_address(command.channel, command.to)
         async with self._pool().acquire() as connection:
-            definition = await store.load_broadcast(
-                connection, command.tenant_id, command.broadcast_id
+            found = await previewable(
+                connection, command.tenant_id, command.broadcast_id, command.channel
             )
-            if definition is None:
-                raise no_broadcast(command.tenant_id, command.broadcast_id)
-            if command.channel not in definition.channels:
-                raise Rejection(
-                    "invalid_field", "channel", f"the broadcast does not send {command.channel}"
-                )
-            resolved = await store.resolve_content(connection, definition)
-            if resolved is None:
-                raise no_template(definition.template_id or "")
-            settings = await store.tenant_settings(connection, command.tenant_id)
-            sample = await self._sample(connection, command, definition)
-        run_id = preview_run_id_for(command.broadcast_id, command.request_id)
-        content, template = resolved
-        run = run_started(
-            command.broadcast_id,
-            run_id,
-            definition,
-            requested_by=command.requested_by,
-            content=content,
-            template=template,
-            settings=settings,
-            channels=[command.channel],
-            purpose="preview",
-        )
+            sample = await self._sample(connection, command, found.definition)
+        run = found.run(command.broadcast_id, command.request_id, command.requested_by)
         await self._publish_run(run, sample, command.channel, command.to)
-        return run_id
+        return run.run_id
 
     async def follow_up(self, request: FollowUpRequested) -> None:
         """Publish an action's message again, rendered as its run renders, to `address`."""
@@ -123,14 +149,9 @@ class OneMessageRuns:
     ) -> ContractSnapshot:
         """The contract a preview is rendered with: the one named, else the first matching."""
         if command.contract_id is not None:
-            row = await store.live_contract(connection, command.tenant_id, command.contract_id)
-            if row is None:
-                raise Rejection(
-                    "contract_not_found",
-                    "contract_id",
-                    f"no contract '{command.contract_id}' for tenant '{command.tenant_id}'",
-                )
-            return snapshot(row)
+            return snapshot(
+                await named_contract(connection, command.tenant_id, command.contract_id)
+            )
         where = compile_criteria(definition.criteria)
         rows = await store.next_contracts(connection, command.tenant_id, where, 0, 1)
         if not rows:
@@ -140,3 +161,15 @@ class OneMessageRuns:
                 "no contract matches the broadcast's criteria to render the preview with",
             )
         return snapshot(rows[0])
+
+
+async def named_contract(connection: Connection, tenant_id: str, contract_id: str) -> Row:
+    """The tenant's live contract `contract_id`; Rejection `contract_not_found` when none."""
+    row = await store.live_contract(connection, tenant_id, contract_id)
+    if row is None:
+        raise Rejection(
+            "contract_not_found",
+            "contract_id",
+            f"no contract '{contract_id}' for tenant '{tenant_id}'",
+        )
+    return row
