@@ -4,13 +4,14 @@ Reads  audience.contracts  (contract upserts and deletions from the platform)
        broadcast.requests  (broadcast, template and tenant commands)
        broadcast.runs      (follow-ups: an action's message to send again; actions closed:
                             left out of a resend to the failures)
-       broadcast.events    (completed runs: the broadcast's lifecycle moves to completed)
+       broadcast.events    (completed runs: the broadcast's lifecycle moves to completed; their
+                            notices are sent)
        broadcast.deliveries (failed messages: whom a resend to the failures goes to)
 Writes broadcast.events    (answers to commands, started, contact opted out)
        broadcast.runs      (run started with its definition, targeting completed with the total,
                             paused, resumed, cancelled; render-only previews, which the
                             composer renders and answers)
-       broadcast.recipients (one record per message to produce)
+       broadcast.recipients (one record per message to produce; a completion's notice)
        tenant.settings     (each tenant's settings, compacted: send windows and rates)
 Serves /unsubscribe        (the page every unsubscribe link leads to)
 """
@@ -181,7 +182,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         topics.EVENTS.name,
         **batch_consumer(f"{SERVICE}.completions", settings.batch_size),
         decoder=completion_decoder,
-        description="Runs the tracker completed: their broadcast becomes completed.",
+        description="Runs the tracker completed: their broadcast becomes completed, and the "
+        "people the completion names get its notice by email when their tenant asks for it.",
     )
     @isolating(runtime.dead_letters.poison(completion_decoder))
     async def on_completions(completions: list[BroadcastCompleted]) -> None:
@@ -193,6 +195,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
                     for c in completions
                 ],
             )
+        for completed in completions:
+            await one_message_runs.notice(completed)
 
     failure_decoder = QuarantineDecoder(
         TypeAdapter(DeliveryFailed | DeliveryCorrected),

@@ -53,6 +53,7 @@ from .broadcasts import (
     check_content,
     check_criteria,
     check_definition,
+    check_notices,
     no_broadcast,
     no_template,
 )
@@ -157,6 +158,7 @@ class CommandHandler:
                 await self._renders.request(command)
                 return None
             case ConfigureTenant():
+                check_notices(command.settings.completion_notices)
                 await store.configure_tenant(
                     self._pool(), command.tenant_id, command.settings, command.request_id
                 )

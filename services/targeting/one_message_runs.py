@@ -1,5 +1,6 @@
-"""Runs of one message: a preview to one address, and a follow-up (an action's message sent
-again). Each is published whole at once: its start, its one recipient, its total."""
+"""Runs of one message: a preview to one address, a follow-up (an action's message sent
+again), and a notice (a completed run told to a person of the tenant). Each is published whole
+at once: its start, its one recipient, its total."""
 
 import logging
 from collections.abc import Callable
@@ -10,6 +11,7 @@ import asyncpg
 
 from shared.db import Connection
 from shared.events import (
+    BroadcastCompleted,
     Channel,
     Content,
     ContractSnapshot,
@@ -21,9 +23,9 @@ from shared.events import (
     TemplateVersion,
     TenantSettings,
 )
-from shared.ids import event_id_for, preview_run_id_for, recipient_id_for
+from shared.ids import event_id_for, notice_run_id_for, preview_run_id_for, recipient_id_for
 
-from . import store
+from . import notices, store
 from .audience import Row, snapshot
 from .broadcasts import Rejection, check_preview_address, no_broadcast, no_template
 from .criteria import compile_criteria
@@ -114,6 +116,36 @@ class OneMessageRuns:
             purpose="follow_up",
         )
         await self._publish_run(started, snapshot(row), request.channel, request.address)
+
+    async def notice(self, completed: BroadcastCompleted) -> None:
+        """Email the completion to each person it names whom the tenant configured for
+        completion notices, in their language; nothing when it configured none. Published
+        again for a completion announced again: the same runs, so nobody gets two emails."""
+        async with self._pool().acquire() as connection:
+            settings = await store.tenant_settings(connection, completed.tenant_id)
+            to_tell = notices.recipients(completed.notify, settings.completion_notices)
+            if not to_tell:
+                return
+            definition = await store.load_broadcast(
+                connection, completed.tenant_id, completed.broadcast_id
+            )
+        assert settings.completion_notices is not None and definition is not None
+        sender = notices.sender(settings.completion_notices)
+        for user_id, user in to_tell:
+            run = run_started(
+                completed.broadcast_id,
+                notice_run_id_for(completed.run_id, user_id),
+                definition.model_copy(update={"languages": [user.language], "sender": sender}),
+                requested_by=completed.requested_by,
+                content=notices.CONTENT,
+                template=None,
+                settings=settings,
+                channels=["email"],
+                purpose="notice",
+            )
+            shown = notices.values(completed, definition.name, user.language)
+            contract = notices.contract(user_id, user.language, shown)
+            await self._publish_run(run, contract, "email", user.email)
 
     async def _publish_run(
         self, run: RunStarted, contract: ContractSnapshot, channel: Channel, address: str

@@ -1,0 +1,139 @@
+"""The creator's notice: a completed run told by email, in each person's language. Pure.
+
+The Campaigns seed notifies a campaign's creator with the outcome and the counts. When a tenant
+configured `completion_notices`, each person a `broadcast.completed` names (`notify`) who is
+listed there gets an email, sent through the whole pipeline as a one-message run of purpose
+`notice` (one_message_runs.py): rendered by the composer like any message, counted in no
+broadcast's counters, opening no action.
+
+The notice is written in the built-in template below; its values (the broadcast's name, the
+outcome in words, the counts) travel as the custom fields of a synthetic contract, so the
+composer renders it, escaped and bounded, with nothing of its own to learn.
+"""
+
+from shared.events import (
+    BroadcastCompleted,
+    CompletionNotices,
+    Content,
+    ContractSnapshot,
+    EmailContent,
+    Language,
+    NoticeUser,
+    Outcome,
+    Sender,
+)
+
+# The Campaigns seed's words for a campaign's outcome, and the cancelled run's.
+# (The lead may unify these with shared/labels.py once both are merged.)
+OUTCOME_WORDS: dict[Language, dict[Outcome, str]] = {
+    "fr": {
+        "fully_successful": "entièrement réussie",
+        "partially_successful": "partiellement réussie",
+        "failed": "échouée",
+        "cancelled": "annulée",
+    },
+    "en": {
+        "fully_successful": "fully successful",
+        "partially_successful": "partially successful",
+        "failed": "failed",
+        "cancelled": "cancelled",
+    },
+}
+
+
+def outcome_words(outcome: Outcome, language: Language) -> str:
+    return OUTCOME_WORDS[language][outcome]
+
+
+def count(number: int, language: Language) -> str:
+    """A count as the language writes it: `3 031` (no-break space, as amounts) or `3,031`."""
+    grouped = f"{number:,}"
+    return grouped.replace(",", "\u00a0") if language == "fr" else grouped
+
+
+def _field(name: str) -> str:
+    return f"{{{{ contract.attributes.{name} }}}}"
+
+
+_FR_LIST = "".join(
+    f"<li>{label}&nbsp;: {_field(name)}</li>"
+    for label, name in (
+        ("Contrats ciblés", "contracts"),
+        ("Messages ciblés", "messages"),
+        ("Messages envoyés", "delivered"),
+        ("Messages en échec", "failed"),
+        ("Messages annulés", "cancelled"),
+    )
+)
+_EN_LIST = "".join(
+    f"<li>{label}: {_field(name)}</li>"
+    for label, name in (
+        ("Contracts targeted", "contracts"),
+        ("Messages targeted", "messages"),
+        ("Messages sent", "delivered"),
+        ("Messages failed", "failed"),
+        ("Messages cancelled", "cancelled"),
+    )
+)
+
+# The built-in notice, French and English.
+CONTENT = Content(
+    email={
+        "fr": EmailContent(
+            subject=f"Diffusion « {_field('broadcast')} »\u00a0: {_field('outcome')}",
+            html=f"<p>Bonjour,</p><p>La diffusion « {_field('broadcast')} » est terminée"
+            f"&nbsp;: {_field('outcome')}.</p><ul>{_FR_LIST}</ul>",
+        ),
+        "en": EmailContent(
+            subject=f"Broadcast “{_field('broadcast')}”: {_field('outcome')}",
+            html=f"<p>Hello,</p><p>The broadcast “{_field('broadcast')}” is finished: "
+            f"{_field('outcome')}.</p><ul>{_EN_LIST}</ul>",
+        ),
+    }
+)
+
+
+def values(completed: BroadcastCompleted, name: str, language: Language) -> dict[str, str]:
+    """What the notice of `completed` (its broadcast named `name`) says, in `language`."""
+    counters = completed.counters
+    return {
+        "broadcast": name,
+        "outcome": outcome_words(completed.outcome, language),
+        "contracts": count(counters.contracts_targeted, language),
+        "messages": count(counters.messages_targeted or 0, language),
+        "delivered": count(counters.delivered, language),
+        "failed": count(counters.failed, language),
+        "cancelled": count(counters.cancelled, language),
+    }
+
+
+def recipients(
+    notify: list[str], notices: CompletionNotices | None
+) -> list[tuple[str, NoticeUser]]:
+    """The people of `notify` the tenant configured an email for, each once, in order."""
+    if notices is None:
+        return []
+    return [(user, notices.users[user]) for user in dict.fromkeys(notify) if user in notices.users]
+
+
+def sender(notices: CompletionNotices) -> Sender:
+    return Sender(address=notices.sender, name=notices.sender_name)
+
+
+def contract(user_id: str, language: Language, shown: dict[str, str]) -> ContractSnapshot:
+    """The synthetic contract a notice is rendered with: the person, and the notice's values
+    as its custom fields."""
+    return ContractSnapshot(
+        contract_id=f"notice:{user_id}",
+        number="",
+        status="",
+        building_type="",
+        zone="",
+        season="",
+        client_name=user_id,
+        service_address="",
+        language=language,
+        balance=0,
+        amount_paid=0,
+        attributes=shown,
+    )
