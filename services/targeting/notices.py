@@ -55,25 +55,36 @@ def _field(name: str) -> str:
     return f"{{{{ contract.attributes.{name} }}}}"
 
 
-_FR_LIST = "".join(
-    f"<li>{label}&nbsp;: {_field(name)}</li>"
-    for label, name in (
-        ("Contrats ciblés", "contracts"),
-        ("Messages ciblés", "messages"),
-        ("Messages envoyés", "delivered"),
-        ("Messages en échec", "failed"),
-        ("Messages annulés", "cancelled"),
+_COUNTS = ("contracts", "messages", "delivered", "failed", "cancelled")
+
+
+def _counts(labels: tuple[str, ...], colon: str) -> str:
+    """The counts as a list, each after its label in the language."""
+    return "".join(
+        f"<li>{label}{colon} {_field(name)}</li>"
+        for label, name in zip(labels, _COUNTS, strict=True)
     )
+
+
+_FR_LIST = _counts(
+    (
+        "Contrats ciblés",
+        "Messages ciblés",
+        "Messages envoyés",
+        "Messages en échec",
+        "Messages annulés",
+    ),
+    "&nbsp;:",
 )
-_EN_LIST = "".join(
-    f"<li>{label}: {_field(name)}</li>"
-    for label, name in (
-        ("Contracts targeted", "contracts"),
-        ("Messages targeted", "messages"),
-        ("Messages sent", "delivered"),
-        ("Messages failed", "failed"),
-        ("Messages cancelled", "cancelled"),
-    )
+_EN_LIST = _counts(
+    (
+        "Contracts targeted",
+        "Messages targeted",
+        "Messages sent",
+        "Messages failed",
+        "Messages cancelled",
+    ),
+    ":",
 )
 
 # The built-in notice, French and English.
