@@ -45,6 +45,8 @@ async def test_the_readme_tutorial_runs_as_written(db: asyncpg.Pool, smtp_sink: 
     assert process.returncode == 0, stdout
     assert "contracts            3" in stdout  # the estimate, as the comment says
     assert '"email": 4' in stdout
+    # The render-only preview, in the contract's language; it sends nothing (counted below).
+    assert "Subject: Snow removal at 4 Maple Street" in stdout
 
     broadcast_id = await db.fetchval(
         "SELECT broadcast_id FROM targeting.broadcasts_v1 WHERE tenant_id = 'tutorial' "
