@@ -57,7 +57,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     keys = LinkKeys(settings.link_secret.get_secret_value().encode(), settings.unsubscribe_url)
     compiled = CompiledRuns(keys, lambda run: dkim_keys.load(settings.dkim_keys_dir, run))
 
-    run_decoder = QuarantineDecoder(TypeAdapter(RunEvent), quarantine)
+    # Render requests are read by their own consumer group, below.
+    run_decoder = QuarantineDecoder(
+        TypeAdapter(RunEvent), quarantine, mine=lambda kind: kind != "run.render_requested"
+    )
 
     async def unrenderable(recipient: RecipientTargeted, error: Exception) -> None:
         """A recipient its run cannot be rendered for, whatever the reason (a template that
@@ -100,9 +103,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     @isolating(unanswered)
     async def on_render_requests(requests: list[RenderRequested]) -> None:
         now = datetime.now(UTC)
-        await publish_keyed(
-            answers, ((str(r.broadcast_id), previews.rendered(r, keys, now)) for r in requests)
-        )
+        for request in requests:  # a person's few requests: one at a time is plenty
+            answer = previews.rendered(request, keys, now)
+            await answers.publish(answer, key=str(request.broadcast_id).encode())
 
     @broker.subscriber(
         topics.RECIPIENTS.name,
