@@ -9,6 +9,7 @@ the error in a few words. Pure apart from the clock value: nothing is stored or 
 from datetime import datetime
 
 from shared.events import (
+    RENDERED_ANSWER_LIMIT,
     RENDERED_TEXT_LIMIT,
     BroadcastRejected,
     BroadcastRendered,
@@ -41,6 +42,7 @@ def rendered(request: RenderRequested, keys: LinkKeys, now: datetime) -> Answer:
         address=request.address,
         contract=request.contract,
     )
+    where = f"content.{request.channel}.{request.language}"
     email, sms = None, None
     # Whatever a tenant's template raises is this preview's answer, as it is a message's
     # failure (render.render); the sender and DKIM are not rendered, so no key is needed.
@@ -64,9 +66,8 @@ def rendered(request: RenderRequested, keys: LinkKeys, now: datetime) -> Answer:
                 max_segments=run.settings.sms_max_segments,
             )
     except Exception as error:
-        where = f"content.{request.channel}.{request.language}"
         return rejected(request, "render_failed", in_a_few_words(error), where)
-    return BroadcastRendered(
+    answer = BroadcastRendered(
         tenant_id=request.tenant_id,
         request_id=request.request_id,
         broadcast_id=request.broadcast_id,
@@ -76,6 +77,13 @@ def rendered(request: RenderRequested, keys: LinkKeys, now: datetime) -> Answer:
         email=email,
         sms=sms,
     )
+    # Escaping can double what a template printed (or worse, for control characters): past
+    # the limit the answer says so rather than fail to publish.
+    written = len(answer.model_dump_json().encode())
+    if written > RENDERED_ANSWER_LIMIT:
+        too_large = f"the rendered message is too large to show ({written} bytes)"
+        return rejected(request, "render_failed", too_large, where)
+    return answer
 
 
 def rejected(

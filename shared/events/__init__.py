@@ -15,6 +15,7 @@ re-exported here: import from `shared.events`, not from its modules.
 from shared.events.actions import ActionState, ActionView
 from shared.events.answers import (
     BROADCAST_EVENT_ADAPTER,
+    RENDERED_ANSWER_LIMIT,
     RENDERED_TEXT_LIMIT,
     ActionResolved,
     ActionsListed,
@@ -145,6 +146,7 @@ __all__ = [
     "BROADCAST_EVENT_ADAPTER",
     "COMMAND_ADAPTER",
     "DEFINITION_FIELDS",
+    "RENDERED_ANSWER_LIMIT",
     "RENDERED_TEXT_LIMIT",
     "TRACKER_COMMAND_ADAPTER",
     "TRACKER_COMMAND_TYPES",

@@ -111,9 +111,10 @@ class RenderedSms(BaseModel):
     max_segments: int
 
 
-# What a render_preview answer carries of a text part at most, so that the answer stays far
-# below the broker's 1 MB whatever the template (an HTML part is at most 256 KB already).
+# What a render_preview answer carries of a text part at most (an HTML part is at most 256 KB
+# already), and the largest answer: far below the broker's 1 MB record, whatever the template.
 RENDERED_TEXT_LIMIT = 64 * 1024
+RENDERED_ANSWER_LIMIT = 768 * 1024
 
 
 class BroadcastRendered(Record):

@@ -106,6 +106,16 @@ def test_a_long_text_part_is_cut_and_says_so() -> None:
     assert (len(answer.email.text), answer.email.text_cut) == (RENDERED_TEXT_LIMIT, True)
 
 
+def test_an_answer_too_large_to_publish_is_refused_saying_so() -> None:
+    subject = "{% for i in range(9) %}{{ 'x' * 99999 }}{% endfor %}"
+    content = {"email": {"fr": {"subject": "s", "html": "<p>x</p>", "text": subject}}}
+    content["email"]["fr"]["subject"] = subject
+    answer = rendered(request(content), KEYS, NOW)
+    assert answer.type == "broadcast.rejected"
+    assert answer.reason == "render_failed"
+    assert answer.message.startswith("the rendered message is too large to show")
+
+
 def test_the_language_is_the_one_asked_else_the_contracts_else_the_first() -> None:
     assert language_of("en", "fr", ["fr", "en"]) == "en"
     assert language_of(None, "en", ["fr", "en"]) == "en"
