@@ -187,6 +187,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     )
     @isolating(runtime.dead_letters.poison(completion_decoder))
     async def on_completions(completions: list[BroadcastCompleted]) -> None:
+        # Notices first: whoever sees the broadcast completed knows its notices went out.
+        for completed in completions:
+            await one_message_runs.notice(completed)
         if completions:  # the topic's other events are skipped unread
             await transitions.complete(
                 pool(),
@@ -195,8 +198,6 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
                     for c in completions
                 ],
             )
-        for completed in completions:
-            await one_message_runs.notice(completed)
 
     failure_decoder = QuarantineDecoder(
         TypeAdapter(DeliveryFailed | DeliveryCorrected),

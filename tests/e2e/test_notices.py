@@ -184,11 +184,13 @@ async def test_no_notice_is_emailed_when_the_tenant_configured_none(
     broadcast_id, done = await start(events, tenant, "createur", "createur")
     assert done["notify"] == ["createur"]  # the event still names the person to tell
 
-    # Then the tenant asks for notices, and a resend of the same broadcast completes: its
-    # completion is handled after the first one (one broadcast's events are ordered), so
-    # once its notice arrived, a notice of the first run would have been sent before it.
-    await configure(events, tenant, notices(domain, {"createur": "fr"}))
+    # Targeting decides the notices of a completion before it marks the broadcast completed:
+    # from then on, the first run's notice (none) was decided with the settings it had.
     await until_completed(db, broadcast_id)
+    # Then the tenant asks for notices, and a resend of the same broadcast completes: its
+    # notice follows the first run's in every stage, so once it arrived, a notice of the
+    # first run would have arrived too.
+    await configure(events, tenant, notices(domain, {"createur": "fr"}))
     resent = await ask(
         events,
         tenant,
