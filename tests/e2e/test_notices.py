@@ -188,8 +188,8 @@ async def test_no_notice_is_emailed_when_the_tenant_configured_none(
     # from then on, the first run's notice (none) was decided with the settings it had.
     await until_completed(db, broadcast_id)
     # Then the tenant asks for notices, and a resend of the same broadcast completes: its
-    # notice follows the first run's in every stage, so once it arrived, a notice of the
-    # first run would have arrived too.
+    # notice goes through the same stages a whole run later than a notice of the first run
+    # would have, so once it arrived, that one would have arrived too.
     await configure(events, tenant, notices(domain, {"createur": "fr"}))
     resent = await ask(
         events,
