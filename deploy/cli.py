@@ -1,7 +1,8 @@
 """`broadcast`: the operator's command line, through the same events as any other service.
 
-Commands publish on `broadcast.requests` and wait for their answer on `broadcast.events`
-(shared.client); `list` and `status` read targeting's and the tracker's versioned views.
+Commands and queries publish on `broadcast.requests` and wait for their answer on
+`broadcast.events` (shared.client); only `import` reads a view (targeting's, to wait until the
+file is applied). `--lang fr|en` chooses the labels answers carry (states, outcomes).
 Every command has `--help`; `--json` prints the answer as JSON for scripts. Exit codes: 0 done,
 1 refused (the answer says why), 2 bad usage, 3 no answer in time (is the stack up?).
 """
@@ -23,10 +24,12 @@ from aiokafka.errors import KafkaError
 
 from shared.client import endpoints, progress, watch
 from shared.client.commands import Commands
-from shared.events import ActionState
+from shared.events import ActionState, Language, MessageState
 
 REPO = Path(__file__).resolve().parents[1]
 REFUSED, USAGE, NO_ANSWER = 1, 2, 3
+# Broadcasts per list_broadcasts page: its maximum, so a long list takes few requests.
+LIST_PAGE = 200
 
 
 class Usage(Exception):
@@ -39,18 +42,31 @@ class Refused(Exception):
         self.answer = answer
 
 
-async def request(command: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-    """Publish one command and return its answer; Refused when it was rejected."""
+@contextlib.asynccontextmanager
+async def session(timeout: float = 30.0) -> AsyncIterator[Commands]:
+    """One producer and one answers log for several requests (`status --watch` polls)."""
     who = os.environ.get("USER", "operator")
-    # The whole exchange, connecting included, is bounded: a stack that is down is no answer.
-    async with (
-        asyncio.timeout(timeout),
-        Commands(endpoints.local().kafka, requested_by=who, prefix="cli") as commands,
-    ):
-        answer = await commands.ask(command, timeout)
+    async with contextlib.AsyncExitStack() as stack:
+        # Connecting is bounded too: a stack that is down is no answer.
+        async with asyncio.timeout(timeout):
+            commands = await stack.enter_async_context(
+                Commands(endpoints.local().kafka, requested_by=who, prefix="cli")
+            )
+        yield commands
+
+
+async def ask(commands: Commands, command: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """The command's answer; Refused when it was rejected."""
+    answer = await commands.ask(command, timeout)
     if answer["type"] == "broadcast.rejected":
         raise Refused(answer)
     return answer
+
+
+async def request(command: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Publish one command and return its answer; Refused when it was rejected."""
+    async with asyncio.timeout(timeout), session(timeout) as commands:
+        return await ask(commands, command, timeout)
 
 
 def criteria(values: Sequence[str]) -> list[dict[str, Any]]:
@@ -66,7 +82,7 @@ def criteria(values: Sequence[str]) -> list[dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def read_models() -> AsyncIterator[asyncpg.Connection]:
-    """A connection to the services' views, for listings and status: the CLI never writes."""
+    """A connection to the services' views, to wait for an import: the CLI never writes."""
     connection = await asyncpg.connect(endpoints.local().database_url)
     try:
         yield connection
@@ -74,82 +90,81 @@ async def read_models() -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
-async def run_status(
-    connection: asyncpg.Connection, tenant: str, broadcast_id: str
-) -> dict[str, Any] | None:
-    """The broadcast's state (targeting) and its latest run's counters (tracker); None when
-    the tenant has no such broadcast. Each service answers from its own view; merged here."""
-    broadcast = await connection.fetchrow(
-        "SELECT name, state FROM targeting.broadcasts_v1 "
-        "WHERE tenant_id = $1 AND broadcast_id = $2::uuid",
-        tenant,
-        broadcast_id,
+async def run_status(commands: Commands, args: argparse.Namespace) -> dict[str, Any]:
+    """The broadcast's state and its latest run's counters, from get_broadcast (targeting
+    keeps the tracker's counters as its events announce them)."""
+    described = await ask(
+        commands,
+        {
+            "type": "get_broadcast",
+            "tenant_id": args.tenant,
+            "broadcast_id": args.broadcast_id,
+            "language": args.lang,
+            "limit": 1,
+        },
     )
-    if broadcast is None:
-        return None
-    run = await connection.fetchrow(
-        "SELECT run_id, run_number FROM targeting.runs_v1 WHERE broadcast_id = $1::uuid "
-        "ORDER BY run_number DESC LIMIT 1",
-        broadcast_id,
-    )
-    found = run and await connection.fetchrow(
-        "SELECT state, outcome, contracts_targeted, messages_targeted, delivered, failed, "
-        "cancelled FROM tracker.run_counters_v1 WHERE run_id = $1",
-        run["run_id"],
-    )
-    # A run the tracker has not heard of yet is running, with nothing counted.
-    counters = dict(found) if found else {}
+    broadcast = described["broadcast"]
+    run = broadcast["latest_run"] or {}
+    # A run the tracker has not announced yet is running, with nothing counted.
+    counters = {
+        "contracts_targeted": 0,
+        "messages_targeted": None,
+        "delivered": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "contracts_reached": 0,
+        "contracts_not_reached": 0,
+        **(run.get("counters") or {}),
+    }
     return {
-        "run_id": str(run["run_id"]) if run else None,
-        "run_number": run["run_number"] if run else None,
-        "state": counters.get("state", "running"),
+        "run_id": run.get("run_id"),
+        "run_number": run.get("run_number"),
+        "state": run.get("state", "running"),
         "broadcast_state": broadcast["state"],
-        "outcome": counters.get("outcome"),
+        "broadcast_state_label": broadcast["state_label"],
+        "outcome": run.get("outcome"),
+        "outcome_label": run.get("outcome_label"),
         "name": broadcast["name"],
-        "contracts_targeted": counters.get("contracts_targeted", 0),
-        "messages_targeted": counters.get("messages_targeted"),
-        "delivered": counters.get("delivered", 0),
-        "failed": counters.get("failed", 0),
-        "cancelled": counters.get("cancelled", 0),
+        **counters,
     }
 
 
-async def broadcasts_of(tenant: str, state: str | None) -> list[dict[str, Any]]:
-    """The seed's list: name, creation and send dates, targeted / delivered / failed."""
-    async with read_models() as connection:
-        rows = await connection.fetch(
-            """SELECT broadcast_id, name, state, created_at, started_at
-               FROM targeting.broadcasts_v1
-               WHERE tenant_id = $1
-                 AND ($2::text IS NULL
-                      OR $2 = 'pending' AND state IN ('draft', 'scheduled')
-                      OR $2 = 'sent' AND started_at IS NOT NULL)
-               ORDER BY created_at DESC, broadcast_id""",
-            tenant,
-            state,
-        )
-        latest = await connection.fetch(
-            """SELECT DISTINCT ON (broadcast_id) broadcast_id, messages_targeted, delivered, failed
-               FROM tracker.run_counters_v1
-               WHERE broadcast_id = ANY($1::uuid[]) AND purpose = 'broadcast'
-               ORDER BY broadcast_id, started_at DESC""",
-            [r["broadcast_id"] for r in rows],
-        )
-    runs = {r["broadcast_id"]: dict(r) for r in latest}
+async def broadcasts_of(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The seed's list: name, creation and send dates, targeted / delivered / failed, every
+    page of list_broadcasts."""
+    query: dict[str, Any] = {
+        "type": "list_broadcasts",
+        "tenant_id": args.tenant,
+        "state": args.state,
+        "language": args.lang,
+        "limit": LIST_PAGE,
+    }
     listed = []
-    for row in rows:
-        # A broadcast never started has no run: nothing targeted, nothing counted.
-        run = runs.get(row["broadcast_id"], {})
-        listed.append(
-            {
-                **dict(row),
-                "broadcast_id": str(row["broadcast_id"]),
-                "targeted": run.get("messages_targeted"),
-                "delivered": run.get("delivered", 0),
-                "failed": run.get("failed", 0),
-            }
-        )
-    return listed
+    async with session() as commands:
+        while True:
+            answer = await ask(commands, query)
+            for summary in answer["broadcasts"]:
+                # A broadcast never started has no run: nothing targeted, nothing counted.
+                counters = (summary["latest_run"] or {}).get("counters") or {}
+                listed.append(
+                    {
+                        key: summary[key]
+                        for key in ("broadcast_id", "name", "state", "state_label", "created_at")
+                    }
+                    | {
+                        "started_at": summary["started_at"],
+                        "targeted": counters.get("messages_targeted"),
+                        "delivered": counters.get("delivered", 0),
+                        "failed": counters.get("failed", 0),
+                        # The seed's three counters: contracts targeted, reached, not reached.
+                        "contracts_targeted": counters.get("contracts_targeted", 0),
+                        "contracts_reached": counters.get("contracts_reached", 0),
+                        "contracts_not_reached": counters.get("contracts_not_reached", 0),
+                    }
+                )
+            if answer["next_cursor"] is None:
+                return listed
+            query["cursor"] = answer["next_cursor"]
 
 
 def read_yaml(path: Path) -> Any:
@@ -174,27 +189,23 @@ def finished(found: dict[str, Any]) -> bool:
 
 
 async def status(args: argparse.Namespace) -> dict[str, Any]:
-    async with read_models() as connection:
-        return await follow(connection, args)
-
-
-async def follow(connection: asyncpg.Connection, args: argparse.Namespace) -> dict[str, Any]:
-    while True:
-        found = await run_status(connection, args.tenant, args.broadcast_id)
-        if found is None:
-            raise Refused({"reason": "broadcast_not_found", "message": "no such broadcast"})
-        if found["run_id"] is None and found["broadcast_state"] != "scheduled":
-            raise Refused({"reason": "not_started", "message": f"it is {found['broadcast_state']}"})
-        if not args.watch or finished(found):
-            if args.watch and not args.json:
-                print()
-            return found
-        if not args.json and found["run_id"] is not None:
-            done = found["delivered"] + found["failed"] + found["cancelled"]
-            where = "paused" if found["broadcast_state"] == "paused" else "in progress"
-            line = f"{progress.bar(done, found['messages_targeted'])} {where}"
-            progress.redraw(line, sys.stdout)
-        await asyncio.sleep(1)
+    async with session() as commands:
+        while True:
+            found = await run_status(commands, args)
+            if found["run_id"] is None and found["broadcast_state"] != "scheduled":
+                raise Refused(
+                    {"reason": "not_started", "message": f"it is {found['broadcast_state']}"}
+                )
+            if not args.watch or finished(found):
+                if args.watch and not args.json:
+                    print()
+                return found
+            if not args.json and found["run_id"] is not None:
+                done = found["delivered"] + found["failed"] + found["cancelled"]
+                where = "paused" if found["broadcast_state"] == "paused" else "in progress"
+                line = f"{progress.bar(done, found['messages_targeted'])} {where}"
+                progress.redraw(line, sys.stdout)
+            await asyncio.sleep(1)
 
 
 def import_contracts(args: argparse.Namespace) -> int:
@@ -229,6 +240,9 @@ def stack(*words: str) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="broadcast", description=__doc__.splitlines()[0])
     root.add_argument("--json", action="store_true", help="print answers as JSON")
+    root.add_argument(
+        "--lang", choices=get_args(Language), default="fr", help="labels' language (fr)"
+    )
     root.add_argument(
         "-q",
         "--quiet",
@@ -309,6 +323,14 @@ def parser() -> argparse.ArgumentParser:
     st = tenant_command("status", "counters of a broadcast's latest run")
     st.add_argument("broadcast_id")
     st.add_argument("--watch", action="store_true", help="follow until it is finished")
+    msg = tenant_command("messages", "the per-message log of a broadcast's run, one page")
+    msg.add_argument("broadcast_id")
+    msg.add_argument("--run", type=int, help="run number (default: the latest)")
+    msg.add_argument("--state", choices=get_args(MessageState))
+    msg.add_argument("--limit", type=int, default=100, help="messages per page (at most 1000)")
+    msg.add_argument("--cursor", help="the next_cursor of the previous page")
+    tenant_command("variables", "the variables a template may use, with their labels")
+    tenant_command("criteria", "the criteria fields and values, with their labels")
     act = tenant_command("actions", "manual actions: list, or send / ignore one")
     act.add_argument("verb", nargs="?", choices=["send", "ignore"])
     act.add_argument("action_id", nargs="?", type=int)
@@ -390,7 +412,22 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
         case "list":
-            return {"broadcasts": await broadcasts_of(args.tenant, args.state)}
+            return {"broadcasts": await broadcasts_of(args)}
+        case "messages":
+            query: dict[str, Any] = {
+                "type": "list_messages",
+                "tenant_id": tenant,
+                "broadcast_id": args.broadcast_id,
+                "run_number": args.run,
+                "state": args.state,
+                "limit": args.limit,
+                "cursor": args.cursor,
+                "language": args.lang,
+            }
+            return await request(query)
+        case "variables" | "criteria":
+            kind = "list_variables" if args.command == "variables" else "describe_criteria"
+            return await request({"type": kind, "tenant_id": tenant, "language": args.lang})
         case "actions" if args.verb:
             if args.action_id is None:
                 raise Usage("actions send|ignore needs an ACTION_ID")

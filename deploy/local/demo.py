@@ -190,6 +190,8 @@ async def main() -> int:
         c = outcome.counters
         print(f"\n\nfinished in {time.monotonic() - started_at:.1f}s: {outcome.outcome}")
         print(f"  contracts targeted  {c.contracts_targeted}")
+        print(f"    reached           {c.contracts_reached}")
+        print(f"    not reached       {c.contracts_not_reached}")
         print(f"  messages targeted   {c.messages_targeted}")
         print(f"  delivered           {c.delivered}")
         print(f"  failed              {c.failed}")

@@ -9,13 +9,13 @@ Writes broadcast.messages    (ready-to-send messages)
 """
 
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 from pydantic import TypeAdapter
 
 from shared import topics
+from shared.clock import Clock, utc_now
 from shared.events import (
     BroadcastEvent,
     DeliveryEvent,
@@ -45,7 +45,8 @@ SERVICE = "composer"
 log = logging.getLogger(SERVICE)
 
 
-def create_app(settings: Settings | None = None) -> AsgiFastStream:
+def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:
+    """`clock` dates what a message shows (today's date, links' expiry); tests inject one."""
     settings = settings or Settings()
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
@@ -102,7 +103,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     )
     @isolating(unanswered)
     async def on_render_requests(requests: list[RenderRequested]) -> None:
-        now = datetime.now(UTC)
+        now = clock()
         for request in requests:  # a person's few requests: one at a time is plenty
             answer = previews.rendered(request, keys, now)
             await answers.publish(answer, key=str(request.broadcast_id).encode())
@@ -116,7 +117,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     @isolating(unrenderable)
     async def on_recipients(recipients: list[RecipientTargeted]) -> None:
         runs = await compiled.get(runtime.pool, {r.run_id for r in recipients})
-        now = datetime.now(UTC)
+        now = clock()
         outputs = [render(runs[r.run_id], r, now) for r in recipients]
         metrics.observe(outputs)
         await publish_keyed(

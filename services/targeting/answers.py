@@ -5,12 +5,16 @@ from uuid import UUID
 from shared.events import (
     AnyCommand,
     BroadcastAccepted,
+    BroadcastDescribed,
     BroadcastEstimated,
     BroadcastRejected,
+    BroadcastsListed,
+    CriteriaDescribed,
     TemplateDeleted,
     TemplateSaved,
     TemplatesListed,
     TenantConfigured,
+    VariablesListed,
 )
 
 from .broadcasts import Rejection
@@ -23,6 +27,10 @@ Answer = (
     | TemplateSaved
     | TemplateDeleted
     | TemplatesListed
+    | BroadcastsListed
+    | BroadcastDescribed
+    | VariablesListed
+    | CriteriaDescribed
 )
 
 

@@ -4,14 +4,16 @@ Reads  audience.contracts  (contract upserts and deletions from the platform)
        broadcast.requests  (broadcast, template and tenant commands)
        broadcast.runs      (follow-ups: an action's message to send again; actions closed:
                             left out of a resend to the failures)
-       broadcast.events    (completed runs: the broadcast's lifecycle moves to completed; their
-                            notices are sent)
+       broadcast.events    (completed runs: the broadcast's lifecycle moves to completed, their
+                            notices are sent; progressed and completed: the counters the
+                            queries answer with)
        broadcast.deliveries (failed messages: whom a resend to the failures goes to)
-Writes broadcast.events    (answers to commands, started, contact opted out)
+Writes broadcast.events    (answers to commands and queries, started, contact opted out)
        broadcast.runs      (run started with its definition, targeting completed with the total,
                             paused, resumed, cancelled; render-only previews, which the
                             composer renders and answers)
        broadcast.recipients (one record per message to produce; a completion's notice)
+       broadcast.deliveries (no_contact: the one failed message of a contract with no address)
        tenant.settings     (each tenant's settings, compacted: send windows and rates)
 Serves /unsubscribe        (the page every unsubscribe link leads to)
 """
@@ -33,6 +35,7 @@ from shared.events import (
     AnyCommand,
     BroadcastCompleted,
     BroadcastEvent,
+    BroadcastProgressed,
     ContractEvent,
     DeliveryCorrected,
     DeliveryFailed,
@@ -50,7 +53,7 @@ from shared.kafka import (
 )
 from shared.service import Runtime, service_app
 
-from . import store, transitions
+from . import counters, store, transitions
 from .commands import CommandHandler
 from .one_message_runs import OneMessageRuns
 from .opt_outs import OptOuts
@@ -75,6 +78,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         events=events,
         runs=broker.publisher(topics.RUNS.name, schema=RunEvent),
         recipients=broker.publisher(topics.RECIPIENTS.name, schema=RecipientTargeted),
+        deliveries=broker.publisher(topics.DELIVERIES.name, schema=DeliveryFailed),
         tenants=broker.publisher(topics.TENANTS.name, schema=TenantSettingsChanged),
     )
 
@@ -198,6 +202,26 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
                     for c in completions
                 ],
             )
+
+    counters_decoder = QuarantineDecoder(
+        TypeAdapter(BroadcastProgressed | BroadcastCompleted),
+        runtime.quarantine,
+        mine=lambda kind: kind in ("broadcast.progressed", "broadcast.completed"),
+    )
+
+    # A group of its own, read from the topic's start: a new instance of the read model fills
+    # itself from the announcements still retained.
+    @broker.subscriber(
+        topics.EVENTS.name,
+        **batch_consumer(f"{SERVICE}.counters", settings.batch_size),
+        decoder=counters_decoder,
+        description="The tracker's counters of each run: the read model the broadcast queries "
+        "answer from.",
+    )
+    @isolating(runtime.dead_letters.poison(counters_decoder))
+    async def on_counters(announcements: list[BroadcastProgressed | BroadcastCompleted]) -> None:
+        if announcements:  # the topic's other events are skipped unread
+            await store.record_counters(pool(), counters.newest(announcements))
 
     failure_decoder = QuarantineDecoder(
         TypeAdapter(DeliveryFailed | DeliveryCorrected),

@@ -1,4 +1,5 @@
-"""From contracts to recipients: one recipient per usable address and enabled channel. Pure."""
+"""From contracts to recipients: one recipient per usable address and enabled channel, and a
+`no_contact` failure for a contract with none. Pure."""
 
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,9 +11,10 @@ from shared.events import (
     ContactPoint,
     ContractFields,
     ContractSnapshot,
+    DeliveryFailed,
     RecipientTargeted,
 )
-from shared.ids import recipient_id_for
+from shared.ids import event_id_for, recipient_id_for
 
 
 class Row(Protocol):
@@ -31,15 +33,33 @@ class RunScope:
 
 @dataclass
 class Expansion:
-    recipients: list[RecipientTargeted] = field(default_factory=list)
-    contracts: int = 0
-    unreachable_contracts: int = 0
+    """A page of contracts as messages: `recipients` go to the composer; `no_contact` are the
+    failed messages of the contracts with no usable address, one each, which go straight to
+    the tracker (nothing can be rendered or sent for them). Both count in the run's total."""
 
-    def only(self, keep: Container[tuple[str, str, str]]) -> "Expansion":
-        """The recipients whose (contract, channel, address) is in `keep`: a resend to the
-        previous run's failures. Contracts left without any do not count."""
+    recipients: list[RecipientTargeted] = field(default_factory=list)
+    no_contact: list[DeliveryFailed] = field(default_factory=list)
+    contracts: int = 0
+
+    @property
+    def unreachable_contracts(self) -> int:
+        return len(self.no_contact)
+
+    @property
+    def messages(self) -> int:
+        """The run's messages this page adds: `messages_targeted` counts both kinds."""
+        return len(self.recipients) + len(self.no_contact)
+
+    def only(self, keep: Container[tuple[str, str, str]], reached: Container[str]) -> "Expansion":
+        """A resend to the previous run's failures: the recipients whose (contract, channel,
+        address) is in `keep`, and every recipient of the contracts in `reached` (they had no
+        address then). A contract still without one is left out, not failed again; contracts
+        left without any recipient do not count."""
         kept = [
-            r for r in self.recipients if (r.contract.contract_id, r.channel, r.address) in keep
+            r
+            for r in self.recipients
+            if (r.contract.contract_id, r.channel, r.address) in keep
+            or r.contract.contract_id in reached
         ]
         return Expansion(kept, contracts=len({r.contract.contract_id for r in kept}))
 
@@ -132,13 +152,32 @@ def snapshot(row: Row) -> ContractSnapshot:
     )
 
 
+def no_contact(scope: RunScope, contract_id: str) -> DeliveryFailed:
+    """The one failed message of a contract with no usable address: on the run's first
+    channel, so that "send" on its action with a corrected address sends it there."""
+    channel = scope.channels[0]
+    recipient_id = recipient_id_for(scope.run_id, contract_id, channel, "")
+    return DeliveryFailed(
+        event_id=event_id_for(recipient_id, "no_contact"),
+        tenant_id=scope.tenant_id,
+        broadcast_id=scope.broadcast_id,
+        run_id=scope.run_id,
+        recipient_id=recipient_id,
+        contract_id=contract_id,
+        channel=channel,
+        address="",
+        reason="no_contact",
+        detail=f"no usable address for {' or '.join(scope.channels)}",
+    )
+
+
 def expand(scope: RunScope, rows: Iterable[Row]) -> Expansion:
     result = Expansion()
     for row in rows:
         result.contracts += 1
         targets = reachable(row, scope.channels)
         if not targets:
-            result.unreachable_contracts += 1
+            result.no_contact.append(no_contact(scope, row["contract_id"]))
             continue
         contract = snapshot(row)
         result.recipients.extend(

@@ -22,8 +22,12 @@ from shared.events import (
     ConfigureTenant,
     CreateBroadcast,
     DeleteTemplate,
+    DescribeCriteria,
     EstimateBroadcast,
+    GetBroadcast,
+    ListBroadcasts,
     ListTemplates,
+    ListVariables,
     PauseBroadcast,
     PreviewBroadcast,
     RenameBroadcast,
@@ -45,7 +49,7 @@ from shared.events import (
 )
 from shared.ids import broadcast_id_for, event_id_for
 
-from . import replays, store, transitions
+from . import queries, replays, store, transitions
 from .answers import Answer, accepted, rejected
 from .audience import Estimate
 from .broadcasts import (
@@ -193,6 +197,14 @@ class CommandHandler:
                     request_id=command.request_id,
                     templates=await store.list_templates(self._pool(), command.tenant_id),
                 )
+            case ListBroadcasts():
+                return await queries.list_broadcasts(self._pool(), command)
+            case GetBroadcast():
+                return await queries.get_broadcast(self._pool(), command)
+            case ListVariables():
+                return queries.list_variables(command)
+            case DescribeCriteria():
+                return queries.describe_criteria(command)
 
     async def _estimate(self, command: EstimateBroadcast) -> BroadcastEstimated:
         where = check_criteria(command.criteria)
@@ -232,11 +244,20 @@ class CommandHandler:
             command.tenant_id, command.request_id
         )
         earlier = await store.create_broadcast(self._pool(), broadcast_id, command)
-        if earlier is not None and earlier != command.request_id:
+        if earlier is None:
+            return broadcast_id
+        tenant, request = earlier
+        if tenant != command.tenant_id:
+            # Another tenant's id: the same refusal, naming nothing of theirs, whatever the
+            # request id (ids are unique per tenant only, so a match there proves nothing).
+            raise Rejection(
+                "broadcast_exists", "broadcast_id", f"broadcast {broadcast_id} already exists"
+            )
+        if request != command.request_id:
             raise Rejection(
                 "broadcast_exists",
                 "broadcast_id",
-                f"broadcast {broadcast_id} was already created by request '{earlier}'",
+                f"broadcast {broadcast_id} was already created by request '{request}'",
             )
         return broadcast_id
 

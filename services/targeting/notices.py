@@ -22,27 +22,13 @@ from shared.events import (
     Outcome,
     Sender,
 )
-
-# The Campaigns seed's words for a campaign's outcome, and the cancelled run's.
-# (The lead may unify these with shared/labels.py once both are merged.)
-OUTCOME_WORDS: dict[Language, dict[Outcome, str]] = {
-    "fr": {
-        "fully_successful": "entièrement réussie",
-        "partially_successful": "partiellement réussie",
-        "failed": "échouée",
-        "cancelled": "annulée",
-    },
-    "en": {
-        "fully_successful": "fully successful",
-        "partially_successful": "partially successful",
-        "failed": "failed",
-        "cancelled": "cancelled",
-    },
-}
+from shared.labels import labels
 
 
 def outcome_words(outcome: Outcome, language: Language) -> str:
-    return OUTCOME_WORDS[language][outcome]
+    """The Campaigns seed's words for the outcome (`shared.labels`), in `language`."""
+    french, english = labels("outcome", outcome)
+    return french if language == "fr" else english
 
 
 def count(number: int, language: Language) -> str:
@@ -55,7 +41,15 @@ def _field(name: str) -> str:
     return f"{{{{ contract.attributes.{name} }}}}"
 
 
-_COUNTS = ("contracts", "messages", "delivered", "failed", "cancelled")
+_COUNTS = (
+    "contracts",
+    "reached",
+    "not_reached",
+    "messages",
+    "delivered",
+    "failed",
+    "cancelled",
+)
 
 
 def _counts(labels: tuple[str, ...], colon: str) -> str:
@@ -69,6 +63,8 @@ def _counts(labels: tuple[str, ...], colon: str) -> str:
 _FR_LIST = _counts(
     (
         "Contrats ciblés",
+        "Contrats joints",
+        "Contrats non joints",
         "Messages ciblés",
         "Messages envoyés",
         "Messages en échec",
@@ -79,6 +75,8 @@ _FR_LIST = _counts(
 _EN_LIST = _counts(
     (
         "Contracts targeted",
+        "Contracts reached",
+        "Contracts not reached",
         "Messages targeted",
         "Messages sent",
         "Messages failed",
@@ -111,6 +109,8 @@ def values(completed: BroadcastCompleted, name: str, language: Language) -> dict
         "broadcast": name,
         "outcome": outcome_words(completed.outcome, language),
         "contracts": count(counters.contracts_targeted, language),
+        "reached": count(counters.contracts_reached, language),
+        "not_reached": count(counters.contracts_not_reached, language),
         "messages": count(counters.messages_targeted or 0, language),
         "delivered": count(counters.delivered, language),
         "failed": count(counters.failed, language),

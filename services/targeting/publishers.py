@@ -13,5 +13,7 @@ class Publishers:
     # Runs started, targeting completed, paused, resumed, cancelled.
     runs: Publisher
     recipients: Publisher
+    # The failed messages of contracts with no usable address (`no_contact`), for the tracker.
+    deliveries: Publisher
     # Each tenant's settings, for the dispatcher.
     tenants: Publisher

@@ -4,6 +4,10 @@ Each page of contracts is expanded to recipients, published and acknowledged by 
 only then checkpointed. A crash between publish and checkpoint republishes that page; its
 recipients carry the same stable ids, so the stages downstream ignore the copies. The reverse
 order (checkpoint, then publish) would lose a page, as listmonk's issue #3022 shows.
+
+A contract with no usable address becomes a `no_contact` failure published straight to the
+tracker (`broadcast.deliveries`): nothing could render or send it, and it counts in the run's
+total.
 """
 
 import asyncio
@@ -45,6 +49,7 @@ class RunStreamer:
         self._events = publish.events
         self._runs = publish.runs
         self._recipients = publish.recipients
+        self._deliveries = publish.deliveries
         self._clock = clock
         self._page_size = page_size
         self._retry_after = retry_after
@@ -105,6 +110,8 @@ class RunStreamer:
             if run.only_failed_of
             else None
         )
+        # A no_contact failure has no address: its contract is sent again once it has one.
+        reached = {contract for contract, _, address in keep or () if not address}
         cancelled = not await self._grace(connection, run)
         async for rows in store.pages(connection, run.tenant_id, where, cursor, self._page_size):
             if cancelled:
@@ -112,9 +119,12 @@ class RunStreamer:
                 break
             page = expand(scope, rows)
             if keep is not None:
-                page = page.only(keep)
+                page = page.only(keep, reached)
             await publish_keyed(
                 self._recipients, ((str(r.recipient_id), r) for r in page.recipients)
+            )
+            await publish_keyed(
+                self._deliveries, ((str(f.recipient_id), f) for f in page.no_contact)
             )
             cursor = rows[-1]["pk"]
             cancelled = await store.checkpoint(
@@ -122,11 +132,11 @@ class RunStreamer:
                 run_id,
                 cursor,
                 page.contracts,
-                len(page.recipients),
+                page.messages,
                 page.unreachable_contracts,
             )
             contracts += page.contracts
-            messages += len(page.recipients)
+            messages += page.messages
             unreachable += page.unreachable_contracts
             if cancelled:
                 # What was published so far is the run's whole audience: the tracker completes

@@ -18,6 +18,7 @@ from shared.events import CreateBroadcast
 from shared.ids import run_id_for
 
 from . import lifecycle, store
+from .audience import reachable
 from .broadcasts import Rejection, no_broadcast, no_template
 from .lifecycle import Action
 from .store import LatestRun
@@ -129,6 +130,9 @@ async def resend(
             raise Rejection("not_started", "broadcast_id", "this broadcast was never sent")
         if only_failed:
             await _check_failures_known(connection, last.run_id, include_unknown)
+            await _check_reachable_again(
+                connection, tenant_id, found.definition, last.run_id, include_unknown
+            )
         run_id = await _new_run(
             connection,
             tenant_id,
@@ -166,6 +170,28 @@ async def _check_failures_known(
             "nothing_to_resend",
             "only_failed",
             f"every failure of the last run had its action resolved{unknown}",
+        )
+
+
+async def _check_reachable_again(
+    connection: Connection,
+    tenant_id: str,
+    definition: CreateBroadcast,
+    run_id: UUID,
+    include_unknown: bool,
+) -> None:
+    """A resend to the failures sends a `no_contact` failure again only once its contract has
+    an address: when no other failure is left, one of those contracts must have one now."""
+    keys = await store.failed_recipients(connection, run_id, include_unknown)
+    without = {contract for contract, _, address in keys if not address}
+    if not without or len(without) < len(keys):
+        return
+    rows = await store.live_contracts(connection, tenant_id, without)
+    if not any(reachable(row, definition.channels) for row in rows):
+        raise Rejection(
+            "nothing_to_resend",
+            "only_failed",
+            "the customers of the last run's failures still have no address",
         )
 
 

@@ -2,7 +2,8 @@
 
 Reads  broadcast.runs        (run started; targeting completed with the exact total; paused,
                               resumed)
-       broadcast.requests    (action and history commands; the others are targeting's)
+       broadcast.requests    (action, history and message-log commands; the others are
+                              targeting's)
        broadcast.deliveries  (delivered / failed, possibly twice, possibly out of order)
 Writes broadcast.events      (progressed at a bounded rate, completed with outcome and counters,
                               previewed for a preview run, answers to its commands)
@@ -140,7 +141,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
             rejecting_quarantine(events),
             mine=lambda kind: kind in TRACKER_COMMAND_TYPES,
         ),
-        description="Manual actions (list, resolve with send or ignore) and contract history.",
+        description="Manual actions (list, resolve with send or ignore), contract history and "
+        "the per-message log of a run.",
     )
     @isolating(rejecting_poison(events))
     async def on_commands(commands: list[TrackerCommand]) -> None:

@@ -1,8 +1,11 @@
-"""The tracker's commands: listing and resolving manual actions, a contract's history.
+"""The tracker's commands: listing and resolving manual actions, a contract's history, the
+per-message log of a run.
 
 Each command gets one answer on `broadcast.events`, keyed by tenant; a replay gets the same
 answer and changes nothing.
 """
+
+from uuid import UUID
 
 import asyncpg
 
@@ -15,16 +18,21 @@ from shared.events import (
     ContractHistoryListed,
     FollowUpRequested,
     ListActions,
+    ListMessages,
+    MessageEntry,
+    MessagesListed,
     RejectionReason,
     ResolveAction,
     TrackerCommand,
 )
-from shared.ids import follow_up_run_id_for
+from shared.ids import follow_up_run_id_for, run_id_for
+from shared.labels import label
+from shared.paging import InvalidCursor, decode_cursor, page
 from shared.publishing import Publisher
 
 from . import store
 
-Answer = ActionsListed | ActionResolved | ContractHistoryListed | BroadcastRejected
+Answer = ActionsListed | ActionResolved | ContractHistoryListed | MessagesListed | BroadcastRejected
 
 
 async def answer(
@@ -51,20 +59,61 @@ async def answer(
             )
         case ResolveAction():
             return await _resolve(pool, runs, command)
+        case ListMessages():
+            return await _messages(pool, command)
+
+
+async def _messages(pool: asyncpg.Pool, command: ListMessages) -> Answer:
+    asked = run_id_for(command.broadcast_id, command.run_number) if command.run_number else None
+    run_id = await store.broadcast_run(pool, command.tenant_id, command.broadcast_id, asked)
+    if run_id is None:
+        if command.run_number:
+            return _rejected(command, "run_not_found", f"no run {command.run_number}", "run_number")
+        # A broadcast never started, or another tenant's: the same answer, nothing disclosed.
+        return _rejected(
+            command, "broadcast_not_found", "no run of this broadcast was tracked", "broadcast_id"
+        )
+    try:
+        after = UUID(decode_cursor(command.cursor, str)[0]) if command.cursor else None
+    except (InvalidCursor, ValueError):
+        return _rejected(command, "invalid_field", "not a cursor this query gave", "cursor")
+    rows = await store.messages_page(pool, run_id, command.state, after, command.limit + 1)
+    messages, next_cursor = page(rows, command.limit, lambda r: (str(r["recipient_id"]),))
+    return MessagesListed(
+        tenant_id=command.tenant_id,
+        request_id=command.request_id,
+        broadcast_id=command.broadcast_id,
+        run_id=run_id,
+        messages=[
+            MessageEntry(
+                **dict(r), state_label=label("message_state", r["state"], command.language)
+            )
+            for r in messages
+        ],
+        next_cursor=next_cursor,
+    )
 
 
 async def _resolve(pool: asyncpg.Pool, runs: Publisher, command: ResolveAction) -> Answer:
     follow_up_run = follow_up_run_id_for(command.action_id, command.request_id)
-    resolved = await store.resolve_action(
-        pool,
-        command.tenant_id,
-        command.action_id,
-        command.resolution,
-        command.requested_by,
-        command.request_id,
-        follow_up_run,
-        command.address,
-    )
+    try:
+        resolved = await store.resolve_action(
+            pool,
+            command.tenant_id,
+            command.action_id,
+            command.resolution,
+            command.requested_by,
+            command.request_id,
+            follow_up_run,
+            command.address,
+        )
+    except store.AddressNeeded:
+        return _rejected(
+            command,
+            "invalid_field",
+            "the customer had no address: a send needs the address to send it to",
+            field="address",
+        )
     if resolved is None:
         return _rejected(command, "action_not_found", f"no action {command.action_id}")
     action = resolved.action
@@ -116,12 +165,18 @@ async def _resolve(pool: asyncpg.Pool, runs: Publisher, command: ResolveAction) 
     )
 
 
-def _rejected(command: ResolveAction, reason: RejectionReason, message: str) -> BroadcastRejected:
+def _rejected(
+    command: ResolveAction | ListMessages,
+    reason: RejectionReason,
+    message: str,
+    field: str = "action_id",
+) -> BroadcastRejected:
     return BroadcastRejected(
         tenant_id=command.tenant_id,
         request_id=command.request_id,
+        broadcast_id=getattr(command, "broadcast_id", None),
         command=command.type,
         reason=reason,
-        field="action_id",
+        field=field,
         message=message,
     )

@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from shared.clock import Clock, utc_now
-from shared.events import DeliveryDeferred, FinalDelivery, PauseBroadcast
+from shared.events import DeliveryDeferred, DeliveryFailed, FinalDelivery, PauseBroadcast
 from shared.publishing import Publisher
 
 from . import store
@@ -70,9 +70,12 @@ class Pauses:
 def attempt_failed(event: DeliveryDeferred | FinalDelivery) -> bool | None:
     """How an outcome counts in the failure window: failed (for good, or waiting for a retry:
     a relay that is down answers with temporary errors), succeeded, or not at all (None: a
-    cancellation, or a wait the relay did not cause)."""
-    if event.type == "delivery.cancelled" or (
-        isinstance(event, DeliveryDeferred) and event.waiting_for != "retry"
+    cancellation, a wait the relay did not cause, or a contract with no address, which was
+    never tried)."""
+    if (
+        event.type == "delivery.cancelled"
+        or (isinstance(event, DeliveryDeferred) and event.waiting_for != "retry")
+        or (isinstance(event, DeliveryFailed) and event.reason == "no_contact")
     ):
         return None
     return event.type != "delivery.delivered"

@@ -38,11 +38,13 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
     async with pool.acquire() as connection, connection.transaction():
         await connection.executemany(
             """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, requested_by, name,
-                                         purpose, auto_pause, created_by)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                         purpose, auto_pause, resends_failures_of,
+                                         created_by)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                ON CONFLICT (run_id) DO UPDATE
                SET requested_by = excluded.requested_by, name = excluded.name,
                    purpose = excluded.purpose, auto_pause = excluded.auto_pause,
+                   resends_failures_of = excluded.resends_failures_of,
                    created_by = excluded.created_by""",
             [
                 (
@@ -55,6 +57,7 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
                     r.settings.auto_pause.model_dump()
                     if r.settings.auto_pause and r.purpose == "broadcast"
                     else None,
+                    r.resends_failures_of,
                     r.created_by,
                 )
                 for r in runs
@@ -79,11 +82,26 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
                     tracker.messages m
                WHERE a.run_id = t.run_id AND a.state = 'open' AND a.resolution IS NULL
                  AND m.recipient_id = a.recipient_id
+                 AND m.reason IS DISTINCT FROM 'no_contact'
                  AND (t.include_unknown OR m.reason IS DISTINCT FROM 'unknown_outcome')""",
             [r.resends_failures_of for r in resends],
             [r.requested_by for r in resends],
             [r.include_unknown for r in resends],
         )
+        # Their messages may have come first (another topic).
+        await connection.execute(_RESENT_NO_CONTACT, [r.run_id for r in resends])
+
+
+# The `no_contact` actions of the runs that the given runs ($1) resend to the failures, whose
+# contract has a message in that resend: it had an address by then, and was sent again.
+_RESENT_NO_CONTACT = """
+    UPDATE tracker.actions a
+    SET state = 'resent', resolved_by = r.requested_by, resolved_at = now()
+    FROM tracker.runs r, tracker.messages failed, tracker.messages sent
+    WHERE r.run_id = ANY($1::uuid[]) AND r.resends_failures_of = a.run_id
+      AND a.state = 'open' AND a.resolution IS NULL
+      AND failed.recipient_id = a.recipient_id AND failed.reason = 'no_contact'
+      AND sent.run_id = r.run_id AND sent.contract_id = failed.contract_id"""
 
 
 async def record_cancellations(pool: asyncpg.Pool, runs: Sequence[RunCancelled]) -> None:
@@ -289,6 +307,7 @@ async def record_deliveries(
             [e.reason if isinstance(e, DeliveryFailed) else None for e in unique],
             [e.detail if isinstance(e, DeliveryFailed) else None for e in unique],
         )
+        await connection.execute(_RESENT_NO_CONTACT, list({e.run_id for e in unique}))
     recorded = {r["recipient_id"] for r in new}
     return {e.run_id for e in unique}, [e for e in unique if e.recipient_id in recorded]
 
@@ -337,13 +356,20 @@ async def record_deferrals(pool: asyncpg.Pool, events: Sequence[DeliveryDeferred
 async def _breakdowns(
     pool: asyncpg.Pool, run_ids: Sequence[UUID]
 ) -> dict[UUID, dict[str, dict[str, int]]]:
-    """Per run: waiting messages by what they wait for, failed ones by reason."""
+    """Per run: waiting messages by what they wait for, failed ones by reason, and the
+    contracts reached and not reached (the one definition is the view's)."""
     rows = await pool.fetch(
         """SELECT run_id, state, coalesce(waiting_for, reason, 'unspecified') AS what,
                   count(*) AS n
            FROM tracker.messages
            WHERE run_id = ANY($1::uuid[]) AND state IN ('waiting', 'failed')
-           GROUP BY 1, 2, 3""",
+           GROUP BY 1, 2, 3
+           UNION ALL
+           SELECT v.run_id, 'contracts', k.what, k.n
+           FROM tracker.run_counters_v1 v
+           CROSS JOIN LATERAL (VALUES ('reached', v.contracts_reached),
+                                      ('not_reached', v.contracts_not_reached)) AS k(what, n)
+           WHERE v.run_id = ANY($1::uuid[])""",
         list(run_ids),
     )
     found: dict[UUID, dict[str, dict[str, int]]] = {}
@@ -366,6 +392,7 @@ class RunView:
 
 def _view(row: asyncpg.Record, details: dict[str, dict[str, int]]) -> RunView:
     waiting = details.get("waiting", {})
+    contracts = details.get("contracts", {})
     return RunView(
         run_id=row["run_id"],
         broadcast_id=row["broadcast_id"],
@@ -381,6 +408,8 @@ def _view(row: asyncpg.Record, details: dict[str, dict[str, int]]) -> RunView:
             waiting_window=waiting.get("send_window", 0),
             paused=waiting.get("paused", 0),
             failed_by_reason=details.get("failed", {}),
+            contracts_reached=contracts.get("reached", 0),
+            contracts_not_reached=contracts.get("not_reached", 0),
         ),
         outcome=row["outcome"],
         purpose=row["purpose"],
@@ -510,6 +539,10 @@ class Resolution:
     follow_up_address: str | None
 
 
+class AddressNeeded(Exception):
+    """ "send" on the action of a contract that had no address (`no_contact`) names none."""
+
+
 async def resolve_action(
     pool: asyncpg.Pool,
     tenant_id: str,
@@ -521,11 +554,13 @@ async def resolve_action(
     address: str | None,
 ) -> Resolution | None:
     """Resolve an open action; replayed by the request that resolved it, or resolved already,
-    it is returned unchanged. None when the tenant has no such action."""
+    it is returned unchanged. None when the tenant has no such action; AddressNeeded when a
+    send has nowhere to go."""
     async with pool.acquire() as connection, connection.transaction():
         found = await connection.fetchrow(
-            "SELECT state, resolved_request FROM tracker.actions "
-            "WHERE action_id = $1 AND tenant_id = $2 FOR UPDATE",
+            """SELECT a.state, a.resolved_request, m.address
+               FROM tracker.actions a JOIN tracker.messages m USING (recipient_id)
+               WHERE a.action_id = $1 AND a.tenant_id = $2 FOR UPDATE OF a""",
             action_id,
             tenant_id,
         )
@@ -534,6 +569,8 @@ async def resolve_action(
         # A replay must not send again, even when the action is open again after its
         # follow-up failed.
         if found["state"] == "open" and found["resolved_request"] != request_id:
+            if resolution == "send" and not (address or found["address"]):
+                raise AddressNeeded(action_id)
             await connection.execute(
                 """UPDATE tracker.actions a
                    SET state = $2, resolution = $3, resolved_by = $4, resolved_at = now(),
@@ -620,3 +657,38 @@ async def running_broadcasts(pool: asyncpg.Pool, large: int) -> Running:
         large,
     )
     return Running(sum(r["n"] for r in rows), {r["large"]: r["oldest"] or 0.0 for r in rows})
+
+
+async def broadcast_run(
+    pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID, run_id: UUID | None
+) -> UUID | None:
+    """`run_id` when it is a run of the tenant's broadcast; without one, the broadcast's
+    latest run. None when the tracker knows no such run."""
+    found: UUID | None = await pool.fetchval(
+        """SELECT run_id FROM tracker.runs
+           WHERE tenant_id = $1 AND broadcast_id = $2 AND purpose = 'broadcast'
+             AND ($3::uuid IS NULL OR run_id = $3)
+           ORDER BY started_at DESC, run_id LIMIT 1""",
+        tenant_id,
+        broadcast_id,
+        run_id,
+    )
+    return found
+
+
+async def messages_page(
+    pool: asyncpg.Pool, run_id: UUID, state: str | None, after: UUID | None, limit: int
+) -> list[asyncpg.Record]:
+    """Up to `limit` messages of the run in recipient id order, after `after`."""
+    return await pool.fetch(
+        """SELECT recipient_id, contract_id, channel, address, state, reason, detail,
+                  updated_at, due_at
+           FROM tracker.messages
+           WHERE run_id = $1 AND ($2::text IS NULL OR state = $2)
+             AND ($3::uuid IS NULL OR recipient_id > $3)
+           ORDER BY recipient_id LIMIT $4""",
+        run_id,
+        state,
+        after,
+        limit,
+    )

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from shared.events.actions import ActionState, ActionView
 from shared.events.base import Channel, Language, Record
 from shared.events.messages import SmsEncoding
+from shared.events.requests import CreateBroadcast, MessageState
 from shared.events.tenants import TenantSettings
 
 RejectionReason = Literal[
@@ -27,6 +28,7 @@ RejectionReason = Literal[
     "no_matching_contract",
     "not_started",
     "action_not_found",
+    "run_not_found",
     "already_resolved",
     "not_running",
     "not_paused",
@@ -46,7 +48,12 @@ class Counters(BaseModel):
     """`messages_targeted` is None until targeting has counted every recipient of the run.
 
     `delivered + failed + cancelled` are final; `pending_retry` (a retry or a provider that
-    asked to slow down) and `waiting_window` (the tenant's send window) are on their way."""
+    asked to slow down) and `waiting_window` (the tenant's send window) are on their way.
+
+    A contract is `contracts_reached` once one of its messages was delivered, and
+    `contracts_not_reached` once every message of it the tracker has heard of is final and
+    none was delivered (a contract with no address has one `no_contact` failure). Exact once
+    the run is complete: `contracts_targeted = contracts_reached + contracts_not_reached`."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -59,6 +66,8 @@ class Counters(BaseModel):
     waiting_window: int = 0
     paused: int = 0
     failed_by_reason: dict[str, int] = Field(default_factory=dict)
+    contracts_reached: int = 0
+    contracts_not_reached: int = 0
 
 
 class BroadcastAccepted(Record):
@@ -302,6 +311,129 @@ class BroadcastCompleted(Record):
     notify: list[str] = Field(default_factory=list)
 
 
+class Labelled(BaseModel):
+    """A code with its French and English labels, and the one in the language asked for."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    label: str
+    label_fr: str
+    label_en: str
+
+
+class RunSummary(BaseModel):
+    """A run as targeting knows it, with the tracker's counters as last announced.
+
+    `counters` is None until the tracker announced the run's first progress; `state` is
+    `completed` once it announced the run's completion (then `outcome` is set)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: UUID
+    run_number: int
+    state: Literal["running", "completed"]
+    outcome: Outcome | None
+    outcome_label: str | None
+    started_at: datetime
+    targeted_at: datetime | None
+    completed_at: datetime | None
+    counters: Counters | None
+
+
+class BroadcastSummary(BaseModel):
+    """A line of the list page: `latest_run` is None for a broadcast never started."""
+
+    model_config = ConfigDict(frozen=True)
+
+    broadcast_id: UUID
+    name: str
+    state: str
+    state_label: str
+    created_at: datetime
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    latest_run: RunSummary | None
+
+
+class BroadcastsListed(Record):
+    type: Literal["broadcasts.listed"] = "broadcasts.listed"
+    tenant_id: str
+    request_id: str
+    broadcasts: list[BroadcastSummary]
+    next_cursor: str | None
+
+
+class BroadcastDescribed(Record):
+    """The answer to get_broadcast: `definition` as created or last updated (renames
+    included); `runs` is the page."""
+
+    type: Literal["broadcast.described"] = "broadcast.described"
+    tenant_id: str
+    request_id: str
+    broadcast: BroadcastSummary
+    created_by: str
+    definition: CreateBroadcast
+    runs: list[RunSummary]
+    next_cursor: str | None
+
+
+class MessageEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    recipient_id: UUID
+    contract_id: str
+    channel: Channel
+    address: str
+    state: MessageState
+    state_label: str
+    reason: str | None
+    detail: str | None
+    updated_at: datetime
+    due_at: datetime | None
+
+
+class MessagesListed(Record):
+    """The answer to list_messages, in a stable order (by recipient id)."""
+
+    type: Literal["messages.listed"] = "messages.listed"
+    tenant_id: str
+    request_id: str
+    broadcast_id: UUID
+    run_id: UUID
+    messages: list[MessageEntry]
+    next_cursor: str | None
+
+
+class VariableEntry(Labelled):
+    """`code` is the name a template uses: `{{ contract.number }}`."""
+
+    kind: str
+
+
+class VariablesListed(Record):
+    type: Literal["variables.listed"] = "variables.listed"
+    tenant_id: str
+    request_id: str
+    variables: list[VariableEntry]
+    next_cursor: str | None
+
+
+class CriterionEntry(Labelled):
+    """`values` is None for a free-form field (any zone, any keyword of a client's name)."""
+
+    values: list[Labelled] | None
+
+
+class CriteriaDescribed(Record):
+    type: Literal["criteria.described"] = "criteria.described"
+    tenant_id: str
+    request_id: str
+    criteria: list[CriterionEntry]
+    next_cursor: str | None
+
+
 AnyBroadcastEvent = (
     BroadcastAccepted
     | BroadcastRejected
@@ -320,6 +452,11 @@ AnyBroadcastEvent = (
     | ActionsListed
     | ActionResolved
     | ContractHistoryListed
+    | BroadcastsListed
+    | BroadcastDescribed
+    | MessagesListed
+    | VariablesListed
+    | CriteriaDescribed
 )
 BroadcastEvent = Annotated[AnyBroadcastEvent, Field(discriminator="type")]
 BROADCAST_EVENT_ADAPTER: TypeAdapter[AnyBroadcastEvent] = TypeAdapter(BroadcastEvent)

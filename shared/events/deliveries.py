@@ -16,6 +16,9 @@ FailureReason = Literal[
     "refused",
     "temporary_failure",
     "provider_error",
+    # Targeting found no usable address for the contract on any of the run's channels: the
+    # message was never rendered nor handed over (its address is empty).
+    "no_contact",
 ]
 
 

@@ -216,7 +216,8 @@ class ListActions(Command):
 
 
 class ResolveAction(Command):
-    """Send the message again (to `address` when given: a corrected address) or ignore it.
+    """Send the message again (to `address` when given: a corrected address; required for a
+    `no_contact` failure, whose customer had none) or ignore it.
 
     Only an open action is resolved; replaying the request that resolved it is harmless (the
     same answer, the same follow-up run), any other request is refused. Each send that is
@@ -235,7 +236,67 @@ class ContractHistory(Command):
     contract_id: ContractId
 
 
-TrackerCommand = ListActions | ResolveAction | ContractHistory
+# Queries: they change nothing and answer one page each. At most `limit` items (each query has
+# its own maximum, so an answer fits in one Kafka record), and `next_cursor` when more follow;
+# the same query with `cursor` set to it continues. `language` chooses the labels
+# (`shared.labels`) the answer carries next to the codes.
+
+MessageState = Literal["waiting", "delivered", "failed", "cancelled"]
+Cursor = Annotated[str, StringConstraints(min_length=1, max_length=500), OneLine]
+
+
+class Query(Command):
+    """`limit` is bounded by each query (`le` below): a larger one is refused, naming `limit`."""
+
+    language: Language = "fr"
+    cursor: Cursor | None = None
+    limit: int
+
+
+class ListBroadcasts(Query):
+    """The tenant's broadcasts, newest first: `sent` (started at least once), `pending` (draft
+    or scheduled), or all (answered by targeting)."""
+
+    type: Literal["list_broadcasts"] = "list_broadcasts"
+    state: Literal["sent", "pending"] | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class GetBroadcast(Query):
+    """One broadcast: its definition, state and runs, newest run first; the runs are the page
+    (answered by targeting)."""
+
+    type: Literal["get_broadcast"] = "get_broadcast"
+    broadcast_id: UUID
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class ListMessages(Query):
+    """The per-recipient log of one run of a broadcast: `run_number`, else its latest run
+    (answered by the tracker, which knows a message once it was tried)."""
+
+    type: Literal["list_messages"] = "list_messages"
+    broadcast_id: UUID
+    run_number: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    state: MessageState | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class ListVariables(Query):
+    """The merge variables a template may use, in the editor's order (answered by targeting)."""
+
+    type: Literal["list_variables"] = "list_variables"
+    limit: int = Field(default=100, ge=1, le=100)
+
+
+class DescribeCriteria(Query):
+    """Every criteria field and its accepted values (answered by targeting)."""
+
+    type: Literal["describe_criteria"] = "describe_criteria"
+    limit: int = Field(default=100, ge=1, le=100)
+
+
+TrackerCommand = ListActions | ResolveAction | ContractHistory | ListMessages
 TRACKER_COMMAND_ADAPTER: TypeAdapter[TrackerCommand] = TypeAdapter(
     Annotated[TrackerCommand, Field(discriminator="type")]
 )
@@ -257,6 +318,10 @@ AnyCommand = (
     | SaveTemplate
     | DeleteTemplate
     | ListTemplates
+    | ListBroadcasts
+    | GetBroadcast
+    | ListVariables
+    | DescribeCriteria
 )
 BroadcastCommand = Annotated[AnyCommand, Field(discriminator="type")]
 COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(BroadcastCommand)

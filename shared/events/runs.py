@@ -65,7 +65,11 @@ class RenderRequested(Record):
 
 
 class TargetingCompleted(Record):
-    """Targeting published every recipient of the run: `messages` is the exact denominator."""
+    """Targeting published every message of the run: `messages` is the exact denominator.
+
+    It counts the recipients sent to the composer and, for each of the `unreachable_contracts`
+    (no usable address on any of the run's channels), the one `no_contact` failure targeting
+    published to the tracker instead."""
 
     type: Literal["run.targeting_completed"] = "run.targeting_completed"
     tenant_id: str

@@ -1,5 +1,7 @@
 """A small audience that exercises every targeting rule, as plain JSON the platform would send."""
 
+import asyncio
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 from uuid import uuid4
@@ -7,7 +9,7 @@ from uuid import uuid4
 import asyncpg
 
 from shared.client import commands, watch
-from tests.stack import DATABASE_URL, EventLog, publish_json
+from tests.stack import DATABASE_URL, EventLog, SmtpSink, publish_json
 
 # Tests must not depend on the day they run: by default no email leaves on a weekend.
 OPEN_ALL_WEEK: dict[str, Any] = {
@@ -43,6 +45,15 @@ def contract(
             "balance": "125.50",
         },
     }
+
+
+async def bouncing(smtp_sink: SmtpSink, domain: str) -> str:
+    """An address of `domain` the SMTP sink refuses for good (550 at RCPT), every time."""
+    address = f"ancien@{domain}"
+    await smtp_sink.set_rules(
+        [{"address": address, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown"}]
+    )
+    return address
 
 
 def new_tenant() -> tuple[str, str]:
@@ -208,3 +219,32 @@ async def until_completed(db: asyncpg.Pool, broadcast_id: str) -> None:
     """Targeting learns of a completion from the tracker's event, a moment after it: until
     then a resend is refused with `not_finished`."""
     await watch.until_state(db, broadcast_id, {"completed"})
+
+
+async def until_action(events: EventLog, tenant: str, action_id: int, state: str) -> None:
+    """Until the tenant's action `action_id` is in `state` (a follow-up settled)."""
+    async with asyncio.timeout(60):
+        while {a["action_id"]: a["state"] for a in await actions_of(events, tenant)}[
+            action_id
+        ] != state:
+            await asyncio.sleep(0.2)
+
+
+async def resend_failed(
+    db: asyncpg.Pool, events: EventLog, tenant: str, broadcast_id: str, **fields: Any
+) -> dict[str, Any]:
+    """The answer to a resend to the failures once targeting knows of the last run's
+    completion and of each of its failures (two topics: it says `not_finished` until then)."""
+    await until_completed(db, broadcast_id)
+    command = {"type": "resend_broadcast", "broadcast_id": broadcast_id, "only_failed": True}
+    async with asyncio.timeout(60):
+        while (answer := await ask(events, tenant, command | fields)).get(
+            "reason"
+        ) == "not_finished":
+            await asyncio.sleep(0.5)
+    return answer
+
+
+async def received(smtp_sink: SmtpSink, domain: str) -> Counter[str]:
+    """How many messages each address of `domain` got at the SMTP sink."""
+    return Counter(r for m in await smtp_sink.messages(domain) for r in m.rcpt_tos)

@@ -4,7 +4,6 @@ one new message, counted at the SMTP sink; a resend to the failures leaves out u
 sends again."""
 
 import asyncio
-from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -19,7 +18,9 @@ from tests.e2e.audience import (
     french_only,
     load,
     new_tenant,
-    until_completed,
+    received,
+    resend_failed,
+    until_action,
 )
 from tests.stack import EventLog, SmtpSink
 
@@ -71,14 +72,6 @@ async def actions_by_address(
     return {a["address"]: a for a in await actions_of(events, tenant, broadcast_id)}
 
 
-async def until_action(events: EventLog, tenant: str, action_id: int, state: str) -> None:
-    async with asyncio.timeout(60):
-        while {a["action_id"]: a["state"] for a in await actions_of(events, tenant)}[
-            action_id
-        ] != state:
-            await asyncio.sleep(0.2)
-
-
 def resolve(action: dict[str, Any], resolution: str, **fields: Any) -> dict[str, Any]:
     return {
         "type": "resolve_action",
@@ -86,25 +79,6 @@ def resolve(action: dict[str, Any], resolution: str, **fields: Any) -> dict[str,
         "resolution": resolution,
         **fields,
     }
-
-
-async def resend_failed(
-    db: asyncpg.Pool, events: EventLog, tenant: str, broadcast_id: str, **fields: Any
-) -> dict[str, Any]:
-    """The answer to a resend to the failures once targeting knows of the last run's
-    completion and of each of its failures (two topics: it says `not_finished` until then)."""
-    await until_completed(db, broadcast_id)
-    command = {"type": "resend_broadcast", "broadcast_id": broadcast_id, "only_failed": True}
-    async with asyncio.timeout(60):
-        while (answer := await ask(events, tenant, command | fields)).get(
-            "reason"
-        ) == "not_finished":
-            await asyncio.sleep(0.5)
-    return answer
-
-
-async def received(smtp_sink: SmtpSink, domain: str) -> Counter[str]:
-    return Counter(r for m in await smtp_sink.messages(domain) for r in m.rcpt_tos)
 
 
 async def reopened_action(

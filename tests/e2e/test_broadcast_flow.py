@@ -74,14 +74,16 @@ async def test_seed_example_reaches_each_reachable_email_once(
     assert types.count("broadcast.started") == 1
     assert completed["counters"] == {
         "contracts_targeted": 6,  # C-1, C-2, C-5, C-6, C-7, C-8
-        "messages_targeted": 6,  # a, b1, b2, f, g, gone
+        "messages_targeted": 7,  # a, b1, b2, f, g, gone, and C-5's no_contact failure
         "delivered": 5,
-        "failed": 1,
+        "failed": 2,
         "cancelled": 0,
         "pending_retry": 0,
         "waiting_window": 0,
         "paused": 0,
-        "failed_by_reason": {"refused": 1},
+        "failed_by_reason": {"refused": 1, "no_contact": 1},
+        "contracts_reached": 4,  # C-1, C-2 (twice), C-6, C-7
+        "contracts_not_reached": 2,  # C-5 (no address), C-8 (refused)
     }
     assert completed["outcome"] == "partially_successful"
     assert completed["requested_by"] == "user-42"
@@ -103,7 +105,10 @@ async def test_seed_example_reaches_each_reachable_email_once(
         actions = await actions_of(log, tenant)
     finally:
         await log.close()
-    assert [(a["address"], a["reason"]) for a in actions] == [(rejected_address, "refused")]
+    assert sorted((a["contract_id"], a["address"], a["reason"]) for a in actions) == [
+        ("C-5", "", "no_contact"),
+        ("C-8", rejected_address, "refused"),
+    ]
 
 
 async def test_a_second_start_is_refused_and_sends_nothing_more(

@@ -15,7 +15,15 @@ import asyncpg
 import pytest
 import yaml
 
-from tests.e2e.audience import OPEN_ALL_WEEK, new_tenant
+from tests.e2e.audience import (
+    OPEN_ALL_WEEK,
+    bouncing,
+    contract,
+    create_and_start,
+    french_only,
+    load,
+    new_tenant,
+)
 from tests.stack import EventLog, SmtpSink
 
 pytestmark = pytest.mark.stack
@@ -44,16 +52,13 @@ async def test_from_a_client_file_to_a_finished_broadcast(
     db: asyncpg.Pool, smtp_sink: SmtpSink, tmp_path: Path
 ) -> None:
     tenant, domain = new_tenant()
-    bouncing = f"ancien@{domain}"
-    await smtp_sink.set_rules(
-        [{"address": bouncing, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown"}]
-    )
+    refused_address = await bouncing(smtp_sink, domain)
     clients = tmp_path / "clients.csv"
     clients.write_text(
         "contract_id,client_name,status,building_type,language,emails\n"
         f"C-1,Émilie Côté,active,residential,fr,emilie@{domain}\n"
         f"C-2,John Smith,active,residential,en,john@{domain}\n"
-        f"C-3,Ancien Client,active,residential,fr,{bouncing}\n"
+        f"C-3,Ancien Client,active,residential,fr,{refused_address}\n"
         f"C-4,Commerce Inc,active,commercial,fr,commerce@{domain}\n",
         encoding="utf-8",
     )
@@ -117,6 +122,12 @@ async def test_from_a_client_file_to_a_finished_broadcast(
     assert code == 0
     assert (status["state"], status["outcome"]) == ("completed", "partially_successful")
     assert (status["delivered"], status["failed"]) == (2, 1)
+    # The seed's counters: the contract whose only address bounced is not reached.
+    assert (
+        status["contracts_targeted"],
+        status["contracts_reached"],
+        status["contracts_not_reached"],
+    ) == (3, 2, 1)
     received = sorted(m.rcpt_tos[0] for m in await smtp_sink.messages(domain))
     assert received == sorted([f"emilie@{domain}", f"john@{domain}", f"moi@{domain}"])
 
@@ -128,12 +139,16 @@ async def test_from_a_client_file_to_a_finished_broadcast(
         (b["broadcast_id"], b["name"], b["targeted"], b["delivered"], b["failed"])
         for b in sent["broadcasts"]
     ] == [(broadcast_id, "Avis — novembre", 3, 2, 1)]
+    assert [
+        (b["contracts_targeted"], b["contracts_reached"], b["contracts_not_reached"])
+        for b in sent["broadcasts"]
+    ] == [(3, 2, 1)]
     code, pending = broadcast("list", "--tenant", tenant, "--state", "pending")
     assert [b["broadcast_id"] for b in pending["broadcasts"]] == [second["broadcast_id"]]
 
     code, listed = broadcast("actions", "--tenant", tenant, "--broadcast", broadcast_id)
     (action,) = listed["actions"]
-    assert (code, action["address"], action["reason"]) == (0, bouncing, "refused")
+    assert (code, action["address"], action["reason"]) == (0, refused_address, "refused")
     code, ignored = broadcast("actions", "ignore", str(action["action_id"]), "--tenant", tenant)
     assert (code, ignored["state"]) == (0, "ignored")
     code, refused = broadcast("actions", "send", str(action["action_id"]), "--tenant", tenant)
@@ -237,7 +252,16 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
 
 def test_every_command_has_help() -> None:
     commands = ["estimate", "create", "update", "preview", "start", "schedule", "pause", "resume"]
-    commands += ["cancel", "resend", "rename", "list", "status"]
+    commands += [
+        "cancel",
+        "resend",
+        "rename",
+        "list",
+        "status",
+        "messages",
+        "variables",
+        "criteria",
+    ]
     for command in (*commands, "actions", "configure", "import"):
         done = subprocess.run(
             [sys.executable, "-m", "deploy.cli", command, "--help"],
@@ -258,3 +282,71 @@ def test_every_command_has_help() -> None:
         )
         assert bad.returncode == 2, (words, bad.stderr)
         assert bad.stderr.strip() and "Traceback" not in bad.stderr
+
+
+async def test_the_message_log_variables_and_criteria_in_both_languages(
+    db: asyncpg.Pool, smtp_sink: SmtpSink, events: EventLog
+) -> None:
+    tenant, domain = new_tenant()
+    refused_address = await bouncing(smtp_sink, domain)
+    addresses = [f"a@{domain}", f"b@{domain}", refused_address]
+    await load(
+        db,
+        [
+            contract(tenant, f"C-{i}", status="active", building="residential", emails=[a])
+            for i, a in enumerate(addresses)
+        ],
+    )
+    broadcast_id = await create_and_start(events, french_only(tenant))
+    code, status = broadcast("--lang", "en", "status", broadcast_id, "--tenant", tenant, "--watch")
+    assert (code, status["delivered"], status["failed"]) == (0, 2, 1)
+    assert (status["broadcast_state_label"], status["outcome_label"]) == (
+        "finished",
+        "partially successful",
+    )
+    code, listed = broadcast("list", "--tenant", tenant)
+    (line,) = listed["broadcasts"]
+    assert (line["state_label"], line["targeted"], line["delivered"], line["failed"]) == (
+        "terminé",
+        3,
+        2,
+        1,
+    )
+
+    code, failed = broadcast("messages", broadcast_id, "--tenant", tenant, "--state", "failed")
+    (message,) = failed["messages"]
+    assert (code, message["address"], message["reason"], message["state_label"]) == (
+        0,
+        refused_address,
+        "refused",
+        "échoué",
+    )
+    code, first = broadcast("messages", broadcast_id, "--tenant", tenant, "--limit", "2")
+    assert (code, len(first["messages"])) == (0, 2)
+    code, rest = broadcast(
+        "messages",
+        broadcast_id,
+        "--tenant",
+        tenant,
+        "--limit",
+        "2",
+        "--cursor",
+        first["next_cursor"],
+    )
+    assert (code, rest["next_cursor"]) == (0, None)
+    assert sorted(m["address"] for m in first["messages"] + rest["messages"]) == sorted(addresses)
+    code, refused = broadcast("messages", broadcast_id, "--tenant", tenant, "--run", "2")
+    assert (code, refused["reason"], refused["field"]) == (1, "run_not_found", "run_number")
+    code, refused = broadcast("messages", broadcast_id, "--tenant", tenant, "--limit", "1001")
+    assert (code, refused["reason"], refused["field"]) == (1, "invalid_field", "limit")
+    code, refused = broadcast("messages", broadcast_id, "--tenant", new_tenant()[0])
+    assert (code, refused["reason"]) == (1, "broadcast_not_found")
+
+    code, variables = broadcast("variables", "--tenant", tenant)
+    assert (code, variables["variables"][1]["label"]) == (0, "Contrat (No)")
+    code, variables = broadcast("--lang", "en", "variables", "--tenant", tenant)
+    assert variables["variables"][1]["label"] == "Contract number"
+    code, criteria = broadcast("criteria", "--tenant", tenant)
+    status_field = next(c for c in criteria["criteria"] if c["code"] == "status")
+    assert (code, status_field["label"]) == (0, "Statut")
+    assert "À renouveler" in [v["label"] for v in status_field["values"]]

@@ -129,6 +129,8 @@ async def test_a_french_creator_gets_the_french_notice_with_the_outcome_and_coun
     assert "est terminée&nbsp;: partiellement réussie." in html
     for line in (
         "Contrats ciblés&nbsp;: 3",
+        "Contrats joints&nbsp;: 2",
+        "Contrats non joints&nbsp;: 1",
         "Messages ciblés&nbsp;: 3",
         "Messages envoyés&nbsp;: 2",
         "Messages en échec&nbsp;: 1",

@@ -387,6 +387,8 @@ async def test_the_broadcast_dashboard_shows_one_broadcast_from_the_tracker(
     (counters,) = await db.fetch(queries["Counters"])
     assert dict(counters) == {
         "contracts": 21,
+        "reached": 20,
+        "not_reached": 1,  # the one whose only address is refused
         "messages": 21,
         "delivered": 20,
         "failed": 1,

@@ -123,6 +123,14 @@ async def test_estimate_reports_contracts_messages_and_the_unreachable(
     assert answer["opted_out_addresses"] == {"email": 1, "sms": 0}
     assert await smtp_sink.messages(to_domain=domain) == []  # an estimate sends nothing
 
+    # The run counts what the estimate said: one message per usable address, and one
+    # no_contact failure per contract without any (C-2; C-3 opted out of its only address).
     _, completed = await run_broadcast(create_command(tenant))
-    assert completed["counters"]["messages_targeted"] == answer["messages"]["email"]
-    assert completed["counters"]["contracts_targeted"] == answer["contracts"]
+    counters = completed["counters"]
+    assert counters["contracts_targeted"] == answer["contracts"]
+    assert counters["messages_targeted"] == (
+        answer["messages"]["email"] + answer["unreachable_contracts"]
+    )
+    assert counters["failed_by_reason"] == {"no_contact": answer["unreachable_contracts"]}
+    assert counters["contracts_not_reached"] == answer["unreachable_contracts"]
+    assert completed["outcome"] == "partially_successful"

@@ -96,6 +96,8 @@ async def test_a_service_interrupted_mid_broadcast_ends_with_exact_counters(
         "waiting_window": 0,
         "paused": 0,
         "failed_by_reason": {},
+        "contracts_reached": AUDIENCE,
+        "contracts_not_reached": 0,
     }
     assert completed["outcome"] == "fully_successful"
     await assert_each_recipient_got_exactly_one(smtp_sink, domain)

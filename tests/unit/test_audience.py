@@ -91,3 +91,46 @@ def test_estimate_counts_what_expand_would_send() -> None:
     assert estimate.opted_out_addresses == {"email": 1}
     scope = RunScope("t", uuid4(), uuid4(), ["email"])
     assert len(expand(scope, rows).recipients) == estimate.messages["email"]
+
+
+def test_a_contract_without_a_usable_address_is_one_no_contact_failure() -> None:
+    run_id = uuid4()
+    scope = RunScope("t", uuid4(), run_id, ["email", "sms"])
+    rows = [
+        row("C1", [{"address": "a@x.example"}]),
+        row("C2", [{"address": "b@x.example", "opted_out": True}]),
+        row("C3", []),
+    ]
+    result = expand(scope, rows)
+    assert [r.contract.contract_id for r in result.recipients] == ["C1"]
+    assert [
+        (f.contract_id, f.channel, f.address, f.reason, f.run_id) for f in result.no_contact
+    ] == [
+        ("C2", "email", "", "no_contact", run_id),
+        ("C3", "email", "", "no_contact", run_id),
+    ]
+    # Each counts as one message of the run, with an id stable across a page published twice.
+    assert (result.contracts, result.unreachable_contracts, result.messages) == (3, 2, 3)
+    again = expand(scope, rows).no_contact
+    assert [f.recipient_id for f in again] == [f.recipient_id for f in result.no_contact]
+    assert [f.event_id for f in again] == [f.event_id for f in result.no_contact]
+    assert result.no_contact[0].recipient_id == recipient_id_for(run_id, "C2", "email", "")
+
+
+def test_a_resend_to_the_failures_sends_to_a_no_contact_contract_once_it_has_an_address() -> None:
+    scope = RunScope("t", uuid4(), uuid4(), ["email"])
+    rows = [
+        row("C1", [{"address": "a@x.example"}, {"address": "b@x.example"}]),
+        row("C2", [{"address": "new@x.example"}, {"address": "other@x.example"}]),
+        row("C3", []),
+        row("C4", [{"address": "d@x.example"}]),
+    ]
+    keep = {("C1", "email", "b@x.example"), ("C2", "email", ""), ("C3", "email", "")}
+    resent = expand(scope, rows).only(keep, {"C2", "C3"})
+    assert [(r.contract.contract_id, r.address) for r in resent.recipients] == [
+        ("C1", "b@x.example"),
+        ("C2", "new@x.example"),
+        ("C2", "other@x.example"),
+    ]
+    # C3 still has no address: left out, not failed again.
+    assert (resent.contracts, resent.no_contact, resent.messages) == (2, [], 3)

@@ -61,7 +61,12 @@ def completed(
         requested_by="starter",
         outcome=outcome,
         counters=Counters(
-            contracts_targeted=3031, messages_targeted=3622, delivered=3600, failed=22
+            contracts_targeted=3031,
+            contracts_reached=3010,
+            contracts_not_reached=21,
+            messages_targeted=3622,
+            delivered=3600,
+            failed=22,
         ),
         created_by="creator",
         notify=notify or ["creator", "starter"],
@@ -73,6 +78,8 @@ def test_the_values_say_the_outcome_and_the_counts() -> None:
         "broadcast": "Avis",
         "outcome": "partiellement réussie",
         "contracts": "3\u00a0031",
+        "reached": "3\u00a0010",
+        "not_reached": "21",
         "messages": "3\u00a0622",
         "delivered": "3\u00a0600",
         "failed": "22",
@@ -129,6 +136,7 @@ def test_the_french_notice_reads_in_french() -> None:
     assert subject == "Diffusion « Avis <neige> »\u00a0: partiellement réussie"
     assert "La diffusion « Avis &lt;neige&gt; » est terminée&nbsp;: partiellement réussie." in html
     assert "<li>Contrats ciblés&nbsp;: 3\u00a0031</li>" in html
+    assert "<li>Contrats non joints&nbsp;: 21</li>" in html
     assert "<li>Messages envoyés&nbsp;: 3\u00a0600</li>" in html
     assert "<li>Messages en échec&nbsp;: 22</li>" in html
 
@@ -137,6 +145,7 @@ def test_the_english_notice_reads_in_english() -> None:
     subject, html = render("en", "failed")
     assert subject == "Broadcast “Avis <neige>”: failed"
     assert "<li>Contracts targeted: 3,031</li>" in html
+    assert "<li>Contracts reached: 3,010</li>" in html
     assert "<li>Messages failed: 22</li>" in html
 
 

@@ -31,6 +31,8 @@ def test_what_counts_as_a_failed_attempt() -> None:
     assert attempt_failed(cancelled(run)) is None
     for not_the_relay in ("send_window", "throttled", "paused"):
         assert attempt_failed(deferred(run, not_the_relay)) is None
+    # A customer with no address was never tried: it says nothing of the relay.
+    assert attempt_failed(failed(run).model_copy(update={"reason": "no_contact"})) is None
 
 
 class Watching:

@@ -18,7 +18,14 @@ from .broadcasts import (
     schedule_of,
     set_schedule,
 )
-from .contracts import apply_contract_changes, audience_query, live_contract, next_contracts, pages
+from .contracts import (
+    apply_contract_changes,
+    audience_query,
+    live_contract,
+    live_contracts,
+    next_contracts,
+    pages,
+)
 from .failures import (
     Failures,
     MessageKey,
@@ -29,6 +36,12 @@ from .failures import (
 )
 from .opt_outs import OptOut, mark_opt_out_announced, record_opt_out, unannounced_opt_outs
 from .requests import Applied, applied_request, remember_request
+from .run_counters import (
+    broadcast_with_definition,
+    broadcasts_page,
+    record_counters,
+    runs_page,
+)
 from .runs import (
     LatestRun,
     NewRun,
@@ -76,6 +89,8 @@ __all__ = [
     "applied_request",
     "apply_contract_changes",
     "audience_query",
+    "broadcast_with_definition",
+    "broadcasts_page",
     "cancel_runs",
     "checkpoint",
     "close_failures",
@@ -93,6 +108,7 @@ __all__ = [
     "latest_template",
     "list_templates",
     "live_contract",
+    "live_contracts",
     "load_broadcast",
     "load_run",
     "lock",
@@ -102,6 +118,7 @@ __all__ = [
     "move",
     "next_contracts",
     "pages",
+    "record_counters",
     "record_failures",
     "record_opt_out",
     "remember_request",
@@ -111,6 +128,7 @@ __all__ = [
     "run_cancelled",
     "run_of_request",
     "run_owner",
+    "runs_page",
     "save_template",
     "schedule_of",
     "set_schedule",

@@ -14,9 +14,10 @@ from ..lifecycle import State
 
 async def create_broadcast(
     pool: asyncpg.Pool, broadcast_id: UUID, command: CreateBroadcast
-) -> str | None:
-    """Insert the draft. None when created now; else the request id that created it before."""
-    existing: str | None = await pool.fetchval(
+) -> tuple[str, str] | None:
+    """Insert the draft. None when created now; else the tenant and the request id that
+    created it before."""
+    existing = await pool.fetchrow(
         """
         WITH inserted AS (
             INSERT INTO targeting.broadcasts
@@ -24,7 +25,7 @@ async def create_broadcast(
             VALUES ($1, $2, $3, $4, $5, $6, 'draft')
             ON CONFLICT (broadcast_id) DO NOTHING
             RETURNING broadcast_id)
-        SELECT request_id FROM targeting.broadcasts
+        SELECT tenant_id, request_id FROM targeting.broadcasts
         WHERE broadcast_id = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
         """,
         broadcast_id,
@@ -34,7 +35,7 @@ async def create_broadcast(
         command.name,
         command.model_dump(mode="json"),
     )
-    return existing
+    return None if existing is None else (existing["tenant_id"], existing["request_id"])
 
 
 async def load_broadcast(

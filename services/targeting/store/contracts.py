@@ -2,7 +2,7 @@
 those a broadcast's criteria match."""
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import asyncpg
 
@@ -160,15 +160,21 @@ async def pages(
         after = rows[-1]["pk"]
 
 
-async def live_contract(
-    connection: Connection, tenant_id: str, contract_id: str
-) -> asyncpg.Record | None:
-    return await connection.fetchrow(
-        """SELECT pk, contract_id, number, status, building_type, zone, season, client_name,
+_LIVE = """SELECT pk, contract_id, number, status, building_type, zone, season, client_name,
                   service_address, language, emails, phones, balance, amount_paid, attributes,
                   details
            FROM targeting.contracts
-           WHERE tenant_id = $1 AND contract_id = $2 AND NOT deleted""",
-        tenant_id,
-        contract_id,
-    )
+           WHERE tenant_id = $1 AND contract_id = ANY($2::text[]) AND NOT deleted"""
+
+
+async def live_contract(
+    connection: Connection, tenant_id: str, contract_id: str
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(_LIVE, tenant_id, [contract_id])
+
+
+async def live_contracts(
+    connection: Connection, tenant_id: str, contract_ids: Iterable[str]
+) -> list[asyncpg.Record]:
+    """The contracts of these ids that exist (not deleted), in no particular order."""
+    return await connection.fetch(_LIVE, tenant_id, list(contract_ids))
