@@ -49,7 +49,7 @@ def test_an_email_is_answered_with_its_parts_in_the_language_asked() -> None:
     assert (answer.email.text, answer.email.text_cut) == ("Hello Camille Tremblay", False)
 
 
-def test_the_sample_contract_prints_every_contract_value() -> None:
+def test_the_sample_contract_prints_readable_values() -> None:
     html = "".join(
         f"{{{{ contract.{name} }}}}|"
         for name in ("number", "client_name", "balance", "visit_at", "driver_name", "zone")
