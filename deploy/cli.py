@@ -275,10 +275,26 @@ def parser() -> argparse.ArgumentParser:
     upd = sub.add_parser("update", help="replace a draft's criteria and content from a spec")
     upd.add_argument("broadcast_id")
     upd.add_argument("spec", type=Path)
-    pre = tenant_command("preview", "send the draft, for one sample contract, to one address")
+    pre = tenant_command(
+        "preview",
+        "send the draft, for one sample contract, to one address (--to); or only show it "
+        "rendered (--show), nothing sent",
+    )
     pre.add_argument("broadcast_id")
-    pre.add_argument("--to", required=True)
+    pre.add_argument("--to", help="the address the preview is sent to")
+    pre.add_argument("--show", action="store_true", help="print the rendered message instead")
+    pre.add_argument(
+        "--contract",
+        help="the contract it is rendered for (default: a sample one with --show, else the "
+        "first the criteria match)",
+    )
     pre.add_argument("--channel", choices=["email", "sms"], default="email")
+    pre.add_argument(
+        "--lang",
+        dest="language",
+        choices=["fr", "en"],
+        help="with --show, the language (default: the contract's, else the broadcast's first)",
+    )
     for name, text in (
         ("start", "send a draft"),
         ("pause", "hold a running broadcast"),
@@ -366,15 +382,7 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
         case "preview":
-            return await request(
-                {
-                    "type": "preview_broadcast",
-                    "tenant_id": tenant,
-                    "broadcast_id": args.broadcast_id,
-                    "to": args.to,
-                    "channel": args.channel,
-                }
-            )
+            return await request(preview_command(args))
         case "start" | "pause" | "resume" | "cancel":
             return await request(
                 {
@@ -442,6 +450,47 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
     raise Usage(f"unknown command {args.command}")
 
 
+def preview_command(args: argparse.Namespace) -> dict[str, Any]:
+    """`preview --show`: render only (render_preview); else send to `--to` (preview_broadcast)."""
+    if args.show == bool(args.to):
+        raise Usage("preview needs either --to ADDRESS (send it) or --show (print it)")
+    command: dict[str, Any] = {
+        "type": "render_preview" if args.show else "preview_broadcast",
+        "tenant_id": args.tenant,
+        "broadcast_id": args.broadcast_id,
+        "channel": args.channel,
+    }
+    if args.to:
+        command["to"] = args.to
+    if args.contract:
+        command["contract_id"] = args.contract
+    if args.language:
+        if not args.show:
+            raise Usage("--lang goes with --show: a preview sent is in its contract's language")
+        command["language"] = args.language
+    return command
+
+
+def rendered_text(answer: dict[str, Any]) -> str:
+    """A broadcast.rendered answer as a person reads it: the email's subject, text and HTML, or
+    the SMS with what it costs."""
+    who = answer["contract_id"] or "the sample contract"
+    head = f"{answer['channel']} in {answer['language']} for {who}, nothing sent"
+    if answer.get("sms"):
+        sms = answer["sms"]
+        cost = (
+            f"{sms['segments']} segment(s) of at most {sms['max_segments']}, {sms['encoding']}, "
+            f"{sms['units']} units"
+        )
+        return f"{head}\n\n{sms['text']}\n\n({cost})"
+    email = answer["email"]
+    cut = "\n[text cut]" if email["text_cut"] else ""
+    return (
+        f"{head}\n\nSubject: {email['subject']}\n\n{email['text']}{cut}\n"
+        f"--- HTML ---\n{email['html']}"
+    )
+
+
 def show(answer: dict[str, Any], as_json: bool, quiet: bool = False) -> None:
     if quiet:
         for key in ("broadcast_id", "action_id", "run_id"):
@@ -451,6 +500,9 @@ def show(answer: dict[str, Any], as_json: bool, quiet: bool = False) -> None:
         return
     if as_json:
         print(json.dumps(answer, default=str, ensure_ascii=False))
+        return
+    if answer.get("type") == "broadcast.rendered":
+        print(rendered_text(answer))
         return
     for key, value in answer.items():
         if key in ("schema_version", "event_id", "occurred_at", "request_id"):

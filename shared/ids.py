@@ -35,6 +35,12 @@ def follow_up_run_id_for(action_id: int, request_id: str) -> UUID:
     return uuid5(_NAMESPACE, f"follow-up|{action_id}|{request_id}")
 
 
+def notice_run_id_for(run_id: UUID, user_id: str) -> UUID:
+    """The notice telling `user_id` that run `run_id` completed: the completion announced
+    again lands on the same run, so the person gets one email."""
+    return uuid5(_NAMESPACE, f"notice|{run_id}|{user_id}")
+
+
 def opt_out_event_id_for(tenant_id: str, channel: str, address: str) -> UUID:
     """The `contact.opted_out` of one address: published again after a lost publish, it keeps
     its id, so readers can drop the copy."""

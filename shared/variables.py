@@ -9,9 +9,12 @@ catalogue as JSON for the editor.
 import json
 import sys
 from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Literal
+from zoneinfo import ZoneInfo
 
-from .events import LinkKind
+from .events import ContractDetails, ContractSnapshot, Language, LinkKind
 
 Kind = Literal["text", "money", "datetime", "date", "link"]
 
@@ -109,6 +112,39 @@ def _fields() -> dict[str, frozenset[str]]:
 FIELDS = _fields()
 # `contract.attributes.<key>`: the platform's custom fields, any key.
 OPEN_FIELDS = frozenset({("contract", "attributes")})
+
+
+def sample_contract(language: Language) -> ContractSnapshot:
+    """A synthetic contract with a value for every variable of the catalogue, for rendering a
+    broadcast before any real contract is chosen (render_preview without a contract): as the
+    creation check's trial render, it makes every variable printable; unlike it, the values
+    read like a customer's. Only the tenant's settings can still be missing (a link's base
+    URL)."""
+    return ContractSnapshot(
+        contract_id="SAMPLE-0001",
+        number="SAMPLE-0001",
+        status="active",
+        building_type="residential",
+        zone="nord",
+        season="2026-2027",
+        client_name="Camille Tremblay",
+        service_address="1234, rue des Érables, Québec",
+        language=language,
+        balance=Decimal("1234.56"),
+        amount_paid=Decimal("500.00"),
+        details=ContractDetails(
+            transaction_id="TX-000123",
+            auth_code="A1B2C3",
+            visit_at=datetime(2026, 11, 23, 14, 30, tzinfo=ZoneInfo("America/Toronto")),
+            driver_name="Alex Gagnon",
+            spreading="Inclus",
+            transport_10_wheels="1 voyage",
+            transport_12_wheels="1 voyage",
+            transport_semi_2="2 voyages",
+            transport_semi_3="2 voyages",
+            spring_cleaning="Inclus",
+        ),
+    )
 
 
 def main() -> None:

@@ -1,11 +1,14 @@
 """Composer: renders each recipient's message from its run's templates.
 
-Reads  broadcast.runs        (run definitions, kept so any instance can render any recipient)
+Reads  broadcast.runs        (run definitions, kept so any instance can render any recipient;
+                              render-only previews targeting accepted)
        broadcast.recipients  (one record per message to produce)
 Writes broadcast.messages    (ready-to-send messages)
        broadcast.deliveries  (render failures: the recipient will get nothing without an action)
+       broadcast.events      (render-only previews: rendered, or rejected with render_failed)
 """
 
+import logging
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
@@ -14,10 +17,12 @@ from pydantic import TypeAdapter
 from shared import topics
 from shared.clock import Clock, utc_now
 from shared.events import (
+    BroadcastEvent,
     DeliveryEvent,
     DeliveryFailed,
     MessageRendered,
     RecipientTargeted,
+    RenderRequested,
     RunEvent,
     RunStarted,
 )
@@ -29,7 +34,7 @@ from shared.kafka import (
 )
 from shared.service import Runtime, service_app
 
-from . import dkim_keys, store
+from . import dkim_keys, previews, store
 from .context import LinkKeys
 from .metrics import ComposerMetrics
 from .render import render
@@ -37,6 +42,7 @@ from .runs import CompiledRuns
 from .settings import Settings
 
 SERVICE = "composer"
+log = logging.getLogger(SERVICE)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:
@@ -46,14 +52,16 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     broker = runtime.broker
     messages = broker.publisher(topics.MESSAGES.name, schema=MessageRendered)
     failures = broker.publisher(topics.DELIVERIES.name, schema=DeliveryEvent)
+    answers = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
     quarantine = runtime.quarantine
     metrics = ComposerMetrics(runtime.registry)
-    compiled = CompiledRuns(
-        LinkKeys(settings.link_secret.get_secret_value().encode(), settings.unsubscribe_url),
-        lambda run: dkim_keys.load(settings.dkim_keys_dir, run),
-    )
+    keys = LinkKeys(settings.link_secret.get_secret_value().encode(), settings.unsubscribe_url)
+    compiled = CompiledRuns(keys, lambda run: dkim_keys.load(settings.dkim_keys_dir, run))
 
-    run_decoder = QuarantineDecoder(TypeAdapter(RunEvent), quarantine)
+    # Render requests are read by their own consumer group, below.
+    run_decoder = QuarantineDecoder(
+        TypeAdapter(RunEvent), quarantine, mine=lambda kind: kind != "run.render_requested"
+    )
 
     async def unrenderable(recipient: RecipientTargeted, error: Exception) -> None:
         """A recipient its run cannot be rendered for, whatever the reason (a template that
@@ -74,6 +82,31 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     @isolating(runtime.dead_letters.poison(run_decoder))
     async def on_runs(events: list[RunEvent]) -> None:
         await store.save_runs(runtime.pool, [e for e in events if isinstance(e, RunStarted)])
+
+    async def unanswered(request: RenderRequested, error: Exception) -> None:
+        """A render request this handler fails on by itself still gets its one answer."""
+        log.error("render preview %s failed", request.request_id, exc_info=error)
+        answer = previews.rejected(
+            request, "internal_error", "the engine could not render this preview"
+        )
+        await answers.publish(answer, key=str(request.broadcast_id).encode())
+
+    @broker.subscriber(
+        topics.RUNS.name,
+        **batch_consumer(f"{SERVICE}.renders", settings.batch_size),
+        decoder=QuarantineDecoder(
+            TypeAdapter(RenderRequested),
+            quarantine,
+            mine=lambda kind: kind == "run.render_requested",
+        ),
+        description="Render-only previews: rendered and answered, nothing sent or counted.",
+    )
+    @isolating(unanswered)
+    async def on_render_requests(requests: list[RenderRequested]) -> None:
+        now = clock()
+        for request in requests:  # a person's few requests: one at a time is plenty
+            answer = previews.rendered(request, keys, now)
+            await answers.publish(answer, key=str(request.broadcast_id).encode())
 
     @broker.subscriber(
         topics.RECIPIENTS.name,

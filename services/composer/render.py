@@ -171,11 +171,21 @@ def text_from_html(html: str, *, template: bool = False) -> str:
 MAX_HTML = 256 * 1024
 
 
-def _email(compiled: CompiledRun, recipient: RecipientTargeted, now: datetime) -> str:
-    if compiled.skeleton is None:
-        raise ValueError(compiled.problem)
-    run = compiled.run
-    language = pick_language(run.languages, recipient.contract.language, list(compiled.email))
+@dataclass(frozen=True)
+class EmailParts:
+    """One email's rendered parts, before they are assembled into a message."""
+
+    subject: str
+    html: str
+    text: str
+    unsubscribe_url: str
+
+
+def email_parts(
+    compiled: CompiledRun, recipient: RecipientTargeted, language: Language, now: datetime
+) -> EmailParts:
+    """The email's parts in `language`, under the template bounds; raises what the templates
+    raise (a missing value, a bound exceeded, anything a template does)."""
     values = context(compiled.values, recipient, language, now)
     templates = compiled.email[language]
     with templating.budget():
@@ -184,25 +194,41 @@ def _email(compiled: CompiledRun, recipient: RecipientTargeted, now: datetime) -
             raise templating.TemplateTooCostly(f"an HTML part above {MAX_HTML // 1024} KB")
         text = templates.text.render(values) if templates.text else text_from_html(html)
         subject = templates.subject.render(values)
+    return EmailParts(subject, html, text, str(values["unsubscribe_url"]))
+
+
+def _email(compiled: CompiledRun, recipient: RecipientTargeted, now: datetime) -> str:
+    if compiled.skeleton is None:
+        raise ValueError(compiled.problem)
+    run = compiled.run
+    language = pick_language(run.languages, recipient.contract.language, list(compiled.email))
+    parts = email_parts(compiled, recipient, language, now)
     return build_email(
         compiled.skeleton,
         recipient_id=recipient.recipient_id,
         to=recipient.address,
-        subject=subject,
-        text=text,
-        html=html,
+        subject=parts.subject,
+        text=parts.text,
+        html=parts.html,
         sent_at=now,
-        list_unsubscribe=ListUnsubscribe(str(values["unsubscribe_url"])),
+        list_unsubscribe=ListUnsubscribe(parts.unsubscribe_url),
     )
+
+
+def sms_text(
+    compiled: CompiledRun, recipient: RecipientTargeted, language: Language, now: datetime
+) -> tuple[str, SmsSize]:
+    """The SMS in `language` as it is sent, and its size; raises what the template raises."""
+    with templating.budget():
+        rendered = compiled.sms[language].render(context(compiled.values, recipient, language, now))
+    text = sms.normalise(rendered)
+    return text, sms.measure(text)
 
 
 def _sms(compiled: CompiledRun, recipient: RecipientTargeted, now: datetime) -> tuple[str, SmsSize]:
     run = compiled.run
     language = pick_language(run.languages, recipient.contract.language, list(compiled.sms))
-    with templating.budget():
-        rendered = compiled.sms[language].render(context(compiled.values, recipient, language, now))
-    text = sms.normalise(rendered)
-    size = sms.measure(text)
+    text, size = sms_text(compiled, recipient, language, now)
     if size.segments > run.settings.sms_max_segments:
         raise SmsTooLong(
             f"{size.segments} segments ({size.encoding}, {size.units} units); "
@@ -242,7 +268,8 @@ def render(
             body=body,
             sms_encoding=size.encoding if size else None,
             sms_segments=size.segments if size else None,
-            preview=compiled.run.purpose == "preview",
+            # A preview or a notice goes to a person of the tenant, at once.
+            preview=compiled.run.purpose in ("preview", "notice"),
             rendition=recipient.rendition,
         )
     return DeliveryFailed(**recipient.ref(), reason=reason, detail=detail)

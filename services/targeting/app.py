@@ -5,13 +5,16 @@ Reads  audience.contracts  (contract upserts and deletions from the platform)
        broadcast.runs      (follow-ups: an action's message to send again; actions closed:
                             left out of a resend to the failures; refresh requests: a waiting
                             message to render again with its contract's current values)
-       broadcast.events    (completed runs: the broadcast's lifecycle moves to completed;
-                            progressed and completed: the counters the queries answer with)
+       broadcast.events    (completed runs: the broadcast's lifecycle moves to completed, their
+                            notices are sent; progressed and completed: the counters the
+                            queries answer with)
        broadcast.deliveries (failed messages: whom a resend to the failures goes to)
 Writes broadcast.events    (answers to commands and queries, started, contact opted out)
        broadcast.runs      (run started with its definition, targeting completed with the total,
-                            paused, resumed, cancelled; refreshes declined: contract gone)
-       broadcast.recipients (one record per message to produce, and its later renditions)
+                            paused, resumed, cancelled; render-only previews, which the
+                            composer renders and answers; refreshes declined: contract gone)
+       broadcast.recipients (one record per message to produce, and its later renditions; a
+                            completion's notice)
        broadcast.deliveries (no_contact: the one failed message of a contract with no address)
        tenant.settings     (each tenant's settings, compacted: send windows and rates)
 Serves /unsubscribe        (the page every unsubscribe link leads to)
@@ -59,6 +62,7 @@ from .one_message_runs import OneMessageRuns
 from .opt_outs import OptOuts
 from .publishers import Publishers
 from .refreshes import Refreshes
+from .renders import RenderRequests
 from .scheduler import Scheduler
 from .settings import Settings
 from .streaming import RunStreamer
@@ -104,6 +108,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         publishers,
         streamer.kick,
         one_message_runs,
+        RenderRequests(pool, publishers),
         clock,
         estimate_page_size=settings.estimate_page_size,
     )
@@ -195,10 +200,14 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         topics.EVENTS.name,
         **batch_consumer(f"{SERVICE}.completions", settings.batch_size),
         decoder=completion_decoder,
-        description="Runs the tracker completed: their broadcast becomes completed.",
+        description="Runs the tracker completed: their broadcast becomes completed, and the "
+        "people the completion names get its notice by email when their tenant asks for it.",
     )
     @isolating(runtime.dead_letters.poison(completion_decoder))
     async def on_completions(completions: list[BroadcastCompleted]) -> None:
+        # Notices first: whoever sees the broadcast completed knows its notices went out.
+        for completed in completions:
+            await one_message_runs.notice(completed)
         if completions:  # the topic's other events are skipped unread
             await transitions.complete(
                 pool(),

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from shared import templating
-from shared.events import BroadcastDefinition, Channel, Content, Criterion, RejectionReason
+from shared.events import (
+    BroadcastDefinition,
+    Channel,
+    CompletionNotices,
+    Content,
+    Criterion,
+    RejectionReason,
+)
 
 from .criteria import CompiledCriteria, InvalidCriteria, compile_criteria
 
@@ -89,10 +96,24 @@ def check_definition(command: BroadcastDefinition, template: Content | None = No
     if command.content is not None:
         check_content(command.content)
     # Line breaks in sender fields are refused when the command is read (events.OneLine).
-    for name, value in (
-        ("sender.address", command.sender.address),
-        ("sender.reply_to", command.sender.reply_to),
-    ):
+    _check_mailboxes(
+        [("sender.address", command.sender.address), ("sender.reply_to", command.sender.reply_to)]
+    )
+
+
+def check_notices(notices: CompletionNotices | None) -> None:
+    """Every address a completion notice is sent from or to is one mailbox."""
+    if notices is None:
+        return
+    where = "settings.completion_notices"
+    _check_mailboxes(
+        [(f"{where}.sender", notices.sender)]
+        + [(f"{where}.users.{user}.email", u.email) for user, u in notices.users.items()]
+    )
+
+
+def _check_mailboxes(fields: Sequence[tuple[str, str | None]]) -> None:
+    for name, value in fields:
         if value is not None and not _MAILBOX.match(value):
             raise Rejection("invalid_field", name, f"'{value}' is not one email address")
 

@@ -1,7 +1,8 @@
 """Applying broadcast commands: one answer (accepted or rejected) per command, replays included.
 
 Each command goes to the part that applies it: the lifecycle's `transitions`, the `store`, the
-one-message runs (previews); replays are answered by `replays`.
+one-message runs (previews), the render requests; replays are answered by `replays`. A render
+preview is answered by the composer that renders it, so only its refusal is answered here.
 """
 
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from shared.events import (
     PauseBroadcast,
     PreviewBroadcast,
     RenameBroadcast,
+    RenderPreview,
     ResendBroadcast,
     ResumeBroadcast,
     RunCancelled,
@@ -55,11 +57,13 @@ from .broadcasts import (
     check_content,
     check_criteria,
     check_definition,
+    check_notices,
     no_broadcast,
     no_template,
 )
 from .one_message_runs import OneMessageRuns
 from .publishers import Publishers
+from .renders import RenderRequests
 
 
 class CommandHandler:
@@ -69,6 +73,7 @@ class CommandHandler:
         publish: Publishers,
         start_run: Callable[[UUID], None],
         one_message_runs: OneMessageRuns,
+        renders: RenderRequests,
         clock: Clock,
         *,
         estimate_page_size: int,
@@ -79,23 +84,27 @@ class CommandHandler:
         self._publish = publish
         self._start_run = start_run
         self._one_message_runs = one_message_runs
+        self._renders = renders
         self._clock = clock
         self._estimate_page_size = estimate_page_size
 
     async def handle(self, command: AnyCommand) -> None:
-        """Apply the command and publish its one answer: the outcome, or rejected."""
-        answer: Answer
+        """Apply the command and publish its one answer: the outcome, or rejected; none
+        when another service answers it (a render preview handed over)."""
+        answer: Answer | None
         try:
             answer = await replays.applied_once(self._pool(), command, self._apply)
         except Rejection as rejection:
             answer = rejected(command, rejection)
+        if answer is None:
+            return
         broadcast_id = getattr(answer, "broadcast_id", None) or getattr(
             command, "broadcast_id", None
         )
         key = str(broadcast_id) if broadcast_id else command.tenant_id
         await self._publish.events.publish(answer, key=key.encode())
 
-    async def _apply(self, command: AnyCommand) -> Answer:
+    async def _apply(self, command: AnyCommand) -> Answer | None:
         match command:
             case EstimateBroadcast():
                 return await self._estimate(command)
@@ -149,7 +158,11 @@ class CommandHandler:
                     command.broadcast_id,
                     await self._one_message_runs.preview(command),
                 )
+            case RenderPreview():
+                await self._renders.request(command)
+                return None
             case ConfigureTenant():
+                check_notices(command.settings.completion_notices)
                 await store.configure_tenant(
                     self._pool(), command.tenant_id, command.settings, command.request_id
                 )

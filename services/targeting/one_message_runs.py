@@ -1,32 +1,82 @@
-"""Runs of one message: a preview to one address, and a follow-up (an action's message sent
-again). Each is published whole at once: its start, its one recipient, its total."""
+"""Runs of one message: a preview to one address, a follow-up (an action's message sent
+again), and a notice (a completed run told to a person of the tenant). Each is published whole
+at once: its start, its one recipient, its total."""
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 
 from shared.db import Connection
 from shared.events import (
+    BroadcastCompleted,
     Channel,
+    Content,
     ContractSnapshot,
     CreateBroadcast,
     FollowUpRequested,
     PreviewBroadcast,
     RecipientTargeted,
     RunStarted,
+    TemplateVersion,
+    TenantSettings,
 )
-from shared.ids import event_id_for, preview_run_id_for, recipient_id_for
+from shared.ids import event_id_for, notice_run_id_for, preview_run_id_for, recipient_id_for
 
-from . import store
-from .audience import snapshot
+from . import notices, store
+from .audience import Row, snapshot
 from .broadcasts import Rejection, check_preview_address, no_broadcast, no_template
 from .criteria import compile_criteria
 from .publishers import Publishers
 from .run_events import run_started, targeting_completed
 
 log = logging.getLogger("targeting")
+
+
+@dataclass(frozen=True)
+class Previewable:
+    """What a preview of a broadcast renders: its definition, the content and the tenant's
+    settings a run started now would have, on `channel`."""
+
+    definition: CreateBroadcast
+    content: Content
+    template: TemplateVersion | None
+    settings: TenantSettings
+    channel: Channel
+
+    def run(self, broadcast_id: UUID, request_id: str, requested_by: str) -> RunStarted:
+        """The preview's one-message run; its id derives from the request."""
+        return run_started(
+            broadcast_id,
+            preview_run_id_for(broadcast_id, request_id),
+            self.definition,
+            requested_by=requested_by,
+            content=self.content,
+            template=self.template,
+            settings=self.settings,
+            channels=[self.channel],
+            purpose="preview",
+        )
+
+
+async def previewable(
+    connection: Connection, tenant_id: str, broadcast_id: UUID, channel: Channel
+) -> Previewable:
+    """The tenant's broadcast as a preview renders it; Rejection naming the field when there
+    is no such broadcast, it does not send on `channel`, or its template is gone."""
+    definition = await store.load_broadcast(connection, tenant_id, broadcast_id)
+    if definition is None:
+        raise no_broadcast(tenant_id, broadcast_id)
+    if channel not in definition.channels:
+        raise Rejection("invalid_field", "channel", f"the broadcast does not send {channel}")
+    resolved = await store.resolve_content(connection, definition)
+    if resolved is None:
+        raise no_template(definition.template_id or "")
+    content, template = resolved
+    settings = await store.tenant_settings(connection, tenant_id)
+    return Previewable(definition, content, template, settings, channel)
 
 
 class OneMessageRuns:
@@ -38,35 +88,13 @@ class OneMessageRuns:
         """Publish a one-recipient run for the preview address; nothing else is sent."""
         check_preview_address(command.channel, command.to)
         async with self._pool().acquire() as connection:
-            definition = await store.load_broadcast(
-                connection, command.tenant_id, command.broadcast_id
+            found = await previewable(
+                connection, command.tenant_id, command.broadcast_id, command.channel
             )
-            if definition is None:
-                raise no_broadcast(command.tenant_id, command.broadcast_id)
-            if command.channel not in definition.channels:
-                raise Rejection(
-                    "invalid_field", "channel", f"the broadcast does not send {command.channel}"
-                )
-            resolved = await store.resolve_content(connection, definition)
-            if resolved is None:
-                raise no_template(definition.template_id or "")
-            settings = await store.tenant_settings(connection, command.tenant_id)
-            sample = await self._sample(connection, command, definition)
-        run_id = preview_run_id_for(command.broadcast_id, command.request_id)
-        content, template = resolved
-        run = run_started(
-            command.broadcast_id,
-            run_id,
-            definition,
-            requested_by=command.requested_by,
-            content=content,
-            template=template,
-            settings=settings,
-            channels=[command.channel],
-            purpose="preview",
-        )
+            sample = await self._sample(connection, command, found.definition)
+        run = found.run(command.broadcast_id, command.request_id, command.requested_by)
         await self._publish_run(run, sample, command.channel, command.to)
-        return run_id
+        return run.run_id
 
     async def follow_up(self, request: FollowUpRequested) -> None:
         """Publish an action's message again, rendered as its run renders, to `address`."""
@@ -88,6 +116,36 @@ class OneMessageRuns:
             purpose="follow_up",
         )
         await self._publish_run(started, snapshot(row), request.channel, request.address)
+
+    async def notice(self, completed: BroadcastCompleted) -> None:
+        """Email the completion to each person it names whom the tenant configured for
+        completion notices, in their language; nothing when it configured none. Published
+        again for a completion announced again: the same runs, so nobody gets two emails."""
+        async with self._pool().acquire() as connection:
+            settings = await store.tenant_settings(connection, completed.tenant_id)
+            to_tell = notices.recipients(completed.notify, settings.completion_notices)
+            if not to_tell:
+                return
+            definition = await store.load_broadcast(
+                connection, completed.tenant_id, completed.broadcast_id
+            )
+        assert settings.completion_notices is not None and definition is not None
+        sender = notices.sender(settings.completion_notices)
+        for user_id, user in to_tell:
+            run = run_started(
+                completed.broadcast_id,
+                notice_run_id_for(completed.run_id, user_id),
+                definition.model_copy(update={"languages": [user.language], "sender": sender}),
+                requested_by=completed.requested_by,
+                content=notices.CONTENT,
+                template=None,
+                settings=settings,
+                channels=["email"],
+                purpose="notice",
+            )
+            shown = notices.values(completed, definition.name, user.language)
+            contract = notices.contract(user_id, user.language, shown)
+            await self._publish_run(run, contract, "email", user.email)
 
     async def _publish_run(
         self, run: RunStarted, contract: ContractSnapshot, channel: Channel, address: str
@@ -123,14 +181,9 @@ class OneMessageRuns:
     ) -> ContractSnapshot:
         """The contract a preview is rendered with: the one named, else the first matching."""
         if command.contract_id is not None:
-            row = await store.live_contract(connection, command.tenant_id, command.contract_id)
-            if row is None:
-                raise Rejection(
-                    "contract_not_found",
-                    "contract_id",
-                    f"no contract '{command.contract_id}' for tenant '{command.tenant_id}'",
-                )
-            return snapshot(row)
+            return snapshot(
+                await named_contract(connection, command.tenant_id, command.contract_id)
+            )
         where = compile_criteria(definition.criteria)
         rows = await store.next_contracts(connection, command.tenant_id, where, 0, 1)
         if not rows:
@@ -140,3 +193,15 @@ class OneMessageRuns:
                 "no contract matches the broadcast's criteria to render the preview with",
             )
         return snapshot(rows[0])
+
+
+async def named_contract(connection: Connection, tenant_id: str, contract_id: str) -> Row:
+    """The tenant's live contract `contract_id`; Rejection `contract_not_found` when none."""
+    row = await store.live_contract(connection, tenant_id, contract_id)
+    if row is None:
+        raise Rejection(
+            "contract_not_found",
+            "contract_id",
+            f"no contract '{contract_id}' for tenant '{tenant_id}'",
+        )
+    return row

@@ -32,11 +32,13 @@ REMEMBERED = frozenset(
 
 
 async def applied_once(
-    pool: asyncpg.Pool, command: AnyCommand, apply: Callable[[AnyCommand], Awaitable[Answer]]
-) -> Answer:
-    """`apply(command)`'s answer; for a remembered command applied before, the answer it got
-    then, without applying it again. Raises Rejection (a request id reused for another
-    command) as `apply` does."""
+    pool: asyncpg.Pool,
+    command: AnyCommand,
+    apply: Callable[[AnyCommand], Awaitable[Answer | None]],
+) -> Answer | None:
+    """`apply(command)`'s answer (None: another service answers it); for a remembered command
+    applied before, the answer it got then, without applying it again. Raises Rejection (a
+    request id reused for another command) as `apply` does."""
     if command.type not in REMEMBERED:
         return await apply(command)
     answer = await _replayed(pool, command) or await apply(command)

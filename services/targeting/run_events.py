@@ -19,7 +19,7 @@ from shared.events import (
 )
 from shared.ids import event_id_for
 
-Purpose = Literal["broadcast", "preview", "follow_up"]
+Purpose = Literal["broadcast", "preview", "follow_up", "notice"]
 
 
 def run_started(
@@ -35,9 +35,11 @@ def run_started(
     purpose: Purpose = "broadcast",
     resends_failures_of: UUID | None = None,
     include_unknown: bool = False,
+    created_by: str | None = None,
 ) -> RunStarted:
     """The run's frozen definition: `definition`'s name, languages and sender, sent on
-    `channels` (the definition's own when not given) with the content pinned for the run."""
+    `channels` (the definition's own when not given) with the content pinned for the run.
+    `created_by`: the broadcast's creator, whom a broadcast run's completion is addressed to."""
     return RunStarted(
         event_id=event_id_for(run_id, "run_started"),
         tenant_id=definition.tenant_id,
@@ -54,6 +56,7 @@ def run_started(
         settings=settings,
         resends_failures_of=resends_failures_of,
         include_unknown=include_unknown,
+        created_by=created_by,
     )
 
 

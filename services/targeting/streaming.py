@@ -181,6 +181,7 @@ class RunStreamer:
                 # The tracker closes the actions of the failures this run sends again.
                 resends_failures_of=run.only_failed_of,
                 include_unknown=run.include_unknown,
+                created_by=run.created_by,
             ),
             key=key,
         )

@@ -28,6 +28,7 @@ from shared.events import (
     DeliveryDeferred,
     DeliveryEvent,
     PauseBroadcast,
+    RenderRequested,
     RunEvent,
     RunPaused,
     RunResumed,
@@ -107,7 +108,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         for event in batch:
             if isinstance(event, RunPaused | RunResumed):  # a resumed run starts a fresh window
                 failures.forget(event.run_id)
-        await progress.settle({e.run_id for e in batch})
+        # A render-only preview is the composer's alone: no run, nothing to count.
+        await progress.settle({e.run_id for e in batch if not isinstance(e, RenderRequested)})
 
     delivery_decoder = QuarantineDecoder(TypeAdapter(DeliveryEvent), quarantine)
 

@@ -18,3 +18,10 @@ def outcome(delivered: int, failed: int, cancelled: bool = False) -> Outcome:
 def is_complete(messages_targeted: int | None, final: int) -> bool:
     """Complete once targeting's total is known and every message has a final state."""
     return messages_targeted is not None and final >= messages_targeted
+
+
+def to_notify(created_by: str | None, requested_by: str) -> list[str]:
+    """Whom a completion is addressed to: the broadcast's creator, then whoever started the run
+    (started it, scheduled it or resent it) when that is someone else. A run announced before
+    its creator was carried names the one who started it only."""
+    return list(dict.fromkeys(p for p in (created_by, requested_by) if p))

@@ -19,6 +19,7 @@ from shared.publishing import Publisher
 
 from . import store
 from .metrics import TrackerMetrics
+from .outcome import to_notify
 
 
 class Throttle:
@@ -89,8 +90,9 @@ class Progress:
                 await self._publish_preview(run)
                 continue
             self._on_completed(run.run_id)
-            # A follow-up is reported on its action instead (store.settle_follow_ups).
-            if run.purpose != "follow_up":
+            # A follow-up is reported on its action instead (store.settle_follow_ups); a
+            # notice is the announcement of another run's completion.
+            if run.purpose == "broadcast":
                 await self._events.publish(
                     BroadcastCompleted(
                         event_id=event_id_for(run.run_id, "broadcast_completed"),
@@ -100,6 +102,8 @@ class Progress:
                         requested_by=run.requested_by,
                         outcome=run.outcome,
                         counters=run.counters,
+                        created_by=run.created_by,
+                        notify=to_notify(run.created_by, run.requested_by),
                     ),
                     key=str(run.broadcast_id).encode(),
                 )

@@ -38,12 +38,14 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
     async with pool.acquire() as connection, connection.transaction():
         await connection.executemany(
             """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id, requested_by, name,
-                                         purpose, auto_pause, resends_failures_of)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                         purpose, auto_pause, resends_failures_of,
+                                         created_by)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                ON CONFLICT (run_id) DO UPDATE
                SET requested_by = excluded.requested_by, name = excluded.name,
                    purpose = excluded.purpose, auto_pause = excluded.auto_pause,
-                   resends_failures_of = excluded.resends_failures_of""",
+                   resends_failures_of = excluded.resends_failures_of,
+                   created_by = excluded.created_by""",
             [
                 (
                     r.run_id,
@@ -56,6 +58,7 @@ async def record_run_started(pool: asyncpg.Pool, runs: Sequence[RunStarted]) -> 
                     if r.settings.auto_pause and r.purpose == "broadcast"
                     else None,
                     r.resends_failures_of,
+                    r.created_by,
                 )
                 for r in runs
             ],
@@ -384,6 +387,7 @@ class RunView:
     counters: Counters
     outcome: Outcome | None
     purpose: str
+    created_by: str | None
 
 
 def _view(row: asyncpg.Record, details: dict[str, dict[str, int]]) -> RunView:
@@ -409,6 +413,7 @@ def _view(row: asyncpg.Record, details: dict[str, dict[str, int]]) -> RunView:
         ),
         outcome=row["outcome"],
         purpose=row["purpose"],
+        created_by=row["created_by"],
     )
 
 
@@ -419,7 +424,7 @@ async def _views(pool: asyncpg.Pool, rows: Sequence[asyncpg.Record]) -> list[Run
 
 _COLUMNS = """run_id, broadcast_id, tenant_id, requested_by, contracts_targeted,
               messages_targeted, delivered, failed, cancelled, cancel_requested, outcome,
-              purpose"""
+              purpose, created_by"""
 
 
 @dataclass(frozen=True)
@@ -622,7 +627,8 @@ async def contract_history(
            FROM (SELECT r.broadcast_id, m.run_id, r.name AS broadcast_name, m.channel,
                         m.address, m.state, m.reason, m.updated_at AS at, m.recipient_id
                  FROM tracker.messages m JOIN tracker.runs r USING (run_id)
-                 WHERE m.tenant_id = $1 AND m.contract_id = $2 AND r.purpose <> 'preview'
+                 WHERE m.tenant_id = $1 AND m.contract_id = $2
+                   AND r.purpose NOT IN ('preview', 'notice')
                  ORDER BY m.updated_at DESC, m.recipient_id DESC LIMIT $3) newest
            ORDER BY at, recipient_id""",
         tenant_id,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.events.actions import ActionState, ActionView
 from shared.events.base import Channel, Language, Record
+from shared.events.messages import SmsEncoding
 from shared.events.requests import CreateBroadcast, MessageState
 from shared.events.tenants import TenantSettings
 
@@ -34,6 +35,8 @@ RejectionReason = Literal[
     "not_finished",
     "nothing_to_resend",
     "request_reused",
+    # render_preview: the template fails for this contract (the error in a few words).
+    "render_failed",
     # The command failed for a reason of its own that the engine did not foresee; nothing
     # private is said, the operator's dead letters and logs have the rest.
     "internal_error",
@@ -90,6 +93,52 @@ class BroadcastPreviewed(Record):
     delivered: bool
     reason: str | None = None
     detail: str = ""
+
+
+class RenderedEmail(BaseModel):
+    """An email's parts as its recipient would get them; `text` is cut to
+    `RENDERED_TEXT_LIMIT` characters (`text_cut`), the HTML is bounded by the render."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subject: str
+    html: str
+    text: str
+    text_cut: bool = False
+
+
+class RenderedSms(BaseModel):
+    """An SMS as its recipient would get it, and what it costs: `segments` in `encoding`
+    (`units`: septets or UTF-16 units); over `max_segments` (the tenant's) it would fail."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    encoding: SmsEncoding
+    units: int
+    segments: int
+    max_segments: int
+
+
+# What a render_preview answer carries of a text part at most (an HTML part is at most 256 KB
+# already), and the largest answer: far below the broker's 1 MB record, whatever the template.
+RENDERED_TEXT_LIMIT = 64 * 1024
+RENDERED_ANSWER_LIMIT = 768 * 1024
+
+
+class BroadcastRendered(Record):
+    """The answer to render_preview: the message rendered for `contract_id` (None: the
+    sample contract) in `language`, `email` or `sms` after `channel`. Nothing was sent."""
+
+    type: Literal["broadcast.rendered"] = "broadcast.rendered"
+    tenant_id: str
+    request_id: str
+    broadcast_id: UUID
+    contract_id: str | None
+    channel: Channel
+    language: Language
+    email: RenderedEmail | None = None
+    sms: RenderedSms | None = None
 
 
 class TenantConfigured(Record):
@@ -248,7 +297,8 @@ class BroadcastProgressed(Record):
 
 
 class BroadcastCompleted(Record):
-    """The end of a run, addressed to the user who requested it."""
+    """The end of a run. `notify`: the people to tell, the broadcast's creator first, then
+    whoever started the run (`requested_by`) when that is someone else."""
 
     type: Literal["broadcast.completed"] = "broadcast.completed"
     tenant_id: str
@@ -257,6 +307,8 @@ class BroadcastCompleted(Record):
     requested_by: str
     outcome: Outcome
     counters: Counters
+    created_by: str | None = None
+    notify: list[str] = Field(default_factory=list)
 
 
 class Labelled(BaseModel):
@@ -391,6 +443,7 @@ AnyBroadcastEvent = (
     | BroadcastProgressed
     | BroadcastCompleted
     | BroadcastPreviewed
+    | BroadcastRendered
     | TenantConfigured
     | TemplateSaved
     | TemplateDeleted

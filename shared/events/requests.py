@@ -165,6 +165,20 @@ class PreviewBroadcast(Command):
     contract_id: ContractId | None = None
 
 
+class RenderPreview(Command):
+    """Render the broadcast for one contract, without sending anything (the seed's preview
+    window): answered with `broadcast.rendered` (subject, HTML and text, or the SMS text with
+    its segments) in one `language`. The contract is `contract_id`, else a sample contract
+    (`shared.variables.sample_contract`); the language is `language`, else the one that
+    contract's message would be in."""
+
+    type: Literal["render_preview"] = "render_preview"
+    broadcast_id: UUID
+    contract_id: ContractId | None = None
+    channel: Channel = "email"
+    language: Language | None = None
+
+
 class ConfigureTenant(Command):
     """Replace the tenant's settings; runs started afterwards use them."""
 
@@ -299,6 +313,7 @@ AnyCommand = (
     | CancelBroadcast
     | EstimateBroadcast
     | PreviewBroadcast
+    | RenderPreview
     | ConfigureTenant
     | SaveTemplate
     | DeleteTemplate

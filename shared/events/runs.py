@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.base import Channel, Language, Record
 from shared.events.content import Content, Sender
+from shared.events.recipients import ContractSnapshot
 from shared.events.refresh import RefreshDeclined, RefreshRequested
 from shared.events.tenants import TenantSettings
 
@@ -24,8 +25,9 @@ class RunStarted(Record):
     """A run's frozen definition: every later stage renders and counts from this snapshot.
 
     A `preview` run has one recipient, the preview address; a `follow_up` run has one message
-    sent again for a manual action. Neither is part of the broadcast's counters or creates
-    actions."""
+    sent again for a manual action; a `notice` run tells one person of the tenant that a run
+    completed. None of them is part of a broadcast's counters or creates actions.
+    `created_by` is the broadcast's creator (None in runs started before it was carried)."""
 
     type: Literal["run.started"] = "run.started"
     tenant_id: str
@@ -37,12 +39,31 @@ class RunStarted(Record):
     languages: list[Language]
     content: Content
     sender: Sender
-    purpose: Literal["broadcast", "preview", "follow_up"] = "broadcast"
+    purpose: Literal["broadcast", "preview", "follow_up", "notice"] = "broadcast"
+    created_by: str | None = None
     template: TemplateVersion | None = None
     settings: TenantSettings = TenantSettings()
     # A resend to the failures of that run; `include_unknown`: unknown outcomes included.
     resends_failures_of: UUID | None = None
     include_unknown: bool = False
+
+
+class RenderRequested(Record):
+    """A `render_preview` targeting accepted, for the composer to render and answer: `run` is
+    the definition a preview run would have, `contract` and `address` the values it is
+    rendered with (`sample`: a synthetic contract). Nothing is sent or counted."""
+
+    type: Literal["run.render_requested"] = "run.render_requested"
+    tenant_id: str
+    broadcast_id: UUID
+    request_id: str
+    requested_by: str
+    run: RunStarted
+    channel: Channel
+    language: Language
+    address: str
+    contract: ContractSnapshot
+    sample: bool
 
 
 class TargetingCompleted(Record):
@@ -133,6 +154,7 @@ RunEvent = Annotated[
     | RunResumed
     | FollowUpRequested
     | ActionClosed
+    | RenderRequested
     | RefreshRequested
     | RefreshDeclined,
     Field(discriminator="type"),

@@ -1,11 +1,11 @@
 """tenant.settings: what a tenant configures once (links, DKIM, send days and quiet hours,
-rates, grace, auto-pause), with the defaults every tenant starts from."""
+rates, grace, auto-pause, completion notices), with the defaults every tenant starts from."""
 
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.events.base import HttpUrl, Record, TimeZone
+from shared.events.base import Address, HttpUrl, Language, OneLine, Record, TimeZone, UserId
 
 LinkKind = Literal[
     "statement",
@@ -74,6 +74,27 @@ class AutoPause(BaseModel):
     min_messages: int = Field(default=50, ge=1, le=100_000)
 
 
+class NoticeUser(BaseModel):
+    """Where one person of the tenant gets the completion notices, and in which language."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: Address
+    language: Language = "fr"
+
+
+class CompletionNotices(BaseModel):
+    """Completion notices also sent by email, from `sender`, to the `users` (by the user id
+    commands carry in `requested_by`) a completed run concerns: its broadcast's creator and
+    whoever started it. A user not listed gets the `broadcast.completed` event only."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sender: Address
+    sender_name: Annotated[str, StringConstraints(max_length=200), OneLine] = ""
+    users: dict[UserId, NoticeUser] = Field(default_factory=dict, max_length=1000)
+
+
 class TenantSettings(BaseModel):
     """What a tenant configures once and every run of its broadcasts uses.
 
@@ -102,6 +123,8 @@ class TenantSettings(BaseModel):
     grace_seconds: int = Field(default=0, ge=0, le=3600)
     # None: never pause on failures.
     auto_pause: AutoPause | None = AutoPause()
+    # None: completions are announced by broadcast.completed only.
+    completion_notices: CompletionNotices | None = None
 
 
 class TenantSettingsChanged(Record):

@@ -275,6 +275,7 @@ def test_every_command_has_help() -> None:
         ["create", "nowhere.yaml"],
         ["estimate", "--tenant", "t", "--where", "zone"],
         ["actions", "send", "--tenant", "t"],
+        ["preview", "b", "--tenant", "t"],  # neither --to (send) nor --show
     ):
         bad = subprocess.run(
             [sys.executable, "-m", "deploy.cli", *words], capture_output=True, text=True, cwd=REPO

@@ -43,8 +43,15 @@ async def test_the_readme_tutorial_runs_as_written(db: asyncpg.Pool, smtp_sink: 
     output, _ = await asyncio.wait_for(process.communicate(), 300)
     stdout = output.decode()
     assert process.returncode == 0, stdout
-    assert "contracts            3" in stdout  # the estimate, as the comment says
+    # The estimate, as the comment says: T-5 matches but has no address.
+    assert "contracts            4" in stdout
     assert '"email": 4' in stdout
+    assert "unreachable_contracts 1" in stdout
+    # The catalogues, labelled: a criteria value in French, a variable in English.
+    assert "Résidentiel" in stdout
+    assert "Client name" in stdout
+    # The render-only preview, in the contract's language; it sends nothing (counted below).
+    assert "Subject: Snow removal at 4 Maple Street" in stdout
 
     broadcast_id = await db.fetchval(
         "SELECT broadcast_id FROM targeting.broadcasts_v1 WHERE tenant_id = 'tutorial' "
@@ -64,7 +71,9 @@ async def test_the_readme_tutorial_runs_as_written(db: asyncpg.Pool, smtp_sink: 
         )
     }
     runs = [counters[r["run_id"]] for r in run_ids]
-    assert runs == [(4, 0, "fully_successful")] * 2
+    # T-5 has no address: one no_contact failure a run, so each is partially successful.
+    assert runs == [(4, 1, "partially_successful")] * 2
+    assert "no_contact" in stdout  # the message log of its failures
     after = Counter(r for m in await smtp_sink.messages(DOMAIN) for r in m.rcpt_tos)
     assert after - before == Counter(
         {

@@ -29,7 +29,8 @@ def rendered(html: str, subject: str = "Avis") -> MessageRendered | DeliveryFail
         ("{{ 'x' * 100000000 }}", "repetition of more than"),
         ("{{ [1] * 100000000 }}", "repetition of more than"),
         ("{{ 10 ** 5000 }}", "power above"),
-        ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "Recursion"),
+        # Whichever bound a busy machine reaches first: the stack's depth or the CPU budget.
+        ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "Recursion|CPU"),
         (
             "{% for a in range(9999) %}{% for b in range(9999) %}{% for c in range(9999) %}"
             "{{ c }}{% endfor %}{% endfor %}{% endfor %}",
@@ -43,7 +44,7 @@ def test_an_absurd_template_fails_its_message_quickly(html: str, why: str) -> No
     output = rendered(html)
     assert isinstance(output, DeliveryFailed), output
     assert output.reason == "render_failed"
-    assert why.lower() in output.detail.lower(), output.detail
+    assert any(w.lower() in output.detail.lower() for w in why.split("|")), output.detail
     assert len(output.detail) <= 200
     assert time.monotonic() - began < 5  # bounded (the CPU budget is 50 ms)
 

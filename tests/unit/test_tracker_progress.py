@@ -50,7 +50,9 @@ def test_a_clock_stepped_back_does_not_silence_a_run() -> None:
     assert throttle.due([run]) == [run]
 
 
-def view(run_id: UUID, purpose: str = "broadcast", delivered: int = 0) -> store.RunView:
+def view(
+    run_id: UUID, purpose: str = "broadcast", delivered: int = 0, created_by: str | None = None
+) -> store.RunView:
     return store.RunView(
         run_id=run_id,
         broadcast_id=uuid4(),
@@ -59,6 +61,7 @@ def view(run_id: UUID, purpose: str = "broadcast", delivered: int = 0) -> store.
         counters=Counters(messages_targeted=10, delivered=delivered),
         outcome="fully_successful",
         purpose=purpose,
+        created_by=created_by,
     )
 
 
@@ -150,11 +153,28 @@ async def test_a_completion_is_announced_once_and_its_run_forgotten(given: Annou
     assert given.completed == [run.run_id]
 
 
-async def test_a_follow_up_completes_silently_and_a_preview_tells_its_result(
+async def test_a_completion_is_addressed_to_the_creator_and_to_whoever_started_it(
+    given: Announcing,
+) -> None:
+    by_another = view(uuid4(), delivered=10, created_by="creator@acme")
+    by_the_creator = view(uuid4(), delivered=10, created_by="ops@acme")
+    before_creators_were_carried = view(uuid4(), delivered=10)
+    given.db.completed += [by_another, by_the_creator, before_creators_were_carried]
+    await given.progress.publish_completions()
+    completed = [m for m in given.events.messages if isinstance(m, BroadcastCompleted)]
+    assert [(m.created_by, m.notify) for m in completed] == [
+        ("creator@acme", ["creator@acme", "ops@acme"]),
+        ("ops@acme", ["ops@acme"]),
+        (None, ["ops@acme"]),
+    ]
+
+
+async def test_a_follow_up_or_a_notice_completes_silently_and_a_preview_tells_its_result(
     given: Announcing,
 ) -> None:
     follow_up, preview = view(uuid4(), "follow_up"), view(uuid4(), "preview")
-    given.db.completed += [follow_up, preview]
+    notice = view(uuid4(), "notice")
+    given.db.completed += [follow_up, preview, notice]
     given.db.previews[preview.run_id] = {
         "address": "me@acme.example",
         "state": "failed",
@@ -170,5 +190,6 @@ async def test_a_follow_up_completes_silently_and_a_preview_tells_its_result(
         False,
     )
     assert (previewed.reason, previewed.detail) == ("refused", "")
-    assert set(given.db.marked) == {follow_up.run_id, preview.run_id}
-    assert given.completed == [follow_up.run_id]  # a preview has no failure window
+    assert set(given.db.marked) == {follow_up.run_id, preview.run_id, notice.run_id}
+    # A preview has no failure window.
+    assert given.completed == [follow_up.run_id, notice.run_id]

@@ -18,6 +18,8 @@ class Run:
     tenant_id: str
     request_id: str
     requested_by: str
+    # Who created the broadcast: its runs' completions are addressed to them too.
+    created_by: str
     # 'streaming' until every recipient was published, then 'targeted'.
     state: str
     announced: bool
@@ -44,8 +46,8 @@ async def load_run(connection: Connection, run_id: UUID) -> Run:
 
 async def find_run(connection: Connection, run_id: UUID) -> Run | None:
     row = await connection.fetchrow(
-        """SELECT r.run_id, r.broadcast_id, r.tenant_id, r.request_id, r.requested_by, r.state,
-                  r.announced,
+        """SELECT r.run_id, r.broadcast_id, r.tenant_id, r.request_id, r.requested_by,
+                  b.requested_by AS created_by, r.state, r.announced,
                   r.cursor, r.contracts, r.messages, r.unreachable, b.definition, r.content,
                   r.template_id, r.template_version, r.settings,
                   r.not_before, r.only_failed_of, r.include_unknown
