@@ -470,10 +470,16 @@ class Handover:
     ) -> ledger.Recorded:
         """An outcome given up here would become unknown, and its manual action would send a
         second copy."""
-        return await self._until_stored(
-            "recording outcomes",
-            lambda: ledger.record(self._pool, finals, tokens, announced=announced),
-        )
+        tries = 0
+
+        async def record() -> ledger.Recorded:
+            nonlocal tries
+            tries += 1
+            return await ledger.record(
+                self._pool, finals, tokens, announced=announced, again=tries > 1
+            )
+
+        return await self._until_stored("recording outcomes", record)
 
     async def _until_stored(self, what: str, store: Callable[[], Awaitable[T]]) -> T:
         """`store()`, tried again until the database answers (0.2 s, doubling to 5 s)."""

@@ -135,12 +135,16 @@ async def record(
     tokens: dict[UUID, int],
     *,
     announced: bool = True,
+    again: bool = False,
 ) -> Recorded:
     """Final outcomes (delivered, failed for good or unknown) of claims holding `tokens`.
 
     Fenced: a claim settled as unknown meanwhile (its holder looked dead) takes the outcome as
     a correction; any other row is left alone. `announced=False` when no Kafka redelivery
-    would announce them again after a crash (see `unannounced`)."""
+    would announce them again after a crash (see `unannounced`). `again`: an earlier try may
+    have committed although its answer was lost (the database died meanwhile); a row that
+    already holds this very outcome under this claim's token counts as recorded by it, so its
+    event is still published (a copy is harmless: every reader keeps one outcome a message)."""
     if not outcomes:
         return Recorded(set(), set())
     ids = list(outcomes)
@@ -174,10 +178,25 @@ async def record(
         [a.detail[:1000] for a in attempts],
         announced,
     )
-    return Recorded(
+    recorded = Recorded(
         {r["recipient_id"] for r in rows if r["was"] == "claimed"},
         {r["recipient_id"] for r in rows if r["was"] == "unknown"},
     )
+    left = [i for i in ids if i not in recorded.applied and i not in recorded.corrected]
+    if again and left:
+        done = await pool.fetch(
+            """SELECT d.recipient_id, d.corrected
+               FROM dispatcher.deliveries d
+               JOIN unnest($1::uuid[], $2::bigint[], $3::text[]) AS t(recipient_id, token, state)
+                 USING (recipient_id)
+               WHERE d.claim_token = t.token AND d.state = t.state""",
+            left,
+            [tokens[i] for i in left],
+            [states.get(outcomes[i].verdict, "failed") for i in left],
+        )
+        recorded.applied.update(r["recipient_id"] for r in done if not r["corrected"])
+        recorded.corrected.update(r["recipient_id"] for r in done if r["corrected"])
+    return recorded
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,45 @@ async def test_a_restarted_instance_settles_its_earlier_lifes_claims_at_once(
         "unknown",
         "claimed",
     )
+
+
+async def test_an_outcome_whose_commit_answer_was_lost_is_still_published_once_tried_again(
+    service_pool: asyncpg.Pool,
+) -> None:
+    """The database died after committing an outcome but before answering: the holder tries
+    again (`again=True`) and must still learn the outcome is recorded, so that its event is
+    published; a plain record would find nothing to apply and the message would go unannounced
+    (found by the database-kill fault test: 16 deliveries the tracker never heard of)."""
+    holder = await instance.register(service_pool, f"holder-{uuid4()}")
+    m, corrected = message(), message()
+    token = await claimed_by(service_pool, holder, m)
+    first = await ledger.record(service_pool, {m.recipient_id: DELIVERED}, {m.recipient_id: token})
+    assert first.applied == {m.recipient_id}
+
+    lost = await ledger.record(service_pool, {m.recipient_id: DELIVERED}, {m.recipient_id: token})
+    assert (lost.applied, lost.corrected) == (set(), set())  # what a plain retry concluded
+    again = await ledger.record(
+        service_pool, {m.recipient_id: DELIVERED}, {m.recipient_id: token}, again=True
+    )
+    assert (again.applied, again.corrected) == ({m.recipient_id}, set())
+    assert await state(service_pool, m) == "delivered"
+
+    # A correction whose answer was lost is still a correction when tried again.
+    slow = await instance.register(service_pool, f"slow-{uuid4()}")
+    other = await instance.register(service_pool, f"other-{uuid4()}")
+    late_token = await claimed_by(service_pool, slow, corrected)
+    await silence(service_pool, slow)
+    assert corrected.recipient_id in ids(
+        await ledger.settle_abandoned(service_pool, other, LONG_AGO)
+    )
+    outcome, tokens = {corrected.recipient_id: DELIVERED}, {corrected.recipient_id: late_token}
+    assert (await ledger.record(service_pool, outcome, tokens)).corrected == {
+        corrected.recipient_id
+    }
+    again = await ledger.record(service_pool, outcome, tokens, again=True)
+    assert (again.applied, again.corrected) == (set(), {corrected.recipient_id})
+
+    # Another outcome than the one recorded is not ours to claim.
+    other_outcome = {m.recipient_id: outcome_unknown("x")}
+    refused = await ledger.record(service_pool, other_outcome, {m.recipient_id: token}, again=True)
+    assert (refused.applied, refused.corrected) == (set(), set())
