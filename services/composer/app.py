@@ -22,6 +22,7 @@ from shared.events import (
     DeliveryFailed,
     MessageRendered,
     RecipientTargeted,
+    RefreshDeclined,
     RenderRequested,
     RunEvent,
     RunStarted,
@@ -37,7 +38,7 @@ from shared.service import Runtime, service_app
 from . import dkim_keys, previews, store
 from .context import LinkKeys
 from .metrics import ComposerMetrics
-from .render import render
+from .render import render, unrendered
 from .runs import CompiledRuns
 from .settings import Settings
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     messages = broker.publisher(topics.MESSAGES.name, schema=MessageRendered)
     failures = broker.publisher(topics.DELIVERIES.name, schema=DeliveryEvent)
     answers = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
+    declined = broker.publisher(topics.RUNS.name, schema=RefreshDeclined)
     quarantine = runtime.quarantine
     metrics = ComposerMetrics(runtime.registry)
     keys = LinkKeys(settings.link_secret.get_secret_value().encode(), settings.unsubscribe_url)
@@ -67,11 +69,19 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         """A recipient its run cannot be rendered for, whatever the reason (a template that
         fails to compile, say): a failed message with its manual action, so the run's counters
         stay exact and it completes."""
-        failed = DeliveryFailed(
-            **recipient.ref(), reason="render_failed", detail=in_a_few_words(error)
+        await publish_unrendered([unrendered(recipient, "render_failed", in_a_few_words(error))])
+
+    async def publish_unrendered(outputs: list[DeliveryFailed | RefreshDeclined]) -> None:
+        metrics.observe(outputs)
+        await publish_keyed(
+            failures,
+            ((str(o.recipient_id), o) for o in outputs if isinstance(o, DeliveryFailed)),
         )
-        metrics.observe([failed])
-        await publish_keyed(failures, [(str(recipient.recipient_id), failed)])
+        # Keyed by broadcast, as targeting keys the refreshes it declines.
+        await publish_keyed(
+            declined,
+            ((str(o.broadcast_id), o) for o in outputs if isinstance(o, RefreshDeclined)),
+        )
 
     @broker.subscriber(
         topics.RUNS.name,
@@ -119,14 +129,10 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         runs = await compiled.get(runtime.pool, {r.run_id for r in recipients})
         now = clock()
         outputs = [render(runs[r.run_id], r, now) for r in recipients]
-        metrics.observe(outputs)
-        await publish_keyed(
-            messages, ((str(o.recipient_id), o) for o in outputs if isinstance(o, MessageRendered))
-        )
-        await publish_keyed(
-            failures,
-            ((str(o.recipient_id), o) for o in outputs if not isinstance(o, MessageRendered)),
-        )
+        rendered = [o for o in outputs if isinstance(o, MessageRendered)]
+        metrics.observe(rendered)
+        await publish_keyed(messages, ((str(o.recipient_id), o) for o in rendered))
+        await publish_unrendered([o for o in outputs if not isinstance(o, MessageRendered)])
 
     return service_app(
         runtime, description=__doc__ or "", migrations=Path(__file__).parent / "migrations"

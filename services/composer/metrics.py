@@ -4,7 +4,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter
 
-from shared.events import DeliveryFailed, MessageRendered
+from shared.events import DeliveryFailed, MessageRendered, RefreshDeclined
 
 
 class ComposerMetrics:
@@ -22,9 +22,11 @@ class ComposerMetrics:
             registry=registry,
         )
 
-    def observe(self, outputs: Iterable[MessageRendered | DeliveryFailed]) -> None:
+    def observe(
+        self, outputs: Iterable[MessageRendered | DeliveryFailed | RefreshDeclined]
+    ) -> None:
         for output in outputs:
-            if isinstance(output, DeliveryFailed):
+            if not isinstance(output, MessageRendered):
                 self.messages.labels(output.channel, output.reason).inc()
                 continue
             self.messages.labels(output.channel, "rendered").inc()

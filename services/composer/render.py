@@ -19,8 +19,10 @@ from shared.events import (
     Language,
     MessageRendered,
     RecipientTargeted,
+    RefreshDeclined,
     RunStarted,
 )
+from shared.ids import event_id_for
 from shared.isolation import in_a_few_words
 
 from . import sms
@@ -241,9 +243,28 @@ class SmsTooLong(ValueError):
     """The rendered SMS needs more segments than the tenant allows."""
 
 
+Unrendered = DeliveryFailed | RefreshDeclined
+
+
+def unrendered(recipient: RecipientTargeted, reason: FailureReason, detail: str) -> Unrendered:
+    """A message the composer cannot render. Its first rendition fails here, for the tracker
+    to count. A later one (a waiting message rendered again with its contract's current
+    values) is held by the dispatcher, which alone may settle it: the refresh is declined
+    with the reason, and the dispatcher fails the message and announces it, once."""
+    if recipient.rendition:
+        return RefreshDeclined(
+            **recipient.ref(),
+            event_id=event_id_for(recipient.recipient_id, f"unrendered-{recipient.rendition}"),
+            rendition=recipient.rendition,
+            reason=reason,
+            detail=detail,
+        )
+    return DeliveryFailed(**recipient.ref(), reason=reason, detail=detail)
+
+
 def render(
     compiled: CompiledRun, recipient: RecipientTargeted, now: datetime
-) -> MessageRendered | DeliveryFailed:
+) -> MessageRendered | Unrendered:
     """The message, or a failure naming the reason (e.g. a value this contract lacks)."""
     reason: FailureReason
     try:
@@ -272,4 +293,4 @@ def render(
             preview=compiled.run.purpose in ("preview", "notice"),
             rendition=recipient.rendition,
         )
-    return DeliveryFailed(**recipient.ref(), reason=reason, detail=detail)
+    return unrendered(recipient, reason, detail)

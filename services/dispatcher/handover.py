@@ -212,10 +212,15 @@ class Handover:
             raise
 
     async def declined(self, declined: Sequence[RefreshDeclined]) -> list[Event]:
-        """Messages targeting could not render again (contract deleted, address gone)."""
-        detail = {d.recipient_id: d.detail[:500] for d in declined}
+        """Messages that could not be rendered again (contract deleted, address gone, the new
+        rendition unrenderable), failed with the reason given."""
+        by_id = {d.recipient_id: d for d in declined}
         return [
-            DeliveryFailed(**ref.fields(), reason="no_contact", detail=detail[ref.recipient_id])
+            DeliveryFailed(
+                **ref.fields(),
+                reason=by_id[ref.recipient_id].reason,
+                detail=by_id[ref.recipient_id].detail[:500],
+            )
             for ref in await ledger.decline(self._pool, declined)
         ]
 

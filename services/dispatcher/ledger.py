@@ -436,22 +436,25 @@ _REF_COLUMNS = "recipient_id, run_id, tenant_id, channel, broadcast_id, contract
 
 
 async def decline(pool: asyncpg.Pool, declined: Sequence[RefreshDeclined]) -> list[Ref]:
-    """Messages whose contract was deleted, or lost the address, while they waited: failed
-    with `no_contact` rather than sent with the values they had. Unannounced until published
-    (`mark_announced`): no Kafka redelivery announces what a crash in between leaves."""
+    """Messages that could not be rendered again while they waited (contract deleted, address
+    gone: `no_contact`; the new rendition unrenderable): failed with the reason given rather
+    than sent with the values they had. Unannounced until published (`mark_announced`): no
+    Kafka redelivery announces what a crash in between leaves."""
     if not declined:
         return []
     rows = await pool.fetch(
         f"""UPDATE dispatcher.deliveries d
-            SET state = 'failed', reason = 'no_contact', provider_message = t.detail,
+            SET state = 'failed', reason = t.reason, provider_message = t.detail,
                 finished_at = now(), due_at = NULL, payload = NULL, announced = false
-            FROM unnest($1::uuid[], $2::int[], $3::text[]) AS t(recipient_id, rendition, detail)
+            FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[])
+                 AS t(recipient_id, rendition, detail, reason)
             WHERE d.recipient_id = t.recipient_id AND d.state = 'refreshing'
               AND d.rendition = t.rendition
             RETURNING {", ".join("d." + c for c in _REF_COLUMNS.split(", "))}""",  # noqa: S608
         [d.recipient_id for d in declined],
         [d.rendition for d in declined],
         [d.detail[:1000] for d in declined],
+        [d.reason for d in declined],
     )
     return [Ref(**dict(r)) for r in rows]
 

@@ -9,6 +9,7 @@ or its address is no longer usable.
 
 from typing import Literal
 
+from shared.events.deliveries import FailureReason
 from shared.events.messages import MessageRef
 
 
@@ -20,10 +21,13 @@ class RefreshRequested(MessageRef):
 
 
 class RefreshDeclined(MessageRef):
-    """Targeting cannot render the message again: its contract was deleted, or the address is
-    no longer one of its usable addresses. The message fails with `no_contact`; it is never
-    sent with the values it had."""
+    """The message cannot be rendered again: targeting found its contract deleted or the
+    address no longer usable (`no_contact`), or the composer could not render the new
+    rendition (`missing_value`, `sms_too_long`, `render_failed`...). The dispatcher, which
+    holds the message, fails it with `reason`: it is never sent with the values it had, and
+    only the dispatcher announces its outcome."""
 
     type: Literal["message.refresh_declined"] = "message.refresh_declined"
     rendition: int
+    reason: FailureReason = "no_contact"
     detail: str

@@ -11,6 +11,7 @@ import pytest
 from services.composer.context import LinkKeys
 from services.composer.render import (
     CompiledRun,
+    Unrendered,
     compile_run,
     pick_language,
     render,
@@ -111,7 +112,7 @@ def recipient(
     )
 
 
-def parsed(output: MessageRendered | DeliveryFailed) -> EmailMessage:
+def parsed(output: MessageRendered | Unrendered) -> EmailMessage:
     assert isinstance(output, MessageRendered), output
     message = email.message_from_string(output.body, policy=email.policy.default)
     assert isinstance(message, EmailMessage)

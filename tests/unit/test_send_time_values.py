@@ -102,3 +102,21 @@ def test_a_follow_up_keeps_the_address_a_person_gave() -> None:
     assert isinstance(
         rendered_again(request("corrected@x.example"), None, address_given=True), RefreshDeclined
     )
+
+
+def test_a_new_rendition_the_composer_cannot_render_is_declined_to_the_dispatcher() -> None:
+    """Only the dispatcher, which holds the waiting message, may settle it: a failed first
+    rendition is the tracker's failure, a failed later one a refresh declined with its reason
+    (else the tracker would count a failure the dispatcher could still send)."""
+    from services.composer.render import compile_run, render
+    from shared.events import DeliveryFailed
+    from tests.unit.test_render import KEYS, NOW, recipient, run
+
+    started = run({"email": {"fr": {"subject": "Solde", "html": "{{ 1/0 }}"}}}, languages=["fr"])
+    compiled = compile_run(started, KEYS, None)
+    first = recipient(started)
+    assert isinstance(render(compiled, first, NOW), DeliveryFailed)
+    again = render(compiled, first.model_copy(update={"rendition": 2}), NOW)
+    assert isinstance(again, RefreshDeclined), again
+    assert (again.reason, again.rendition) == ("render_failed", 2)
+    assert again.recipient_id == first.recipient_id

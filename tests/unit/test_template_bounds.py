@@ -5,13 +5,13 @@ import time
 
 import pytest
 
-from services.composer.render import MAX_HTML, compile_run, render, text_from_html
+from services.composer.render import MAX_HTML, Unrendered, compile_run, render, text_from_html
 from shared import templating
 from shared.events import DeliveryFailed, MessageRendered
 from tests.unit.test_render import KEYS, NOW, parsed, part_text, recipient, run
 
 
-def rendered(html: str, subject: str = "Avis") -> MessageRendered | DeliveryFailed:
+def rendered(html: str, subject: str = "Avis") -> MessageRendered | Unrendered:
     started = run({"email": {"fr": {"subject": subject, "html": html}}}, languages=["fr"])
     return render(compile_run(started, KEYS, None), recipient(started), NOW)
 
