@@ -327,7 +327,7 @@ def parser() -> argparse.ArgumentParser:
     msg.add_argument("broadcast_id")
     msg.add_argument("--run", type=int, help="run number (default: the latest)")
     msg.add_argument("--state", choices=get_args(MessageState))
-    msg.add_argument("--limit", type=int, default=100, help="messages per page (at most 1000)")
+    msg.add_argument("--limit", type=int, default=100, help="messages per page (at most 500)")
     msg.add_argument("--cursor", help="the next_cursor of the previous page")
     tenant_command("variables", "the variables a template may use, with their labels")
     tenant_command("criteria", "the criteria fields and values, with their labels")

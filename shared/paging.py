@@ -37,6 +37,9 @@ def decode_cursor(cursor: str, *types: type) -> list[Any]:
         or len(position) != len(types)
         # bool is an int to isinstance, and never a position.
         or any(type(v) is not t for v, t in zip(position, types, strict=True))
+        # Positions are compared with integer columns: one PostgreSQL cannot hold is not ours
+        # (it would fail the query as an internal error instead of naming the cursor).
+        or any(type(v) is int and not -(2**31) <= v < 2**31 for v in position)
     ):
         raise InvalidCursor("not a cursor this query gave")
     return position

@@ -32,6 +32,8 @@ from shared.publishing import Publisher
 
 from . import store
 
+# A message's detail in a listing: enough to tell the reason; the page must fit one record.
+DETAIL_CUT = 200
 Answer = ActionsListed | ActionResolved | ContractHistoryListed | MessagesListed | BroadcastRejected
 
 
@@ -86,7 +88,8 @@ async def _messages(pool: asyncpg.Pool, command: ListMessages) -> Answer:
         run_id=run_id,
         messages=[
             MessageEntry(
-                **dict(r), state_label=label("message_state", r["state"], command.language)
+                **dict(r) | {"detail": r["detail"] and r["detail"][:DETAIL_CUT]},
+                state_label=label("message_state", r["state"], command.language),
             )
             for r in messages
         ],

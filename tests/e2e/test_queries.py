@@ -193,7 +193,7 @@ async def test_a_broadcast_listed_described_and_its_messages_paged(
     for query, bound in (
         ({"type": "list_broadcasts"}, 200),
         ({"type": "get_broadcast", "broadcast_id": broadcast_id}, 100),
-        ({"type": "list_messages", "broadcast_id": broadcast_id}, 1000),
+        ({"type": "list_messages", "broadcast_id": broadcast_id}, 500),
         ({"type": "list_variables"}, 100),
     ):
         assert await refused(events, tenant, {**query, "limit": bound + 1}) == (

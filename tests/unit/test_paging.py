@@ -22,6 +22,8 @@ def test_a_cursor_gives_back_its_position() -> None:
         (encode_cursor("x"), (int,)),
         ("e30", (int,)),  # {}: JSON, but not a position
         ("dHJ1ZQ", (int,)),  # true: a bool is not a position
+        (encode_cursor(2**40), (int,)),  # more than an integer column holds
+        (encode_cursor(-(2**31) - 1), (int,)),
     ],
 )
 def test_a_cursor_not_given_by_the_query_is_refused(cursor: str, types: tuple[type, ...]) -> None:

@@ -26,7 +26,7 @@ BROADCAST = "8d0f6a8e-1111-4a4a-9b9b-000000000001"
     [
         ({"type": "list_broadcasts"}, False, 200),
         ({"type": "get_broadcast", "broadcast_id": BROADCAST}, False, 100),
-        ({"type": "list_messages", "broadcast_id": BROADCAST}, True, 1000),
+        ({"type": "list_messages", "broadcast_id": BROADCAST}, True, 500),
         ({"type": "list_variables"}, False, 100),
         ({"type": "describe_criteria"}, False, 100),
     ],
