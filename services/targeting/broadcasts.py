@@ -1,11 +1,11 @@
 """The rules a broadcast definition must meet before it is accepted. Pure: no I/O."""
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
 from shared import templating
+from shared.addresses import is_mailbox, unusable_on
 from shared.events import (
     BroadcastDefinition,
     Channel,
@@ -114,22 +114,12 @@ def check_notices(notices: CompletionNotices | None) -> None:
 
 def _check_mailboxes(fields: Sequence[tuple[str, str | None]]) -> None:
     for name, value in fields:
-        if value is not None and not _MAILBOX.match(value):
+        if value is not None and not is_mailbox(value):
             raise Rejection("invalid_field", name, f"'{value}' is not one email address")
-
-
-# One mailbox as a header takes it, `local@domain.tld`: nothing that would make a list or a
-# display name of it (a comma, a semicolon, angle brackets, quotes, parentheses, a space).
-_LABEL = r"[^@\s,;<>\"()\[\].]+"
-_MAILBOX = re.compile(rf"^[^@\s,;<>\"()\[\]]+@{_LABEL}(\.{_LABEL})+$")
-# E.164, what SMS gateways take.
-_PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 def check_preview_address(channel: Channel, to: str) -> None:
     """The one address a preview goes to must be usable on its channel."""
-    if channel == "email":
-        if not _MAILBOX.match(to):
-            raise Rejection("invalid_field", "to", f"'{to}' is not an email address")
-    elif not _PHONE.match(to):
-        raise Rejection("invalid_field", "to", f"'{to}' is not an E.164 phone number")
+    why = unusable_on(channel, to)
+    if why is not None:
+        raise Rejection("invalid_field", "to", why)

@@ -117,6 +117,8 @@ async def _resolve(pool: asyncpg.Pool, runs: Publisher, command: ResolveAction) 
             "the customer had no address: a send needs the address to send it to",
             field="address",
         )
+    except store.AddressUnusable as unusable:
+        return _rejected(command, "invalid_field", str(unusable), field="address")
     if resolved is None:
         return _rejected(command, "action_not_found", f"no action {command.action_id}")
     action = resolved.action

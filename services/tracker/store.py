@@ -6,6 +6,7 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.addresses import unusable_on
 from shared.events import (
     ActionView,
     AutoPause,
@@ -543,6 +544,11 @@ class AddressNeeded(Exception):
     """ "send" on the action of a contract that had no address (`no_contact`) names none."""
 
 
+class AddressUnusable(Exception):
+    """ "send" names an address its message's channel cannot use (a phone number for an
+    email); the reason, in a few words."""
+
+
 async def resolve_action(
     pool: asyncpg.Pool,
     tenant_id: str,
@@ -558,7 +564,7 @@ async def resolve_action(
     send has nowhere to go."""
     async with pool.acquire() as connection, connection.transaction():
         found = await connection.fetchrow(
-            """SELECT a.state, a.resolved_request, m.address
+            """SELECT a.state, a.resolved_request, m.address, m.channel
                FROM tracker.actions a JOIN tracker.messages m USING (recipient_id)
                WHERE a.action_id = $1 AND a.tenant_id = $2 FOR UPDATE OF a""",
             action_id,
@@ -571,6 +577,9 @@ async def resolve_action(
         if found["state"] == "open" and found["resolved_request"] != request_id:
             if resolution == "send" and not (address or found["address"]):
                 raise AddressNeeded(action_id)
+            why = address and unusable_on(found["channel"], address)
+            if resolution == "send" and why:
+                raise AddressUnusable(why)
             await connection.execute(
                 """UPDATE tracker.actions a
                    SET state = $2, resolution = $3, resolved_by = $4, resolved_at = now(),

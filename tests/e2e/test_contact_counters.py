@@ -112,6 +112,14 @@ async def test_a_customer_without_a_contact_is_a_failure_an_action_and_not_reach
         "invalid_field",
         "address",
     )
+    # An address the action's channel cannot use is refused, naming it: a phone for an email.
+    phone = await ask(events, tenant, {**send, "address": "+15145550123"})
+    assert (phone["type"], phone["reason"], phone["field"]) == (
+        "broadcast.rejected",
+        "invalid_field",
+        "address",
+    )
+    assert "not an email address" in phone["message"]
     corrected = f"c3@{domain}"
     sent = await ask(events, tenant, {**send, "address": corrected})
     assert (sent["type"], sent["state"]) == ("action.resolved", "sending"), sent
