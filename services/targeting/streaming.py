@@ -110,8 +110,14 @@ class RunStreamer:
             if run.only_failed_of
             else None
         )
-        # A no_contact failure has no address: its contract is sent again once it has one.
-        reached = {contract for contract, _, address in keep or () if not address}
+        # A no_contact failure's contract is sent again to whatever addresses it has now.
+        reached = (
+            await store.contracts_without_contact(
+                connection, run.only_failed_of, run.include_unknown
+            )
+            if run.only_failed_of
+            else set()
+        )
         cancelled = not await self._grace(connection, run)
         async for rows in store.pages(connection, run.tenant_id, where, cursor, self._page_size):
             if cancelled:

@@ -67,6 +67,21 @@ async def failed_recipients(
     return {(r["contract_id"], r["channel"], r["address"]) for r in rows}
 
 
+async def contracts_without_contact(
+    connection: Connection, run_id: UUID, include_unknown: bool
+) -> set[str]:
+    """Contracts of the run's resendable failures that had no usable address (`no_contact`:
+    none when targeted, or the one they had was gone by the time their message was due); a
+    resend sends to whatever addresses they have now."""
+    rows = await connection.fetch(
+        f"""SELECT DISTINCT contract_id FROM targeting.failures
+            WHERE run_id = $1 AND {_RESENDABLE} AND reason = 'no_contact'""",  # noqa: S608
+        run_id,
+        include_unknown,
+    )
+    return {r["contract_id"] for r in rows}
+
+
 @dataclass(frozen=True)
 class Failures:
     """A run's failures: `recorded` here so far, of them `resendable`."""
