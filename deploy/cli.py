@@ -299,7 +299,7 @@ def parser() -> argparse.ArgumentParser:
         ("start", "send a draft"),
         ("pause", "hold a running broadcast"),
         ("resume", "release a paused broadcast; nobody gets the message twice"),
-        ("cancel", "stop a scheduled, running or paused broadcast"),
+        ("cancel", "stop a draft, scheduled, running or paused broadcast"),
     ):
         tenant_command(name, text).add_argument("broadcast_id")
     res = tenant_command("resend", "send a finished broadcast again, as a new run")

@@ -1,4 +1,4 @@
-"""Where the local stack listens (deploy/local/stack.py's ports), each overridable from the
+"""Where the local stack listens (the ports of deploy/local/stack/), each overridable from the
 environment, so a script can point at another stack without code changes."""
 
 import os

@@ -1,7 +1,8 @@
 """The event contract: every command and event that crosses Kafka, defined once.
 
 Plain JSON on the wire, so any Kafka client can take part. Rules:
-- every record carries `type` (the discriminator), `schema_version`, `event_id` and `occurred_at`;
+- every record carries `type` (the discriminator) and `schema_version`; every event also
+  `event_id` and `occurred_at`, every command its `request_id` instead;
 - changes are additive; a breaking change is a new `schema_version`;
 - commands reject unknown fields (a misspelt field must not be silently ignored), events ignore
   them (an older consumer must keep working when a newer producer adds a field);

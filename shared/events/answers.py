@@ -275,7 +275,7 @@ class BroadcastStarted(Record):
 
 
 class BroadcastPaused(Record):
-    """A running broadcast was paused; `requested_by` is its creator, to be told.
+    """A running broadcast was paused; `requested_by` is who started the run, to be told.
 
     `reason` `failure_ratio`: it paused itself, `detail` says how many messages failed."""
 
