@@ -60,6 +60,8 @@ class Limits:
     # Past this much pacing, a batch parks its remaining waves in the ledger (the sweeper sends
     # them when due).
     max_wait_seconds: float
+    # One try at storing in the ledger, at most (`Settings.store_attempt_seconds`).
+    store_attempt_seconds: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Limits":
@@ -67,6 +69,7 @@ class Limits:
             wave_size=settings.wave_size_per_connection * settings.smtp_connections,
             waves_in_flight=settings.waves_in_flight,
             max_wait_seconds=settings.pacing_budget_seconds,
+            store_attempt_seconds=settings.store_attempt_seconds,
         )
 
 
@@ -487,11 +490,14 @@ class Handover:
         return await self._until_stored("recording outcomes", record)
 
     async def _until_stored(self, what: str, store: Callable[[], Awaitable[T]]) -> T:
-        """`store()`, tried again until the database answers (0.2 s, doubling to 5 s)."""
+        """`store()`, tried again until the database answers (0.2 s, doubling to 5 s). A try
+        that neither answers nor fails within `store_attempt_seconds` is abandoned (a timeout is
+        transient) and tried again: every store here is safe to repeat."""
         delay = 0.2
         while True:
             try:
-                return await store()
+                async with asyncio.timeout(self._limits.store_attempt_seconds):
+                    return await store()
             except Exception as error:
                 if not is_transient(error):
                     raise

@@ -66,6 +66,10 @@ class Settings(ServiceSettings):
     # An outcome recorded but unannounced for this long was left by a dispatcher that died in
     # between (or is still publishing it, when younger): the sweeper announces it.
     repair_after_seconds: float = Field(default=30.0, gt=0)
+    # The longest one try at storing an outcome, a wait or a given-back claim may take before
+    # it is abandoned and tried again: after a database restart a connection of the pool can
+    # stay stuck without an error, and the wave (with its claims) would wait behind it forever.
+    store_attempt_seconds: float = Field(default=30.0, gt=0)
     # A waiting message rendered longer ago than this is rendered again, with its contract's
     # current values, before it is sent (a send window, a pause, a late retry); a few minutes,
     # so that pacing and quick retries do not pay for a round trip through targeting.
