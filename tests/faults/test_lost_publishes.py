@@ -2,6 +2,7 @@
 repaired by the service's periodic pass. The loss is injected as the state it leaves behind: the
 change recorded, its event marked unpublished, a few seconds ago."""
 
+import asyncio
 from uuid import UUID
 
 import asyncpg
@@ -24,6 +25,14 @@ from tests.stack import EventLog
 pytestmark = pytest.mark.stack
 
 
+async def until_true(db: asyncpg.Pool, query: str, *args: object) -> None:
+    """Until `query` answers true: an outbox marks a record after publishing it, so a reader
+    may see the event a moment before the mark (10 s: a busy machine's worst)."""
+    async with asyncio.timeout(10):
+        while not await db.fetchval(query, *args):
+            await asyncio.sleep(0.1)
+
+
 async def test_an_opt_out_whose_announcement_was_lost_is_announced(
     db: asyncpg.Pool, events: EventLog
 ) -> None:
@@ -41,9 +50,8 @@ async def test_an_opt_out_whose_announcement_was_lost_is_announced(
     )
     assert (opted["contract_id"], opted["channel"], opted["address"]) == ("C-1", "email", address)
     assert UUID(opted["event_id"]) == opt_out_event_id_for(tenant, "email", address)
-    assert await db.fetchval(
-        "SELECT announced FROM targeting.opt_outs WHERE tenant_id = $1", tenant
-    )
+    # Marked once published: seen on the topic, the mark follows within moments.
+    await until_true(db, "SELECT announced FROM targeting.opt_outs WHERE tenant_id = $1", tenant)
 
 
 async def test_an_auto_pause_whose_request_was_lost_is_asked_again(
@@ -82,8 +90,8 @@ async def test_an_auto_pause_whose_request_was_lost_is_asked_again(
         "failure_ratio",
         "9 of the last 10 messages failed",
     )
-    assert await db.fetchval(
-        "SELECT published FROM tracker.auto_pauses WHERE run_id = $1::uuid", started["run_id"]
+    await until_true(
+        db, "SELECT published FROM tracker.auto_pauses WHERE run_id = $1::uuid", started["run_id"]
     )
 
     cancel = {"type": "cancel_broadcast", "broadcast_id": broadcast_id}
