@@ -157,8 +157,6 @@ class Handover:
         self._freshness = freshness
         self._ask = ask
         self._limited = ratelimit.ActiveKeys(pool)
-        # The hand-overs running now: the claims they hold are this process's work.
-        self._running: list[_Outcomes] = []
 
     async def fresh(self, messages: Sequence[MessageRendered]) -> list[Event]:
         """Messages from Kafka: each is claimed here, unless it was seen before. One that
@@ -261,7 +259,6 @@ class Handover:
         if not items:
             return []
         out = _Outcomes(replayable, held={i.token for i in items if i.token is not None})
-        self._running.append(out)
         try:
             return await self._route(items, out)
         except Exception:
@@ -273,8 +270,6 @@ class Handover:
                     "giving back claims", lambda: ledger.release(self._pool, sorted(unsent))
                 )
             raise
-        finally:
-            self._running.remove(out)
 
     async def _route(self, items: Sequence[_Item], out: _Outcomes) -> list[Event]:
         stopped_runs = await ledger.stopped_runs(self._pool, {i.message.run_id for i in items})
@@ -416,8 +411,7 @@ class Handover:
         fresh = [i.message for i in part if i.token is None]
         if not fresh:
             return list(part)
-        working = set().union(*(o.held for o in self._running))
-        claims = await ledger.claim(self._pool, fresh, self._me, working)
+        claims = await ledger.claim(self._pool, fresh, self._me)
         out.held.update(claims.claimed.values())
         for m in fresh:
             earlier = claims.finished.get(m.recipient_id)

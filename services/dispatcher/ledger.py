@@ -11,7 +11,7 @@ that answer is applied as a correction, never as a silent overwrite.
 """
 
 import json
-from collections.abc import Sequence, Set
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,40 +91,23 @@ def _refs(messages: Sequence[MessageRendered]) -> tuple[list[Any], ...]:
     )
 
 
-async def claim(
-    pool: asyncpg.Pool,
-    messages: Sequence[MessageRendered],
-    me: Claimant,
-    held: Set[int] = frozenset(),
-) -> Claims:
-    """Claim messages seen for the first time; report the ones that reached a final state.
-
-    A claim of this very life whose token is not in `held` (the claims this process is working
-    on) is an orphan: a claim that committed although its answer was lost (the database died
-    in between), so nobody ever handed its message over. Left alone, a live instance would keep
-    it forever; the replayed message claims it again, under a new token."""
+async def claim(pool: asyncpg.Pool, messages: Sequence[MessageRendered], me: Claimant) -> Claims:
+    """Claim messages seen for the first time; report the ones that reached a final state."""
     async with pool.acquire() as connection, connection.transaction():
         claimed = {
             r["recipient_id"]: r["claim_token"]
             for r in await connection.fetch(
-                """INSERT INTO dispatcher.deliveries AS d
+                """INSERT INTO dispatcher.deliveries
                        (recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id,
                         address, state, claimed_by, claim_life, claim_token)
                    SELECT t.*, 'claimed', $8, $9, nextval('dispatcher.claim_tokens')
                    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[],
                                $6::text[], $7::text[]) AS t
-                   ON CONFLICT (recipient_id) DO UPDATE
-                   SET claim_token = nextval('dispatcher.claim_tokens')
-                   -- No payload: claimed here, fresh from Kafka, never parked; the sweeper's
-                   -- claims (`take_due`) always carry theirs, and are never taken back here.
-                   WHERE d.state = 'claimed' AND d.payload IS NULL
-                     AND d.claimed_by = $8 AND d.claim_life = $9
-                     AND NOT d.claim_token = ANY($10::bigint[])
+                   ON CONFLICT (recipient_id) DO NOTHING
                    RETURNING recipient_id, claim_token""",
                 *_refs(messages),
                 me.instance_id,
                 me.life,
-                sorted(held),
             )
         }
         earlier = await finished(

@@ -1,7 +1,7 @@
 """Fenced claims in the ledger: only a claim's holder records its outcome; a claim settled as
 unknown while its holder was silent takes the holder's real outcome as a correction, once."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -162,34 +162,3 @@ async def test_an_outcome_whose_commit_answer_was_lost_is_still_published_once_t
     other_outcome = {m.recipient_id: outcome_unknown("x")}
     refused = await ledger.record(service_pool, other_outcome, {m.recipient_id: token}, again=True)
     assert (refused.applied, refused.corrected) == (set(), set())
-
-
-async def test_an_orphan_claim_of_this_life_is_claimed_again_by_the_replayed_message(
-    service_pool: asyncpg.Pool,
-) -> None:
-    """A claim that committed although its answer was lost (the database died in between) is
-    held by nobody: the replayed message claims it again under a new token, and the orphan's
-    token can no longer record. A claim this process works on, another life's or another
-    instance's, and one the sweeper took with its payload, are never taken."""
-    me = await instance.register(service_pool, f"holder-{uuid4()}")
-    other = await instance.register(service_pool, f"other-{uuid4()}")
-    orphan, working, theirs = message(), message(), message()
-    lost = await claimed_by(service_pool, me, orphan)
-    busy = await claimed_by(service_pool, me, working)
-    await claimed_by(service_pool, other, theirs)
-
-    again = await ledger.claim(service_pool, [orphan, working, theirs], me, {busy})
-    assert set(again.claimed) == {orphan.recipient_id}
-    assert again.claimed[orphan.recipient_id] != lost
-    stale = await ledger.record(
-        service_pool, {orphan.recipient_id: DELIVERED}, {orphan.recipient_id: lost}
-    )
-    assert (stale.applied, stale.corrected) == (set(), set())
-    assert await state(service_pool, orphan) == "claimed"
-
-    # A claim the sweeper took (a parked message, with its payload) is never an orphan.
-    parked = message()
-    await ledger.schedule(service_pool, [ledger.Wait(parked, datetime.now(UTC), "send_window", 0)])
-    taken = await ledger.take_due(service_pool, datetime.now(UTC), me, 10, parked.tenant_id)
-    assert [t.message.recipient_id for t in taken] == [parked.recipient_id]
-    assert (await ledger.claim(service_pool, [parked], me)).claimed == {}
