@@ -513,7 +513,11 @@ class Handover:
         message, attempts = item.message, item.attempts
         if attempt.verdict == "throttled":
             seconds = self._policy.after_throttle(attempt.retry_after)
-            await ratelimit.pause(self._pool, ratelimit.relay_key(message.channel), seconds)
+            # Stored like an outcome: a failure here must not drop the wave's other answers.
+            await self._until_stored(
+                "pausing the relay",
+                lambda: ratelimit.pause(self._pool, ratelimit.relay_key(message.channel), seconds),
+            )
             self._limited.forget()
             return ledger.Wait(
                 message,
