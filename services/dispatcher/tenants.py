@@ -10,6 +10,8 @@ from shared.events import TenantSettings, TenantSettingsChanged
 from . import ratelimit
 
 DEFAULT = TenantSettings()
+# How long an instance may apply a tenant's previous settings after a change.
+TTL_SECONDS = 2.0
 
 
 async def save(pool: asyncpg.Pool, changes: Sequence[TenantSettingsChanged]) -> None:
@@ -38,7 +40,7 @@ class Directory:
     """Settings by tenant, read from the table and kept `ttl` seconds: a change made by any
     instance's consumer applies everywhere within that time, without a restart."""
 
-    def __init__(self, pool: asyncpg.Pool, ttl: float = 2.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, ttl: float = TTL_SECONDS) -> None:
         self._pool = pool
         self._ttl = ttl
         self._cache: dict[str, tuple[float, TenantSettings]] = {}
