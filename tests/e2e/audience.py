@@ -47,12 +47,23 @@ def contract(
     }
 
 
+def user_unknown(address: str, times: int | None = None) -> dict[str, Any]:
+    """An SMTP sink rule: `address` refused for good (550 at RCPT), `times` times (None: every
+    time)."""
+    return {
+        "address": address,
+        "stage": "rcpt",
+        "code": 550,
+        "message": "5.1.1 User unknown",
+        "times": times,
+        "action": "reply",
+    }
+
+
 async def bouncing(smtp_sink: SmtpSink, domain: str) -> str:
     """An address of `domain` the SMTP sink refuses for good (550 at RCPT), every time."""
     address = f"ancien@{domain}"
-    await smtp_sink.set_rules(
-        [{"address": address, "stage": "rcpt", "code": 550, "message": "5.1.1 User unknown"}]
-    )
+    await smtp_sink.set_rules([user_unknown(address)])
     return address
 
 

@@ -21,21 +21,11 @@ from tests.e2e.audience import (
     received,
     resend_failed,
     until_action,
+    user_unknown,
 )
 from tests.stack import EventLog, SmtpSink
 
 pytestmark = pytest.mark.stack
-
-
-def refused_once(address: str) -> dict[str, Any]:
-    return {
-        "address": address,
-        "stage": "rcpt",
-        "code": 550,
-        "message": "5.1.1 User unknown",
-        "times": 1,
-        "action": "reply",
-    }
 
 
 def lost_once(address: str) -> dict[str, Any]:
@@ -99,7 +89,7 @@ async def test_a_second_send_is_refused_and_the_first_one_replayed_sends_nothing
 ) -> None:
     tenant, domain = new_tenant()
     typo, first, second = f"jean@{domain}", f"jean.1@{domain}", f"jean.2@{domain}"
-    await smtp_sink.set_rules([refused_once(typo)])
+    await smtp_sink.set_rules([user_unknown(typo, times=1)])
     broadcast_id, done = await broadcast_to(db, events, tenant, [typo])
     assert done["counters"]["failed"] == 1
     (action,) = (await actions_by_address(events, tenant, broadcast_id)).values()
@@ -123,7 +113,7 @@ async def test_a_send_after_its_follow_up_failed_is_one_new_message(
 ) -> None:
     tenant, domain = new_tenant()
     typo, fixed = f"jean@{domain}", f"jean.tremblay@{domain}"
-    await smtp_sink.set_rules([refused_once(typo), refused_once(fixed)])
+    await smtp_sink.set_rules([user_unknown(typo, times=1), user_unknown(fixed, times=1)])
     action, first = await reopened_action(db, events, tenant, typo, fixed)
     assert await smtp_sink.count(domain) == 0
 
@@ -145,7 +135,7 @@ async def test_ignore_on_an_action_open_again_is_applied(
 ) -> None:
     tenant, domain = new_tenant()
     typo, fixed = f"jean@{domain}", f"jean.tremblay@{domain}"
-    await smtp_sink.set_rules([refused_once(typo), refused_once(fixed)])
+    await smtp_sink.set_rules([user_unknown(typo, times=1), user_unknown(fixed, times=1)])
     action, _ = await reopened_action(db, events, tenant, typo, fixed)
 
     ignored = await ask(events, tenant, resolve(action, "ignore"))
@@ -164,7 +154,7 @@ async def test_a_resend_to_the_failures_leaves_unknown_outcomes_out_and_closes_t
 ) -> None:
     tenant, domain = new_tenant()
     gone, lost, fine = f"gone@{domain}", f"lost@{domain}", f"fine@{domain}"
-    await smtp_sink.set_rules([refused_once(gone), lost_once(lost)])
+    await smtp_sink.set_rules([user_unknown(gone, times=1), lost_once(lost)])
     broadcast_id, first = await broadcast_to(db, events, tenant, [gone, lost, fine])
     assert first["counters"]["failed_by_reason"] == {"refused": 1, "unknown_outcome": 1}
 
@@ -207,7 +197,7 @@ async def test_a_message_whose_action_was_resolved_is_left_out_of_a_resend_to_th
 ) -> None:
     tenant, domain = new_tenant()
     sent, ignored, left, fine = (f"{name}@{domain}" for name in ("sent", "ignored", "left", "fine"))
-    await smtp_sink.set_rules([refused_once(a) for a in (sent, ignored, left)])
+    await smtp_sink.set_rules([user_unknown(a, times=1) for a in (sent, ignored, left)])
     broadcast_id, first = await broadcast_to(db, events, tenant, [sent, ignored, left, fine])
     assert first["counters"]["failed"] == 3
     actions = await actions_by_address(events, tenant, broadcast_id)

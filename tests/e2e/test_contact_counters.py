@@ -22,22 +22,11 @@ from tests.e2e.audience import (
     received,
     resend_failed,
     until_action,
+    user_unknown,
 )
 from tests.stack import EventLog, SmtpSink, publish_json
 
 pytestmark = pytest.mark.stack
-
-
-def refused(address: str) -> dict[str, Any]:
-    """The relay refuses `address` every time."""
-    return {
-        "address": address,
-        "stage": "rcpt",
-        "code": 550,
-        "message": "5.1.1 User unknown",
-        "times": None,
-        "action": "reply",
-    }
 
 
 def residential(tenant: str, number: str, emails: list[str]) -> dict[str, Any]:
@@ -49,7 +38,7 @@ async def test_a_customer_without_a_contact_is_a_failure_an_action_and_not_reach
 ) -> None:
     tenant, domain = new_tenant()
     bad, good, only, fine = (f"{n}@{domain}" for n in ("two.bad", "two.good", "only", "fine"))
-    await smtp_sink.set_rules([refused(bad), refused(only)])
+    await smtp_sink.set_rules([user_unknown(bad), user_unknown(only)])
     await load(
         db,
         [

@@ -13,9 +13,9 @@ from shared.events import (
     DeliveryDeferred,
     DeliveryFailed,
     MessageDelivered,
-    RunStarted,
     TargetingCompleted,
 )
+from tests.integration.test_tracker_actions import run_started
 
 pytestmark = pytest.mark.stack
 
@@ -46,7 +46,7 @@ async def test_duplicates_and_reordering_leave_exact_counters(service_pool: asyn
     _, again = await store.record_deliveries(db, [*delivered, failed])
     assert again == []  # nothing new
     await store.record_deferrals(db, [waiting, late_retry])
-    await store.record_run_started(db, [_started(tenant, broadcast_id, run_id)])
+    await store.record_run_started(db, [run_started(tenant, broadcast_id, run_id)])
     await store.record_targeting(db, [_targeted(tenant, broadcast_id, run_id, 4, 4, 0)])
     (view,) = await store.running(db, [run_id])
     counters = view.counters
@@ -105,7 +105,7 @@ async def test_contract_counters_stay_exact_under_copies_and_reordering(
     await store.record_deferrals(db, [waiting])
     await store.record_deliveries(db, [good, good, refused[0]])
     await store.record_targeting(db, [_targeted(tenant, broadcast_id, run_id, 4, 5, 1)])
-    await store.record_run_started(db, [_started(tenant, broadcast_id, run_id)])
+    await store.record_run_started(db, [run_started(tenant, broadcast_id, run_id)])
     (view,) = await store.running(db, [run_id])
     counters = view.counters
     assert (counters.contracts_targeted, counters.messages_targeted) == (4, 5)
@@ -122,22 +122,6 @@ async def test_contract_counters_stay_exact_under_copies_and_reordering(
         "SELECT contracts_reached FROM tracker.run_counters_v1 WHERE run_id = $1", run_id
     )
     assert reached == 1
-
-
-def _started(tenant: str, broadcast_id: UUID, run_id: UUID) -> RunStarted:
-    return RunStarted.model_validate(
-        {
-            "tenant_id": tenant,
-            "broadcast_id": broadcast_id,
-            "run_id": run_id,
-            "name": "n",
-            "requested_by": "u",
-            "channels": ["email"],
-            "languages": ["fr"],
-            "content": {"email": {"fr": {"subject": "s", "html": "h"}}},
-            "sender": {"address": "a@x.example"},
-        }
-    )
 
 
 def _targeted(
