@@ -1,4 +1,5 @@
-"""An SMTP relay reached through a pool of persistent aiosmtplib connections."""
+"""An SMTP relay reached through a pool of persistent aiosmtplib connections, pipelined
+(RFC 2920, pipelining.py) when the server advertises it and in lockstep otherwise."""
 
 import asyncio
 import logging
@@ -7,17 +8,12 @@ import aiosmtplib
 
 from shared.events import MessageRendered
 
+from . import pipelining
+from .pipelining import CONNECTION_LOST, reset
 from .policy import Attempt, connection_failure, invalid_address, outcome_unknown, smtp_reply
 from .settings import Settings
 
 log = logging.getLogger("dispatcher")
-
-_CONNECTION_LOST = (
-    aiosmtplib.SMTPServerDisconnected,
-    aiosmtplib.SMTPConnectError,
-    aiosmtplib.SMTPTimeoutError,
-    OSError,
-)
 
 
 class SmtpRelay:
@@ -85,13 +81,20 @@ class SmtpRelay:
         try:
             if not connection.is_connected:
                 await connection.connect()
+            await _greet(connection)
+            if connection.supports_extension("pipelining"):
+                return await pipelining.send(
+                    connection,
+                    pipelining.envelope(sender, recipient),
+                    pipelining.data_payload(message),
+                )
             await connection.mail(sender)
             await connection.rcpt(recipient)
-        except _CONNECTION_LOST as error:
+        except CONNECTION_LOST as error:
             connection.close()
             return connection_failure(f"{type(error).__name__}: {error}")
         except aiosmtplib.SMTPResponseException as error:
-            await _reset(connection)
+            await reset(connection)
             return smtp_reply(error.code, error.message)
         return await self._data(connection, message)
 
@@ -101,11 +104,11 @@ class SmtpRelay:
         try:
             reply = await connection.data(message)
             return smtp_reply(reply.code, reply.message)
-        except _CONNECTION_LOST as error:
+        except CONNECTION_LOST as error:
             connection.close()
             return outcome_unknown(f"connection lost during DATA: {type(error).__name__}: {error}")
         except aiosmtplib.SMTPResponseException as error:
-            await _reset(connection)
+            await reset(connection)
             return smtp_reply(error.code, error.message)
 
     async def close(self) -> None:
@@ -118,9 +121,11 @@ class SmtpRelay:
                     connection.close()
 
 
-async def _reset(connection: aiosmtplib.SMTP) -> None:
-    """Leave the connection ready for the next message after a refused transaction."""
-    try:
-        await connection.rset()
-    except (aiosmtplib.SMTPException, OSError):
-        connection.close()
+async def _greet(connection: aiosmtplib.SMTP) -> None:
+    """EHLO (HELO if refused) once per connection, as aiosmtplib's `mail()` would, so that the
+    server's extensions are known before the first message."""
+    if connection.is_ehlo_or_helo_needed:
+        try:
+            await connection.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await connection.helo()

@@ -1,0 +1,154 @@
+"""The SMTP relay against a responder that records how commands arrive: pipelined when the server
+advertises PIPELINING, lockstep otherwise, and every outcome exact (RFC 1047 included)."""
+
+import re
+
+import pytest
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+from services.dispatcher.pipelining import data_payload, envelope
+from services.dispatcher.policy import Attempt
+from services.dispatcher.smtp import SmtpRelay
+from tests.unit.rendered import rendered
+from tests.unit.smtp_responder import Responder
+
+BODY = "Subject: hi\r\n\r\nBonjour\r\n"
+GROUP = b"MAIL FROM:<avis@example.org>\r\nRCPT TO:<a@example.org>\r\nDATA\r\n"
+
+
+def relay(server: Responder) -> SmtpRelay:
+    return SmtpRelay(host="127.0.0.1", port=server.port, size=1, timeout=5.0)
+
+
+async def send(server: Responder, *bodies: str) -> list[Attempt]:
+    """Each body as one message on one pooled connection, in order."""
+    smtp = relay(server)
+    try:
+        return [await smtp.send(rendered("email", "a@example.org", body)) for body in bodies]
+    finally:
+        await smtp.close()
+
+
+def verdicts(attempts: list[Attempt]) -> list[tuple[str, int | None]]:
+    return [(a.verdict, a.code) for a in attempts]
+
+
+async def test_mail_rcpt_and_data_go_in_one_write_and_the_body_in_the_next() -> None:
+    async with Responder() as server:
+        attempts = await send(server, BODY, BODY)
+    assert verdicts(attempts) == [("accepted", 250)] * 2
+    assert server.bodies == [BODY.encode()] * 2
+    assert server.connections == 1
+    # Greeting, EHLO; then per message the envelope group, then the body.
+    group_reads = [r for r in server.reads if r.startswith(b"MAIL")]
+    assert group_reads == [GROUP, GROUP]
+    assert server.reads.count(BODY.encode() + b".\r\n") == 2
+
+
+async def test_without_pipelining_each_command_waits_for_its_reply() -> None:
+    async with Responder(pipelining=False) as server:
+        attempts = await send(server, BODY, BODY)
+    assert verdicts(attempts) == [("accepted", 250)] * 2
+    assert server.bodies == [BODY.encode()] * 2
+    assert [r for r in server.reads if r.startswith((b"MAIL", b"RCPT"))] == [
+        b"MAIL FROM:<avis@example.org>\r\n",
+        b"RCPT TO:<a@example.org>\r\n",
+    ] * 2
+
+
+@pytest.mark.parametrize(
+    ("refusals", "expected"),
+    [
+        ({"MAIL": "550 5.7.1 sender refused"}, ("permanent", 550, "refused")),
+        ({"MAIL": "451 4.3.0 try later"}, ("temporary", 451, "temporary_failure")),
+        ({"RCPT": "550 5.1.1 user unknown"}, ("permanent", 550, "refused")),
+        ({"RCPT": "553 5.1.3 bad address"}, ("permanent", 553, "invalid_address")),
+        ({"RCPT": "450 4.2.0 mailbox busy"}, ("temporary", 450, "temporary_failure")),
+        ({"DATA": "554 5.7.1 rejected"}, ("permanent", 554, "refused")),
+        ({"DATA": "451 4.3.0 queue full"}, ("temporary", 451, "temporary_failure")),
+    ],
+)
+async def test_a_refusal_is_the_messages_outcome_and_the_next_message_goes_through(
+    refusals: dict[str, str], expected: tuple[str, int, str]
+) -> None:
+    async with Responder(refusals=dict(refusals)) as server:
+        first, second = await send(server, BODY, BODY)
+    assert (first.verdict, first.code, first.reason) == expected
+    assert second.verdict == "accepted"
+    # The refused transaction was reset on the same connection, and only the second was taken.
+    assert "RSET" in server.commands
+    assert server.connections == 1
+    assert server.bodies == [BODY.encode()] * (2 if "DATA" in refusals else 1)
+
+
+async def test_a_server_closing_with_421_is_not_reset_but_reconnected() -> None:
+    async with Responder(refusals={"MAIL": "421 4.3.2 shutting down"}) as server:
+        first, second = await send(server, BODY, BODY)
+    assert (first.verdict, first.code) == ("temporary", 421)
+    assert second.verdict == "accepted"
+    assert "RSET" not in server.commands
+    assert server.connections == 2
+
+
+async def test_a_server_opening_data_without_a_recipient_gets_no_body() -> None:
+    async with Responder(refusals={"RCPT": "550 5.1.1 user unknown"}, always_354=True) as server:
+        first, second = await send(server, BODY, BODY)
+    assert (first.verdict, first.code) == ("permanent", 550)
+    assert second.verdict == "accepted"
+    assert server.bodies == [BODY.encode()]
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_a_connection_lost_after_the_body_leaves_the_outcome_unknown(
+    pipelining: bool,
+) -> None:
+    async with Responder(pipelining=pipelining, drop="BODY") as server:
+        first, second = await send(server, BODY, BODY)
+    assert (first.verdict, first.reason) == ("unknown", "unknown_outcome")
+    assert second.verdict == "accepted"
+    assert server.connections == 2
+
+
+async def test_a_connection_lost_before_354_is_a_failure_safe_to_retry() -> None:
+    async with Responder(drop="DATA") as server:
+        first, second = await send(server, BODY, BODY)
+    assert (first.verdict, first.code, first.reason) == ("temporary", None, "temporary_failure")
+    assert second.verdict == "accepted"
+    assert server.bodies == [BODY.encode()]
+    assert server.connections == 2
+
+
+async def test_lines_starting_with_a_dot_are_doubled_and_a_final_crlf_added() -> None:
+    body = ".first\r\nmiddle\r\n.\r\n..two\r\nlast"
+    async with Responder() as server:
+        (attempt,) = await send(server, body)
+    assert attempt.verdict == "accepted"
+    assert server.bodies == [body.encode() + b"\r\n"]
+    assert b"..first\r\nmiddle\r\n..\r\n...two\r\nlast\r\n.\r\n" in b"".join(server.reads)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"a\r\nb\r\n",
+        b"a\r\nb",
+        b"a\nb\n",
+        b"a\rb\r\n.c\n",
+        b".\r\n",
+        b"",
+        b"x\r\n\r\n.\r\n..\r\n",
+        b"mixed\r\nline\nends\r",
+    ],
+)
+def test_the_data_payload_is_the_bytes_aiosmtplib_would_write(body: bytes) -> None:
+    expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(body)) + b".\r\n"
+    assert data_payload(body) == expected
+
+
+def test_the_envelope_refuses_what_aiosmtplib_would_refuse() -> None:
+    assert envelope("a@b.org", "c@d.org") == b"MAIL FROM:<a@b.org>\r\nRCPT TO:<c@d.org>\r\nDATA\r\n"
+    with pytest.raises(UnicodeEncodeError):
+        envelope("é@b.org", "c@d.org")
+    with pytest.raises(ValueError, match=re.escape("prohibited control character")):
+        envelope("a\x00@b.org", "c@d.org")
