@@ -11,6 +11,8 @@ Two writes and two round trips per message instead of five and four: against smt
 relay's CPU per message falls by about half (bench/README.md, "SMTP pipelining").
 """
 
+import re
+
 import aiosmtplib
 from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import (
@@ -33,6 +35,10 @@ CONNECTION_LOST = (
 # connection is treated as lost.
 _BROKEN = (*CONNECTION_LOST, aiosmtplib.SMTPResponseException)
 _CLOSING = 421
+# An address made only of these characters is what `quote_address` returns it as, inside <>,
+# and skips its `email.utils` parse: `envelope()` of two such addresses went from 85 to 3.5 us
+# (`python -m timeit`, this machine under load).
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~@-]+")
 _START_INPUT = 354
 
 
@@ -40,13 +46,17 @@ def envelope(sender: str, recipient: str) -> bytes:
     """MAIL, RCPT and DATA as one group. Raises what aiosmtplib's `mail()`/`rcpt()` raise for an
     address they would not send (unparsable, not ASCII), before anything is written."""
     commands = (
-        b"MAIL FROM:" + quote_address(sender).encode("ascii"),
-        b"RCPT TO:" + quote_address(recipient).encode("ascii"),
+        b"MAIL FROM:" + _quoted(sender).encode("ascii"),
+        b"RCPT TO:" + _quoted(recipient).encode("ascii"),
     )
     for command in commands:
         if COMMAND_INJECTION_REGEX.search(command):
             raise ValueError("Command arg contains a prohibited control character")
     return commands[0] + b"\r\n" + commands[1] + b"\r\nDATA\r\n"
+
+
+def _quoted(address: str) -> str:
+    return f"<{address}>" if _PLAIN_ADDRESS.fullmatch(address) else quote_address(address)
 
 
 def data_payload(message: bytes) -> bytes:

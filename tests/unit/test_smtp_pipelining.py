@@ -4,6 +4,7 @@ advertises PIPELINING, lockstep otherwise, and every outcome exact (RFC 1047 inc
 import re
 
 import pytest
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from services.dispatcher.pipelining import data_payload, envelope
@@ -152,3 +153,22 @@ def test_the_envelope_refuses_what_aiosmtplib_would_refuse() -> None:
         envelope("é@b.org", "c@d.org")
     with pytest.raises(ValueError, match=re.escape("prohibited control character")):
         envelope("a\x00@b.org", "c@d.org")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a@b.org",
+        "a..b@c.org",
+        ".a@b.org",
+        "a@b@c.org",
+        "a'b{c}|d=e#f!g?h^i`j~k&l*m/n$o%p+q-r_s@x-y.org",
+        "@b.org",
+        '"a b"@c.org',
+        "Name <a@b.org>",
+        "a(comment)@b.org",
+    ],
+)
+def test_addresses_are_quoted_as_aiosmtplib_quotes_them(address: str) -> None:
+    expected = f"MAIL FROM:{quote_address(address)}\r\nRCPT TO:{quote_address(address)}\r\n"
+    assert envelope(address, address) == expected.encode() + b"DATA\r\n"
