@@ -1,6 +1,7 @@
 """The SMTP relay against a responder that records how commands arrive: pipelined when the server
 advertises PIPELINING, lockstep otherwise, and every outcome exact (RFC 1047 included)."""
 
+import asyncio
 import re
 
 import pytest
@@ -30,6 +31,18 @@ async def send(server: Responder, *bodies: str) -> list[Attempt]:
         await smtp.close()
 
 
+async def send_together(server: Responder, *addresses: str) -> list[Attempt | BaseException]:
+    """One message per address, all handed to a one-connection relay at once, so each one
+    waits behind the previous; then one more, alone, to show the connection still serves."""
+    smtp = relay(server)
+    try:
+        sends = [smtp.send(rendered("email", a, BODY)) for a in addresses]
+        attempts = await asyncio.gather(*sends, return_exceptions=True)
+        return [*attempts, await smtp.send(rendered("email", "a@example.org", BODY))]
+    finally:
+        await smtp.close()
+
+
 def verdicts(attempts: list[Attempt]) -> list[tuple[str, int | None]]:
     return [(a.verdict, a.code) for a in attempts]
 
@@ -44,6 +57,68 @@ async def test_mail_rcpt_and_data_go_in_one_write_and_the_body_in_the_next() -> 
     group_reads = [r for r in server.reads if r.startswith(b"MAIL")]
     assert group_reads == [GROUP, GROUP]
     assert server.reads.count(BODY.encode() + b".\r\n") == 2
+
+
+async def test_a_waiting_message_follows_the_previous_body_in_the_same_write() -> None:
+    async with Responder() as server:
+        attempts = await send_together(server, "a@example.org", "a@example.org", "a@example.org")
+    assert verdicts(attempts) == [("accepted", 250)] * 4  # type: ignore[arg-type]
+    assert server.bodies == [BODY.encode()] * 4
+    assert server.connections == 1
+    assert server.reads.count(BODY.encode() + b".\r\n" + GROUP) == 2
+    assert "RSET" not in server.commands
+
+
+async def test_a_loss_after_a_body_fails_the_envelope_behind_it() -> None:
+    async with Responder(drop="BODY") as server:
+        first, second, after = await send_together(server, "a@example.org", "a@example.org")
+    assert isinstance(first, Attempt) and isinstance(second, Attempt)
+    assert (first.verdict, first.reason) == ("unknown", "unknown_outcome")
+    assert (second.verdict, second.code, second.reason) == ("temporary", None, "temporary_failure")
+    assert isinstance(after, Attempt) and after.verdict == "accepted"
+    assert server.connections == 2
+
+
+async def test_a_refused_body_does_not_disturb_the_envelope_behind_it() -> None:
+    async with Responder(refusals={"DATA": "554 5.7.1 rejected"}) as server:
+        first, second, _ = await send_together(server, "a@example.org", "a@example.org")
+    assert isinstance(first, Attempt) and isinstance(second, Attempt)
+    assert ((first.verdict, first.code), second.verdict) == (("permanent", 554), "accepted")
+    assert server.bodies == [BODY.encode()] * 3
+    assert "RSET" not in server.commands
+
+
+async def test_a_refused_envelope_is_reset_before_the_next_message() -> None:
+    async with Responder(refusals={"RCPT": "550 5.1.1 user unknown"}) as server:
+        first, second, _ = await send_together(server, "a@example.org", "a@example.org")
+    assert isinstance(first, Attempt) and isinstance(second, Attempt)
+    assert ((first.verdict, first.code), second.verdict) == (("permanent", 550), "accepted")
+    assert server.commands.count("RSET") == 1
+    assert server.bodies == [BODY.encode()] * 2
+
+
+async def test_an_address_aiosmtplib_would_refuse_fails_only_its_own_send() -> None:
+    async with Responder() as server:
+        first, second, third, _ = await send_together(
+            server, "a@example.org", "a\x01@example.org", "a@example.org"
+        )
+    assert isinstance(second, ValueError)
+    assert isinstance(first, Attempt) and isinstance(third, Attempt)
+    assert (first.verdict, third.verdict) == ("accepted", "accepted")
+    assert server.bodies == [BODY.encode()] * 3
+
+
+async def test_a_message_whose_sender_gave_up_waiting_is_not_sent() -> None:
+    async with Responder() as server:
+        smtp = relay(server)
+        first = asyncio.create_task(smtp.send(rendered("email", "a@example.org", BODY)))
+        second = asyncio.create_task(smtp.send(rendered("email", "b@example.org", BODY)))
+        await asyncio.sleep(0)  # both queued, the first on its way
+        second.cancel()
+        assert (await first).verdict == "accepted"
+        await smtp.close()
+    assert second.cancelled()
+    assert not any(c.startswith("RCPT TO:<b@") for c in server.commands)
 
 
 async def test_without_pipelining_each_command_waits_for_its_reply() -> None:
@@ -76,8 +151,9 @@ async def test_a_refusal_is_the_messages_outcome_and_the_next_message_goes_throu
         first, second = await send(server, BODY, BODY)
     assert (first.verdict, first.code, first.reason) == expected
     assert second.verdict == "accepted"
-    # The refused transaction was reset on the same connection, and only the second was taken.
-    assert "RSET" in server.commands
+    # A refused envelope is reset (a refused body ends its transaction by itself), on the same
+    # connection, and only the bodies after a 354 were taken.
+    assert ("RSET" in server.commands) == ("DATA" not in refusals)
     assert server.connections == 1
     assert server.bodies == [BODY.encode()] * (2 if "DATA" in refusals else 1)
 
