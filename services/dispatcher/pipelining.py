@@ -119,7 +119,7 @@ async def send(
             replies = [await _reply(protocol, connection.timeout) for _ in range(3)]
         except _BROKEN as error:
             connection.close()
-            current.settle(connection_failure(_why(error)))
+            current.settle(connection_failure(why(error)))
             return
         mail, rcpt, data = replies
         refused = next((r for r in (mail, rcpt) if r.code not in (250, 251)), None)
@@ -142,15 +142,15 @@ async def send(
             connection.close()
             for transaction in (current, after and after[0]):
                 if transaction is not None:
-                    transaction.settle(connection_failure(_why(error)))
+                    transaction.settle(connection_failure(why(error)))
             return
         try:
             final = await _reply(protocol, connection.timeout)
         except _BROKEN as error:
             connection.close()
-            current.settle(outcome_unknown(f"connection lost during DATA: {_why(error)}"))
+            current.settle(outcome_unknown(f"connection lost during DATA: {why(error)}"))
             if after is not None:
-                after[0].settle(connection_failure(_why(error)))
+                after[0].settle(connection_failure(why(error)))
             return
         # After the final reply, whatever it is, the server has no transaction open
         # (RFC 5321 4.1.1.4): the envelope behind it needs no RSET.
@@ -162,7 +162,8 @@ async def send(
         current, group = after[0], b""
 
 
-def _why(error: BaseException) -> str:
+def why(error: BaseException) -> str:
+    """An exception in a few words, for an attempt's detail."""
     return f"{type(error).__name__}: {error}"
 
 

@@ -2,7 +2,6 @@
 (RFC 2920, pipelining.py) when the server advertises it and in lockstep otherwise."""
 
 import asyncio
-import logging
 from collections import deque
 
 import aiosmtplib
@@ -10,11 +9,9 @@ import aiosmtplib
 from shared.events import MessageRendered
 
 from . import pipelining
-from .pipelining import CONNECTION_LOST, Transaction, reset
+from .pipelining import CONNECTION_LOST, Transaction, reset, why
 from .policy import Attempt, connection_failure, invalid_address, outcome_unknown, smtp_reply
 from .settings import Settings
-
-log = logging.getLogger("dispatcher")
 
 
 class SmtpRelay:
@@ -164,7 +161,7 @@ class _Lane:
                 transaction.settle(await _lockstep(connection, transaction))
         except CONNECTION_LOST as error:
             connection.close()
-            transaction.settle(connection_failure(f"{type(error).__name__}: {error}"))
+            transaction.settle(connection_failure(why(error)))
         except aiosmtplib.SMTPResponseException as error:
             await reset(connection)
             transaction.settle(smtp_reply(error.code, error.message))
@@ -184,7 +181,7 @@ async def _lockstep(connection: aiosmtplib.SMTP, transaction: Transaction) -> At
         await connection.rcpt(transaction.recipient)
     except CONNECTION_LOST as error:
         connection.close()
-        return connection_failure(f"{type(error).__name__}: {error}")
+        return connection_failure(why(error))
     except aiosmtplib.SMTPResponseException as error:
         await reset(connection)
         return smtp_reply(error.code, error.message)
@@ -195,7 +192,7 @@ async def _lockstep(connection: aiosmtplib.SMTP, transaction: Transaction) -> At
         return smtp_reply(reply.code, reply.message)
     except CONNECTION_LOST as error:
         connection.close()
-        return outcome_unknown(f"connection lost during DATA: {type(error).__name__}: {error}")
+        return outcome_unknown(f"connection lost during DATA: {why(error)}")
     except aiosmtplib.SMTPResponseException as error:
         await reset(connection)
         return smtp_reply(error.code, error.message)
