@@ -11,7 +11,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -64,6 +64,19 @@ def _pid_file(name: str) -> Path:
     return stack.components()[name].pid_file
 
 
+@contextlib.asynccontextmanager
+async def _in_background(
+    name: str, step: Callable[[], Awaitable[None]], interval: float
+) -> AsyncIterator[None]:
+    """`step` every `interval` seconds while the body runs."""
+    loop = Periodic(name, step, interval, _log)
+    await loop.start()
+    try:
+        yield
+    finally:
+        await loop.stop()
+
+
 # --- peak RSS ------------------------------------------------------------------------------
 
 
@@ -104,15 +117,9 @@ class RssSampler:
     async def _step(self) -> None:
         self.sample()
 
-    @contextlib.asynccontextmanager
-    async def sampling(self) -> AsyncIterator[None]:
+    def sampling(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Sample in the background, every RSS_INTERVAL_S, while the body runs."""
-        loop = Periodic("rss sampler", self._step, RSS_INTERVAL_S, _log)
-        await loop.start()
-        try:
-            yield
-        finally:
-            await loop.stop()
+        return _in_background("rss sampler", self._step, RSS_INTERVAL_S)
 
     def peak_mb(self) -> dict[str, float]:
         return {name: round(kb / 1024, 1) for name, kb in self.peak_kb.items()}
@@ -228,12 +235,10 @@ class ServerTimes:
     @contextlib.asynccontextmanager
     async def following(self) -> AsyncIterator[None]:
         """Tail the log in the background while the body runs, and once more at the end."""
-        loop = Periodic("smtp-sink tail", self._step, SINK_POLL_S, _log)
-        await loop.start()
         try:
-            yield
+            async with _in_background("smtp-sink tail", self._step, SINK_POLL_S):
+                yield
         finally:
-            await loop.stop()
             await self._step()
 
 

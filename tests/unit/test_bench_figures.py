@@ -143,35 +143,28 @@ class _Clock:
         return datetime.fromtimestamp(self.now, UTC)
 
 
-def _seen(times: probes.ServerTimes) -> tuple[float | None, float | None]:
-    return times.first_at, times.last_at
-
-
 def test_server_times_are_when_the_sink_counted_the_first_and_the_last_message(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "sink.log"
     path.write_bytes(b"sess=0 quit=0 mesg=1\rsess=0 quit=0 mesg=2\r")
     clock = _Clock()
+    # (the clock, what the sink writes then, first and last time seen after the poll)
+    steps = [
+        (100.0, b"sess=1 quit=1 mesg=2\r", (None, None)),  # a session ends: no message yet
+        (100.5, b"sess=1 quit=1 mesg=3\rsess=1 quit=1 mesg=", (100.5, None)),
+        (101.0, b"4\r", (100.5, None)),  # the counter, finished
+        (102.0, b"sess=1 quit=1 mesg=5\r", (100.5, 102.0)),
+        (103.0, b"sess=2 quit=2 mesg=5\r", (100.5, 102.0)),
+    ]
     with path.open("rb") as log, path.open("ab", buffering=0) as sink:
         log.seek(0, 2)
         times = probes.ServerTimes(log, before=2, expected=3, clock=clock)
-        sink.write(b"sess=1 quit=1 mesg=2\r")  # a session ends: no message yet
-        times.poll()
-        assert _seen(times) == (None, None)
-        clock.now = 100.5
-        sink.write(b"sess=1 quit=1 mesg=3\rsess=1 quit=1 mesg=")
-        times.poll()
-        clock.now = 101.0
-        sink.write(b"4\r")
-        times.poll()
-        clock.now = 102.0
-        sink.write(b"sess=1 quit=1 mesg=5\r")
-        times.poll()
-        clock.now = 103.0
-        sink.write(b"sess=2 quit=2 mesg=5\r")
-        times.poll()
-    assert _seen(times) == (100.5, 102.0)
+        for now, written, seen in steps:
+            clock.now = now
+            sink.write(written)
+            times.poll()
+            assert (times.first_at, times.last_at) == seen
 
 
 async def test_server_times_follow_the_log_in_the_background(tmp_path: Path) -> None:
