@@ -41,7 +41,7 @@ from bench.probes import (
 )
 from bench.processes import dispatcher_swapped, smtp_sink_running
 from bench.report import RESULTS, Report, cpu_per_message, print_table, write_results
-from bench.stages import Window, measure_stages
+from bench.stages import measure_stages
 from bench.watch import run_broadcast
 from deploy.local import stack
 from shared.client import endpoints
@@ -90,11 +90,15 @@ async def e2e_phase(tenant: str, contracts: int, report: Report) -> None:
             "rss_samples": sampler.samples,
         }
     )
-    server = None
-    if run.server_first is not None and run.server_last is not None:
-        server = Window(contracts, run.server_first, run.server_last)
     report.data.update(
-        await measure_stages(run.run_id, contracts, run.messages_start, run.started_epoch, server)
+        await measure_stages(
+            run.run_id,
+            contracts,
+            run.messages_start,
+            run.started_epoch,
+            run.server_first,
+            run.server_last,
+        )
     )
     for name, value, want in (
         ("delivered", c.delivered, contracts),

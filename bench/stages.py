@@ -124,18 +124,34 @@ async def composer_window(
         await consumer.stop()
 
 
+def first_message(
+    started_epoch: float, server_first: float | None, outcomes: Window | None
+) -> dict[str, Any]:
+    """Seconds from StartBroadcast to the first message at the server, and where that comes
+    from: smtp-sink's counters when they were seen, else the ledger's first outcome (later by
+    up to a batch: see bench/README.md)."""
+    if server_first is not None:
+        first, source = server_first, "smtp-sink log (its counters, tailed)"
+    elif outcomes is not None:
+        first, source = outcomes.first, "dispatcher.deliveries_v1 finished_at (fallback)"
+    else:
+        return {"first_message_s": None, "first_message_source": None}
+    return {"first_message_s": round(first - started_epoch, 3), "first_message_source": source}
+
+
 async def measure_stages(
     run_id: UUID,
     count: int,
     messages_start: Mapping[int, int],
     started_epoch: float,
-    server: Window | None,
+    server_first: float | None,
+    server_last: float | None,
     composer_timeout_s: float = 60.0,
 ) -> dict[str, Any]:
     """The stages' rates and windows (seconds after `started_epoch`, the StartBroadcast), for a
-    run of `count` messages; `server` is the SMTP server's own window, when it was seen. The
-    time to the first message at the server is the server's window start, else the ledger's
-    first outcome."""
+    run of `count` messages; `server_first` and `server_last` are when the SMTP server took the
+    first and the last of them, if seen. The time to the first message at the server falls back
+    to the ledger's first outcome."""
     conn = await asyncpg.connect(endpoints.local().database_url, timeout=10)
     try:
         composer, body_size = await composer_window(
@@ -150,19 +166,17 @@ async def measure_stages(
             "composer": composer,
             "dispatcher": await table_window(conn, "dispatcher", run_id),
             "outcomes": await table_window(conn, "outcomes", run_id),
-            "smtp-sink": server,
+            "smtp-sink": Window(count, server_first, server_last)
+            if server_first is not None and server_last is not None
+            else None,
             "tracker": await table_window(conn, "tracker", run_id),
         }
     finally:
         await conn.close()
-    first, first_source = windows["smtp-sink"], "smtp-sink log (its counters, tailed)"
-    if first is None:
-        first, first_source = windows["outcomes"], "dispatcher.deliveries_v1 finished_at (fallback)"
     return {
         "stages": {k: w.per_s() if w else None for k, w in windows.items()},
         "stage_windows": {k: w.describe(started_epoch) if w else None for k, w in windows.items()},
         "composer_source": source,
-        "first_message_s": round(first.first - started_epoch, 3) if first else None,
-        "first_message_source": first_source,
+        **first_message(started_epoch, server_first, windows["outcomes"]),
         "rendered_body_bytes": body_size,
     }

@@ -180,6 +180,19 @@ async def test_server_times_follow_the_log_in_the_background(tmp_path: Path) -> 
     assert times.last_at is not None and times.first_at <= times.last_at
 
 
+def test_the_first_message_is_the_sink_s_and_else_the_ledger_s_first_outcome() -> None:
+    outcomes = stages.Window(count=10, first=100.9, last=104.0)
+    assert stages.first_message(100.0, 100.4567, outcomes) == {
+        "first_message_s": 0.457,
+        "first_message_source": "smtp-sink log (its counters, tailed)",
+    }
+    assert stages.first_message(100.0, None, outcomes) == {
+        "first_message_s": 0.9,
+        "first_message_source": "dispatcher.deliveries_v1 finished_at (fallback)",
+    }
+    assert stages.first_message(100.0, None, None)["first_message_s"] is None
+
+
 # --- the composer's window ---------------------------------------------------------------------
 
 
