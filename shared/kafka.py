@@ -9,7 +9,7 @@ replays the batch, which the stable ids make harmless.
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import ConsumerRecord
@@ -18,7 +18,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from prometheus_client import CollectorRegistry, Counter
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from shared.events import BroadcastRejected, DeadLettered, RejectionReason
 from shared.isolation import in_a_few_words
@@ -224,20 +224,6 @@ class DeadLetters:
             await self.send(record, in_a_few_words(error))
 
         return set_aside
-
-
-async def publish_keyed(publisher: Publisher, items: Iterable[tuple[str, BaseModel]]) -> int:
-    """Publish many records with their keys and wait until the broker acknowledged all of them.
-
-    Each record keeps its own key (so its own partition), unlike FastStream's `publish_batch`,
-    which sends the whole batch to one partition; the producer still groups them on the wire.
-    """
-    pending: list[asyncio.Future[Any]] = []
-    for key, record in items:
-        pending.append(await publisher.publish(record, key=key.encode(), no_confirm=True))
-    if pending:
-        await asyncio.gather(*pending)
-    return len(pending)
 
 
 def dead_letter_publisher(broker: KafkaBroker) -> Publisher:
