@@ -41,7 +41,7 @@ def lane_over(producer: AcknowledgingLater) -> tuple[FastLane, CollectorRegistry
     fast = broker._producer
     assert isinstance(fast, AioKafkaFastProducerImpl)
     # What FastStream's connect leaves behind, without a Kafka broker.
-    fast._producer = RealProducer(producer)  # type: ignore[arg-type]
+    fast._producer = RealProducer(producer)
     return FastLane(
         broker, TOPIC, broker.publisher(TOPIC), registry=registry, service="composer"
     ), registry
