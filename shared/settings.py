@@ -5,6 +5,8 @@ A service declares `class Settings(ServiceSettings)` with `env_prefix="TARGETING
 by `make`; production sets every secret through the environment.
 """
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,3 +24,6 @@ class ServiceSettings(BaseSettings):
     # /ready fails when a consumer group has records waiting and has committed nothing on that
     # partition for this long: a consumer stuck on a record looks alive and does nothing.
     stalled_after_seconds: float = Field(default=120.0, gt=0)
+    # Compression of every record this service produces (lz4, zstd and snappy need `cramjam`,
+    # a dependency). None for the small events; the composer's rendered messages compress well.
+    kafka_compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
