@@ -122,10 +122,11 @@ class RunStreamer:
             if cancelled:
                 log.info("run %s cancelled before anything was targeted", run_id)
                 break
-            page = expand(scope, rows)
+            # One "now" per page: every recipient of a page is targeted at the same moment.
+            page = expand(scope, rows, self._clock())
             if keep is not None:
                 page = page.only(keep, reached)
-            await self._recipients.publish_keyed((str(r.recipient_id), r) for r in page.recipients)
+            await self._recipients.send((r.key, r.value) for r in page.recipients)
             await self._deliveries.publish_keyed((str(f.recipient_id), f) for f in page.no_contact)
             cursor = rows[-1]["pk"]
             cancelled = await store.checkpoint(
