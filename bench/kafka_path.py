@@ -6,6 +6,8 @@ On 500 real records (the composer's `message.rendered` of bench/invoice.py's rec
   aiokafka producer (so what is measured is the layer above aiokafka), serialisation included;
 - decoding: one `validate_json` per record vs one call for the whole batch; a record's `type`
   by `json.loads` vs the decoder's one-field model;
+- targeting's expansion of a page of contracts into `recipient.targeted` keys and JSON
+  (bench/contracts.py's rows, as the database returns them);
 - compression of `broadcast.messages`: a producer batch built and compressed as aiokafka does
   it, per codec and batch size: CPU per message and bytes on the wire, and reading it back.
 
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
+from uuid import uuid4
 
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
@@ -26,7 +29,9 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, TypeAdapter
 
 from bench import invoice
+from bench.contracts import CONTRACT_COLUMNS, contract_rows
 from services.composer.render import render
+from services.targeting.audience import RunScope, expand
 from shared.clock import utc_now
 from shared.events import DeliveryFailed, MessageRendered
 from shared.fastlane import FastLane
@@ -177,6 +182,21 @@ def compression(keyed: Keyed, repeats: int) -> dict[str, dict[str, float]]:
     return figures
 
 
+def targeting(repeats: int) -> float:
+    rows = []
+    for values in contract_rows("bench", COUNT):
+        row = dict(zip(CONTRACT_COLUMNS, values, strict=True))
+        for column in ("emails", "phones", "attributes"):
+            row[column] = json.loads(str(row[column]))
+        rows.append(row | {"details": {}})
+    scope = RunScope("bench", uuid4(), uuid4(), ["email"])
+    return best_us(
+        lambda: [(r.key, r.value) for r in expand(scope, rows, utc_now()).recipients],
+        len(rows),
+        repeats,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=20)
@@ -189,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "decode_us_per_record": {
             name: decoding(keyed, args.repeats) for name, keyed in samples.items()
         },
+        "targeting_expand_us_per_recipient": targeting(args.repeats),
         "broadcast.messages_compression": compression(samples["message.rendered"], args.repeats),
     }
     print(json.dumps(report, indent=2))
