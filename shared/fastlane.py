@@ -28,7 +28,7 @@ from shared.publishing import Publisher
 
 # What FastStream's codec tells a consumer about a pydantic body: kept so that any FastStream
 # subscriber (a test's, a tool's) decodes these records exactly as it did before.
-_JSON_HEADERS = [("content-type", b"application/json")]
+_HEADERS = [("content-type", b"application/json")]
 
 
 class FastLane:
@@ -67,14 +67,23 @@ class FastLane:
         producer = self._producer()
         if producer is None:
             return await self._send_through_faststream(records)
-        pending = [
-            await producer.send(self._topic, value, key=key, headers=_JSON_HEADERS)
-            for key, value in records
-        ]
+        pending: list[asyncio.Future[Any]] = []
+        try:
+            for key, value in records:
+                pending.append(await producer.send(self._topic, value, key=key, headers=_HEADERS))
+        except Exception:
+            # The record that could not be handed over counts as failed, as FastStream counts a
+            # failed publish; those handed over before it settle first, so no acknowledgement
+            # goes unobserved or uncounted. The batch is redelivered either way.
+            self._failed.inc()
+            await self._settle(pending)
+            raise
+        return await self._settle(pending)
+
+    async def _settle(self, pending: list["asyncio.Future[Any]"]) -> int:
+        """Wait for every acknowledgement, count them, raise the first error."""
         if not pending:
             return 0
-        # Every future settles before this returns, so a failure never leaves acknowledgements
-        # unobserved; the first error is raised, and the handler's batch is redelivered.
         outcomes = await asyncio.gather(*pending, return_exceptions=True)
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         self._succeeded.inc(len(outcomes) - len(errors))

@@ -133,3 +133,29 @@ async def test_under_test_kafka_broker_records_go_through_faststream() -> None:
         assert await lane.publish_keyed([(str(event.recipient_id), event)]) == 1
     assert wire == [(str(event.recipient_id).encode(), json.loads(event.model_dump_json()))]
     assert published(registry, "success") == 1  # counted by FastStream's middleware
+
+
+class RefusingOne(AcknowledgingLater):
+    """Fails to queue the n-th record, as aiokafka does when its buffer stays full."""
+
+    def __init__(self, nth: int) -> None:
+        super().__init__()
+        self._nth = nth
+
+    async def send(self, topic: str, value: bytes, *, key: bytes | None, headers: Any) -> Any:
+        if len(self.sent) == self._nth - 1:
+            raise TimeoutError("buffer full")
+        return await super().send(topic, value, key=key, headers=headers)
+
+
+async def test_a_record_that_cannot_be_queued_raises_once_the_queued_ones_settled() -> None:
+    producer = RefusingOne(3)
+    lane, registry = lane_over(producer)
+    sending = asyncio.create_task(lane.send([(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]))
+    await asyncio.sleep(0)
+    assert len(producer.sent) == 2 and not sending.done()
+    for ack in producer.acks:
+        ack.set_result(None)
+    with pytest.raises(TimeoutError, match="buffer full"):
+        await sending
+    assert (published(registry, "success"), published(registry, "error")) == (2, 1)
