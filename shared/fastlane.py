@@ -23,6 +23,7 @@ from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
 from faststream.prometheus.container import MetricsContainer
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from shared.publishing import Publisher
 
@@ -95,9 +96,9 @@ class FastLane:
     async def publish_keyed(self, items: Iterable[tuple[str, BaseModel]]) -> int:
         """Send models, each with its own key (so its own partition, unlike FastStream's
         `publish_batch`), serialised once to JSON; return how many once all are acknowledged."""
-        return await self.send(
-            (key.encode(), model.model_dump_json().encode()) for key, model in items
-        )
+        # pydantic's `to_json` gives `model_dump_json()`'s bytes without its str round trip
+        # (0.5 us less per 4.7 KB message.rendered, bench/README.md "Kafka path").
+        return await self.send((key.encode(), to_json(model)) for key, model in items)
 
     def _producer(self) -> AIOKafkaProducer | None:
         """The broker's connected aiokafka producer; None under `TestKafkaBroker`.
