@@ -52,6 +52,11 @@ def published(registry: CollectorRegistry, status: str) -> float:
     return registry.get_sample_value("faststream_published_messages_total", labels) or 0
 
 
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    where = {"app_name": "composer", "broker": "kafka", "destination": TOPIC} | labels
+    return registry.get_sample_value(name, where) or 0
+
+
 def failure() -> DeliveryFailed:
     return DeliveryFailed(
         tenant_id="t1",
@@ -82,6 +87,8 @@ async def test_records_go_to_the_producer_and_send_waits_for_every_acknowledgeme
     producer.acks[0].set_result(None)
     assert await sending == 2
     assert published(registry, "success") == 2
+    # One publish of a batch, as FastStream's publish_batch records it: the dashboards' latency.
+    assert sample(registry, "faststream_published_messages_duration_seconds_count") == 1
 
 
 async def test_a_refused_record_raises_after_all_settled_and_is_counted_as_an_error() -> None:
@@ -97,6 +104,8 @@ async def test_a_refused_record_raises_after_all_settled_and_is_counted_as_an_er
     with pytest.raises(TimeoutError):
         await sending
     assert (published(registry, "success"), published(registry, "error")) == (2, 1)
+    exceptions = "faststream_published_messages_exceptions_total"
+    assert sample(registry, exceptions, exception_type="TimeoutError") == 1
 
 
 async def test_models_are_sent_as_their_json_with_their_key() -> None:
