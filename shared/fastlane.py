@@ -7,8 +7,8 @@ broker's own producer instead, so the producer's settings (`acks=all`, idempoten
 compression) and its connection stay FastStream's. Declaring the topic's FastStream publisher
 stays as it was (AsyncAPI documents it), and that publisher is still what sends the few
 records outside the hot loops, and every record under `TestKafkaBroker`. Measured
-(`python -m bench.kafka_path`, bench/README.md "Kafka path"): 34–37 µs per record through
-FastStream against 6–10 µs here above aiokafka; against a real broker, 92–104 against 28–35 µs
+(`python -m bench.kafka_path`, bench/README.md "Kafka path"): 34-37 µs per record through
+FastStream against 6-10 µs here above aiokafka; against a real broker, 92-104 against 28-35 µs
 of the producer's CPU per rendered message.
 
 The delivery guarantee is the one of `shared.kafka`: `send` returns only once the broker

@@ -5,7 +5,7 @@ contract stands now. Pure."""
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID, uuid4
 
 from pydantic_core import to_json
@@ -38,9 +38,9 @@ class RunScope:
     channels: Sequence[Channel]
 
 
-@dataclass(frozen=True)
-class Targeted:
-    """One recipient of a page, as published: what a resend filters on, and its record."""
+class Targeted(NamedTuple):
+    """One recipient of a page, as published: what a resend filters on, and its record.
+    (A tuple: a frozen dataclass costs 1 µs more per recipient to build.)"""
 
     contract_id: str
     channel: Channel
