@@ -46,7 +46,10 @@ lint: install
 asyncapi: install
 	@$(PY) -m shared.asyncapi write
 
+# The end-to-end bench at N recipients: `make bench N=1000000`. BENCH_ARGS adds to the command
+# line (`BENCH_ARGS="--compare bench/results/before.json"`); a --contracts there wins over N.
+N := 100000
 bench: install
 	@deploy/local/install.sh postfix
 	@$(STACK) up
-	@$(PY) -m bench.e2e $(BENCH_ARGS)
+	@$(PY) -m bench.e2e --contracts $(N) $(BENCH_ARGS)

@@ -1,6 +1,6 @@
 """End-to-end benchmark: one email broadcast to N contracts through the four services.
 
-    .venv/bin/python -m bench.e2e [--contracts N] [--ceiling-messages M]
+    .venv/bin/python -m bench.e2e [--contracts N] [--ceiling-messages M] [--compare RUN_JSON]
 
 Needs the local stack running (`make bench` starts it). For the length of the run the stack's
 dispatcher is replaced by a bench dispatcher (same command, same consumer group) that relays to
@@ -17,12 +17,14 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 import asyncpg
 
 from bench.ceiling import CEILING_CONNECTIONS, ceiling_message, smtp_ceiling
-from bench.contracts import delete_contracts
+from bench.compare import print_comparison, read_run
+from bench.contracts import delete_contracts, rows_timeout
 
 # Re-exported: tests/faults/test_targeting_restart.py imports it from here.
 from bench.contracts import load_contracts as load_contracts
@@ -38,7 +40,7 @@ from bench.probes import (
     settled_sink_count,
 )
 from bench.processes import dispatcher_swapped, smtp_sink_running
-from bench.report import RESULTS, Report, print_table, write_results
+from bench.report import RESULTS, Report, cpu_per_message, print_table, write_results
 from bench.stages import measure_stages
 from bench.watch import run_broadcast
 from deploy.local import stack
@@ -52,13 +54,20 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def broadcast_timeout(contracts: int) -> float:
+    """StartBroadcast -> broadcast.completed may take this long: 2 minutes and 100 messages/s
+    (1M: 2.8 h), a tenth of the slowest rate measured since issue 4 (990/s). A stuck run fails
+    sooner, after 120 s without an event of the broadcast (bench.watch.STALL_TIMEOUT_S)."""
+    return 120 + contracts / 100
+
+
 async def e2e_phase(tenant: str, contracts: int, report: Report) -> None:
     """Swap the dispatcher, run the broadcast while sampling RSS, measure the stages."""
     with dispatcher_swapped():
         sampler = RssSampler(service_trees())
         cpu_before = cpu_snapshot()
         async with sampler.sampling():
-            run = await run_broadcast(tenant, contracts, timeout_s=120 + contracts / 100)
+            run = await run_broadcast(tenant, contracts, timeout_s=broadcast_timeout(contracts))
         cpu = cpu_seconds(cpu_before)
         sink_delta = settled_sink_count() - run.sink_before
     c = run.completed.counters
@@ -76,12 +85,19 @@ async def e2e_phase(tenant: str, contracts: int, report: Report) -> None:
             "peak_rss_mb": sampler.peak_mb(),
             # From just before CreateBroadcast to broadcast.completed (idle time is negligible).
             "cpu_s": cpu,
+            **cpu_per_message(cpu, c.delivered),
+            # A count, not the samples: the JSON stays the same size at any N.
             "rss_samples": sampler.samples,
         }
     )
     report.data.update(
         await measure_stages(
-            run.run_id, run.messages_start, run.started_epoch, composer_timeout_s=180.0
+            run.run_id,
+            contracts,
+            run.messages_start,
+            run.started_epoch,
+            run.server_first,
+            run.server_last,
         )
     )
     for name, value, want in (
@@ -120,10 +136,10 @@ async def load_phase(tenant: str, contracts: int, report: Report) -> None:
     report.data["load"] = {"rows": contracts, "seconds": round(seconds, 2)}
 
 
-async def cleanup_phase(tenant: str) -> None:
+async def cleanup_phase(tenant: str, contracts: int) -> None:
     conn = await asyncpg.connect(endpoints.local().database_url, timeout=10)
     try:
-        await delete_contracts(conn, tenant)
+        await delete_contracts(conn, tenant, timeout=rows_timeout(contracts))
     finally:
         await conn.close()
 
@@ -154,7 +170,7 @@ def run_bench(
             asyncio.run(ceiling_phase(ceiling_messages, report))
         finally:
             with contextlib.suppress(Exception):
-                asyncio.run(cleanup_phase(tenant))
+                asyncio.run(cleanup_phase(tenant, contracts))
     report.data["service_log_problems"] = log_problems(logs_before)
     return report
 
@@ -163,6 +179,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__)
     parser.add_argument("--contracts", type=int, default=100_000)
     parser.add_argument("--ceiling-messages", type=int, default=20_000)
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="RUN_JSON",
+        help="an earlier run's JSON: print it beside this run, with the ratios",
+    )
     args = parser.parse_args(argv)
     if args.contracts < 1 or args.ceiling_messages < 1:
         parser.error("counts must be positive")
@@ -174,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     command = " ".join([".venv/bin/python", "-m", "bench.e2e", *argv])
+    # Read first: a wrong path must fail before a run of an hour, not after it.
+    before = read_run(args.compare) if args.compare else None
     try:
         report = run_bench(args.contracts, args.ceiling_messages, command)
     except (BenchError, stack.StackError) as error:
@@ -181,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     path = write_results(report)
     print_table(report.data)
+    if before is not None:
+        print()
+        print_comparison(before, report.data)
     print(f"\nwritten to {path} and {RESULTS / 'latest.json'}")
     return 0 if not report.problems else 1
 

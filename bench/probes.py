@@ -11,14 +11,15 @@ import os
 import platform
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bench.errors import BenchError
 from bench.processes import DISPATCHER, DISPATCHER_LOG, DISPATCHER_PID, SINK_LOG, SINK_PID
 from deploy.local import stack
+from shared.clock import Clock, utc_now
 from shared.service import Periodic
 
 SERVICES = ("targeting", "composer", "dispatcher", "tracker")
@@ -63,6 +64,19 @@ def _pid_file(name: str) -> Path:
     return stack.components()[name].pid_file
 
 
+@contextlib.asynccontextmanager
+async def _in_background(
+    name: str, step: Callable[[], Awaitable[None]], interval: float
+) -> AsyncIterator[None]:
+    """`step` every `interval` seconds while the body runs."""
+    loop = Periodic(name, step, interval, _log)
+    await loop.start()
+    try:
+        yield
+    finally:
+        await loop.stop()
+
+
 # --- peak RSS ------------------------------------------------------------------------------
 
 
@@ -103,15 +117,9 @@ class RssSampler:
     async def _step(self) -> None:
         self.sample()
 
-    @contextlib.asynccontextmanager
-    async def sampling(self) -> AsyncIterator[None]:
+    def sampling(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Sample in the background, every RSS_INTERVAL_S, while the body runs."""
-        loop = Periodic("rss sampler", self._step, RSS_INTERVAL_S, _log)
-        await loop.start()
-        try:
-            yield
-        finally:
-            await loop.stop()
+        return _in_background("rss sampler", self._step, RSS_INTERVAL_S)
 
     def peak_mb(self) -> dict[str, float]:
         return {name: round(kb / 1024, 1) for name, kb in self.peak_kb.items()}
@@ -147,22 +155,34 @@ def cpu_seconds(before: Mapping[str, Mapping[int, int]]) -> dict[str, float]:
     used: dict[str, float] = {}
     for name, ticks in after.items():
         delta = sum(t - before.get(name, {}).get(pid, 0) for pid, t in ticks.items())
-        used[name] = round(delta / CLOCK_TICKS, 1)
+        used[name] = round(delta / CLOCK_TICKS, 2)
     return used
 
 
 # --- smtp-sink count -----------------------------------------------------------------------
 
-_MESSAGES = re.compile(rb"mesg=(\d+)")
+# smtp-sink -c prints `sess=… quit=… mesg=N` and a carriage return after every message, session
+# end and QUIT, and flushes each line: a counter is complete once its terminator is written.
+_MESSAGES = re.compile(rb"mesg=(\d+)[\r\n]")
+# The last complete counter is always in the log's last few lines: at 1M messages the log holds
+# about 27 MB, which the bench must not read (or match) whole every half second.
+_TAIL_BYTES = 4096
+SINK_POLL_S = 0.01
+
+
+def _last_counter(data: bytes) -> int | None:
+    found = _MESSAGES.findall(data)
+    return int(found[-1]) if found else None
 
 
 def sink_count() -> int:
     """Messages smtp-sink received so far: the last `mesg=` counter it printed."""
     try:
-        found = _MESSAGES.findall(SINK_LOG.read_bytes())
+        with SINK_LOG.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - _TAIL_BYTES))
+            return _last_counter(log.read()) or 0
     except FileNotFoundError:
         return 0
-    return int(found[-1]) if found else 0
 
 
 def settled_sink_count(timeout: float = 5.0) -> int:
@@ -178,9 +198,54 @@ def settled_sink_count(timeout: float = 5.0) -> int:
     return last
 
 
+@dataclass
+class ServerTimes:
+    """When smtp-sink counted the first and the last of `expected` messages after `before`, on
+    the bench's wall clock (epoch seconds): `log` (the sink's, opened at the point to read from)
+    is tailed every SINK_POLL_S, so each time is late by at most that much. The sink prints a
+    message's counter as it takes the message: this is the moment the message reached the
+    server, which the dispatcher's ledger (`finished_at`, the start of the transaction that
+    records a batch's outcomes) only bounds from above."""
+
+    log: BinaryIO
+    before: int
+    expected: int
+    clock: Clock = utc_now
+    first_at: float | None = None
+    last_at: float | None = None
+    _partial: bytes = b""
+
+    def poll(self) -> None:
+        data = self._partial + self.log.read()
+        end = max(data.rfind(b"\r"), data.rfind(b"\n")) + 1
+        self._partial = data[end:]
+        count = _last_counter(data[:end])
+        if count is None:
+            return
+        now = self.clock().timestamp()
+        if self.first_at is None and count > self.before:
+            self.first_at = now
+        if self.last_at is None and count >= self.before + self.expected:
+            self.last_at = now
+
+    async def _step(self) -> None:
+        if self.last_at is None:
+            self.poll()
+
+    @contextlib.asynccontextmanager
+    async def following(self) -> AsyncIterator[None]:
+        """Tail the log in the background while the body runs, and once more at the end."""
+        try:
+            async with _in_background("smtp-sink tail", self._step, SINK_POLL_S):
+                yield
+        finally:
+            await self._step()
+
+
 # --- service logs --------------------------------------------------------------------------
 
 _PROBLEM = re.compile(r"ERROR|CRITICAL|Traceback|dead-lettered|failed", re.IGNORECASE)
+_PROBLEMS_SHOWN = 20
 
 
 def _log_file(name: str) -> Path:
@@ -196,11 +261,16 @@ def log_problems(before: Mapping[str, int]) -> dict[str, list[str]]:
     """Lines that look like errors, written to the services' logs during the bench."""
     found: dict[str, list[str]] = {}
     for name, offset in before.items():
-        lines: list[str] = []  # a log that is gone has nothing to report
+        hits: list[str] = []  # a log that is gone has nothing to report
+        # Line by line: after a 1M run a log can be too big to hold at once.
         with contextlib.suppress(FileNotFoundError), _log_file(name).open("rb") as log:
             log.seek(offset)
-            lines = log.read().decode(errors="replace").splitlines()
-        hits = [line for line in lines if _PROBLEM.search(line)]
+            for raw in log:
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                if _PROBLEM.search(line):
+                    hits.append(line)
+                if len(hits) == _PROBLEMS_SHOWN:
+                    break
         if hits:
-            found[name] = hits[:20]
+            found[name] = hits
     return found

@@ -1,11 +1,14 @@
 """Per-stage throughput of one run: each stage's first..last timestamps, and its rate over them.
 
 targeting, dispatcher and tracker from their versioned views (docs/ARCHITECTURE.md); the
-composer from the Kafka record timestamps of the run's records on broadcast.messages.
+composer from the Kafka record timestamps of the run's records on broadcast.messages; the SMTP
+server from smtp-sink's counters (bench.probes.ServerTimes), and the dispatcher ledger's
+outcomes as the same window seen from the sending side.
 PostgreSQL's `now()` is the start of the transaction, one per batch, so the database-based
 windows can be short by up to one batch.
 """
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -14,7 +17,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from shared import topics
 from shared.client import endpoints
@@ -50,10 +53,13 @@ _QUERIES = {
     "FROM dispatcher.deliveries_v1 WHERE run_id = $1",
     "claims": "SELECT count(*) AS n, min(claimed_at) AS first, max(claimed_at) AS last "
     "FROM dispatcher.deliveries_v1 WHERE run_id = $1",
+    # The ledger's view of the SMTP server's window: first..last outcome recorded.
+    "outcomes": "SELECT count(*) AS n, min(finished_at) AS first, max(finished_at) AS last "
+    "FROM dispatcher.deliveries_v1 WHERE run_id = $1",
     "tracker": "SELECT count(*) AS n, min(updated_at) AS first, max(updated_at) AS last "
     "FROM tracker.messages_v1 WHERE run_id = $1",
 }
-TableStage = Literal["targeting", "dispatcher", "claims", "tracker"]
+TableStage = Literal["targeting", "dispatcher", "claims", "outcomes", "tracker"]
 
 
 async def table_window(conn: asyncpg.Connection, stage: TableStage, run_id: UUID) -> Window | None:
@@ -64,55 +70,93 @@ async def table_window(conn: asyncpg.Connection, stage: TableStage, run_id: UUID
     return Window(row["n"], row["first"].timestamp(), row["last"].timestamp())
 
 
+async def _record_at(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, deadline: float
+) -> ConsumerRecord[bytes, bytes] | None:
+    consumer.seek(tp, offset)
+    while time.monotonic() < deadline:
+        batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+        if batch.get(tp):
+            return batch[tp][0]
+    return None
+
+
+def _body_size(value: bytes) -> int:
+    """The size of one rendered body, when the record is one `message.rendered` (0 otherwise:
+    the record's shape is the composer's to change)."""
+    with contextlib.suppress(ValueError):
+        found = json.loads(value)
+        if isinstance(found, dict) and isinstance(found.get("body"), str):
+            return len(found["body"])
+    return 0
+
+
 async def composer_window(
-    start: Mapping[int, int], run_id: UUID, timeout_s: float
+    start: Mapping[int, int], run_id: UUID, count: int, timeout_s: float
 ) -> tuple[Window | None, int]:
-    """First..last Kafka timestamp of the run's records on broadcast.messages, read from the
-    offsets recorded before the start up to the end now; also the size of one rendered body."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=endpoints.local().kafka,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
+    """First..last Kafka timestamp of the run's `count` messages on broadcast.messages, between
+    the offsets recorded before the start and the end now; also the size of one rendered body.
+
+    Only the first and the last record of each partition are read (16 records, whatever the
+    size of the run; reading the 4 GB of a 1M run back took minutes): the bench publishes
+    nothing else there while it runs, and both must carry the run's id, else None."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=endpoints.local().kafka, enable_auto_commit=False)
     await consumer.start()
     try:
         parts = [TopicPartition(topics.MESSAGES.name, p) for p in sorted(start)]
         consumer.assign(parts)
         end = await consumer.end_offsets(parts)
-        for tp in parts:
-            consumer.seek(tp, start[tp.partition])
-        # The JSON is compact (pydantic): a byte search avoids parsing 100k bodies.
-        needle = f'"run_id":"{run_id}"'.encode()
-        count, first, last, body_size = 0, float("inf"), 0.0, 0
-        remaining = {tp for tp in parts if end[tp] > start[tp.partition]}
         deadline = time.monotonic() + timeout_s
-        while remaining and time.monotonic() < deadline:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset >= end[tp] or needle not in record.value:
-                        continue
-                    count += 1
-                    first = min(first, record.timestamp / 1000)
-                    last = max(last, record.timestamp / 1000)
-                    if not body_size:
-                        body_size = len(json.loads(record.value)["body"])
-            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
-        if remaining:
-            return None, body_size
-        return (Window(count, first, last) if count else None), body_size
+        needle = str(run_id).encode()
+        stamps: list[float] = []
+        body_size = 0
+        for tp in parts:
+            if end[tp] <= start[tp.partition]:
+                continue
+            for offset in (start[tp.partition], end[tp] - 1):
+                record = await _record_at(consumer, tp, offset, deadline)
+                if record is None or record.value is None or needle not in record.value:
+                    return None, body_size
+                stamps.append(record.timestamp / 1000)
+                body_size = body_size or _body_size(record.value)
+        return (Window(count, min(stamps), max(stamps)) if stamps else None), body_size
     finally:
         await consumer.stop()
 
 
-async def measure_stages(
-    run_id: UUID, messages_start: Mapping[int, int], started_epoch: float, composer_timeout_s: float
+def first_message(
+    started_epoch: float, server_first: float | None, outcomes: Window | None
 ) -> dict[str, Any]:
-    """The stages' rates and windows (seconds after `started_epoch`, the StartBroadcast)."""
+    """Seconds from StartBroadcast to the first message at the server, and where that comes
+    from: smtp-sink's counters when they were seen, else the ledger's first outcome (later by
+    up to a batch: see bench/README.md)."""
+    if server_first is not None:
+        first, source = server_first, "smtp-sink log (its counters, tailed)"
+    elif outcomes is not None:
+        first, source = outcomes.first, "dispatcher.deliveries_v1 finished_at (fallback)"
+    else:
+        return {"first_message_s": None, "first_message_source": None}
+    return {"first_message_s": round(first - started_epoch, 3), "first_message_source": source}
+
+
+async def measure_stages(
+    run_id: UUID,
+    count: int,
+    messages_start: Mapping[int, int],
+    started_epoch: float,
+    server_first: float | None,
+    server_last: float | None,
+    composer_timeout_s: float = 60.0,
+) -> dict[str, Any]:
+    """The stages' rates and windows (seconds after `started_epoch`, the StartBroadcast), for a
+    run of `count` messages; `server_first` and `server_last` are when the SMTP server took the
+    first and the last of them, if seen. The time to the first message at the server falls back
+    to the ledger's first outcome."""
     conn = await asyncpg.connect(endpoints.local().database_url, timeout=10)
     try:
-        composer, body_size = await composer_window(messages_start, run_id, composer_timeout_s)
+        composer, body_size = await composer_window(
+            messages_start, run_id, count, composer_timeout_s
+        )
         source = "kafka record timestamps of broadcast.messages"
         if composer is None:
             composer = await table_window(conn, "claims", run_id)
@@ -121,6 +165,10 @@ async def measure_stages(
             "targeting": await table_window(conn, "targeting", run_id),
             "composer": composer,
             "dispatcher": await table_window(conn, "dispatcher", run_id),
+            "outcomes": await table_window(conn, "outcomes", run_id),
+            "smtp-sink": Window(count, server_first, server_last)
+            if server_first is not None and server_last is not None
+            else None,
             "tracker": await table_window(conn, "tracker", run_id),
         }
     finally:
@@ -129,5 +177,6 @@ async def measure_stages(
         "stages": {k: w.per_s() if w else None for k, w in windows.items()},
         "stage_windows": {k: w.describe(started_epoch) if w else None for k, w in windows.items()},
         "composer_source": source,
+        **first_message(started_epoch, server_first, windows["outcomes"]),
         "rendered_body_bytes": body_size,
     }

@@ -5,6 +5,7 @@ that moving the benches onto a shared client changes this module only.
 """
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from uuid import UUID
@@ -15,7 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench import invoice
 from bench.contracts import CRITERIA
 from bench.errors import BenchError
-from bench.probes import settled_sink_count
+from bench.probes import ServerTimes, settled_sink_count
+from bench.processes import SINK_LOG
 from deploy.local.every_day import send_every_day
 from shared import topics
 from shared.client import endpoints, progress, watch
@@ -78,6 +80,9 @@ class RunOutcome:
     elapsed_s: float
     sink_before: int
     messages_start: dict[int, int]
+    # When smtp-sink took the run's first and last message (epoch s); None if it was not seen.
+    server_first: float | None
+    server_last: float | None
 
 
 async def run_broadcast(
@@ -85,7 +90,8 @@ async def run_broadcast(
 ) -> RunOutcome:
     """Create the bench's broadcast, start it and follow it to broadcast.completed; the clock
     starts at StartBroadcast. Also records where broadcast.messages and smtp-sink's count stood
-    just before, for the stage windows and the sink check."""
+    just before, for the stage windows and the sink check, and when smtp-sink took the run's
+    first and last message."""
     request_id = f"{tenant}-create"
     broadcast_id = broadcast_id_for(tenant, request_id)
     local = endpoints.local()
@@ -109,12 +115,18 @@ async def run_broadcast(
 
             message_parts = await partitions(producer, topics.MESSAGES.name)
             start_offsets = await offsets.end_offsets(message_parts)
-            sink_before = settled_sink_count()
-            started_epoch = clock().timestamp()
-            began = time.monotonic()
-            await commands.send(start_command(tenant, f"{tenant}-start", broadcast_id))
-            completed = await _await_completion(watcher, expected, began + timeout_s)
-            elapsed = time.monotonic() - began
+            with SINK_LOG.open("rb") as sink_log:
+                # Opened at its end before the count settles: every counter printed after
+                # `sink_before` is read.
+                sink_log.seek(0, os.SEEK_END)
+                sink_before = settled_sink_count()
+                server = ServerTimes(sink_log, sink_before, expected, clock)
+                async with server.following():
+                    started_epoch = clock().timestamp()
+                    began = time.monotonic()
+                    await commands.send(start_command(tenant, f"{tenant}-start", broadcast_id))
+                    completed = await _await_completion(watcher, expected, began + timeout_s)
+                    elapsed = time.monotonic() - began
         return RunOutcome(
             broadcast_id=broadcast_id,
             run_id=completed.run_id,
@@ -122,6 +134,8 @@ async def run_broadcast(
             started_epoch=started_epoch,
             elapsed_s=elapsed,
             sink_before=sink_before,
+            server_first=server.first_at,
+            server_last=server.last_at,
             messages_start={tp.partition: o for tp, o in start_offsets.items()},
         )
     finally:

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 
 from shared.admin import ensure_topics
 from shared.db import create_pool, migrate
+from shared.fastlane import FastLane
 from shared.kafka import DeadLetters, Quarantine, dead_letter_publisher, make_broker
 from shared.readiness import Readiness
 from shared.settings import ServiceSettings
@@ -47,6 +48,12 @@ class Runtime:
             dead_letter_publisher(self.broker), self.service, self.registry
         )
         self.quarantine = self.dead_letters.quarantine
+
+    def lane(self, topic: str, **declared: Any) -> FastLane:
+        """A publisher for a hot loop's topic, declared on the broker like any other (`declared`
+        are `broker.publisher`'s options: the AsyncAPI document still shows it)."""
+        publisher = self.broker.publisher(topic, **declared)
+        return FastLane(self.broker, topic, publisher, registry=self.registry, service=self.service)
 
     @property
     def pool(self) -> asyncpg.Pool:

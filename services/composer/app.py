@@ -28,11 +28,7 @@ from shared.events import (
     RunStarted,
 )
 from shared.isolation import in_a_few_words, isolating
-from shared.kafka import (
-    QuarantineDecoder,
-    batch_consumer,
-    publish_keyed,
-)
+from shared.kafka import QuarantineDecoder, batch_consumer
 from shared.service import Runtime, service_app
 
 from . import dkim_keys, previews, store
@@ -51,10 +47,10 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     settings = settings or Settings()
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
-    messages = broker.publisher(topics.MESSAGES.name, schema=MessageRendered)
-    failures = broker.publisher(topics.DELIVERIES.name, schema=DeliveryEvent)
+    messages = runtime.lane(topics.MESSAGES.name, schema=MessageRendered)
+    failures = runtime.lane(topics.DELIVERIES.name, schema=DeliveryEvent)
     answers = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
-    declined = broker.publisher(topics.RUNS.name, schema=RefreshDeclined)
+    declined = runtime.lane(topics.RUNS.name, schema=RefreshDeclined)
     quarantine = runtime.quarantine
     metrics = ComposerMetrics(runtime.registry)
     keys = LinkKeys(settings.link_secret.get_secret_value().encode(), settings.unsubscribe_url)
@@ -73,13 +69,11 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
 
     async def publish_unrendered(outputs: list[DeliveryFailed | RefreshDeclined]) -> None:
         metrics.observe(outputs)
-        await publish_keyed(
-            failures,
+        await failures.publish_keyed(
             ((str(o.recipient_id), o) for o in outputs if isinstance(o, DeliveryFailed)),
         )
         # Keyed by broadcast, as targeting keys the refreshes it declines.
-        await publish_keyed(
-            declined,
+        await declined.publish_keyed(
             ((str(o.broadcast_id), o) for o in outputs if isinstance(o, RefreshDeclined)),
         )
 
@@ -131,7 +125,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         outputs = [render(runs[r.run_id], r, now) for r in recipients]
         rendered = [o for o in outputs if isinstance(o, MessageRendered)]
         metrics.observe(rendered)
-        await publish_keyed(messages, ((str(o.recipient_id), o) for o in rendered))
+        await messages.publish_keyed((str(o.recipient_id), o) for o in rendered)
         await publish_unrendered([o for o in outputs if not isinstance(o, MessageRendered)])
 
     return service_app(

@@ -35,11 +35,7 @@ from shared.events import (
     TenantSettingsChanged,
 )
 from shared.isolation import in_a_few_words, isolating
-from shared.kafka import (
-    QuarantineDecoder,
-    batch_consumer,
-    publish_keyed,
-)
+from shared.kafka import QuarantineDecoder, batch_consumer
 from shared.service import Runtime, service_app
 
 from . import ledger, tenants
@@ -57,19 +53,19 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     settings = settings or Settings()
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
-    deliveries = broker.publisher(topics.DELIVERIES.name, schema=DeliveryEvent)
+    deliveries = runtime.lane(topics.DELIVERIES.name, schema=DeliveryEvent)
     quarantine = runtime.quarantine
     metrics = DispatcherMetrics(runtime.registry, clock)
     providers = Providers.from_settings(settings, metrics.provider_seconds)
 
     async def publish(events: Sequence[Event]) -> None:
-        await publish_keyed(deliveries, ((str(e.recipient_id), e) for e in events))
+        await deliveries.publish_keyed((str(e.recipient_id), e) for e in events)
         metrics.observe(events)
 
-    refreshes = broker.publisher(topics.RUNS.name, schema=RefreshRequested)
+    refreshes = runtime.lane(topics.RUNS.name, schema=RefreshRequested)
 
     async def ask(requests: Sequence[RefreshRequested]) -> None:
-        await publish_keyed(refreshes, ((str(r.broadcast_id), r) for r in requests))
+        await refreshes.publish_keyed((str(r.broadcast_id), r) for r in requests)
 
     dispatcher = Startup(runtime, settings, providers, publish, ask, metrics, clock)
 

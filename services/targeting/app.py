@@ -85,9 +85,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
     publishers = Publishers(
         events=events,
-        runs=broker.publisher(topics.RUNS.name, schema=RunEvent),
-        recipients=broker.publisher(topics.RECIPIENTS.name, schema=RecipientTargeted),
-        deliveries=broker.publisher(topics.DELIVERIES.name, schema=DeliveryFailed),
+        runs=runtime.lane(topics.RUNS.name, schema=RunEvent),
+        recipients=runtime.lane(topics.RECIPIENTS.name, schema=RecipientTargeted),
+        deliveries=runtime.lane(topics.DELIVERIES.name, schema=DeliveryFailed),
         tenants=broker.publisher(topics.TENANTS.name, schema=TenantSettingsChanged),
     )
 

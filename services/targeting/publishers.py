@@ -3,6 +3,7 @@ publish."""
 
 from dataclasses import dataclass
 
+from shared.fastlane import FastLane
 from shared.publishing import Publisher
 
 
@@ -11,9 +12,9 @@ class Publishers:
     # Answers to commands, broadcasts started and paused, contacts opted out.
     events: Publisher
     # Runs started, targeting completed, paused, resumed, cancelled.
-    runs: Publisher
-    recipients: Publisher
+    runs: FastLane
+    recipients: FastLane
     # The failed messages of contracts with no usable address (`no_contact`), for the tracker.
-    deliveries: Publisher
+    deliveries: FastLane
     # Each tenant's settings, for the dispatcher.
     tenants: Publisher

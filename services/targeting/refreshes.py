@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from shared.events import RecipientTargeted, RefreshDeclined, RefreshRequested
-from shared.kafka import publish_keyed
 
 from . import store
 from .audience import rendered_again
@@ -30,11 +29,9 @@ class Refreshes:
                 # A run targeting did not stream is a follow-up: its address came from a person.
                 streamed = await store.run_owner(connection, request.run_id) is not None
                 answers.append(rendered_again(request, row, address_given=not streamed))
-        await publish_keyed(
-            self._publish.recipients,
+        await self._publish.recipients.publish_keyed(
             ((str(a.recipient_id), a) for a in answers if isinstance(a, RecipientTargeted)),
         )
-        await publish_keyed(
-            self._publish.runs,
+        await self._publish.runs.publish_keyed(
             ((str(a.broadcast_id), a) for a in answers if isinstance(a, RefreshDeclined)),
         )

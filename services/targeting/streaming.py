@@ -21,7 +21,6 @@ from shared.clock import Clock
 from shared.db import Connection
 from shared.events import BroadcastStarted
 from shared.ids import event_id_for
-from shared.kafka import publish_keyed
 
 from . import store
 from .audience import RunScope, expand
@@ -123,15 +122,12 @@ class RunStreamer:
             if cancelled:
                 log.info("run %s cancelled before anything was targeted", run_id)
                 break
-            page = expand(scope, rows)
+            # One "now" per page: every recipient of a page is targeted at the same moment.
+            page = expand(scope, rows, self._clock())
             if keep is not None:
                 page = page.only(keep, reached)
-            await publish_keyed(
-                self._recipients, ((str(r.recipient_id), r) for r in page.recipients)
-            )
-            await publish_keyed(
-                self._deliveries, ((str(f.recipient_id), f) for f in page.no_contact)
-            )
+            await self._recipients.send((r.key, r.value) for r in page.recipients)
+            await self._deliveries.publish_keyed((str(f.recipient_id), f) for f in page.no_contact)
             cursor = rows[-1]["pk"]
             cancelled = await store.checkpoint(
                 connection,

@@ -94,3 +94,13 @@ def test_the_e2e_command_line_keeps_its_arguments() -> None:
     assert (args.contracts, args.ceiling_messages) == (5000, 20_000)
     with pytest.raises(SystemExit):
         parse_args(["--contracts", "0"])
+
+
+def test_log_problems_keeps_the_first_twenty_error_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "dispatcher.log").write_text("".join(f"ERROR {n}\n" for n in range(30)))
+    monkeypatch.setattr(probes, "_log_file", lambda name: tmp_path / f"{name}.log")
+    assert probes.log_problems({"dispatcher": 0}) == {
+        "dispatcher": [f"ERROR {n}" for n in range(20)]
+    }
