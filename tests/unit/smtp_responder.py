@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Literal
 
-DropPoint = Literal["DATA", "BODY"]
+DropPoint = Literal["DATA", "BODY", "SILENT"]
 
 
 @dataclass
@@ -15,7 +15,8 @@ class Responder:
     # Replies instead of the default for a command, keyed by its verb ("MAIL", "RCPT", "DATA"
     # for the reply to the body); each is used once.
     refusals: dict[str, str] = field(default_factory=dict)
-    # Drop the connection on receiving DATA (before 354) or the body (before its reply), once.
+    # Drop the connection on receiving DATA (before 354) or the body (before its reply), or
+    # stop answering once the body arrived (SILENT), once.
     drop: DropPoint | None = None
     # Answer 354 to DATA even when no recipient was accepted (a broken server).
     always_354: bool = False
@@ -66,6 +67,11 @@ class Responder:
                         body = None
                         if self._drop("BODY"):
                             writer.close()
+                            return
+                        if self._drop("SILENT"):
+                            # A stalled server: nothing more is answered on this connection.
+                            while await reader.read(65536):
+                                pass
                             return
                         out.append(self._reply("DATA", "250 2.0.0 queued"))
                         continue

@@ -18,8 +18,8 @@ BODY = "Subject: hi\r\n\r\nBonjour\r\n"
 GROUP = b"MAIL FROM:<avis@example.org>\r\nRCPT TO:<a@example.org>\r\nDATA\r\n"
 
 
-def relay(server: Responder) -> SmtpRelay:
-    return SmtpRelay(host="127.0.0.1", port=server.port, size=1, timeout=5.0)
+def relay(server: Responder, timeout: float = 5.0) -> SmtpRelay:
+    return SmtpRelay(host="127.0.0.1", port=server.port, size=1, timeout=timeout)
 
 
 async def send(server: Responder, *bodies: str) -> list[Attempt]:
@@ -106,6 +106,36 @@ async def test_an_address_aiosmtplib_would_refuse_fails_only_its_own_send() -> N
     assert isinstance(first, Attempt) and isinstance(third, Attempt)
     assert (first.verdict, third.verdict) == ("accepted", "accepted")
     assert server.bodies == [BODY.encode()] * 3
+
+
+async def test_no_reply_to_a_body_within_the_timeout_leaves_its_outcome_unknown() -> None:
+    async with Responder(drop="SILENT") as server:
+        smtp = relay(server, timeout=0.3)
+        first, second = await asyncio.gather(
+            smtp.send(rendered("email", "a@example.org", BODY)),
+            smtp.send(rendered("email", "b@example.org", BODY)),
+        )
+        third = await smtp.send(rendered("email", "c@example.org", BODY))
+        await smtp.close()
+    assert (first.verdict, first.reason) == ("unknown", "unknown_outcome")
+    assert "Timed out" in first.detail
+    assert (second.verdict, second.code) == ("temporary", None)
+    assert third.verdict == "accepted"
+    assert server.connections == 2
+
+
+async def test_closing_sends_what_is_queued_then_quits() -> None:
+    async with Responder() as server:
+        smtp = relay(server)
+        sends = [
+            asyncio.create_task(smtp.send(rendered("email", f"{n}@example.org", BODY)))
+            for n in "abc"
+        ]
+        await asyncio.sleep(0)
+        await smtp.close()
+        assert [(await s).verdict for s in sends] == ["accepted"] * 3
+    assert server.commands[-1] == "QUIT"
+    assert len(server.bodies) == 3
 
 
 async def test_a_message_whose_sender_gave_up_waiting_is_not_sent() -> None:
