@@ -102,6 +102,20 @@ class SinkHandler:
             server.transport.close()
         return f"{rule['code']} {rule['message']}"
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        # aiosmtpd reads commands one line at a time from its stream, so commands a client
+        # pipelines are simply answered in order: advertising PIPELINING (RFC 2920) puts the
+        # dispatcher's pipelined path, its production path, under the stack's tests.
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_RCPT(
         self,
         server: SMTP,
@@ -138,21 +152,23 @@ class SinkHandler:
         return "250 OK: queued"
 
 
+def smtp_server(handler: SinkHandler) -> SMTP:
+    """One connection's SMTP protocol."""
+    # An explicit hostname avoids a per-connection socket.getfqdn() DNS lookup.
+    return SinkSMTP(
+        handler,
+        hostname="smtp-sink.localhost",
+        enable_SMTPUTF8=True,
+        decode_data=False,
+        data_size_limit=MAX_MESSAGE_SIZE,
+    )
+
+
 async def run(smtp_port: int, http_port: int) -> None:
     # aiosmtpd logs every command at INFO; at thousands of messages per second that is the
     # bottleneck, so only problems are logged.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     handler = SinkHandler()
-
-    def smtp_factory() -> SMTP:
-        # An explicit hostname avoids a per-connection socket.getfqdn() DNS lookup.
-        return SinkSMTP(
-            handler,
-            hostname="smtp-sink.localhost",
-            enable_SMTPUTF8=True,
-            decode_data=False,
-            data_size_limit=MAX_MESSAGE_SIZE,
-        )
 
     async def http_handler(request: Request) -> Response:
         response = await control_routes(request, messages=handler.messages, rules=handler.rules)
@@ -162,14 +178,16 @@ async def run(smtp_port: int, http_port: int) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    smtp_server = await loop.create_server(smtp_factory, HOST, smtp_port, backlog=1024)
+    listening = await loop.create_server(
+        lambda: smtp_server(handler), HOST, smtp_port, backlog=1024
+    )
     async with serving(http_handler, HOST, http_port):
         print(
             f"smtp-sink: SMTP on {HOST}:{smtp_port}, control API on http://{HOST}:{http_port}",
             flush=True,
         )
         await stop.wait()
-    smtp_server.close()
+    listening.close()
 
 
 def main() -> None:
