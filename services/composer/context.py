@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from shared import links
 from shared.events import Language, LinkKind, RecipientTargeted, RunStarted
-from shared.templating import Missing, missing
+from shared.templating import Missing, fields_only, missing
 from shared.variables import LINK_KINDS
 
 from .formatting import Moment, Money, date
@@ -80,6 +80,7 @@ def expiry(values: RunValues, now: datetime) -> int:
     return int(now.timestamp()) + values.run.settings.link_validity_days * 86_400
 
 
+@fields_only
 class ContractValues:
     """`contract.*` for one recipient, each computed on first use: a template prints a handful
     of the thirty, and building them all cost more than rendering the message."""
@@ -102,11 +103,11 @@ class ContractValues:
     def __getitem__(self, name: str) -> Any:
         # jinja2 reads `contract.number` as `contract["number"]` (no such attribute); an
         # unknown name raises KeyError, which jinja2 turns into an undefined-variable error.
-        try:
-            return self._cache[name]
-        except KeyError:
-            value = self._cache[name] = _CONTRACT[name](self)
-            return value
+        cache = self._cache
+        if name in cache:  # not try/except: a first read would raise and catch every time
+            return cache[name]
+        value = cache[name] = _CONTRACT[name](self)
+        return value
 
     def _money(self, amount: Decimal) -> Money:
         return Money(amount, self._language)
