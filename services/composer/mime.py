@@ -304,42 +304,15 @@ def _unsubscribe_headers(unsubscribe: ListUnsubscribe) -> str:
 # --- bodies -------------------------------------------------------------------------------
 
 
-# Quoted-printable lines already encoded, by source line. b2a_qp encodes each line on its own
-# (its state, the column, restarts at every line break, and it looks at most one character
-# ahead, which is the line break itself), so a message is the concatenation of its lines'
-# encodings; most lines of a run's messages are the template's own text, the same in every
-# message. Cleared when full: the lines holding a recipient's values never come back.
-_QP_LINES: dict[str, str] = {}
-_QP_LINES_MAX = 4096
-
-
 def _quoted_printable(content: str) -> str:
     """`content` as UTF-8 quoted-printable with CRLF line breaks and lines of at most 76."""
     if "\r" in content:
         # A lone CR would pass through b2a_qp unencoded: a bare CR on the wire.
         content = content.replace("\r\n", "\n").replace("\r", "\n")
-    lines = content.split("\n")
-    # What follows the last line break ends the data, where b2a_qp escapes a final blank or a
-    # lone dot itself: encoded on its own, never cached with the lines that end in a break.
-    last = lines.pop()
-    cache = _QP_LINES
-    encoded = [cache.get(line) or _quoted_line(line) for line in lines]
-    if last:
-        encoded.append(_encode(last))
-    return "".join(encoded)
-
-
-def _quoted_line(line: str) -> str:
-    if len(_QP_LINES) >= _QP_LINES_MAX:
-        _QP_LINES.clear()
-    encoded = _QP_LINES[line] = _encode(line + "\n")
-    return encoded
-
-
-def _encode(content: str) -> str:
-    """`content` (LF line breaks only) as quoted-printable with CRLF line breaks."""
     # Encoding LF-only text makes b2a_qp use LF for its soft breaks too (it copies the style of
     # the first line break it sees), so one replace turns every line break into CRLF.
+    # One call for the whole body: caching the template's constant lines apart was measured
+    # slower (bench/README.md, composer hot path).
     encoded = binascii.b2a_qp(content.encode("utf-8"))
     if " \n" in content or "\t\n" in content:
         encoded = _rewrap_escaped_blanks(encoded)

@@ -1,5 +1,4 @@
 import base64
-import binascii
 import email
 import email.policy
 import random
@@ -17,7 +16,6 @@ from uuid import UUID
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type information
 import pytest
 
-from services.composer import mime
 from services.composer.mime import (
     DkimKey,
     EmailSkeleton,
@@ -674,55 +672,3 @@ def test_the_date_header_changes_with_the_second_and_the_offset_not_the_microsec
         "Fri, 02 Jan 2026 03:04:06 +0000",
         "Fri, 02 Jan 2026 03:04:05 +0000",
     ]
-
-
-def _whole_body_quoted_printable(content: str) -> str:
-    """The encoding of a body in one b2a_qp call, as the composer did before it encoded (and
-    cached) line by line."""
-    content = content.replace("\r\n", "\n").replace("\r", "\n")
-    encoded = binascii.b2a_qp(content.encode("utf-8"))
-    if " \n" in content or "\t\n" in content:
-        encoded = mime._rewrap_escaped_blanks(encoded)
-    return encoded.replace(b"\n", b"\r\n").decode("ascii")
-
-
-def test_bodies_encoded_line_by_line_are_the_bytes_of_one_whole_encoding() -> None:
-    # Lines around the 76-column limit, with what b2a_qp treats specially near a line's end or
-    # the data's end: blanks, a lone dot, "=", accents (3 columns each), CR and NUL.
-    alphabet = "ab =.\t\r\n-éÉ—❄😀\x00\x7f"
-    generator = random.Random(17)
-    corpus = [
-        "",
-        "\n",
-        ".",
-        ".\n.",
-        " ",
-        "a\n ",
-        "\t\n\n",
-        "=\r\n=\r",
-        *(
-            "a" * n + tail
-            for n in range(70, 78)
-            for tail in (" ", "\t", ".", "=", "é", " \n", ".\n")
-        ),
-    ]
-    for _ in range(3000):
-        size = generator.choice((10, 80, 160, 400))
-        text = "".join(generator.choices(alphabet, k=generator.randrange(0, size)))
-        corpus.append(text)
-        # Long runs of plain text, so that soft breaks fall on every column.
-        corpus.append(
-            "\n".join(
-                "a" * generator.randrange(60, 160) + generator.choice(" .=é\t") for _ in range(3)
-            )
-        )
-    for text in corpus:
-        # Twice: the second encoding takes the lines from the cache.
-        assert mime._quoted_printable(text) == _whole_body_quoted_printable(text), repr(text)
-        assert mime._quoted_printable(text) == _whole_body_quoted_printable(text), repr(text)
-
-
-def test_the_line_cache_is_bounded() -> None:
-    for i in range(mime._QP_LINES_MAX + 10):
-        mime._quoted_printable(f"line {i}\n")
-    assert 0 < len(mime._QP_LINES) <= mime._QP_LINES_MAX
