@@ -5,6 +5,7 @@ template (`{% if contract.balance > 0 %}`). Links are signed only when a templat
 most messages use one or two of the nine.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -177,6 +178,12 @@ _CONTRACT: dict[str, Callable[[ContractValues], Any]] = {
 }
 
 
+@functools.lru_cache(maxsize=64)
+def _today(now: datetime, zone: ZoneInfo, language: Language) -> str:
+    # The same for every message of a batch (they share `now`): computed once per batch.
+    return date(now.astimezone(zone), language)
+
+
 def context(
     values: RunValues, recipient: RecipientTargeted, language: Language, now: datetime
 ) -> dict[str, Any]:
@@ -189,6 +196,6 @@ def context(
             "name": run.sender.name or missing("sender.name"),
             "address": run.sender.address,
         },
-        "today": date(now.astimezone(values.zone), language),
+        "today": _today(now, values.zone, language),
         "unsubscribe_url": unsubscribe_link(values, recipient, expires_at),
     }

@@ -387,3 +387,25 @@ def test_contract_fields_read_at_once_are_what_jinjas_own_lookup_gives(name: str
         assert fast._undefined_name == generic._undefined_name
     else:
         assert fast is generic
+
+
+def test_today_is_each_runs_own_date_in_its_zone_and_language_for_the_same_instant() -> None:
+    shown = []
+    for zone, language in (("America/Toronto", "fr"), ("Asia/Tokyo", "fr"), ("Asia/Tokyo", "en")):
+        started = run(
+            {"email": {language: {"subject": "{{ today }}", "html": "h"}}},
+            languages=[language],
+            settings={"time_zone": zone},
+        )
+        output = render(compiled(started), recipient(started, language=language), NOW)
+        shown.append(parsed(output)["Subject"])
+    assert shown == ["23 novembre 2026", "24 novembre 2026", "November 24, 2026"]
+
+
+def test_an_amount_printed_in_both_parts_reads_the_same() -> None:
+    started = run(
+        {"email": {"fr": {"subject": "{{ contract.balance }}", "html": "{{ contract.balance }}"}}},
+        languages=["fr"],
+    )
+    message = parsed(render(compiled(started), recipient(started), NOW))
+    assert message["Subject"] == part_text(message, "plain").strip() == "1\u00a0234,56\u00a0$"
