@@ -74,7 +74,8 @@ class budget:
 
     Counted at every call, attribute or item access and operator a template makes, so a loop
     costs at most a few passes of its innermost body past the budget. A class rather than a
-    contextlib generator: it is entered for every message, and costs a third as much."""
+    contextlib generator: it is entered for every message (1.4 µs instead of 2.3 µs per
+    entry and exit, timeit on 2026-12-02)."""
 
     __slots__ = ("_seconds", "_token")
 
