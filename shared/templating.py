@@ -5,13 +5,12 @@ here once: targeting validates content when a broadcast is created or a template
 composer renders it.
 """
 
-import contextlib
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
@@ -70,17 +69,24 @@ class TemplateTooCostly(SecurityError):
     """A template went over a bound: a sequence, a power, a range, or its CPU time."""
 
 
-@contextlib.contextmanager
-def budget(seconds: float = CPU_BUDGET_SECONDS) -> Iterator[None]:
+class budget:
     """Renders inside fail with TemplateTooCostly once they used `seconds` of CPU time.
 
     Counted at every call, attribute or item access and operator a template makes, so a loop
-    costs at most a few passes of its innermost body past the budget."""
-    token = _budget.set(_Budget(time.thread_time() + seconds))
-    try:
-        yield
-    finally:
-        _budget.reset(token)
+    costs at most a few passes of its innermost body past the budget. A class rather than a
+    contextlib generator: it is entered for every message (1.4 µs instead of 2.3 µs per
+    entry and exit, timeit on 2026-12-02)."""
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float = CPU_BUDGET_SECONDS) -> None:
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        self._token = _budget.set(_Budget(time.thread_time() + self._seconds))
+
+    def __exit__(self, *exc_info: object) -> None:
+        _budget.reset(self._token)
 
 
 def _in_budget() -> None:
@@ -104,6 +110,17 @@ def _bounded_range(*args: int) -> range:
 
 def _length(value: Any) -> int | None:
     return len(value) if isinstance(value, str | bytes | list | tuple) else None
+
+
+_FIELDS_ONLY: set[type] = set()
+_Type = TypeVar("_Type", bound=type)
+
+
+def fields_only(cls: _Type) -> _Type:
+    """Registers a mapping type whose items a template reads as attributes (`contract.number`)
+    and which has no public attribute of its own (none whose name does not start with "_")."""
+    _FIELDS_ONLY.add(cls)
+    return cls
 
 
 class BoundedSandbox(SandboxedEnvironment):
@@ -137,7 +154,21 @@ class BoundedSandbox(SandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         _in_budget()
+        # jinja2 looks for an attribute first, and only when there is none (an exception raised
+        # and caught) for the item: for a type whose only public names are its items, that
+        # attribute is never there, so the item is read at once. Names starting with "_" take
+        # jinja2's path, which refuses them as unsafe.
+        if type(obj) in _FIELDS_ONLY and not attribute.startswith("_"):
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        # A dict rather than jinja2's ChainMap over the environment's globals, which every
+        # render iterates twice: ours are set once, in __init__, before any template exists.
+        return {**self.globals, **(d or {})}
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         _in_budget()

@@ -5,6 +5,7 @@ template (`{% if contract.balance > 0 %}`). Links are signed only when a templat
 most messages use one or two of the nine.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from shared import links
 from shared.events import Language, LinkKind, RecipientTargeted, RunStarted
-from shared.templating import Missing, missing
+from shared.templating import Missing, fields_only, missing
 from shared.variables import LINK_KINDS
 
 from .formatting import Moment, Money, date
@@ -80,6 +81,7 @@ def expiry(values: RunValues, now: datetime) -> int:
     return int(now.timestamp()) + values.run.settings.link_validity_days * 86_400
 
 
+@fields_only
 class ContractValues:
     """`contract.*` for one recipient, each computed on first use: a template prints a handful
     of the thirty, and building them all cost more than rendering the message."""
@@ -102,11 +104,11 @@ class ContractValues:
     def __getitem__(self, name: str) -> Any:
         # jinja2 reads `contract.number` as `contract["number"]` (no such attribute); an
         # unknown name raises KeyError, which jinja2 turns into an undefined-variable error.
-        try:
-            return self._cache[name]
-        except KeyError:
-            value = self._cache[name] = _CONTRACT[name](self)
-            return value
+        cache = self._cache
+        if name in cache:  # not try/except: a first read would raise and catch every time
+            return cache[name]
+        value = cache[name] = _CONTRACT[name](self)
+        return value
 
     def _money(self, amount: Decimal) -> Money:
         return Money(amount, self._language)
@@ -176,6 +178,12 @@ _CONTRACT: dict[str, Callable[[ContractValues], Any]] = {
 }
 
 
+@functools.lru_cache(maxsize=64)
+def _today(now: datetime, zone: ZoneInfo, language: Language) -> str:
+    # The same for every message of a batch (they share `now`): computed once per batch.
+    return date(now.astimezone(zone), language)
+
+
 def context(
     values: RunValues, recipient: RecipientTargeted, language: Language, now: datetime
 ) -> dict[str, Any]:
@@ -188,6 +196,6 @@ def context(
             "name": run.sender.name or missing("sender.name"),
             "address": run.sender.address,
         },
-        "today": date(now.astimezone(values.zone), language),
+        "today": _today(now, values.zone, language),
         "unsubscribe_url": unsubscribe_link(values, recipient, expires_at),
     }

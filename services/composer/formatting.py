@@ -110,14 +110,18 @@ class Money:
 
     Equal to, and ordered against, Money, Decimal, int and float by amount alone."""
 
-    __slots__ = ("amount", "language")
+    __slots__ = ("_text", "amount", "language")
 
     def __init__(self, amount: Decimal, language: Language) -> None:
         self.amount = amount
         self.language = language
+        self._text: str | None = None
 
     def __str__(self) -> str:
-        return money(self.amount, self.language)
+        # Kept: a message prints its amounts in both its HTML and its text part.
+        if self._text is None:
+            self._text = money(self.amount, self.language)
+        return self._text
 
     def __repr__(self) -> str:
         return f"Money({self.amount!r}, {self.language!r})"

@@ -656,3 +656,19 @@ def test_the_date_header_keeps_the_offset_given() -> None:
     utc = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert parse(build(sent_at=utc))["Date"] == "Fri, 02 Jan 2026 03:04:05 +0000"
     assert parse(build())["Date"] == "Mon, 23 Nov 2026 15:00:07 -0500"
+
+
+def test_the_date_header_changes_with_the_second_and_the_offset_not_the_microseconds() -> None:
+    utc = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    east = utc.astimezone(timezone(timedelta(hours=1)))  # the same instant, another offset
+    dates = [
+        parse(build(sent_at=at))["Date"]
+        for at in (utc, utc.replace(microsecond=999_999), east, utc + timedelta(seconds=1), utc)
+    ]
+    assert dates == [
+        "Fri, 02 Jan 2026 03:04:05 +0000",
+        "Fri, 02 Jan 2026 03:04:05 +0000",
+        "Fri, 02 Jan 2026 04:04:05 +0100",
+        "Fri, 02 Jan 2026 03:04:06 +0000",
+        "Fri, 02 Jan 2026 03:04:05 +0000",
+    ]

@@ -7,8 +7,10 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from jinja2 import Undefined
+from jinja2.sandbox import SandboxedEnvironment
 
-from services.composer.context import LinkKeys
+from services.composer.context import LinkKeys, context
 from services.composer.render import (
     CompiledRun,
     Unrendered,
@@ -17,7 +19,7 @@ from services.composer.render import (
     render,
     text_from_html,
 )
-from shared import links
+from shared import links, templating
 from shared.events import (
     ContractDetails,
     ContractSnapshot,
@@ -357,3 +359,53 @@ def test_an_address_the_relay_cannot_take_fails_as_invalid_address() -> None:
     started = run(EMAIL)
     output = render(compiled(started), recipient(started, address="élise@exemple.com"), NOW)
     assert isinstance(output, DeliveryFailed) and output.reason == "invalid_address"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *(variable.name.partition(".")[2] for variable in CATALOGUE if "." in variable.name),
+        "visit_at",
+        "no_such_field",
+        "items",
+        "get",
+        "_cache",
+        "_money",
+        "__class__",
+    ],
+)
+def test_contract_fields_read_at_once_are_what_jinjas_own_lookup_gives(name: str) -> None:
+    started = run({"email": {"fr": {"subject": "s", "html": "h"}}}, languages=["fr"])
+    contract = context(compiled(started).values, recipient(started), "fr", NOW)["contract"]
+    sandbox = templating.environment(html=True)
+    fast = sandbox.getattr(contract, name)
+    generic = SandboxedEnvironment.getattr(sandbox, contract, name)
+    if isinstance(generic, Undefined):
+        assert type(fast) is type(generic)
+        assert fast._undefined_hint == generic._undefined_hint
+        assert fast._undefined_exception is generic._undefined_exception
+        assert fast._undefined_name == generic._undefined_name
+    else:
+        assert fast is generic
+
+
+def test_today_is_each_runs_own_date_in_its_zone_and_language_for_the_same_instant() -> None:
+    shown = []
+    for zone, language in (("America/Toronto", "fr"), ("Asia/Tokyo", "fr"), ("Asia/Tokyo", "en")):
+        started = run(
+            {"email": {language: {"subject": "{{ today }}", "html": "h"}}},
+            languages=[language],
+            settings={"time_zone": zone},
+        )
+        output = render(compiled(started), recipient(started, language=language), NOW)
+        shown.append(parsed(output)["Subject"])
+    assert shown == ["23 novembre 2026", "24 novembre 2026", "November 24, 2026"]
+
+
+def test_an_amount_printed_in_both_parts_reads_the_same() -> None:
+    started = run(
+        {"email": {"fr": {"subject": "{{ contract.balance }}", "html": "{{ contract.balance }}"}}},
+        languages=["fr"],
+    )
+    message = parsed(render(compiled(started), recipient(started), NOW))
+    assert message["Subject"] == part_text(message, "plain").strip() == "1\u00a0234,56\u00a0$"
