@@ -247,10 +247,10 @@ async def record_deliveries(
                     AS t(recipient_id, run_id, broadcast_id, tenant_id, contract_id, channel,
                          address, state, reason, detail)),
             previous AS (
-                -- `= ANY($1)`: an index range whatever the planner guesses of unnest's size.
-                SELECT m.recipient_id, m.state
-                FROM tracker.messages m JOIN incoming USING (recipient_id)
-                WHERE m.recipient_id = ANY($1::uuid[])),
+                -- Not a join with `incoming`: one index range, however the planner sizes
+                -- the unnest and however small the table was when the plan was made.
+                SELECT recipient_id, state FROM tracker.messages
+                WHERE recipient_id = ANY($1::uuid[])),
             inserted AS (
                 INSERT INTO tracker.messages (recipient_id, run_id, tenant_id, contract_id,
                                               channel, address, state, reason, detail)
