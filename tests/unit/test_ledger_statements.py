@@ -10,6 +10,7 @@ from services.dispatcher import ledger
 from services.dispatcher.policy import Attempt
 from shared.db import STATEMENT_LIFETIME_SECONDS
 from shared.events import MessageRendered
+from tests.unit.rendered import rendered
 
 DELIVERED = Attempt("accepted", 250, "2.0.0 queued")
 
@@ -27,17 +28,7 @@ class _Pool:
 
 
 def _message() -> MessageRendered:
-    return MessageRendered(
-        tenant_id="acme",
-        broadcast_id=uuid4(),
-        run_id=uuid4(),
-        recipient_id=uuid4(),
-        contract_id="C-1",
-        channel="email",
-        address="a@example.com",
-        sender="news@example.com",
-        body="",
-    )
+    return rendered("email", "a@example.com")
 
 
 def _final(recipient_id: UUID, state: str) -> dict[str, Any]:
