@@ -5,10 +5,11 @@ tracker's schemas): migrates both, preloads `--preload` finished rows of an earl
 dispatcher.deliveries and tracker.messages (the ledger a long-lived deployment has), then plays
 the database side of `--messages` recipients as the services do it: the dispatcher claims and
 records per wave (`--wave`, 16 by default: 2 x 8 SMTP connections), the tracker records the
-final outcomes per batch (`--batch`). Reports the CPU of the two backends and of the whole
-cluster (autovacuum, WAL writer and checkpointer included) per message, commits per message,
-and pg_stat_statements' busiest statements. The server must run on this machine (its CPU is
-read from /proc) with pg_stat_statements in shared_preload_libraries.
+final outcomes per batch (`--batch`), and a sweeper runs the dispatcher's sweep statements once
+a second, as `handover.expire`, `repair` and `due` do. Reports the CPU of the three backends
+and of the whole cluster (autovacuum, WAL writer and checkpointer included) per message,
+commits per message, and pg_stat_statements' busiest statements. The server must run on this
+machine (its CPU is read from /proc) with pg_stat_statements in shared_preload_libraries.
 """
 
 import argparse
@@ -17,6 +18,7 @@ import json
 import os
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,14 +115,28 @@ def _messages(count: int) -> list[MessageRendered]:
     ]
 
 
+async def sweep(pool: asyncpg.Pool, me: ledger.Claimant) -> None:
+    """The statements of one sweep (services/dispatcher/sweeper.py), once a second."""
+    while True:
+        now = datetime.now(UTC)
+        await ledger.settle_abandoned(pool, me, timedelta(seconds=15))
+        await ledger.cancel_waiting(pool)
+        await ledger.unannounced(pool, now - timedelta(seconds=30))
+        await ledger.abandon_refreshes(pool, now - timedelta(hours=1))
+        await ledger.overdue_refreshes(pool, now, now + timedelta(seconds=30), 200)
+        await ledger.take_due(pool, now, me, 200)
+        await asyncio.sleep(1.0)
+
+
 async def play(dsn: str, count: int, wave: int, batch: int) -> dict[str, Any]:
     messages = _messages(count)
     me = ledger.Claimant("bench", 1)
     accepted = Attempt("accepted", 250, "2.0.0 Ok: queued", None)
     dispatcher = await create_pool(dsn, size=1)
     tracker = await create_pool(dsn, size=1)
+    sweeper = await create_pool(dsn, size=1)
     try:
-        pids = [await p.fetchval("SELECT pg_backend_pid()") for p in (dispatcher, tracker)]
+        pids = [await p.fetchval("SELECT pg_backend_pid()") for p in (dispatcher, tracker, sweeper)]
         postmaster = _ppid(pids[0])
         await dispatcher.execute("SELECT pg_stat_statements_reset()")
         commits = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
@@ -128,6 +144,7 @@ async def play(dsn: str, count: int, wave: int, batch: int) -> dict[str, Any]:
         backends_before = [_ticks(p) for p in pids]
         cluster_before = _cluster_ticks(postmaster)
         started = time.perf_counter()
+        sweeping = asyncio.create_task(sweep(sweeper, me))
         for first in range(0, count, batch):
             part = messages[first : first + batch]
             for at in range(0, len(part), wave):
@@ -139,6 +156,7 @@ async def play(dsn: str, count: int, wave: int, batch: int) -> dict[str, Any]:
                 tracker, [MessageDelivered(**m.ref(), provider_code=250) for m in part]
             )
         seconds = time.perf_counter() - started
+        sweeping.cancel()
         # Statistics reach pg_stat_database when a backend goes idle; this read ends no wait.
         await asyncio.sleep(1.0)
         backends = [_ticks(p) - b for p, b in zip(pids, backends_before, strict=True)]
@@ -158,8 +176,8 @@ async def play(dsn: str, count: int, wave: int, batch: int) -> dict[str, Any]:
                FROM pg_stat_user_tables WHERE relname IN ('deliveries', 'messages')"""
         )
     finally:
-        await dispatcher.close()
-        await tracker.close()
+        for pool in (dispatcher, tracker, sweeper):
+            await pool.close()
     micro = 1e6 / _TICK / count
     return {
         "messages": count,
@@ -169,6 +187,7 @@ async def play(dsn: str, count: int, wave: int, batch: int) -> dict[str, Any]:
         "cpu_us_per_message": {
             "dispatcher_backend": round(backends[0] * micro, 1),
             "tracker_backend": round(backends[1] * micro, 1),
+            "sweeper_backend": round(backends[2] * micro, 1),
             "cluster": round(cluster * micro, 1),
         },
         # Includes pg_stat_statements' reset and this script's reads: a handful.
