@@ -27,8 +27,9 @@ class DatabaseTooNew(RuntimeError):
 # after a statement's fifth execution until the table is analyzed; made while a table was
 # nearly empty (a fresh database, its first broadcast), it scans the table whole at every
 # wave until autovacuum's next ANALYZE, which may be a minute and hundreds of thousands of
-# rows later (bench/README.md, "PostgreSQL per message"). Preparing again costs a parse and
-# five plans a second per statement and connection.
+# rows later (bench/README.md, "PostgreSQL per message": 580 against 60 µs of backend CPU a
+# message). Preparing again costs a parse and five custom plans a second per statement and
+# connection: 2-5 µs a message where the plan was right anyway.
 STATEMENT_LIFETIME_SECONDS = 1
 
 
