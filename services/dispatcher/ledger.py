@@ -115,10 +115,13 @@ async def claim(pool: asyncpg.Pool, messages: Sequence[MessageRendered], me: Cla
                   NULL::integer AS provider_code, NULL AS provider_message
            FROM claimed
            UNION ALL
-           -- `= ANY($1)`: an index range whatever the planner guesses of unnest's size.
-           SELECT recipient_id, NULL, state, reason, provider_code, provider_message
-           FROM dispatcher.deliveries
-           WHERE recipient_id = ANY($1::uuid[]) AND state = ANY($10::text[])""",
+           -- Only the rows not claimed now, each by one index probe (LIMIT 1: it is the key;
+           -- as a join, a plan made on a small table scans it whole): usually none.
+           SELECT d.recipient_id, NULL, d.state, d.reason, d.provider_code, d.provider_message
+           FROM t CROSS JOIN LATERAL (
+               SELECT * FROM dispatcher.deliveries d
+               WHERE d.recipient_id = t.recipient_id AND d.state = ANY($10::text[]) LIMIT 1) d
+           WHERE NOT EXISTS (SELECT FROM claimed c WHERE c.recipient_id = t.recipient_id)""",
         *_refs(messages),
         me.instance_id,
         me.life,
