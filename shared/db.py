@@ -23,6 +23,16 @@ class DatabaseTooNew(RuntimeError):
     """The database was migrated by a newer release of this service."""
 
 
+# A prepared statement is planned again this often. PostgreSQL keeps the generic plan it made
+# after a statement's fifth execution until the table is analyzed; made while a table was
+# nearly empty (a fresh database, its first broadcast), it scans the table whole at every
+# wave until autovacuum's next ANALYZE, which may be a minute and hundreds of thousands of
+# rows later (bench/README.md, "PostgreSQL per message": 580 against 60 µs of backend CPU a
+# message). Preparing again costs a parse and five custom plans a second per statement and
+# connection: 2-5 µs a message where the plan was right anyway.
+STATEMENT_LIFETIME_SECONDS = 1
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
         await connection.set_type_codec(
@@ -31,7 +41,13 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=_init_connection)
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        init=_init_connection,
+        max_cached_statement_lifetime=STATEMENT_LIFETIME_SECONDS,
+    )
     assert pool is not None
     return pool
 

@@ -92,28 +92,45 @@ def _refs(messages: Sequence[MessageRendered]) -> tuple[list[Any], ...]:
 
 
 async def claim(pool: asyncpg.Pool, messages: Sequence[MessageRendered], me: Claimant) -> Claims:
-    """Claim messages seen for the first time; report the ones that reached a final state."""
-    async with pool.acquire() as connection, connection.transaction():
-        claimed = {
-            r["recipient_id"]: r["claim_token"]
-            for r in await connection.fetch(
-                """INSERT INTO dispatcher.deliveries
-                       (recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id,
-                        address, state, claimed_by, claim_life, claim_token)
-                   SELECT t.*, 'claimed', $8, $9, nextval('dispatcher.claim_tokens')
-                   FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[],
-                               $6::text[], $7::text[]) AS t
-                   ON CONFLICT (recipient_id) DO NOTHING
-                   RETURNING recipient_id, claim_token""",
-                *_refs(messages),
-                me.instance_id,
-                me.life,
-            )
-        }
-        earlier = await finished(
-            connection, [m.recipient_id for m in messages if m.recipient_id not in claimed]
-        )
-    return Claims(claimed, earlier)
+    """Claim messages seen for the first time; report the ones that reached a final state.
+
+    One statement, so one round trip and one commit per wave, and no claim is ever committed
+    without its answer being read. The final rows are those committed before it began (the
+    rows it claims are not visible to it): a row another dispatcher inserts meanwhile is in
+    flight there, as it would be a moment earlier, and its holder announces its outcome."""
+    rows = await pool.fetch(
+        """WITH t AS (
+               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[],
+                                    $6::text[], $7::text[])
+                   AS t(recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id,
+                        address)),
+           claimed AS (
+               INSERT INTO dispatcher.deliveries
+                   (recipient_id, run_id, tenant_id, channel, broadcast_id, contract_id,
+                    address, state, claimed_by, claim_life, claim_token)
+               SELECT t.*, 'claimed', $8, $9, nextval('dispatcher.claim_tokens') FROM t
+               ON CONFLICT (recipient_id) DO NOTHING
+               RETURNING recipient_id, claim_token)
+           SELECT recipient_id, claim_token, NULL AS state, NULL AS reason,
+                  NULL::integer AS provider_code, NULL AS provider_message
+           FROM claimed
+           UNION ALL
+           -- Only the rows not claimed now, each by one index probe (LIMIT 1: it is the key;
+           -- as a join, a plan made on a small table scans it whole): usually none.
+           SELECT d.recipient_id, NULL, d.state, d.reason, d.provider_code, d.provider_message
+           FROM t CROSS JOIN LATERAL (
+               SELECT * FROM dispatcher.deliveries d
+               WHERE d.recipient_id = t.recipient_id AND d.state = ANY($10::text[]) LIMIT 1) d
+           WHERE NOT EXISTS (SELECT FROM claimed c WHERE c.recipient_id = t.recipient_id)""",
+        *_refs(messages),
+        me.instance_id,
+        me.life,
+        list(_VERDICT_OF_STATE),
+    )
+    return Claims(
+        {r["recipient_id"]: r["claim_token"] for r in rows if r["state"] is None},
+        {r["recipient_id"]: Finished(r["state"], _attempt(r)) for r in rows if r["state"]},
+    )
 
 
 async def finished(db: asyncpg.Pool | Connection, ids: Sequence[UUID]) -> dict[UUID, Finished]:
@@ -150,26 +167,23 @@ async def record(
     ids = list(outcomes)
     attempts = [outcomes[i] for i in ids]
     states = {"accepted": "delivered", "unknown": "unknown"}
+    # One UPDATE: it locks each row and, should another transaction change it first,
+    # checks the conditions again on the new version (READ COMMITTED), as a FOR UPDATE would.
+    # SET and WHERE read the row as it was: `corrected` tells a correction from a claim's own
+    # outcome. `= ANY($1)` keeps it an index lookup however the planner sizes the unnest.
     rows = await pool.fetch(
-        """WITH outcome AS (
-               SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[],
-                                    $5::int[], $6::text[])
-                   AS t(recipient_id, token, state, reason, code, detail)),
-           held AS (
-               SELECT d.recipient_id, d.state AS was
-               FROM dispatcher.deliveries d JOIN outcome o USING (recipient_id)
-               WHERE d.claim_token = o.token AND d.state IN ('claimed', 'unknown')
-               FOR UPDATE OF d)
-           UPDATE dispatcher.deliveries d
+        """UPDATE dispatcher.deliveries d
            SET state = o.state, reason = o.reason, provider_code = o.code,
                provider_message = o.detail, finished_at = now(), due_at = NULL,
-               waiting_for = NULL, payload = NULL, corrected = h.was = 'unknown',
+               waiting_for = NULL, payload = NULL, corrected = d.state = 'unknown',
                -- A correction has no Kafka redelivery to announce it again.
-               announced = $7 AND h.was = 'claimed'
-           FROM outcome o JOIN held h USING (recipient_id)
-           WHERE d.recipient_id = o.recipient_id
-             AND NOT (h.was = 'unknown' AND o.state = 'unknown')
-           RETURNING d.recipient_id, h.was""",
+               announced = $7 AND d.state = 'claimed'
+           FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[])
+                AS o(recipient_id, token, state, reason, code, detail)
+           WHERE d.recipient_id = ANY($1::uuid[]) AND d.recipient_id = o.recipient_id
+             AND d.claim_token = o.token AND d.state IN ('claimed', 'unknown')
+             AND NOT (d.state = 'unknown' AND o.state = 'unknown')
+           RETURNING d.recipient_id, d.corrected""",
         ids,
         [tokens[i] for i in ids],
         [states.get(a.verdict, "failed") for a in attempts],
@@ -179,8 +193,8 @@ async def record(
         announced,
     )
     recorded = Recorded(
-        {r["recipient_id"] for r in rows if r["was"] == "claimed"},
-        {r["recipient_id"] for r in rows if r["was"] == "unknown"},
+        {r["recipient_id"] for r in rows if not r["corrected"]},
+        {r["recipient_id"] for r in rows if r["corrected"]},
     )
     left = [i for i in ids if i not in recorded.applied and i not in recorded.corrected]
     if again and left:
@@ -189,7 +203,8 @@ async def record(
                FROM dispatcher.deliveries d
                JOIN unnest($1::uuid[], $2::bigint[], $3::text[]) AS t(recipient_id, token, state)
                  USING (recipient_id)
-               WHERE d.claim_token = t.token AND d.state = t.state""",
+               WHERE d.recipient_id = ANY($1::uuid[]) AND d.claim_token = t.token
+                 AND d.state = t.state""",
             left,
             [tokens[i] for i in left],
             [states.get(outcomes[i].verdict, "failed") for i in left],

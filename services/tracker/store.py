@@ -247,8 +247,13 @@ async def record_deliveries(
                     AS t(recipient_id, run_id, broadcast_id, tenant_id, contract_id, channel,
                          address, state, reason, detail)),
             previous AS (
-                SELECT m.recipient_id, m.state
-                FROM tracker.messages m JOIN incoming USING (recipient_id)),
+                -- LIMIT 1 (it is the key) keeps this one index probe per message: as a join
+                -- or `= ANY($1)`, the planner scans the table whole until it has about
+                -- 100,000 rows (bench/README.md, "PostgreSQL per message").
+                SELECT p.recipient_id, p.state
+                FROM incoming i CROSS JOIN LATERAL (
+                    SELECT m.recipient_id, m.state FROM tracker.messages m
+                    WHERE m.recipient_id = i.recipient_id LIMIT 1) p),
             inserted AS (
                 INSERT INTO tracker.messages (recipient_id, run_id, tenant_id, contract_id,
                                               channel, address, state, reason, detail)
