@@ -15,6 +15,7 @@ its ledger with `--messages` rows.
 import argparse
 import asyncio
 import json
+import resource
 import time
 import tracemalloc
 from collections.abc import Sequence
@@ -78,7 +79,7 @@ def batch(tenant: str, run_id: UUID, start: int, size: int, body: str) -> list[M
 
 async def measure(dsn: str, count: int, size: int, trace: bool) -> dict[str, object]:
     settings = Settings(instance_id=f"bench-handover-{uuid4()}")
-    pool = await create_pool(dsn, size=settings.database_pool_size)
+    pool = await create_pool(dsn, size=settings.database_pool_size, reset_sessions=False)
     try:
         await migrate(pool, "dispatcher", MIGRATIONS)
         metrics = DispatcherMetrics(CollectorRegistry())
@@ -101,6 +102,8 @@ async def measure(dsn: str, count: int, size: int, trace: bool) -> dict[str, obj
             tracemalloc.start(10)
             base = tracemalloc.take_snapshot()
         cpu = wall = 0.0
+        # Resident memory after each tenth of the run: what grows with the run's size shows.
+        rss: list[float] = []
         for start in range(0, count, size):
             messages = batch(tenant, run_id, start, min(size, count - start), body)
             cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -109,11 +112,15 @@ async def measure(dsn: str, count: int, size: int, trace: bool) -> dict[str, obj
             cpu += time.process_time() - cpu0
             wall += time.perf_counter() - wall0
             assert len(events) == len(messages), "every message is delivered once"
+            if (start // size + 1) % max(1, count // size // 10) == 0:
+                rss.append(_rss_mib())
         result: dict[str, object] = {
             "messages": count,
             "batch": size,
             "cpu_us_per_message": round(cpu / count * 1e6, 1),
             "messages_per_wall_second": round(count / wall),
+            "rss_mib_by_tenth": rss,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
         if trace:
             top = tracemalloc.take_snapshot().compare_to(base, "lineno")[:15]
@@ -122,6 +129,11 @@ async def measure(dsn: str, count: int, size: int, trace: bool) -> dict[str, obj
         return result
     finally:
         await pool.close()
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return round(int(statm.read().split()[1]) * resource.getpagesize() / 2**20, 1)
 
 
 def main() -> None:
