@@ -486,7 +486,7 @@ class Handover:
             tokens[message.recipient_id] = item.token
         recorded = await self._record(finals, tokens, announced=out.replayable)
         applied, corrected = recorded.applied, recorded.corrected
-        stamps = _stamps(len(applied) + len(corrected))
+        stamps = _stamps(len(held))  # one for each message at most
         for item in held:  # in the wave's order
             message = item.message
             recipient_id = message.recipient_id
