@@ -13,10 +13,9 @@ is taken and memory stays bounded.
 
 import asyncio
 import logging
-import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence, Set
+from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -24,7 +23,7 @@ from uuid import UUID
 
 import asyncpg
 
-from shared.clock import Clock, utc_now
+from shared.clock import Clock
 from shared.events import (
     DeliveryCancelled,
     DeliveryCorrected,
@@ -80,28 +79,8 @@ def _rate(settings: TenantSettings, channel: str) -> float | None:
     return settings.email_per_second if channel == "email" else settings.sms_per_second
 
 
-# An event's `event_id` and `occurred_at`, given rather than drawn by the model's defaults.
-Stamp = dict[str, UUID | datetime]
-
-
-def _stamps(count: int) -> Iterator[Stamp]:
-    """Stamps for `count` events: random (version 4) ids from one read of the system's
-    randomness, which uuid4 reads once per id, and one clock reading. Saves about 5 µs an event
-    (bench/README.md, "Dispatcher hand-over")."""
-    now = utc_now()
-    randomness = os.urandom(16 * count)
-    return (
-        {"event_id": UUID(bytes=randomness[i : i + 16], version=4), "occurred_at": now}
-        for i in range(0, 16 * count, 16)
-    )
-
-
-def final_event(
-    message: MessageRendered | ledger.Ref, attempt: Attempt, stamp: Stamp | None = None
-) -> Event:
+def final_event(message: MessageRendered | ledger.Ref, attempt: Attempt) -> Event:
     ref = message.ref() if isinstance(message, MessageRendered) else message.fields()
-    if stamp is not None:
-        ref.update(stamp)
     if attempt.verdict == "accepted":
         return MessageDelivered(
             **ref, provider_code=attempt.code, provider_message=attempt.detail[:500]
@@ -486,12 +465,11 @@ class Handover:
             tokens[message.recipient_id] = item.token
         recorded = await self._record(finals, tokens, announced=out.replayable)
         applied, corrected = recorded.applied, recorded.corrected
-        stamps = _stamps(len(held))  # one for each message at most
         for item in held:  # in the wave's order
             message = item.message
             recipient_id = message.recipient_id
             if recipient_id in applied or recipient_id in corrected:
-                out.events.append(final_event(message, finals[recipient_id], next(stamps)))
+                out.events.append(final_event(message, finals[recipient_id]))
                 if recipient_id in corrected:
                     out.events.append(correction(message, finals[recipient_id]))
         if len(finals) > len(recorded.applied) + len(recorded.corrected):

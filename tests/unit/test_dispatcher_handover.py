@@ -10,7 +10,6 @@ from uuid import UUID, uuid4
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.dispatcher import handover as module
 from services.dispatcher import ledger
 from services.dispatcher.handover import Handover, Limits
 from services.dispatcher.metrics import DispatcherMetrics
@@ -216,14 +215,3 @@ async def test_an_outcome_that_corrects_an_unknown_is_announced_with_its_correct
         (DeliveryCorrected, messages[2].recipient_id),
     ]
     assert isinstance(events[3], DeliveryCorrected) and events[3].outcome == "delivered"
-
-
-def test_stamped_events_keep_every_field_of_the_message() -> None:
-    message = batch(["open"], 1)[0]
-    stamp = next(module._stamps(1))
-    event = module.final_event(message, Attempt("accepted", 250, "ok"), stamp)
-    assert isinstance(event, MessageDelivered)
-    assert (event.event_id, event.occurred_at) == (stamp["event_id"], stamp["occurred_at"])
-    assert event.model_dump(exclude={"event_id", "occurred_at"}) == module.final_event(
-        message, Attempt("accepted", 250, "ok")
-    ).model_dump(exclude={"event_id", "occurred_at"})
