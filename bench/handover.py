@@ -26,6 +26,7 @@ from uuid import UUID, uuid4
 import asyncpg
 from prometheus_client import CollectorRegistry
 
+from bench.dispatcher import bench_message
 from services.dispatcher import instance, tenants
 from services.dispatcher.handover import Handover, Limits
 from services.dispatcher.metrics import DispatcherMetrics
@@ -40,7 +41,6 @@ from services.tracker.store import Watched
 from shared.clock import utc_now
 from shared.db import create_pool, migrate
 from shared.events import MessageDelivered, MessageRendered, RefreshRequested
-from shared.ids import recipient_id_for
 
 MIGRATIONS = Path(__file__).parent.parent / "services" / "dispatcher" / "migrations"
 ACCEPTED = Attempt("accepted", 250, "2.0.0 Ok: queued as 4ABCD")
@@ -62,23 +62,7 @@ async def _no_refresh(requests: Sequence[RefreshRequested]) -> None:
 
 
 def batch(tenant: str, run_id: UUID, start: int, size: int, body: str) -> list[MessageRendered]:
-    messages = []
-    for i in range(start, start + size):
-        address = f"client{i}@bench.example"
-        messages.append(
-            MessageRendered(
-                tenant_id=tenant,
-                broadcast_id=run_id,
-                run_id=run_id,
-                recipient_id=recipient_id_for(run_id, f"B-{i}", "email", address),
-                contract_id=f"B-{i}",
-                channel="email",
-                address=address,
-                sender="factures@bench.example",
-                body=body,
-            )
-        )
-    return messages
+    return [bench_message(tenant, run_id, i, body) for i in range(start, start + size)]
 
 
 async def measure(dsn: str, count: int, size: int, trace: bool) -> dict[str, object]:

@@ -10,7 +10,7 @@ import pytest
 
 from shared import db
 
-DISPATCHER = Path(__file__).parents[2] / "services" / "dispatcher"
+SERVICES = Path(__file__).parents[2] / "services"
 
 
 async def pool_options(monkeypatch: pytest.MonkeyPatch, **flags: bool) -> dict[str, Any]:
@@ -34,13 +34,13 @@ async def test_sessions_are_reset_unless_the_service_says_it_keeps_no_state(
     assert await kept(object()) is None  # no query: it never touches the connection
 
 
-def test_the_dispatcher_keeps_no_session_state() -> None:
+@pytest.mark.parametrize("service", ["dispatcher", "tracker"])
+def test_a_service_that_skips_the_reset_keeps_no_session_state(service: str) -> None:
     """What asyncpg's reset would undo: a SET statement (not UPDATE's SET), LISTEN, a cursor
     WITH HOLD, a session advisory lock, set_config."""
-    code = "\n".join(
-        p.read_text() for p in [*DISPATCHER.glob("*.py"), *DISPATCHER.glob("migrations/*.sql")]
-    )
+    root = SERVICES / service
+    code = "\n".join(p.read_text() for p in [*root.rglob("*.py"), *root.glob("migrations/*.sql")])
     # The SQL here is upper case; a docstring's "Set ..." is no statement.
     session_state = re.compile(r"[\"';]\s*(SET|LISTEN)\s|WITH HOLD|advisory_lock|set_config")
     assert session_state.findall(code) == []
-    assert "reset_sessions=False" in (DISPATCHER / "app.py").read_text()
+    assert "reset_sessions=False" in (root / "app.py").read_text()
