@@ -44,22 +44,27 @@ from shared.events import MessageRendered
 from shared.ids import recipient_id_for
 
 
+def bench_message(tenant: str, run_id: UUID, i: int, body: str) -> MessageRendered:
+    """The i-th message of a bench run: one email recipient each, ids stable per run."""
+    address = f"client{i}@bench.example"
+    return MessageRendered(
+        tenant_id=tenant,
+        broadcast_id=run_id,
+        run_id=run_id,
+        recipient_id=recipient_id_for(run_id, f"B-{i}", "email", address),
+        contract_id=f"B-{i}",
+        channel="email",
+        address=address,
+        sender="factures@bench.example",
+        body=body,
+    )
+
+
 async def backlog(producer: AIOKafkaProducer, tenant: str, run_id: UUID, count: int) -> None:
     body = ceiling_message().decode()
     pending = []
     for i in range(count):
-        address = f"client{i}@bench.example"
-        message = MessageRendered(
-            tenant_id=tenant,
-            broadcast_id=run_id,
-            run_id=run_id,
-            recipient_id=recipient_id_for(run_id, f"B-{i}", "email", address),
-            contract_id=f"B-{i}",
-            channel="email",
-            address=address,
-            sender="factures@bench.example",
-            body=body,
-        )
+        message = bench_message(tenant, run_id, i, body)
         pending.append(
             await producer.send(
                 topics.MESSAGES.name,

@@ -35,6 +35,8 @@ class Runtime:
     service: str
     settings: ServiceSettings
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # False: the service's code leaves no session state on its connections (`create_pool`).
+    reset_sessions: bool = True
     broker: KafkaBroker = field(init=False)
     # Records no handler can parse, or that a handler fails on by themselves, counted.
     dead_letters: DeadLetters = field(init=False)
@@ -63,7 +65,9 @@ class Runtime:
 
     async def open_database(self, migrations: Path) -> None:
         self._pool = await create_pool(
-            self.settings.database_url.get_secret_value(), size=self.settings.database_pool_size
+            self.settings.database_url.get_secret_value(),
+            size=self.settings.database_pool_size,
+            reset_sessions=self.reset_sessions,
         )
         await migrate(self._pool, self.service, migrations)
 

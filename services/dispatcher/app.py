@@ -51,7 +51,9 @@ SERVICE = "dispatcher"
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:
     """`clock` is injectable so that tests can stand on a Saturday."""
     settings = settings or Settings()
-    runtime = Runtime(SERVICE, settings)
+    # The dispatcher leaves no session state on its connections (tests/unit/test_pool_reset.py):
+    # the two pool calls of every wave spare their reset query.
+    runtime = Runtime(SERVICE, settings, reset_sessions=False)
     broker = runtime.broker
     deliveries = runtime.lane(topics.DELIVERIES.name, schema=DeliveryEvent)
     quarantine = runtime.quarantine

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 from uuid import UUID
 
@@ -46,6 +46,8 @@ from .settings import Settings
 from .tenants import Directory
 from .windows import opens_at
 
+# Verdicts after which a message may wait for another try (`Handover._after`).
+_MAY_WAIT = frozenset({"throttled", "temporary"})
 Event = MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled | DeliveryCorrected
 T = TypeVar("T")
 # Publishes refresh requests on broadcast.runs.
@@ -277,6 +279,7 @@ class Handover:
         now = self._clock()
         ready: list[_Item] = []
         stopped: list[_Item] = []
+        openings: dict[tuple[str, str], datetime | None] = {}
         for item in items:
             message = item.message
             why = stopped_runs.get(message.run_id)
@@ -288,11 +291,14 @@ class Handover:
                     ledger.Wait(message, None, "paused", item.attempts, token=item.token)
                 )
                 continue
-            opening = (
-                None
-                if message.preview
-                else opens_at(now, message.channel, settings[message.tenant_id])
-            )
+            if message.preview:
+                opening = None
+            else:
+                # Once per tenant and channel: the same for every message of the batch.
+                key = (message.tenant_id, message.channel)
+                if key not in openings:
+                    openings[key] = opens_at(now, message.channel, settings[message.tenant_id])
+                opening = openings[key]
             if opening is not None:
                 out.waits.append(
                     ledger.Wait(message, opening, "send_window", item.attempts, token=item.token)
@@ -364,15 +370,18 @@ class Handover:
         deadline: float,
         out: _Outcomes,
     ) -> None:
-        every = Counter(
-            key for i in part for key in ratelimit.buckets(i.message.tenant_id, i.message.channel)
-        )
+        # Keys per tenant and channel, not per message: a wave has one or a few of them.
+        pairs = Counter((i.message.tenant_id, i.message.channel) for i in part)
+        every: Counter[str] = Counter()
+        for (tenant_id, channel), n in pairs.items():
+            for key in ratelimit.buckets(tenant_id, channel):
+                every[key] += n
         # A tenant's own rate is known from its settings at once; relays and pauses from the
         # shared table, re-read every second.
         limited = await self._limited.among(every) | {
-            ratelimit.tenant_key(i.message.tenant_id, i.message.channel)
-            for i in part
-            if _rate(settings[i.message.tenant_id], i.message.channel) is not None
+            ratelimit.tenant_key(tenant_id, channel)
+            for tenant_id, channel in pairs
+            if _rate(settings[tenant_id], channel) is not None
         }
         counts = {key: n for key, n in every.items() if key in limited}
         wait = await ratelimit.reserve(self._pool, counts)
@@ -412,25 +421,28 @@ class Handover:
         if not fresh:
             return list(part)
         claims = await ledger.claim(self._pool, fresh, self._me)
-        out.held.update(claims.claimed.values())
-        for m in fresh:
-            earlier = claims.finished.get(m.recipient_id)
-            if earlier is not None:
-                out.events.append(_again(m, earlier))
-        unused = Counter(
-            key
-            for m in fresh
-            if m.recipient_id not in claims.claimed
-            for key in ratelimit.buckets(m.tenant_id, m.channel)
-            if key in limited
-        )
-        if unused:
-            await ratelimit.refund(self._pool, dict(unused))
-        return [
-            i if i.token is not None else replace(i, token=claims.claimed[i.message.recipient_id])
-            for i in part
-            if i.token is not None or i.message.recipient_id in claims.claimed
-        ]
+        claimed, finished = claims.claimed, claims.finished
+        out.held.update(claimed.values())
+        if finished:
+            out.events.extend(
+                _again(m, finished[m.recipient_id]) for m in fresh if m.recipient_id in finished
+            )
+        if len(claimed) < len(fresh):
+            unused = Counter(
+                key
+                for m in fresh
+                if m.recipient_id not in claimed
+                for key in ratelimit.buckets(m.tenant_id, m.channel)
+                if key in limited
+            )
+            if unused:
+                await ratelimit.refund(self._pool, dict(unused))
+        held = []
+        for i in part:
+            token = i.token if i.token is not None else claimed.get(i.message.recipient_id)
+            if token is not None:
+                held.append(i if token is i.token else _Item(i.message, i.attempts, token))
+        return held
 
     async def _send_and_record(self, held: Sequence[_Item], out: _Outcomes) -> None:
         out.handed_over.update(i.token for i in held if i.token is not None)
@@ -439,10 +451,11 @@ class Handover:
         tokens: dict[UUID, int] = {}
         for item, attempt in zip(held, attempts, strict=True):
             message = item.message
-            wait_entry = await self._after(item, attempt)
-            if wait_entry is not None:
-                out.waits.append(wait_entry)
-                continue
+            if attempt.verdict in _MAY_WAIT:
+                wait_entry = await self._after(item, attempt)
+                if wait_entry is not None:
+                    out.waits.append(wait_entry)
+                    continue
             if attempt.verdict == "temporary":
                 attempt = replace(
                     attempt, detail=f"gave up after {item.attempts + 1} attempts: {attempt.detail}"
@@ -451,11 +464,14 @@ class Handover:
             finals[message.recipient_id] = attempt
             tokens[message.recipient_id] = item.token
         recorded = await self._record(finals, tokens, announced=out.replayable)
-        by_id = {i.message.recipient_id: i.message for i in held}
-        for recipient_id in sorted(recorded.applied | recorded.corrected):
-            out.events.append(final_event(by_id[recipient_id], finals[recipient_id]))
-            if recipient_id in recorded.corrected:
-                out.events.append(correction(by_id[recipient_id], finals[recipient_id]))
+        applied, corrected = recorded.applied, recorded.corrected
+        for item in held:  # in the wave's order
+            message = item.message
+            recipient_id = message.recipient_id
+            if recipient_id in applied or recipient_id in corrected:
+                out.events.append(final_event(message, finals[recipient_id]))
+                if recipient_id in corrected:
+                    out.events.append(correction(message, finals[recipient_id]))
         if len(finals) > len(recorded.applied) + len(recorded.corrected):
             log.warning(
                 "%d outcomes arrived after their claims were settled otherwise",

@@ -4,6 +4,7 @@ Labels are closed sets (channel, outcome, reason, what a message waits for): nev
 broadcast or recipient id.
 """
 
+import collections
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -18,6 +19,9 @@ from shared.events import (
 )
 
 Event = MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled | DeliveryCorrected
+
+# Events by label values, counted before the counters are touched.
+CountOf = collections.Counter[tuple[str, str]]
 
 _OUTCOME = {
     "delivery.delivered": "delivered",
@@ -78,16 +82,29 @@ class DispatcherMetrics:
         )
 
     def observe(self, events: Iterable[Event]) -> None:
+        """Counts `events`; each counter's child is looked up once per label set, not per event."""
         now = self._clock()
+        outcomes: CountOf = collections.Counter()
+        failures: CountOf = collections.Counter()
+        deferrals: CountOf = collections.Counter()
+        corrections: CountOf = collections.Counter()
         for event in events:
             if isinstance(event, DeliveryCorrected):  # its outcome is counted beside it
-                self.corrections.labels(event.channel, event.outcome).inc()
+                corrections[event.channel, event.outcome] += 1
                 continue
-            self.handovers.labels(event.channel, _OUTCOME[event.type]).inc()
+            outcomes[event.channel, _OUTCOME[event.type]] += 1
             if isinstance(event, DeliveryFailed):
-                self.failures.labels(event.channel, event.reason).inc()
+                failures[event.channel, event.reason] += 1
             elif isinstance(event, DeliveryDeferred):
-                self.deferrals.labels(event.channel, event.waiting_for).inc()
+                deferrals[event.channel, event.waiting_for] += 1
                 if event.due_at is not None:  # None: held until its run is resumed
                     delay = (event.due_at - now).total_seconds()
                     self.delays.labels(event.waiting_for).observe(max(0.0, delay))
+        for counter, counts in (
+            (self.handovers, outcomes),
+            (self.failures, failures),
+            (self.deferrals, deferrals),
+            (self.corrections, corrections),
+        ):
+            for labels, count in counts.items():
+                counter.labels(*labels).inc(count)

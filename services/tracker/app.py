@@ -57,7 +57,9 @@ log = logging.getLogger(SERVICE)
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:
     """`clock` is injectable so that tests can move the tracker's time."""
     settings = settings or Settings()
-    runtime = Runtime(SERVICE, settings)
+    # The tracker leaves no session state on its connections (tests/unit/test_pool_reset.py):
+    # its pool calls, several per batch, spare their reset query.
+    runtime = Runtime(SERVICE, settings, reset_sessions=False)
     broker = runtime.broker
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
     runs = broker.publisher(topics.RUNS.name, schema=ActionEvent)

@@ -39,12 +39,14 @@ class FailureWindow:
     def __init__(self) -> None:
         self._runs: dict[UUID, deque[_Second]] = {}
 
-    def add(self, run_id: UUID, at: float, failed: bool) -> None:
+    def add(self, run_id: UUID, at: float, failed: int, tried: int = 1) -> None:
+        """`tried` attempts of the run at `at`, `failed` of them failed: a batch's outcomes
+        are added once per run, not once per message."""
         seconds = self._runs.setdefault(run_id, deque())
         now = int(at)
         if not seconds or seconds[-1].at != now:
             seconds.append(_Second(now))
-        seconds[-1].tried += 1
+        seconds[-1].tried += tried
         seconds[-1].failed += failed
         _drop_before(seconds, now - _KEPT_SECONDS)
 

@@ -2,6 +2,7 @@
 from start to completion and consumer lag. Labels are closed sets: never a tenant, broadcast
 or recipient id."""
 
+import collections
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
@@ -74,15 +75,26 @@ class TrackerMetrics:
         )
 
     def observe(self, recorded: Iterable[FinalDelivery]) -> None:
-        """Messages whose final state was recorded now (duplicates already left out)."""
+        """Messages whose final state was recorded now (duplicates already left out). Each
+        counter's child is looked up once per batch and label set, not once per message."""
+        outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
+        failures: collections.Counter[tuple[str, str]] = collections.Counter()
+        latencies: dict[str, list[float]] = {}
         for event in recorded:
-            self.outcomes.labels(event.channel, _STATE[event.type]).inc()
+            outcomes[event.channel, _STATE[event.type]] += 1
             if isinstance(event, DeliveryFailed):
-                self.failures.labels(event.channel, event.reason).inc()
+                failures[event.channel, event.reason] += 1
             elif event.type == "delivery.delivered" and event.targeted_at is not None:
-                self.latency.labels(event.channel).observe(
+                latencies.setdefault(event.channel, []).append(
                     _seconds(event.occurred_at, event.targeted_at)
                 )
+        for counter, counts in ((self.outcomes, outcomes), (self.failures, failures)):
+            for labels, count in counts.items():
+                counter.labels(*labels).inc(count)
+        for channel, seconds in latencies.items():
+            histogram = self.latency.labels(channel)
+            for value in seconds:
+                histogram.observe(value)
 
     def completed(self, runs: Iterable[store.Completed]) -> None:
         for run in runs:

@@ -8,6 +8,7 @@ same request id (one per run and stretch between resumes): targeting pauses once
 """
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID
 
@@ -103,14 +104,17 @@ class FailureWatch:
     ) -> None:
         """Count outcomes seen for the first time (a redelivered copy must not count twice)."""
         now = self._clock().timestamp()
-        failing: set[UUID] = set()
+        tried: Counter[UUID] = Counter()
+        failed: Counter[UUID] = Counter()
         for event in [*waiting, *recorded]:
-            failed = attempt_failed(event)
-            if failed is None:
+            outcome = attempt_failed(event)
+            if outcome is None:
                 continue
-            self._window.add(event.run_id, now, failed)
-            if failed:
-                failing.add(event.run_id)
+            tried[event.run_id] += 1
+            failed[event.run_id] += outcome
+        for run_id, count in tried.items():
+            self._window.add(run_id, now, failed[run_id], count)
+        failing = {run_id for run_id, count in failed.items() if count}
         if not failing:
             return
         for run in await store.watched(self._pool(), failing):

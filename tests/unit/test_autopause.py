@@ -45,3 +45,13 @@ def test_runs_are_judged_apart_and_forgotten() -> None:
     assert window.check(good, 5.0, POLICY) is None
     window.forget(bad)
     assert window.check(bad, 5.0, POLICY) is None
+
+
+def test_a_batch_added_at_once_counts_as_its_messages_one_by_one() -> None:
+    together, one_by_one, run = FailureWindow(), FailureWindow(), uuid4()
+    together.add(run, 1000.0, failed=6, tried=10)
+    for i in range(10):
+        one_by_one.add(run, 1000.0, failed=i < 6)
+    tripped = together.check(run, 1000.0, POLICY)
+    assert tripped is not None and (tripped.failed, tripped.tried) == (6, 10)
+    assert tripped == one_by_one.check(run, 1000.0, POLICY)
