@@ -67,9 +67,20 @@ class SinkSMTP(SMTP):
     async def push(self, status: AnyStr) -> None:
         # A "disconnect" rule closes the transport from inside a hook; aiosmtpd then still
         # pushes the hook's reply, which must be dropped rather than raise on a dead socket.
-        if self.transport is None or self.transport.is_closing():
+        if _closed(self):
             return
         await super().push(status)
+
+
+# What a command read after a "disconnect" rule closed the connection gets: nothing reaches the
+# client (SinkSMTP.push drops it). aiosmtpd still parses what the client had pipelined behind
+# the dropped message; a real server reads no further, so such a command must neither consume a
+# rule nor be received.
+_GONE = "421 4.4.2 connection closed"
+
+
+def _closed(server: SMTP) -> bool:
+    return server.transport is None or server.transport.is_closing()
 
 
 def _matches(pattern: str, addresses: list[str]) -> bool:
@@ -124,6 +135,8 @@ class SinkHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if _closed(server):
+            return _GONE
         rule = await self._rule_for("rcpt", [address])
         if rule is not None:
             return self._apply(server, rule)
@@ -132,6 +145,8 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if _closed(server):
+            return _GONE
         rule = await self._rule_for("data", envelope.rcpt_tos)
         if rule is not None:
             return self._apply(server, rule)

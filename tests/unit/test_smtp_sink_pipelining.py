@@ -55,3 +55,28 @@ async def test_pipelined_messages_are_received_once_and_a_refusal_is_exact(
     received = sorted(m["rcpt_tos"][0] for m in handler.messages)
     assert received == sorted(addresses[:-1])
     assert all(m["data"] == BODY for m in handler.messages)
+
+
+async def test_what_was_pipelined_behind_a_dropped_connection_is_not_read(
+    sink: tuple[SinkHandler, int],
+) -> None:
+    """A real server reads nothing after it closed the connection: the message pipelined behind
+    the dropped one neither consumes its rule nor arrives, and gets the rule when sent again."""
+    handler, port = sink
+    rules = [
+        {"address": "lost@example.org", "stage": "data", "code": 451, "action": "disconnect"},
+        {"address": "gone@example.org", "code": 550, "times": 1},
+    ]
+    assert handler.rules.replace(rules) is None
+    relay = SmtpRelay(host=HOST, port=port, size=1, timeout=5.0)
+    try:
+        first = await asyncio.gather(
+            relay.send(rendered("email", "lost@example.org", BODY)),
+            relay.send(rendered("email", "gone@example.org", BODY)),
+        )
+        again = await relay.send(rendered("email", "gone@example.org", BODY))
+    finally:
+        await relay.close()
+    assert [a.verdict for a in first] == ["unknown", "temporary"]
+    assert (again.verdict, again.code) == ("permanent", 550)
+    assert handler.messages == []
