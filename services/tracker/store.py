@@ -430,6 +430,8 @@ def _view(row: asyncpg.Record, details: dict[str, dict[str, int]]) -> RunView:
 
 
 async def _views(pool: asyncpg.Pool, rows: Sequence[asyncpg.Record]) -> list[RunView]:
+    if not rows:  # the usual answer of unpublished_completions, after every batch
+        return []
     details = await _breakdowns(pool, [r["run_id"] for r in rows])
     return [_view(r, details.get(r["run_id"], {})) for r in rows]
 
@@ -462,6 +464,8 @@ async def complete_finished(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list
             for r in rows
             if is_complete(r["messages_targeted"], r["delivered"] + r["failed"] + r["cancelled"])
         ]
+        if not done:  # every batch but a run's last
+            return []
         completed = await connection.fetch(
             """UPDATE tracker.runs r
                SET state = 'completed', outcome = t.outcome, completed_at = now()
