@@ -5,8 +5,9 @@ tracker's schemas): migrates both, preloads `--preload` finished rows of an earl
 dispatcher.deliveries and tracker.messages (the ledger a long-lived deployment has), then plays
 the database side of `--messages` recipients as the services do it: the dispatcher claims and
 records per wave (`--wave`, 16 by default: 2 x 8 SMTP connections), the tracker records the
-final outcomes per batch (`--batch`), and a sweeper runs the dispatcher's sweep statements once
-a second, as `handover.expire`, `repair` and `due` do. Reports the CPU of the three backends
+final outcomes per batch (`--batch`) and settles them as `Progress.settle` does (the run's
+progress once a second), and a sweeper runs the dispatcher's sweep statements once a second,
+as `handover.expire`, `repair` and `due` do. Reports the CPU of the three backends
 and of the whole cluster (autovacuum, WAL writer and checkpointer included) per message,
 commits per message, and pg_stat_statements' busiest statements. The server must run on this
 machine (its CPU is read from /proc) with pg_stat_statements in shared_preload_libraries.
@@ -21,6 +22,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
@@ -128,6 +130,17 @@ async def sweep(pool: asyncpg.Pool, me: ledger.Claimant) -> None:
         await asyncio.sleep(1.0)
 
 
+async def settle(pool: asyncpg.Pool, run_ids: set[UUID], progressed: list[float]) -> None:
+    """What the tracker's `Progress.settle` reads and writes after each batch; the run's
+    progress (its counters and breakdown: `store.running`) at most once a second."""
+    await store.complete_finished(pool, run_ids)
+    await store.settle_follow_ups(pool, run_ids)
+    await store.unpublished_completions(pool)
+    if time.monotonic() - progressed[0] >= 1.0:
+        progressed[0] = time.monotonic()
+        await store.running(pool, run_ids)
+
+
 async def play(dsn: str, count: int, wave: int, batch: int) -> dict[str, Any]:
     messages = _messages(count)
     me = ledger.Claimant("bench", 1)
@@ -144,6 +157,7 @@ async def play(dsn: str, count: int, wave: int, batch: int) -> dict[str, Any]:
         backends_before = [_ticks(p) for p in pids]
         cluster_before = _cluster_ticks(postmaster)
         started = time.perf_counter()
+        progressed = [0.0]
         sweeping = asyncio.create_task(sweep(sweeper, me))
         for first in range(0, count, batch):
             part = messages[first : first + batch]
@@ -152,9 +166,10 @@ async def play(dsn: str, count: int, wave: int, batch: int) -> dict[str, Any]:
                 await ledger.record(
                     dispatcher, dict.fromkeys(claims.claimed, accepted), claims.claimed
                 )
-            await store.record_deliveries(
+            runs, _ = await store.record_deliveries(
                 tracker, [MessageDelivered(**m.ref(), provider_code=250) for m in part]
             )
+            await settle(tracker, runs, progressed)
         seconds = time.perf_counter() - started
         sweeping.cancel()
         # Statistics reach pg_stat_database when a backend goes idle; this read ends no wait.

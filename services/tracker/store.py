@@ -239,7 +239,7 @@ async def record_deliveries(
     if not unique:
         return set(), []
     async with pool.acquire() as connection, connection.transaction():
-        new = await connection.fetch(
+        found = await connection.fetchrow(
             """
             WITH incoming AS (
                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
@@ -299,8 +299,9 @@ async def record_deliveries(
             ON CONFLICT (run_id) DO UPDATE
             SET delivered = r.delivered + excluded.delivered, failed = r.failed + excluded.failed,
                 cancelled = r.cancelled + excluded.cancelled
-            RETURNING 1)
-            SELECT recipient_id FROM inserted
+            RETURNING r.resends_failures_of IS NOT NULL AS resend)
+            SELECT ARRAY(SELECT recipient_id FROM inserted) AS recorded,
+                   EXISTS (SELECT FROM counted WHERE resend) AS resend
             """,
             [e.recipient_id for e in unique],
             [e.run_id for e in unique],
@@ -313,8 +314,13 @@ async def record_deliveries(
             [e.reason if isinstance(e, DeliveryFailed) else None for e in unique],
             [e.detail if isinstance(e, DeliveryFailed) else None for e in unique],
         )
-        await connection.execute(_RESENT_NO_CONTACT, list({e.run_id for e in unique}))
-    recorded = {r["recipient_id"] for r in new}
+        assert found is not None  # a SELECT without FROM: always one row
+        # Only for a batch that recorded messages of a resend (the runs row, locked by the
+        # upsert above, says so): else one more statement a batch that finds nothing. A resend
+        # whose start comes after its messages is handled by record_run_started.
+        if found["resend"]:
+            await connection.execute(_RESENT_NO_CONTACT, list({e.run_id for e in unique}))
+    recorded = set(found["recorded"])
     return {e.run_id for e in unique}, [e for e in unique if e.recipient_id in recorded]
 
 
@@ -424,6 +430,8 @@ def _view(row: asyncpg.Record, details: dict[str, dict[str, int]]) -> RunView:
 
 
 async def _views(pool: asyncpg.Pool, rows: Sequence[asyncpg.Record]) -> list[RunView]:
+    if not rows:  # the usual answer of unpublished_completions, after every batch
+        return []
     details = await _breakdowns(pool, [r["run_id"] for r in rows])
     return [_view(r, details.get(r["run_id"], {})) for r in rows]
 
@@ -456,6 +464,8 @@ async def complete_finished(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list
             for r in rows
             if is_complete(r["messages_targeted"], r["delivered"] + r["failed"] + r["cancelled"])
         ]
+        if not done:  # every batch but a run's last
+            return []
         completed = await connection.fetch(
             """UPDATE tracker.runs r
                SET state = 'completed', outcome = t.outcome, completed_at = now()
