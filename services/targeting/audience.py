@@ -21,7 +21,7 @@ from shared.events import (
     RefreshDeclined,
     RefreshRequested,
 )
-from shared.ids import event_id_for, recipient_id_for
+from shared.ids import event_id_for, recipient_id_for, recipient_key_for
 
 
 class Row(Protocol):
@@ -203,7 +203,7 @@ def expand(scope: RunScope, rows: Iterable[Row], now: datetime) -> Expansion:
         contract_id: str = row["contract_id"]
         contract = _snapshot_json(row)
         for channel, address in targets:
-            key = str(recipient_id_for(scope.run_id, contract_id, channel, address)).encode()
+            key = recipient_key_for(scope.run_id, contract_id, channel, address).encode()
             result.recipients.append(
                 Targeted(contract_id, channel, address, key, write(key, channel, address, contract))
             )
