@@ -1,5 +1,7 @@
 """Stable identifiers: the same inputs always give the same id, so a replay is recognisable."""
 
+import os
+from collections.abc import Iterator
 from hashlib import sha1
 from uuid import UUID
 
@@ -8,6 +10,7 @@ _NAMESPACE_BYTES = _NAMESPACE.bytes
 # RFC 4122's version 5 and variant bits, as `uuid.uuid5` sets them on the SHA-1 digest.
 _CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _SET = (5 << 76) | (0x8000 << 48)
+_SET_RANDOM = (4 << 76) | (0x8000 << 48)  # as `uuid.uuid4` sets them on 16 random bytes
 
 
 def _uuid5_int(name: str) -> int:
@@ -45,8 +48,25 @@ def recipient_key_for(run_id: UUID, contract_id: str, channel: str, address: str
     """`str(recipient_id_for(...))` written straight from the digest, for targeting's stream:
     2.6 µs instead of 4.5 µs for `str(uuid.uuid5(...))`, name included (a loop of 20,000,
     best of 7 passes of thread time, alternating, on this 2-vCPU machine)."""
-    value = f"{_uuid5_int(_recipient_name(run_id, contract_id, channel, address)):032x}"
-    return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+    return _hyphenated(_uuid5_int(_recipient_name(run_id, contract_id, channel, address)))
+
+
+def _hyphenated(value: int) -> str:
+    """`str(UUID(int=value))`, without the UUID object."""
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def random_ids(batch: int = 64) -> Iterator[str]:
+    """Random (version 4) ids as strings, as `str(uuid.uuid4())` gives them, drawing the random
+    bytes of `batch` ids from os.urandom at once instead of one system call per id: targeting
+    takes one per recipient, 1.2 µs instead of 2.8 µs (a loop of 20,000, best of 9 passes of
+    thread time, alternating, on this 2-vCPU machine). Use one iterator per task, not one per
+    process: bytes drawn before a fork would be handed out on both sides."""
+    while True:
+        pool = os.urandom(16 * batch)
+        for start in range(0, 16 * batch, 16):
+            yield _hyphenated(int.from_bytes(pool[start : start + 16]) & _CLEAR | _SET_RANDOM)
 
 
 def event_id_for(subject: UUID, what: str) -> UUID:

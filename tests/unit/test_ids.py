@@ -1,5 +1,6 @@
 """The stable ids are uuid5 values: computed without `uuid.uuid5`, they must stay the same."""
 
+import itertools
 import random
 import uuid
 
@@ -64,3 +65,20 @@ def test_an_unencodable_name_is_refused_as_uuid5_refuses_it() -> None:
         ids.recipient_id_for(uuid.uuid4(), "C-1", "email", "\ud800@example.com")
     with pytest.raises(UnicodeEncodeError):
         ids.recipient_key_for(uuid.uuid4(), "C-1", "email", "\ud800@example.com")
+
+
+def test_random_ids_are_distinct_version_4_uuids_written_as_uuid_writes_them() -> None:
+    drawn = list(itertools.islice(ids.random_ids(batch=3), 1000))
+    assert len(set(drawn)) == 1000
+    for text in drawn:
+        value = uuid.UUID(text)
+        assert str(value) == text and value.version == 4 and value.variant == uuid.RFC_4122
+
+
+def test_random_ids_take_their_bits_from_the_system_random_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ids.os, "urandom", lambda size: bytes(range(256))[:size])
+    first, second = itertools.islice(ids.random_ids(batch=2), 2)
+    assert first == str(uuid.UUID(bytes=bytes(range(16)), version=4))
+    assert second == str(uuid.UUID(bytes=bytes(range(16, 32)), version=4))
