@@ -78,7 +78,7 @@ def test_random_ids_are_distinct_version_4_uuids_written_as_uuid_writes_them() -
 def test_random_ids_take_their_bits_from_the_system_random_source(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(ids.os, "urandom", lambda size: bytes(range(256))[:size])
+    monkeypatch.setattr("shared.ids.os.urandom", lambda size: bytes(range(256))[:size])
     first, second = itertools.islice(ids.random_ids(batch=2), 2)
     assert first == str(uuid.UUID(bytes=bytes(range(16)), version=4))
     assert second == str(uuid.UUID(bytes=bytes(range(16, 32)), version=4))
