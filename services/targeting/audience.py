@@ -6,7 +6,7 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic_core import to_json
 
@@ -21,7 +21,7 @@ from shared.events import (
     RefreshDeclined,
     RefreshRequested,
 )
-from shared.ids import event_id_for, recipient_id_for
+from shared.ids import event_id_for, random_ids, recipient_id_for, recipient_key_for
 
 
 class Row(Protocol):
@@ -203,7 +203,7 @@ def expand(scope: RunScope, rows: Iterable[Row], now: datetime) -> Expansion:
         contract_id: str = row["contract_id"]
         contract = _snapshot_json(row)
         for channel, address in targets:
-            key = str(recipient_id_for(scope.run_id, contract_id, channel, address)).encode()
+            key = recipient_key_for(scope.run_id, contract_id, channel, address).encode()
             result.recipients.append(
                 Targeted(contract_id, channel, address, key, write(key, channel, address, contract))
             )
@@ -236,6 +236,7 @@ class _RecordWriter:
     would. The event id stays random per record, as the model's default makes it."""
 
     def __init__(self, scope: RunScope, now: datetime) -> None:
+        self._event_ids = random_ids()
         self._head = b'{"schema_version":1,"event_id":"'
         self._run = b"".join(
             (
@@ -255,7 +256,7 @@ class _RecordWriter:
         return b"".join(
             (
                 self._head,
-                str(uuid4()).encode(),
+                next(self._event_ids).encode(),
                 self._run,
                 key,
                 b'","channel":',

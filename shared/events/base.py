@@ -1,6 +1,7 @@
 """What every record shares: the `Record` base, and the field types and validators of the
 contract (one-line and body text, ids, channel, language, time zone, URL)."""
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
@@ -14,28 +15,26 @@ from shared.clock import utc_now
 # surrogates, which PostgreSQL refuses (NUL) or no UTF-8 encoder can write. A line (a name, a
 # subject, an address, an id) holds no line break of any kind either, Unicode's included: a
 # header or a log line must not be split. A body keeps tab, line feed and carriage return.
-_LINE_BREAKS = "\u2028\u2029"
+# One regular expression each rather than a loop over the characters: a 100 KB body is checked
+# in 0.5 ms instead of 8 to 10 ms (bench/README.md, "Kafka path": decoding per record).
+_REFUSED_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
+_REFUSED_IN_BODY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 
 
-def _refused(value: str, allowed: str) -> str | None:
-    for char in value:
-        code = ord(char)
-        if char in allowed:
-            continue
-        if code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code < 0xE000 or char in _LINE_BREAKS:
-            return f"U+{code:04X}"
-    return None
+def _refused(value: str, refused: re.Pattern[str]) -> str | None:
+    found = refused.search(value)
+    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 def _line(value: str) -> str:
-    refused = _refused(value, "")
+    refused = _refused(value, _REFUSED_IN_LINE)
     if refused:
         raise ValueError(f"must be one line of printable characters, not {refused}")
     return value
 
 
 def _body(value: str) -> str:
-    refused = _refused(value, "\t\n\r")
+    refused = _refused(value, _REFUSED_IN_BODY)
     if refused:
         raise ValueError(f"must hold printable characters, tab and line breaks only, not {refused}")
     return value

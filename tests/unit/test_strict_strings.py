@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.events import COMMAND_ADAPTER, TRACKER_COMMAND_ADAPTER, TenantSettings
+from shared.events import COMMAND_ADAPTER, TRACKER_COMMAND_ADAPTER, TenantSettings, base
 from shared.kafka import field_errors
 
 CREATE: dict[str, Any] = {
@@ -111,3 +111,30 @@ def test_dates_and_ids_are_bounded_to_what_is_stored() -> None:
     with pytest.raises(ValidationError) as caught:
         TRACKER_COMMAND_ADAPTER.validate_python(resolve)
     assert field_errors(caught.value, skip="resolve_action")[0][0] == "action_id"
+
+
+def _refused_by_definition(code: int, allowed: str) -> bool:
+    """The rule as written before it was a regular expression: C0, DEL, C1, lone surrogates,
+    Unicode's line and paragraph separators; a body keeps tab, line feed, carriage return."""
+    if chr(code) in allowed:
+        return False
+    return code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code < 0xE000 or code in (0x2028, 0x2029)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "allowed"), [("_REFUSED_IN_LINE", ""), ("_REFUSED_IN_BODY", "\t\n\r")]
+)
+def test_the_refused_characters_are_exactly_the_rule_over_all_of_unicode(
+    pattern: str, allowed: str
+) -> None:
+    every = "".join(map(chr, range(0x110000)))
+    found = {match.start() for match in getattr(base, pattern).finditer(every)}
+    assert found == {code for code in range(0x110000) if _refused_by_definition(code, allowed)}
+
+
+def test_the_first_refused_character_is_named() -> None:
+    with pytest.raises(ValueError, match="U\\+0085"):
+        base._line("a\u00a0b\x85c\x00")
+    with pytest.raises(ValueError, match="U\\+DFFF"):
+        base._body("a\r\n\tb\udfff\x01")
+    assert base._body("a\r\n\tb\u00a0\U0001f600") == "a\r\n\tb\u00a0\U0001f600"
