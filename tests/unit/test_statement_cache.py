@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 import pytest
 from asyncpg.connection import _StatementCache  # type: ignore[attr-defined]
 
@@ -42,11 +43,11 @@ async def batch_alive_after_expiry(cache_class: Any) -> bool:
     batch = Batch()
     held = weakref.ref(batch)
 
-    def prepare_in_handler() -> None:
+    def prepare_in_handler(batch: Batch) -> None:
         in_hand.set(batch)
         cache.put("SELECT 1", SimpleNamespace(closed=False))
 
-    contextvars.copy_context().run(prepare_in_handler)
+    contextvars.copy_context().run(prepare_in_handler, batch)
     del batch
     await asyncio.sleep(0.05)
     assert cache.get("SELECT 1") is None  # expired
@@ -73,4 +74,4 @@ async def test_every_pool_uses_the_connection_with_that_cache(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert (await pool_options(monkeypatch))["connection_class"] is db._Connection
-    assert issubclass(db._Connection, db.asyncpg.Connection)
+    assert issubclass(db._Connection, asyncpg.Connection)
