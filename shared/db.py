@@ -42,10 +42,10 @@ class _ExpiringStatementCache(_StatementCache):  # type: ignore[misc]  # private
     asyncpg leaves a fired expiry timer on its entry (entry -> timer -> entry). The timer holds
     the context it was scheduled in, and a statement first prepared inside a handler captures
     FastStream's context, with the batch in hand: 500 records and 500 decoded messages, about
-    2.7 MB in the dispatcher. With STATEMENT_LIFETIME_SECONDS at 1, a few batches a second
+    2.5 MiB in the dispatcher. With STATEMENT_LIFETIME_SECONDS at 1, a batch every few seconds
     became cyclic garbage that only a full collection frees, and full collections are rare in a
     process that holds a few hundred thousand long-lived objects: the dispatcher's RSS rose by
-    20-40 MB in steps (bench/README.md, "Dispatcher memory").
+    20-40 MiB in steps (bench/README.md, "Dispatcher memory").
     """
 
     __slots__ = ()
