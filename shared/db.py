@@ -40,7 +40,7 @@ class _ExpiringStatementCache(_StatementCache):  # type: ignore[misc]  # private
     cyclic garbage collector.
 
     asyncpg leaves a fired expiry timer on its entry (entry -> timer -> entry). The timer holds
-    the context it was scheduled in, and a statement first prepared inside a handler captures
+    the context it was scheduled in, and a statement prepared inside a handler captures
     FastStream's context, with the batch in hand: 500 records and 500 decoded messages, about
     2.5 MiB in the dispatcher. With STATEMENT_LIFETIME_SECONDS at 1, a batch every few seconds
     became cyclic garbage that only a full collection frees, and full collections are rare in a
