@@ -3,12 +3,14 @@ advertises PIPELINING, lockstep otherwise, and every outcome exact (RFC 1047 inc
 
 import asyncio
 import re
+import socket
 
+import aiosmtplib
 import pytest
 from aiosmtplib.email import quote_address
-from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.protocol import PERIOD_REGEX, SMTPProtocol, normalize_message_line_endings
 
-from services.dispatcher.pipelining import data_payload, envelope
+from services.dispatcher.pipelining import data_payload, envelope, keeping_replies, next_reply
 from services.dispatcher.policy import Attempt
 from services.dispatcher.smtp import SmtpRelay
 from tests.unit.rendered import rendered
@@ -278,3 +280,29 @@ def test_the_envelope_refuses_what_aiosmtplib_would_refuse() -> None:
 def test_addresses_are_quoted_as_aiosmtplib_quotes_them(address: str) -> None:
     expected = f"MAIL FROM:{quote_address(address)}\r\nRCPT TO:{quote_address(address)}\r\n"
     assert envelope(address, address) == expected.encode() + b"DATA\r\n"
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "aiosmtplib's own"])
+async def test_a_reply_arriving_before_the_previous_one_is_picked_up_is_kept(kept: bool) -> None:
+    """A server answering each pipelined command in a write of its own (aiosmtpd): the second
+    reply arrives while the first is parsed but not yet picked up. aiosmtplib's protocol drops
+    it (the relay then waited out its timeout); `KeptReplies` keeps it for the next read."""
+    ours, theirs = socket.socketpair()
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_accepted_socket(lambda: SMTPProtocol(loop=loop), ours)
+    try:
+        if kept:
+            keeping_replies(protocol).pipelining = True
+        first = asyncio.create_task(protocol.read_response(timeout=1))
+        await asyncio.sleep(0)  # the read is pending
+        protocol.data_received(b"250 2.1.0 Ok\r\n")
+        protocol.data_received(b"250 2.1.5 Ok\r\n")
+        assert (await first).code == 250
+        if kept:
+            assert (await next_reply(protocol, 0.2)).message == "2.1.5 Ok"
+        else:
+            with pytest.raises(aiosmtplib.SMTPReadTimeoutError):
+                await next_reply(protocol, 0.2)
+    finally:
+        transport.close()
+        theirs.close()
