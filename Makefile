@@ -15,9 +15,10 @@ demo: up
 	@$(PY) -m deploy.local.demo
 
 # Starts the stack, runs the whole suite, stops the stack whatever the result. Debian's
-# Prometheus checks the dashboards' and alerts' queries against the running services.
+# Prometheus checks the dashboards' and alerts' queries against the running services; Postfix's
+# real smtpd, in a private instance, receives the pipelined relay (tests/integration).
 test: install
-	@deploy/local/install.sh prometheus
+	@deploy/local/install.sh prometheus postfix
 	@$(STACK) up
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(STACK) down; exit $$status
 
@@ -26,7 +27,7 @@ test: install
 # of its own, started empty, as on a machine whose clock says Saturday.
 SATURDAY_RUN_DIR := /tmp/broadcast-engine-saturday
 test-saturday: install
-	@deploy/local/install.sh faketime prometheus
+	@deploy/local/install.sh faketime prometheus postfix
 	@$(STACK) down
 	@rm -rf $(SATURDAY_RUN_DIR)
 	@BROADCAST_RUN_DIR=$(SATURDAY_RUN_DIR) $(PY) deploy/local/fake_clock.py -- \
