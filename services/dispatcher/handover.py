@@ -524,7 +524,7 @@ class Handover:
                 delay = min(2 * delay, 5.0)
 
     async def _after(self, item: _Item, attempt: Attempt) -> ledger.Wait | None:
-        """None when the attempt is final; else when to try again."""
+        """For a verdict in `_MAY_WAIT`: when to try again, or None when it was the last try."""
         now = self._clock()
         message, attempts = item.message, item.attempts
         if attempt.verdict == "throttled":
@@ -543,8 +543,6 @@ class Handover:
                 attempt,
                 item.token,
             )
-        if attempt.verdict != "temporary":
-            return None
         delay = self._policy.after_failure(attempts + 1)
         if delay is None:
             return None
