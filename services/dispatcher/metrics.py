@@ -4,12 +4,12 @@ Labels are closed sets (channel, outcome, reason, what a message waits for): nev
 broadcast or recipient id.
 """
 
-import collections
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared.clock import Clock, utc_now
+from shared.counting import Tally, add_tallies
 from shared.events import (
     DeliveryCancelled,
     DeliveryCorrected,
@@ -19,9 +19,6 @@ from shared.events import (
 )
 
 Event = MessageDelivered | DeliveryFailed | DeliveryDeferred | DeliveryCancelled | DeliveryCorrected
-
-# Events by label values, counted before the counters are touched.
-CountOf = collections.Counter[tuple[str, str]]
 
 _OUTCOME = {
     "delivery.delivered": "delivered",
@@ -84,10 +81,7 @@ class DispatcherMetrics:
     def observe(self, events: Iterable[Event]) -> None:
         """Counts `events`; each counter's child is looked up once per label set, not per event."""
         now = self._clock()
-        outcomes: CountOf = collections.Counter()
-        failures: CountOf = collections.Counter()
-        deferrals: CountOf = collections.Counter()
-        corrections: CountOf = collections.Counter()
+        outcomes, failures, deferrals, corrections = Tally(), Tally(), Tally(), Tally()
         for event in events:
             if isinstance(event, DeliveryCorrected):  # its outcome is counted beside it
                 corrections[event.channel, event.outcome] += 1
@@ -100,11 +94,11 @@ class DispatcherMetrics:
                 if event.due_at is not None:  # None: held until its run is resumed
                     delay = (event.due_at - now).total_seconds()
                     self.delays.labels(event.waiting_for).observe(max(0.0, delay))
-        for counter, counts in (
-            (self.handovers, outcomes),
-            (self.failures, failures),
-            (self.deferrals, deferrals),
-            (self.corrections, corrections),
-        ):
-            for labels, count in counts.items():
-                counter.labels(*labels).inc(count)
+        add_tallies(
+            (
+                (self.handovers, outcomes),
+                (self.failures, failures),
+                (self.deferrals, deferrals),
+                (self.corrections, corrections),
+            )
+        )

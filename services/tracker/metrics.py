@@ -2,13 +2,13 @@
 from start to completion and consumer lag. Labels are closed sets: never a tenant, broadcast
 or recipient id."""
 
-import collections
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from shared.counting import Tally, add_tallies
 from shared.events import DeliveryFailed, FinalDelivery
 from shared.lag import consumer_lag
 
@@ -77,8 +77,7 @@ class TrackerMetrics:
     def observe(self, recorded: Iterable[FinalDelivery]) -> None:
         """Messages whose final state was recorded now (duplicates already left out). Each
         counter's child is looked up once per batch and label set, not once per message."""
-        outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
-        failures: collections.Counter[tuple[str, str]] = collections.Counter()
+        outcomes, failures = Tally(), Tally()
         latencies: dict[str, list[float]] = {}
         for event in recorded:
             outcomes[event.channel, _STATE[event.type]] += 1
@@ -88,9 +87,7 @@ class TrackerMetrics:
                 latencies.setdefault(event.channel, []).append(
                     _seconds(event.occurred_at, event.targeted_at)
                 )
-        for counter, counts in ((self.outcomes, outcomes), (self.failures, failures)):
-            for labels, count in counts.items():
-                counter.labels(*labels).inc(count)
+        add_tallies(((self.outcomes, outcomes), (self.failures, failures)))
         for channel, seconds in latencies.items():
             histogram = self.latency.labels(channel)
             for value in seconds:
