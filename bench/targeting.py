@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import sys
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 
@@ -25,7 +26,7 @@ from deploy.local import stack
 from shared.client import endpoints
 from shared.client.commands import Commands
 from shared.clock import Clock, utc_now
-from shared.ids import broadcast_id_for, run_id_for
+from shared.ids import run_id_for
 
 
 async def measure(db: asyncpg.Connection, size: int, clock: Clock = utc_now) -> dict[str, Any]:
@@ -37,13 +38,13 @@ async def measure(db: asyncpg.Connection, size: int, clock: Clock = utc_now) -> 
     pgid = stack.running_pid(stack.components()["targeting"].pid_file)
     assert pgid is not None
     sampler = RssSampler({"targeting": sorted(stack.process_tree(pgid))})
-    broadcast_id = broadcast_id_for(tenant, "bench")
+    broadcast_id = uuid4()
     run_id = run_id_for(broadcast_id, 1)
     async with (
         Commands(endpoints.local().kafka, requested_by="bench") as commands,
         sampler.sampling(),
     ):
-        await commands.send(create_command(tenant, "bench"))
+        await commands.send(create_command(tenant, "bench", broadcast_id))
         await commands.send(start_command(tenant, "bench-start", broadcast_id))
         await targeted(db, run_id, timeout=120 + size / 1000)
     window = await table_window(db, "targeting", run_id)

@@ -8,7 +8,7 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -34,17 +34,17 @@ from shared.events import (
     CreateBroadcast,
     StartBroadcast,
 )
-from shared.ids import broadcast_id_for
 
 # A broadcast that shows no new event for this long is stuck, not slow.
 STALL_TIMEOUT_S = 120.0
 
 
-def create_command(tenant: str, request_id: str) -> CreateBroadcast:
+def create_command(tenant: str, request_id: str, broadcast_id: UUID) -> CreateBroadcast:
     return CreateBroadcast.model_validate(
         {
             "tenant_id": tenant,
             "request_id": request_id,
+            "broadcast_id": broadcast_id,
             "requested_by": "bench",
             "name": "Facture de déneigement (bench)",
             "criteria": CRITERIA,
@@ -93,7 +93,8 @@ async def run_broadcast(
     just before, for the stage windows and the sink check, and when smtp-sink took the run's
     first and last message."""
     request_id = f"{tenant}-create"
-    broadcast_id = broadcast_id_for(tenant, request_id)
+    # Chosen here, random, so the watcher follows it from before the create is sent.
+    broadcast_id = uuid4()
     local = endpoints.local()
     # For broadcast.messages' metadata and end offsets: the stage windows start there.
     producer = AIOKafkaProducer(bootstrap_servers=local.kafka)
@@ -110,7 +111,7 @@ async def run_broadcast(
                 await send_every_day(commands, connection, tenant)
             finally:
                 await connection.close()
-            await commands.send(create_command(tenant, request_id))
+            await commands.send(create_command(tenant, request_id, broadcast_id))
             await _expect_accepted(watcher, time.monotonic() + 60.0)
 
             message_parts = await partitions(producer, topics.MESSAGES.name)

@@ -26,11 +26,6 @@ def _uuid5(name: str) -> UUID:
     return UUID(int=_uuid5_int(name))
 
 
-def broadcast_id_for(tenant_id: str, request_id: str) -> UUID:
-    """The id of a broadcast created without one: a replayed create lands on the same broadcast."""
-    return _uuid5(f"broadcast|{tenant_id}|{request_id}")
-
-
 def run_id_for(broadcast_id: UUID, run_number: int) -> UUID:
     return _uuid5(f"run|{broadcast_id}|{run_number}")
 

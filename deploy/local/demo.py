@@ -11,6 +11,7 @@ import random
 import sys
 import time
 from decimal import Decimal
+from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
@@ -30,7 +31,6 @@ from shared.events import (
     CreateBroadcast,
     StartBroadcast,
 )
-from shared.ids import broadcast_id_for
 
 TENANT = "demo-deneigement"
 CONTRACTS = 5_000
@@ -77,11 +77,12 @@ def audience() -> list[ContractUpserted]:
     return contracts
 
 
-def broadcast(request_id: str) -> CreateBroadcast:
+def broadcast(request_id: str, broadcast_id: UUID) -> CreateBroadcast:
     return CreateBroadcast.model_validate(
         {
             "tenant_id": TENANT,
             "request_id": request_id,
+            "broadcast_id": broadcast_id,
             "requested_by": "demo-operator",
             "name": "Surcharge pour excédent de neige",
             "criteria": [
@@ -162,9 +163,10 @@ async def main() -> int:
         async with Commands(local.kafka, requested_by="demo-operator") as commands:
             await send_every_day(commands, db, TENANT)
             request_id = f"demo-{int(time.time())}"
-            broadcast_id = broadcast_id_for(TENANT, request_id)
+            # Chosen here, random, so the events can be followed before the answer comes.
+            broadcast_id = uuid4()
             started_at = time.monotonic()
-            await commands.send(broadcast(request_id))
+            await commands.send(broadcast(request_id, broadcast_id))
             await commands.send(
                 StartBroadcast(
                     tenant_id=TENANT,

@@ -11,6 +11,7 @@ from shared.events import (
     Channel,
     CompletionNotices,
     Content,
+    CreateBroadcast,
     Criterion,
     RejectionReason,
 )
@@ -32,6 +33,15 @@ def no_broadcast(tenant_id: str, broadcast_id: UUID) -> Rejection:
         "broadcast_not_found",
         "broadcast_id",
         f"no broadcast {broadcast_id} for tenant '{tenant_id}'",
+    )
+
+
+def id_taken(command: CreateBroadcast) -> Rejection:
+    """The refusal of a create whose id another create holds. The same words whoever holds
+    it, this tenant or another, and whatever request created it: the refused tenant learns
+    that the id is taken and nothing else."""
+    return Rejection(
+        "broadcast_exists", "broadcast_id", f"broadcast {command.broadcast_id} already exists"
     )
 
 

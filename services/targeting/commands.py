@@ -47,7 +47,7 @@ from shared.events import (
     TenantSettingsChanged,
     UpdateBroadcast,
 )
-from shared.ids import broadcast_id_for, event_id_for
+from shared.ids import event_id_for
 
 from . import queries, replays, store, transitions
 from .answers import Answer, accepted, rejected
@@ -58,6 +58,7 @@ from .broadcasts import (
     check_criteria,
     check_definition,
     check_notices,
+    id_taken,
     no_broadcast,
     no_template,
 )
@@ -240,25 +241,9 @@ class CommandHandler:
 
     async def _create(self, command: CreateBroadcast) -> UUID:
         await self._check(command)
-        broadcast_id = command.broadcast_id or broadcast_id_for(
-            command.tenant_id, command.request_id
-        )
-        earlier = await store.create_broadcast(self._pool(), broadcast_id, command)
-        if earlier is None:
-            return broadcast_id
-        tenant, request = earlier
-        if tenant != command.tenant_id:
-            # Another tenant's id: the same refusal, naming nothing of theirs, whatever the
-            # request id (ids are unique per tenant only, so a match there proves nothing).
-            raise Rejection(
-                "broadcast_exists", "broadcast_id", f"broadcast {broadcast_id} already exists"
-            )
-        if request != command.request_id:
-            raise Rejection(
-                "broadcast_exists",
-                "broadcast_id",
-                f"broadcast {broadcast_id} was already created by request '{request}'",
-            )
+        broadcast_id = await store.create_broadcast(self._pool(), command)
+        if broadcast_id is None:
+            raise id_taken(command)
         return broadcast_id
 
     async def _update(self, command: UpdateBroadcast) -> None:

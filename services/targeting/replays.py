@@ -1,7 +1,8 @@
 """Replayed requests change nothing and get the answer the first one got.
 
-Create, start and resend are idempotent by construction: the ids they create derive from the
-request. The commands in REMEMBERED are not, once later commands changed the broadcast or the
+Create, start and resend are idempotent by construction: a create finds the broadcast its
+request made (by its id, or by tenant and request id), start and resend find the run theirs
+made. The commands in REMEMBERED are not, once later commands changed the broadcast or the
 tenant (a pause replayed after a resume, an old configure replayed after a new one): their
 request ids are remembered once applied (`targeting.requests`), and a replay is answered from
 there (a cancel replayed after a resend must not cancel the new run).

@@ -36,8 +36,8 @@ async def completed_run(db: asyncpg.Pool, tenant: str, failed: int) -> tuple[UUI
             "sender": {"address": "a@x.example"},
         }
     )
-    broadcast_id = uuid4()
-    await store.create_broadcast(db, broadcast_id, create)
+    broadcast_id = await store.create_broadcast(db, create)
+    assert broadcast_id is not None
     run_id = await targeted(db, await transitions.start(db, tenant, broadcast_id, "start", "u"))
     await transitions.complete(db, [transitions.Completion(run_id, "partially_successful", failed)])
     return broadcast_id, run_id

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 
@@ -11,31 +11,48 @@ from shared.events import CreateBroadcast
 
 from ..lifecycle import State
 
+_INSERT = """
+    INSERT INTO targeting.broadcasts
+        (broadcast_id, tenant_id, request_id, requested_by, name, definition, state, by_request)
+    VALUES ($1, $2, $3, $4, $5, $6, 'draft', $7)
+"""
+# A replay rewrites the request id it already has: ON CONFLICT DO UPDATE returns the row it
+# found, committed or not, in the same statement (DO NOTHING would return nothing, and a
+# second query may not see a row a concurrent replay is committing).
+_BY_REQUEST = f"""{_INSERT}
+    ON CONFLICT (tenant_id, request_id) WHERE by_request
+    DO UPDATE SET request_id = excluded.request_id
+    RETURNING broadcast_id
+"""
+# The row found is returned only when it is this create replayed: never another tenant's,
+# nor one another request of this tenant created under the same id.
+_BY_ID = f"""{_INSERT}
+    ON CONFLICT (broadcast_id)
+    DO UPDATE SET request_id = excluded.request_id
+    WHERE broadcasts.tenant_id = excluded.tenant_id AND broadcasts.request_id = excluded.request_id
+    RETURNING broadcast_id
+"""
 
-async def create_broadcast(
-    pool: asyncpg.Pool, broadcast_id: UUID, command: CreateBroadcast
-) -> tuple[str, str] | None:
-    """Insert the draft. None when created now; else the tenant and the request id that
-    created it before."""
-    existing = await pool.fetchrow(
-        """
-        WITH inserted AS (
-            INSERT INTO targeting.broadcasts
-                (broadcast_id, tenant_id, request_id, requested_by, name, definition, state)
-            VALUES ($1, $2, $3, $4, $5, $6, 'draft')
-            ON CONFLICT (broadcast_id) DO NOTHING
-            RETURNING broadcast_id)
-        SELECT tenant_id, request_id FROM targeting.broadcasts
-        WHERE broadcast_id = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
-        """,
-        broadcast_id,
+
+async def create_broadcast(pool: asyncpg.Pool, command: CreateBroadcast) -> UUID | None:
+    """Insert the draft; return its id: `command.broadcast_id` when given, else a random one.
+
+    A replay (same tenant, same request) returns the id the first create got, and changes
+    nothing. None when the given id is taken by any other create, of this tenant or another:
+    the caller cannot tell which."""
+    by_request = command.broadcast_id is None
+    # uuid4: 122 bits from the OS's CSPRNG, so nobody can compute the id this create gets.
+    found: UUID | None = await pool.fetchval(
+        _BY_REQUEST if by_request else _BY_ID,
+        command.broadcast_id or uuid4(),
         command.tenant_id,
         command.request_id,
         command.requested_by,
         command.name,
         command.model_dump(mode="json"),
+        by_request,
     )
-    return None if existing is None else (existing["tenant_id"], existing["request_id"])
+    return found
 
 
 async def load_broadcast(
