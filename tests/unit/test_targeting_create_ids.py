@@ -1,0 +1,105 @@
+"""A create's answer, with the broadcasts table faked: the id the store made is accepted, and a
+taken id is refused with the same words whoever holds it, naming nothing of theirs."""
+
+from typing import Any, cast
+from uuid import UUID, uuid4
+
+import asyncpg
+import pytest
+
+from services.targeting import store
+from services.targeting.commands import CommandHandler
+from services.targeting.publishers import Publishers
+from shared.clock import utc_now
+from shared.events import BroadcastAccepted, BroadcastRejected, CreateBroadcast
+
+
+class Events:
+    """broadcast.events in memory."""
+
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+
+    async def publish(self, message: Any, *, key: bytes | None = None, **_: Any) -> None:
+        self.published.append(message)
+
+
+def handler(events: Events) -> CommandHandler:
+    publishers = cast(Publishers, type("P", (), {"events": events})())
+    return CommandHandler(
+        lambda: cast(asyncpg.Pool, object()),
+        publishers,
+        lambda _: None,
+        one_message_runs=cast(Any, None),
+        renders=cast(Any, None),
+        clock=utc_now,
+        estimate_page_size=10,
+    )
+
+
+def create(tenant: str, request_id: str, broadcast_id: UUID | None) -> CreateBroadcast:
+    return CreateBroadcast.model_validate(
+        {
+            "tenant_id": tenant,
+            "request_id": request_id,
+            "requested_by": "u",
+            "name": "Avis secret",
+            "broadcast_id": broadcast_id,
+            "channels": ["email"],
+            "languages": ["fr"],
+            "content": {"email": {"fr": {"subject": "s", "html": "h"}}},
+            "sender": {"address": "a@x.example"},
+        }
+    )
+
+
+async def test_the_id_the_store_gives_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = uuid4()
+
+    async def create_broadcast(pool: asyncpg.Pool, command: CreateBroadcast) -> UUID:
+        return made
+
+    monkeypatch.setattr(store, "create_broadcast", create_broadcast)
+    events = Events()
+    await handler(events).handle(create("acme", "r-1", None))
+    [answer] = events.published
+    assert isinstance(answer, BroadcastAccepted) and answer.broadcast_id == made
+
+
+async def test_a_taken_id_is_refused_alike_and_names_nothing_of_its_holder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store says only "taken": whether another tenant holds the id, with the request id
+    the refused command also carries or another, or the same tenant does, the answer can only
+    be the same, and it names no request id and no name."""
+
+    async def taken(pool: asyncpg.Pool, command: CreateBroadcast) -> None:
+        return None
+
+    monkeypatch.setattr(store, "create_broadcast", taken)
+    events = Events()
+    broadcast_id = uuid4()
+    for tenant, request_id in [
+        ("intruder", "owners-request"),
+        ("intruder", "r-9"),
+        ("owner", "r-2"),
+    ]:
+        await handler(events).handle(create(tenant, request_id, broadcast_id))
+    answers = [
+        (a.type, a.reason, a.field, a.message, a.broadcast_id)
+        for a in events.published
+        if isinstance(a, BroadcastRejected)
+    ]
+    assert (
+        answers
+        == [
+            (
+                "broadcast.rejected",
+                "broadcast_exists",
+                "broadcast_id",
+                f"broadcast {broadcast_id} already exists",
+                broadcast_id,
+            )
+        ]
+        * 3
+    )
