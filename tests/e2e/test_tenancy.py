@@ -4,7 +4,7 @@ still gets another tenant's messages."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4, uuid5
 
 import asyncpg
 import httpx
@@ -238,14 +238,32 @@ async def test_creating_a_broadcast_under_another_tenants_id_changes_nothing(
     assert [str(m.message["Subject"]) for m in await smtp_sink.messages(domain)] == ["Avis C-0"]
 
 
-async def test_a_refused_create_never_tells_another_tenants_request_id(events: EventLog) -> None:
+def unsigned(answer: dict[str, Any]) -> dict[str, Any]:
+    """An answer without what differs between any two answers: its own ids and time."""
+    return {k: v for k, v in answer.items() if k not in ("event_id", "occurred_at", "request_id")}
+
+
+async def test_a_taken_id_is_refused_alike_whoever_holds_it(events: EventLog) -> None:
     owner, _ = fresh_tenant()
     intruder, _ = fresh_tenant()
-    create = definition(owner, "Avis")
+    create = definition(owner, "Avis secret")
     broadcast_id = (await ask(events, owner, create))["broadcast_id"]
-    refused = await ask(events, intruder, definition(intruder, "Piraté", broadcast_id=broadcast_id))
-    assert refused["type"] == "broadcast.rejected", refused
-    assert create["request_id"] not in refused["message"], refused
+    theirs = await ask(events, intruder, definition(intruder, "Piraté", broadcast_id=broadcast_id))
+    # The same refusal the intruder gets for one of its own ids, used again by another of its
+    # own requests: it cannot tell "another tenant holds it" from anything it did itself.
+    own_id = (await ask(events, intruder, definition(intruder, "Le mien")))["broadcast_id"]
+    own = await ask(events, intruder, definition(intruder, "Piraté", broadcast_id=own_id))
+    assert (theirs["type"], theirs["reason"], theirs["field"]) == (
+        "broadcast.rejected",
+        "broadcast_exists",
+        "broadcast_id",
+    ), theirs
+    assert unsigned(theirs) == unsigned(own) | {
+        "broadcast_id": broadcast_id,
+        "message": own["message"].replace(own_id, broadcast_id),
+    }
+    for secret in (create["request_id"], "Avis secret", owner):
+        assert secret not in str(theirs), theirs
 
 
 async def test_another_tenants_broadcast_id_is_never_accepted(events: EventLog) -> None:
@@ -257,10 +275,40 @@ async def test_another_tenants_broadcast_id_is_never_accepted(events: EventLog) 
     same_request = definition(intruder, "Piraté", broadcast_id=broadcast_id)
     same_request["request_id"] = create["request_id"]
     answer = await ask(events, intruder, same_request)
-    # Whatever it answers, the broadcast is not the intruder's: it cannot start it.
+    assert (answer["type"], answer["reason"]) == ("broadcast.rejected", "broadcast_exists"), answer
+    # The owner's create replayed, without an id as the first time: the owner's broadcast.
+    replayed = await ask(events, owner, create)
+    assert (replayed["type"], replayed["broadcast_id"]) == ("broadcast.accepted", broadcast_id)
+    # The broadcast is not the intruder's: it cannot start it; the owner can.
     start = {"type": "start_broadcast", "broadcast_id": broadcast_id}
     assert (await ask(events, intruder, start))["reason"] == "broadcast_not_found"
-    assert answer["type"] == "broadcast.rejected", answer
+    assert (await ask(events, owner, start))["type"] == "broadcast.accepted"
+
+
+async def test_the_id_a_create_will_get_cannot_be_taken_first(events: EventLog) -> None:
+    owner, _ = fresh_tenant()
+    intruder, _ = fresh_tenant()
+    request_id = f"req-{uuid4()}"
+    # The id the owner's create got before ids were random: public, so computable by anyone.
+    guessed = str(
+        uuid5(UUID("6f1c2b1e-8f3a-4c52-9a57-2f0d8c3e4b10"), f"broadcast|{owner}|{request_id}")
+    )
+    squat = await ask(events, intruder, definition(intruder, "Piraté", broadcast_id=guessed))
+    assert (squat["type"], squat["broadcast_id"]) == ("broadcast.accepted", guessed), squat
+
+    create = definition(owner, "Avis", request_id=request_id)
+    made = await ask(events, owner, create)
+    assert made["type"] == "broadcast.accepted", made
+    assert made["broadcast_id"] != guessed and UUID(made["broadcast_id"]).version == 4
+    assert (await ask(events, owner, create))["broadcast_id"] == made["broadcast_id"]
+    # Each keeps its own: the owner cannot reach the squatted id, the intruder not the owner's.
+    described = await ask(
+        events, owner, {"type": "get_broadcast", "broadcast_id": made["broadcast_id"]}
+    )
+    assert described["type"] == "broadcast.described", described
+    for tenant, other in ((owner, guessed), (intruder, made["broadcast_id"])):
+        asked = await ask(events, tenant, {"type": "get_broadcast", "broadcast_id": other})
+        assert asked["reason"] == "broadcast_not_found", asked
 
 
 async def test_an_unsubscribed_address_is_skipped_for_its_tenant_only(
