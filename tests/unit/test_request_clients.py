@@ -1,6 +1,7 @@
 """Commands on a client's request topic, in memory with TestKafkaBroker: a tenant the client
 holds reaches the handler; any other is answered `forbidden` by the service that owns the
-command, once, and the handler (hence the store) never sees it."""
+command, once, and the handler (hence the store) never sees it. And the client library and the
+CLI publish on the topic of the client they speak as."""
 
 from typing import Any
 
@@ -8,14 +9,16 @@ import pytest
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
+from deploy import cli
 from services.targeting import app as targeting
 from services.targeting.commands import CommandHandler
 from services.targeting.settings import Settings as TargetingSettings
 from services.tracker import app as tracker
 from services.tracker.settings import Settings as TrackerSettings
 from shared import topics
+from shared.client.commands import Commands
 from shared.events import BroadcastRejected
-from shared.requesters import parse
+from shared.requesters import RequestClientsError, parse
 from shared.service import Runtime
 
 CLIENTS = parse('{"acme-crm": ["acme"]}')
@@ -114,3 +117,45 @@ async def test_the_tracker_forbids_its_own_commands_and_leaves_targetings_alone(
         ("r-own", "resolve_action", "action_not_found"),
         ("r-spoofed", "resolve_action", "forbidden"),
     ]
+
+
+class RecordingProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None]] = []
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        self.sent.append((topic, key))
+
+
+@pytest.mark.parametrize(
+    ("client", "topic"),
+    [(None, "broadcast.requests"), ("acme-crm", "broadcast.requests.acme-crm")],
+)
+async def test_the_client_library_publishes_on_its_clients_topic_keyed_by_tenant(
+    client: str | None, topic: str
+) -> None:
+    commands = Commands("127.0.0.1:1", requested_by="crm-user", client=client)
+    producer = RecordingProducer()
+    commands._producer = producer
+    await commands.send(command(ESTIMATE, "acme", "r-1"))
+    assert producer.sent == [(topic, b"acme")]
+
+
+def test_the_client_library_refuses_a_name_no_client_can_have() -> None:
+    with pytest.raises(RequestClientsError, match="client name 'Acme'"):
+        Commands("127.0.0.1:1", requested_by="crm-user", client="Acme")
+
+
+def test_the_cli_speaks_as_the_client_of_its_option_or_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listing = ["list", "--tenant", "acme"]
+    monkeypatch.delenv("BROADCAST_REQUEST_CLIENT", raising=False)
+    assert cli.parser().parse_args(listing).client is None
+    monkeypatch.setenv("BROADCAST_REQUEST_CLIENT", "acme-crm")
+    assert cli.parser().parse_args(listing).client == "acme-crm"
+    assert cli.parser().parse_args(["--client", "ops", *listing]).client == "ops"
+    with pytest.raises(SystemExit) as usage:
+        cli.parser().parse_args(["--client", "acme/crm", *listing])
+    assert usage.value.code == cli.USAGE
+    assert "client name 'acme/crm'" in capsys.readouterr().err
