@@ -2,7 +2,9 @@
 
 Commands and queries publish on `broadcast.requests` and wait for their answer on
 `broadcast.events` (shared.client); only `import` reads a view (targeting's, to wait until the
-file is applied). `--lang fr|en` chooses the labels answers carry (states, outcomes).
+file is applied). `--client NAME` (default $BROADCAST_REQUEST_CLIENT) speaks as that request
+client, on its own topic `broadcast.requests.NAME`: answered only for the tenants it holds.
+`--lang fr|en` chooses the labels answers carry (states, outcomes).
 Every command has `--help`; `--json` prints the answer as JSON for scripts. Exit codes: 0 done,
 1 refused (the answer says why), 2 bad usage, 3 no answer in time (is the stack up?).
 """
@@ -25,6 +27,7 @@ from aiokafka.errors import KafkaError
 from shared.client import endpoints, progress, watch
 from shared.client.commands import Commands
 from shared.events import ActionState, Language, MessageState
+from shared.requesters import RequestClientsError, topic_for
 
 REPO = Path(__file__).resolve().parents[1]
 REFUSED, USAGE, NO_ANSWER = 1, 2, 3
@@ -43,14 +46,15 @@ class Refused(Exception):
 
 
 @contextlib.asynccontextmanager
-async def session(timeout: float = 30.0) -> AsyncIterator[Commands]:
-    """One producer and one answers log for several requests (`status --watch` polls)."""
+async def session(client: str | None, timeout: float = 30.0) -> AsyncIterator[Commands]:
+    """One producer and one answers log for several requests (`status --watch` polls), speaking
+    as `client` (None: the platform)."""
     who = os.environ.get("USER", "operator")
     async with contextlib.AsyncExitStack() as stack:
         # Connecting is bounded too: a stack that is down is no answer.
         async with asyncio.timeout(timeout):
             commands = await stack.enter_async_context(
-                Commands(endpoints.local().kafka, requested_by=who, prefix="cli")
+                Commands(endpoints.local().kafka, requested_by=who, prefix="cli", client=client)
             )
         yield commands
 
@@ -63,9 +67,11 @@ async def ask(commands: Commands, command: dict[str, Any], timeout: float = 30.0
     return answer
 
 
-async def request(command: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-    """Publish one command and return its answer; Refused when it was rejected."""
-    async with asyncio.timeout(timeout), session(timeout) as commands:
+async def request(
+    client: str | None, command: dict[str, Any], timeout: float = 30.0
+) -> dict[str, Any]:
+    """Publish one command as `client` and return its answer; Refused when it was rejected."""
+    async with asyncio.timeout(timeout), session(client, timeout) as commands:
         return await ask(commands, command, timeout)
 
 
@@ -140,7 +146,7 @@ async def broadcasts_of(args: argparse.Namespace) -> list[dict[str, Any]]:
         "limit": LIST_PAGE,
     }
     listed = []
-    async with session() as commands:
+    async with session(args.client) as commands:
         while True:
             answer = await ask(commands, query)
             for summary in answer["broadcasts"]:
@@ -189,7 +195,7 @@ def finished(found: dict[str, Any]) -> bool:
 
 
 async def status(args: argparse.Namespace) -> dict[str, Any]:
-    async with session() as commands:
+    async with session(args.client) as commands:
         while True:
             found = await run_status(commands, args)
             if found["run_id"] is None and found["broadcast_state"] != "scheduled":
@@ -233,6 +239,17 @@ def import_contracts(args: argparse.Namespace) -> int:
     return REFUSED if imported.refused else 0
 
 
+def client_name(name: str) -> str | None:
+    """--client's value: a request client's name, or none (empty: the platform's topic)."""
+    if not name:
+        return None
+    try:
+        topic_for(name)
+    except RequestClientsError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name
+
+
 def stack(*words: str) -> int:
     return subprocess.call([sys.executable, "-m", "deploy.local.stack", *words], cwd=REPO)
 
@@ -242,6 +259,13 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--json", action="store_true", help="print answers as JSON")
     root.add_argument(
         "--lang", choices=get_args(Language), default="fr", help="labels' language (fr)"
+    )
+    root.add_argument(
+        "--client",
+        type=client_name,
+        default=os.environ.get("BROADCAST_REQUEST_CLIENT", ""),
+        help="speak as this request client, on its own topic (default: "
+        "$BROADCAST_REQUEST_CLIENT, else the platform)",
     )
     root.add_argument(
         "-q",
@@ -345,17 +369,18 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
     match args.command:
         case "estimate":
             return await request(
+                args.client,
                 {
                     "type": "estimate_broadcast",
                     "tenant_id": tenant,
                     "criteria": criteria(args.where),
                     "channels": args.channel or ["email"],
-                }
+                },
             )
         case "configure":
             settings = read_yaml(args.settings) or {}
             return await request(
-                {"type": "configure_tenant", "tenant_id": tenant, "settings": settings}
+                args.client, {"type": "configure_tenant", "tenant_id": tenant, "settings": settings}
             )
         case "create":
             spec = load_spec(args.spec)
@@ -364,52 +389,56 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
                     *spec.get("criteria", []),
                     {"field": "contract_id", "values": args.contracts.split(",")},
                 ]
-            return await request({"type": "create_broadcast", **spec})
+            return await request(args.client, {"type": "create_broadcast", **spec})
         case "update":
             spec = load_spec(args.spec)
             spec.pop("broadcast_id", None)
             return await request(
-                {"type": "update_broadcast", "broadcast_id": args.broadcast_id, **spec}
+                args.client, {"type": "update_broadcast", "broadcast_id": args.broadcast_id, **spec}
             )
         case "resend":
             return await request(
+                args.client,
                 {
                     "type": "resend_broadcast",
                     "tenant_id": tenant,
                     "broadcast_id": args.broadcast_id,
                     "only_failed": args.failed,
                     "include_unknown": args.include_unknown,
-                }
+                },
             )
         case "preview":
-            return await request(preview_command(args))
+            return await request(args.client, preview_command(args))
         case "start" | "pause" | "resume" | "cancel":
             return await request(
+                args.client,
                 {
                     "type": f"{args.command}_broadcast",
                     "tenant_id": tenant,
                     "broadcast_id": args.broadcast_id,
-                }
+                },
             )
         case "status":
             return await status(args)
         case "schedule":
             return await request(
+                args.client,
                 {
                     "type": "schedule_broadcast",
                     "tenant_id": tenant,
                     "broadcast_id": args.broadcast_id,
                     "at": args.at,
-                }
+                },
             )
         case "rename":
             return await request(
+                args.client,
                 {
                     "type": "rename_broadcast",
                     "tenant_id": tenant,
                     "broadcast_id": args.broadcast_id,
                     "name": args.name,
-                }
+                },
             )
         case "list":
             return {"broadcasts": await broadcasts_of(args)}
@@ -424,10 +453,12 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
                 "cursor": args.cursor,
                 "language": args.lang,
             }
-            return await request(query)
+            return await request(args.client, query)
         case "variables" | "criteria":
             kind = "list_variables" if args.command == "variables" else "describe_criteria"
-            return await request({"type": kind, "tenant_id": tenant, "language": args.lang})
+            return await request(
+                args.client, {"type": kind, "tenant_id": tenant, "language": args.lang}
+            )
         case "actions" if args.verb:
             if args.action_id is None:
                 raise Usage("actions send|ignore needs an ACTION_ID")
@@ -439,14 +470,14 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
             }
             if args.to:
                 command["address"] = args.to
-            return await request(command)
+            return await request(args.client, command)
         case "actions":
             listing: dict[str, Any] = {"type": "list_actions", "tenant_id": tenant}
             if args.broadcast:
                 listing["broadcast_id"] = args.broadcast
             if args.state:
                 listing["state"] = args.state
-            return await request(listing)
+            return await request(args.client, listing)
     raise Usage(f"unknown command {args.command}")
 
 

@@ -1,16 +1,20 @@
 """Creating the system's topics: `python -m shared.admin ensure-topics [BOOTSTRAP]`.
 
+With the request clients of BROADCAST_REQUEST_CLIENTS (shared/requesters.py): their topics too.
+
 Topics are created explicitly (the broker's auto-creation is off) so that every topic gets its
 intended partition count from `shared.topics`, whichever service happens to start first.
 """
 
 import asyncio
 import contextlib
+import os
 import sys
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from shared import requesters
 from shared.topics import ALL, Topic
 
 
@@ -45,7 +49,12 @@ def main(argv: list[str]) -> int:
         print("usage: python -m shared.admin ensure-topics [BOOTSTRAP]", file=sys.stderr)
         return 2
     bootstrap = argv[1] if len(argv) > 1 else "127.0.0.1:19092"
-    created = asyncio.run(ensure_topics(bootstrap))
+    try:
+        clients = requesters.parse(os.environ.get(requesters.VARIABLE))
+    except requesters.RequestClientsError as error:
+        print(error, file=sys.stderr)
+        return 2
+    created = asyncio.run(ensure_topics(bootstrap, (*ALL, *clients.client_topics())))
     print(f"topics created: {', '.join(created) or 'none (all present)'}")
     return 0
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from shared.requesters import Requesters
+
 SERVICES = ("targeting", "composer", "dispatcher", "tracker")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "asyncapi"
 
@@ -18,7 +20,9 @@ def generate(service: str) -> str:
     module = importlib.import_module(f"services.{service}.app")
     settings = importlib.import_module(f"services.{service}.settings").Settings
     # Fixed values, so the document does not depend on the environment it is generated in.
-    app = module.create_app(settings(kafka_bootstrap_servers="kafka:9092"))
+    app = module.create_app(
+        settings(kafka_bootstrap_servers="kafka:9092", request_clients=Requesters())
+    )
     # Sorted keys: FastStream's channel order varies from one process to the next.
     document = app.schema.to_specification().to_jsonable()
     return yaml.safe_dump(document, sort_keys=True, allow_unicode=True, width=100)

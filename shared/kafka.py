@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from shared.events import BroadcastRejected, DeadLettered, RejectionReason
 from shared.isolation import in_a_few_words
 from shared.publishing import Publisher
+from shared.requesters import Requesters
 from shared.settings import ServiceSettings
 from shared.topics import DEAD_LETTERS
 
@@ -120,9 +121,16 @@ class QuarantineDecoder(Generic[T]):
             except ValidationError as error:
                 await self._quarantine(record, error)
                 continue
+            if not await self._admit(record, item):
+                continue
             decoded.append(item)
             self._origin[id(item)] = record
         return decoded
+
+    async def _admit(self, record: ConsumerRecord, item: T) -> bool:
+        """Whether a valid item goes on to the handler; a subclass that says no has dealt with
+        it (answered it, set it aside)."""
+        return True
 
     def record_of(self, item: T) -> ConsumerRecord | None:
         """The record `item` was decoded from, while its batch is in hand."""
@@ -299,9 +307,12 @@ def rejecting_quarantine(
 
 
 class _Command(Protocol):
-    type: str
-    tenant_id: str
-    request_id: str
+    @property
+    def type(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def request_id(self) -> str: ...
 
 
 def rejecting_poison(events: Publisher) -> Callable[[Any, Exception], Awaitable[None]]:
@@ -331,3 +342,51 @@ def rejecting_poison(events: Publisher) -> Callable[[Any, Exception], Awaitable[
         )
 
     return answer
+
+
+C = TypeVar("C", bound=_Command)
+
+
+class RequestDecoder(QuarantineDecoder[C]):
+    """Commands from every request topic, answered on broadcast.events when they go no further.
+
+    One that does not validate is answered `rejected` naming the field. One its topic's client
+    may not send for its tenant (`Requesters.may_act`) is answered `rejected` with `forbidden`
+    and never reaches the handler: nothing is written, nothing runs. The answer says nothing
+    of the tenant, not even whether it exists.
+    """
+
+    def __init__(
+        self,
+        adapter: TypeAdapter[C],
+        events: Publisher,
+        requesters: Requesters,
+        mine: Callable[[str | None], bool],
+    ) -> None:
+        super().__init__(adapter, rejecting_quarantine(events), mine)
+        self._events = events
+        self._requesters = requesters
+
+    async def _admit(self, record: ConsumerRecord, item: C) -> bool:
+        if self._requesters.may_act(record.topic, item.tenant_id):
+            return True
+        # An operator wants to know a client tried; the tenant id is not personal data.
+        log.warning(
+            "forbidden: %s on %s for tenant %s, which its client does not hold",
+            item.type,
+            record.topic,
+            echo(item.tenant_id, 100),
+        )
+        await self._events.publish(
+            BroadcastRejected(
+                tenant_id=item.tenant_id,
+                request_id=item.request_id,
+                broadcast_id=getattr(item, "broadcast_id", None),
+                command=item.type,
+                reason="forbidden",
+                field="tenant_id",
+                message="this client may not act for this tenant",
+            ),
+            key=item.tenant_id.encode(),
+        )
+        return False

@@ -3,7 +3,7 @@
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.topics import ALL
+from shared.topics import ALL, REQUESTS
 
 _SERVICES = ("targeting.", "composer.", "dispatcher.", "tracker.")
 
@@ -20,10 +20,15 @@ async def consumer_lag(bootstrap: str) -> dict[tuple[str, str], int]:
         ]
         ours = sorted(g for g in groups if g.startswith(_SERVICES))
         known = {t.name for t in ALL}
+        # The request clients' topics too (shared/requesters.py): their names are the
+        # operator's configuration, not identifiers.
+        clients = f"{REQUESTS.name}."
         lag: dict[tuple[str, str], int] = {}
         for group in ours:
             committed = await admin.list_consumer_group_offsets(group)
-            partitions = [tp for tp in committed if tp.topic in known]
+            partitions = [
+                tp for tp in committed if tp.topic in known or tp.topic.startswith(clients)
+            ]
             if not partitions:
                 continue
             end = await ends.end_offsets(partitions)

@@ -26,6 +26,7 @@ from shared.fastlane import FastLane
 from shared.kafka import DeadLetters, Quarantine, dead_letter_publisher, make_broker
 from shared.readiness import Readiness
 from shared.settings import ServiceSettings
+from shared.topics import ALL
 
 
 @dataclass
@@ -92,7 +93,10 @@ def service_app(
     logging.getLogger(runtime.service).setLevel(logging.INFO)
 
     async def prepare() -> None:
-        await ensure_topics(runtime.settings.kafka_bootstrap_servers)
+        await ensure_topics(
+            runtime.settings.kafka_bootstrap_servers,
+            (*ALL, *runtime.settings.request_clients.client_topics()),
+        )
         await runtime.open_database(migrations)
 
     return AsgiFastStream(

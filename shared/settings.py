@@ -5,17 +5,29 @@ A service declares `class Settings(ServiceSettings)` with `env_prefix="TARGETING
 by `make`; production sets every secret through the environment.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared import requesters
+from shared.requesters import Requesters
 
 # lz4, zstd and snappy need `cramjam` (aiokafka's extra, a dependency of the project).
 Compression = Literal["gzip", "snappy", "lz4", "zstd"] | None
 
 
+def _request_clients(value: object) -> Requesters:
+    if isinstance(value, Requesters):
+        return value
+    if value is None or isinstance(value, str):
+        return requesters.parse(value)
+    raise ValueError("expected the JSON text of a client -> tenants mapping")
+
+
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    # By name too: code (tests, the AsyncAPI generator) passes `request_clients=` directly.
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     database_url: SecretStr = SecretStr(
@@ -31,3 +43,8 @@ class ServiceSettings(BaseSettings):
     # delivery event costs the broker more compressed); the composer and targeting, whose
     # records are large and alike, set zstd (bench/README.md, "Kafka path").
     kafka_compression: Compression = None
+    # Which client may speak for which tenant (shared/requesters.py). One variable for every
+    # service, without the service's prefix: targeting and the tracker must read the same one.
+    request_clients: Annotated[Requesters, NoDecode, BeforeValidator(_request_clients)] = Field(
+        default_factory=Requesters, validation_alias=requesters.VARIABLE
+    )

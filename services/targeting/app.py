@@ -1,7 +1,8 @@
 """Targeting: the audience read model, broadcast commands, and streaming runs to the composer.
 
 Reads  audience.contracts  (contract upserts and deletions from the platform)
-       broadcast.requests  (broadcast, template and tenant commands)
+       broadcast.requests  (broadcast, template and tenant commands; and each configured
+                            client's broadcast.requests.<client>, for its tenants only)
        broadcast.runs      (follow-ups: an action's message to send again; actions closed:
                             left out of a resend to the failures; refresh requests: a waiting
                             message to render again with its contract's current values)
@@ -48,12 +49,7 @@ from shared.events import (
     TenantSettingsChanged,
 )
 from shared.isolation import isolating
-from shared.kafka import (
-    QuarantineDecoder,
-    batch_consumer,
-    rejecting_poison,
-    rejecting_quarantine,
-)
+from shared.kafka import QuarantineDecoder, RequestDecoder, batch_consumer, rejecting_poison
 from shared.service import Runtime, service_app
 
 from . import counters, store, transitions
@@ -141,12 +137,14 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         await store.apply_contract_changes(pool(), changes)
 
     @broker.subscriber(
-        topics.REQUESTS.name,
+        # The platform's topic and each client's: a command acts only for its client's tenants.
+        *settings.request_clients.topics(),
         **batch_consumer(f"{SERVICE}.requests", settings.batch_size),
         # The tracker answers its own commands; anything else, even unreadable, is ours.
-        decoder=QuarantineDecoder(
+        decoder=RequestDecoder(
             COMMAND_ADAPTER,
-            rejecting_quarantine(events),
+            events,
+            settings.request_clients,
             mine=lambda kind: kind not in TRACKER_COMMAND_TYPES,
         ),
         description="Commands (broadcasts, templates, tenant settings); each is answered on "

@@ -3,7 +3,8 @@
 Reads  broadcast.runs        (run started; targeting completed with the exact total; paused,
                               resumed)
        broadcast.requests    (action, history and message-log commands; the others are
-                              targeting's)
+                              targeting's; and each configured client's
+                              broadcast.requests.<client>, for its tenants only)
        broadcast.deliveries  (delivered / failed, possibly twice, possibly out of order)
 Writes broadcast.events      (progressed at a bounded rate, completed with outcome and counters,
                               previewed for a preview run, answers to its commands)
@@ -35,12 +36,7 @@ from shared.events import (
     TrackerCommand,
 )
 from shared.isolation import isolating
-from shared.kafka import (
-    QuarantineDecoder,
-    batch_consumer,
-    rejecting_poison,
-    rejecting_quarantine,
-)
+from shared.kafka import QuarantineDecoder, RequestDecoder, batch_consumer, rejecting_poison
 from shared.service import Periodic, Runtime, service_app
 
 from . import store
@@ -136,11 +132,13 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         await progress.settle(run_ids | final_runs)
 
     @broker.subscriber(
-        topics.REQUESTS.name,
+        # The platform's topic and each client's: a command acts only for its client's tenants.
+        *settings.request_clients.topics(),
         **batch_consumer(f"{SERVICE}.requests", settings.batch_size),
-        decoder=QuarantineDecoder(
+        decoder=RequestDecoder(
             TRACKER_COMMAND_ADAPTER,
-            rejecting_quarantine(events),
+            events,
+            settings.request_clients,
             mine=lambda kind: kind in TRACKER_COMMAND_TYPES,
         ),
         description="Manual actions (list, resolve with send or ignore), contract history and "

@@ -1,5 +1,8 @@
 """Send a command on broadcast.requests and await its answer on broadcast.events.
 
+A client configured in BROADCAST_REQUEST_CLIENTS sends on its own topic instead,
+broadcast.requests.<client>, and is answered for the tenants it holds (shared/requesters.py).
+
 An answer is the first event carrying the command's `request_id` other than `broadcast.started`
 (which repeats the start's request id but is not its answer). Replaying a request id is
 answered again (the same verdict, announced anew): `ask` returns the answer that follows its own
@@ -17,6 +20,7 @@ from pydantic import BaseModel
 
 from shared import topics
 from shared.client.log import TopicLog
+from shared.requesters import topic_for
 
 # Publishes one command (a JSON object with its tenant_id) on broadcast.requests.
 SendCommand = Callable[[Mapping[str, Any]], Awaitable[None]]
@@ -78,7 +82,7 @@ async def publish(
 
 
 def request_record(command: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    """broadcast.requests' (key, value) for a command: keyed by its tenant, so one tenant's
+    """A request topic's (key, value) for a command: keyed by its tenant, so one tenant's
     commands are handled in the order they were sent."""
     return str(command["tenant_id"]).encode(), json.dumps(command).encode()
 
@@ -86,9 +90,20 @@ def request_record(command: Mapping[str, Any]) -> tuple[bytes, bytes]:
 class Commands:
     """Commands sent through one producer, answers read from one broadcast.events log.
 
-    `async with Commands(kafka, requested_by="cli") as commands: await commands.ask({...})`"""
+    `async with Commands(kafka, requested_by="cli") as commands: await commands.ask({...})`
 
-    def __init__(self, bootstrap: str, *, requested_by: str, prefix: str = "req") -> None:
+    `client` names the client it speaks as: its commands go on that client's topic. None is
+    the platform's topic. A name that cannot be a client's raises RequestClientsError."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        requested_by: str,
+        prefix: str = "req",
+        client: str | None = None,
+    ) -> None:
+        self._topic = topic_for(client)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
         )
@@ -132,4 +147,4 @@ class Commands:
 
     async def _send(self, command: Mapping[str, Any]) -> None:
         key, value = request_record(command)
-        await self._producer.send_and_wait(topics.REQUESTS.name, value, key=key)
+        await self._producer.send_and_wait(self._topic, value, key=key)

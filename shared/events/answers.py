@@ -37,6 +37,9 @@ RejectionReason = Literal[
     "request_reused",
     # render_preview: the template fails for this contract (the error in a few words).
     "render_failed",
+    # A client sent a command for a tenant it does not hold (shared/requesters.py): nothing
+    # was done, and the answer says nothing of the tenant.
+    "forbidden",
     # The command failed for a reason of its own that the engine did not foresee; nothing
     # private is said, the operator's dead letters and logs have the rest.
     "internal_error",

@@ -33,6 +33,10 @@ SMS_URL = f"http://{HOST}:{SMS_PORT}"
 
 POLL_INTERVAL = 0.2
 
+# The services' request clients (shared/requesters.py): one, for the suite to prove that a
+# client acts for its tenants only (tests/e2e/test_request_clients.py).
+REQUEST_CLIENTS = '{"test-client": ["tenant-bound"]}'
+
 
 def run_dir() -> Path:
     # /tmp on purpose: the `postgres` OS user must be able to traverse it (see module doc).

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .component import Component, python_module
-from .config import HOST
+from .config import HOST, REQUEST_CLIENTS
 from .readiness import http_ok
 
 
 def service(name: str, port: int) -> Component:
-    """One of the four services, as `faststream run` starts it in every deployment."""
-    return python_module(
+    """One of the four services, as `faststream run` starts it in every deployment, with the
+    stack's request clients."""
+    started = python_module(
         name,
         "faststream",
         "run",
@@ -25,3 +28,4 @@ def service(name: str, port: int) -> Component:
         ready=http_ok(port, "/health"),
         start_timeout=60.0,
     )
+    return replace(started, env={**started.env, "BROADCAST_REQUEST_CLIENTS": REQUEST_CLIENTS})
