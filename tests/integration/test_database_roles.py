@@ -19,7 +19,7 @@ import pytest
 from deploy.local.stack import HOST, POSTGRES_PASSWORD, POSTGRES_PORT, POSTGRES_USER, run_dir
 from deploy.postgres.credentials import READER_ROLE, ROLES, SERVICE_ROLES
 from deploy.postgres.roles import provision
-from shared.db import create_pool, migrate
+from shared.db import Connection, create_pool, migrate
 
 pytestmark = pytest.mark.stack
 
@@ -87,7 +87,7 @@ async def provisioned(database: str) -> str:
     return database
 
 
-async def _owners(connection: asyncpg.Connection) -> dict[str, set[str]]:
+async def _owners(connection: Connection) -> dict[str, set[str]]:
     """schema -> the roles owning it and the relations in it, for the four services' schemas."""
     rows = await connection.fetch(
         "SELECT n.nspname AS schema, pg_get_userbyid(n.nspowner) AS owner FROM pg_namespace n "
@@ -253,3 +253,13 @@ async def test_a_database_that_broadcast_owned_is_handed_over(
         assert await reader.fetchval("SELECT count(*) FROM tracker.messages_v1") == 2
     finally:
         await reader.close()
+
+
+async def test_the_stacks_services_connect_as_their_roles(db: asyncpg.Pool) -> None:
+    """The running stack: its database was provisioned and each service uses its own role."""
+    async with db.acquire() as connection:
+        sessions = await connection.fetch(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        assert set(SERVICE_ROLES) <= {row["usename"] for row in sessions}
+        assert await _owners(connection) == {role: {role} for role in SERVICE_ROLES}
