@@ -20,10 +20,11 @@ COPY shared/ shared/
 COPY services/ services/
 COPY deploy/__init__.py deploy/__init__.py
 COPY deploy/local/ deploy/local/
+COPY deploy/postgres/ deploy/postgres/
 
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install . \
-    && /opt/venv/bin/python -c "import services.targeting.app, services.composer.app, services.dispatcher.app, services.tracker.app, deploy.local.sms_sink"
+    && /opt/venv/bin/python -c "import services.targeting.app, services.composer.app, services.dispatcher.app, services.tracker.app, deploy.local.sms_sink, deploy.postgres.roles"
 
 
 FROM python:3.11-slim

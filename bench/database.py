@@ -26,6 +26,9 @@ from uuid import UUID
 
 import asyncpg
 
+from deploy.local.stack import POSTGRES_PASSWORD
+from deploy.postgres.credentials import ROLES
+from deploy.postgres.roles import provision
 from services.dispatcher import ledger
 from services.dispatcher.policy import Attempt
 from services.tracker import store
@@ -68,6 +71,8 @@ async def prepare(dsn: str, preload: int) -> None:
             "DROP TABLE IF EXISTS public.schema_migrations;"
             "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
         )
+        # The migrations grant their views to broadcast_reader: the cluster needs the roles.
+        await provision(connection, dict.fromkeys(ROLES, POSTGRES_PASSWORD))
     finally:
         await connection.close()
     pool = await create_pool(dsn, size=1)

@@ -4,6 +4,10 @@ Each service owns one schema and migrates it from its own `migrations/NNN_name.s
 files are applied once each, in order, each in its own transaction, and recorded in
 `public.schema_migrations`. A service refuses to start against a schema newer than the files it
 ships, because it cannot know what the newer version changed.
+
+Where the database was provisioned with one role per service (deploy/postgres/roles.py), each
+service connects as the role named after it, which owns its schema, and row level security on
+`public.schema_migrations` lets it read and add its own rows only.
 """
 
 import json
@@ -107,19 +111,31 @@ def migration_files(directory: Path) -> list[tuple[int, Path]]:
     return found
 
 
+async def create_migrations_table(connection: Connection) -> None:
+    """Create `public.schema_migrations` unless it exists.
+
+    A service's role may not create anything in `public` (deploy/postgres/roles.py creates the
+    table for it), and PostgreSQL checks that right before it looks for an existing table, so
+    even `CREATE TABLE IF NOT EXISTS` would fail: look first.
+    """
+    if await connection.fetchval("SELECT to_regclass('public.schema_migrations')") is not None:
+        return
+    await connection.execute(
+        """CREATE TABLE IF NOT EXISTS public.schema_migrations (
+               service text NOT NULL,
+               version integer NOT NULL,
+               name text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now(),
+               PRIMARY KEY (service, version))"""
+    )
+
+
 async def migrate(pool: asyncpg.Pool, service: str, directory: Path) -> int:
     """Apply the service's pending migrations; return the schema version now in force."""
     files = migration_files(directory)
     known = len(files)
     async with pool.acquire() as connection:
-        await connection.execute(
-            """CREATE TABLE IF NOT EXISTS public.schema_migrations (
-                   service text NOT NULL,
-                   version integer NOT NULL,
-                   name text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now(),
-                   PRIMARY KEY (service, version))"""
-        )
+        await create_migrations_table(connection)
         # Several instances of a service may start together: one migrates, the others wait.
         await connection.execute("SELECT pg_advisory_lock(hashtext($1))", f"migrate:{service}")
         try:

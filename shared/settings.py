@@ -25,14 +25,19 @@ def _request_clients(value: object) -> Requesters:
     raise ValueError("expected the JSON text of a client -> tenants mapping")
 
 
+def local_database_url(role: str) -> SecretStr:
+    """The local stack's database as `role`: each service connects as the role named after it,
+    which owns its schema alone (deploy/postgres/roles.py)."""
+    return SecretStr(f"postgresql://{role}:broadcast@127.0.0.1:15432/broadcast")
+
+
 class ServiceSettings(BaseSettings):
     # By name too: code (tests, the AsyncAPI generator) passes `request_clients=` directly.
     model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
-    database_url: SecretStr = SecretStr(
-        "postgresql://broadcast:broadcast@127.0.0.1:15432/broadcast"
-    )
+    # Each service's settings default to its own role instead.
+    database_url: SecretStr = local_database_url("broadcast")
     database_pool_size: int = Field(default=5, ge=1)
     # A batch is what one handler call processes and commits at once.
     batch_size: int = Field(default=500, ge=1)

@@ -3,11 +3,13 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import Compression, ServiceSettings
+from shared.settings import Compression, ServiceSettings, local_database_url
 
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="COMPOSER_", frozen=True, extra="ignore")
+
+    database_url: SecretStr = local_database_url("composer")
 
     # Signs every link in a message; targeting verifies with the same secret. The default only
     # suits the local stack: production sets COMPOSER_LINK_SECRET.

@@ -4,7 +4,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, local_database_url
 
 # Who carries SMS (providers.py): our HTTP gateway's JSON shape, or Twilio's Messages API.
 SmsProviderName = Literal["http", "twilio"]
@@ -12,6 +12,8 @@ SmsProviderName = Literal["http", "twilio"]
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCHER_", frozen=True, extra="ignore")
+
+    database_url: SecretStr = local_database_url("dispatcher")
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 10025

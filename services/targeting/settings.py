@@ -1,11 +1,13 @@
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import Compression, ServiceSettings
+from shared.settings import Compression, ServiceSettings, local_database_url
 
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TARGETING_", frozen=True, extra="ignore")
+
+    database_url: SecretStr = local_database_url("targeting")
 
     # broadcast.recipients: ~0.9 KB records, alike; zstd costs the producer nothing measurable
     # and saves the broker and the composer CPU per recipient (bench/README.md, "Kafka path").

@@ -1,11 +1,13 @@
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, local_database_url
 
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TRACKER_", frozen=True, extra="ignore")
+
+    database_url: SecretStr = local_database_url("tracker")
 
     # At most one progress event per run in this interval, however fast deliveries come; the
     # progress tick runs at this interval too, so a change held back is announced within it.

@@ -20,6 +20,8 @@ import httpx
 import pytest
 import yaml
 
+from deploy.postgres.credentials import READER_ROLE
+from shared.settings import local_database_url
 from tests.e2e.audience import (
     contract,
     create_and_start,
@@ -384,23 +386,30 @@ async def test_the_broadcast_dashboard_shows_one_broadcast_from_the_tracker(
 ) -> None:
     broadcast_id = await a_broadcast_with_a_failure_a_retry_and_a_dead_letter(db, smtp_sink)
     queries = broadcast_dashboard_queries(broadcast_id)
-    (counters,) = await db.fetch(queries["Counters"])
-    assert dict(counters) == {
-        "contracts": 21,
-        "reached": 20,
-        "not_reached": 1,  # the one whose only address is refused
-        "messages": 21,
-        "delivered": 20,
-        "failed": 1,
-        "cancelled": 0,
-        "waiting": 0,
-    }
-    (run,) = await db.fetch(queries["Run"])
-    assert (run["state"], run["outcome"]) == ("completed", "partially_successful")
-    assert [tuple(r) for r in await db.fetch(queries["Failures by reason"])] == [("refused", 1)]
-    assert await db.fetch(queries["Waiting"]) == []
-    (action,) = await db.fetch(queries["Manual actions"])
-    assert (action["reason"], action["state"]) == ("refused", "open")
-    assert sum(r["value"] for r in await db.fetch(queries["Outcomes over time"])) == 21
-    choices = {r["__value"] for r in await db.fetch(queries["variable"])}
-    assert broadcast_id in choices
+    # As Grafana's datasource connects: the read-only role (deploy/postgres/roles.py).
+    reader = await asyncpg.connect(local_database_url(READER_ROLE).get_secret_value())
+    try:
+        (counters,) = await reader.fetch(queries["Counters"])
+        assert dict(counters) == {
+            "contracts": 21,
+            "reached": 20,
+            "not_reached": 1,  # the one whose only address is refused
+            "messages": 21,
+            "delivered": 20,
+            "failed": 1,
+            "cancelled": 0,
+            "waiting": 0,
+        }
+        (run,) = await reader.fetch(queries["Run"])
+        assert (run["state"], run["outcome"]) == ("completed", "partially_successful")
+        assert [tuple(r) for r in await reader.fetch(queries["Failures by reason"])] == [
+            ("refused", 1)
+        ]
+        assert await reader.fetch(queries["Waiting"]) == []
+        (action,) = await reader.fetch(queries["Manual actions"])
+        assert (action["reason"], action["state"]) == ("refused", "open")
+        assert sum(r["value"] for r in await reader.fetch(queries["Outcomes over time"])) == 21
+        choices = {r["__value"] for r in await reader.fetch(queries["variable"])}
+        assert broadcast_id in choices
+    finally:
+        await reader.close()

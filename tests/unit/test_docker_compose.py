@@ -21,6 +21,13 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from deploy.local import stack
+from deploy.postgres.credentials import (
+    ADMIN_URL_VARIABLE,
+    READER_ROLE,
+    ROLES,
+    password_variable,
+    passwords_from,
+)
 from shared import topics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,6 +39,7 @@ SERVICES = ("targeting", "composer", "dispatcher", "tracker")
 EXPECTED = {
     "kafka",
     "postgres",
+    "postgres-roles",
     "mailpit",
     "sms-sink",
     *SERVICES,
@@ -190,11 +198,34 @@ def test_service_environment_validates(
     db = urlsplit(settings.database_url.get_secret_value())
     assert db.hostname == "postgres" and db.port == 5432
     pg = environment(services["postgres"])
+    roles = environment(services["postgres-roles"])
+    # Its own role, with the password the provisioning gave it.
     assert (db.username, db.password, db.path) == (
+        name,
+        roles[password_variable(name)],
+        "/" + pg["POSTGRES_DB"],
+    )
+
+
+def test_postgres_roles_are_provisioned_by_the_administrator(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    provisioning = services["postgres-roles"]
+    assert provisioning["build"] == services["targeting"]["build"]
+    assert command(provisioning) == ["python", "-m", "deploy.postgres.roles"]
+    assert provisioning["restart"] == "no"  # a one-shot job: the services wait for it to end
+    env = environment(provisioning)
+    assert set(passwords_from(env)) == set(ROLES)
+    admin = urlsplit(env[ADMIN_URL_VARIABLE])
+    pg = environment(services["postgres"])
+    assert (admin.hostname, admin.port, admin.username, admin.password, admin.path) == (
+        "postgres",
+        5432,
         pg["POSTGRES_USER"],
         pg["POSTGRES_PASSWORD"],
         "/" + pg["POSTGRES_DB"],
     )
+    assert provisioning["depends_on"] == {"postgres": {"condition": "service_healthy"}}
 
 
 def test_dispatcher_providers(
@@ -296,8 +327,10 @@ def test_service_health_and_start_order(services: dict[str, dict[str, Any]], nam
     service = services[name]
     check = " ".join(map(str, service["healthcheck"]["test"]))
     assert f"127.0.0.1:{APP_PORT}/health" in check
-    depends = service["depends_on"]
+    depends = dict(service["depends_on"])
     assert {"kafka", "postgres"} <= set(depends)
+    # A service starts once its role exists and owns its schema.
+    assert depends.pop("postgres-roles") == {"condition": "service_completed_successfully"}
     for dependency, spec in depends.items():
         assert spec["condition"] == "service_healthy", (name, dependency)
         assert "healthcheck" in services[dependency], dependency
@@ -469,10 +502,14 @@ def test_grafana_datasources(services: dict[str, dict[str, Any]]) -> None:
     assert host in services and int(port) == 5432
     postgres = environment(services["postgres"])
     assert tracker["jsonData"]["database"] == postgres["POSTGRES_DB"]
-    assert tracker["user"] == postgres["POSTGRES_USER"]
+    assert tracker["user"] == READER_ROLE
     # The password is never written down: Grafana reads it from its environment.
-    assert tracker["secureJsonData"]["password"] == "$POSTGRES_PASSWORD"
-    assert "POSTGRES_PASSWORD" in services["grafana"]["environment"]
+    variable = password_variable(READER_ROLE)
+    assert tracker["secureJsonData"]["password"] == f"${variable}"
+    assert (
+        environment(services["grafana"])[variable]
+        == environment(services["postgres-roles"])[variable]
+    )
 
 
 def test_grafana_dashboard_provider_loads_the_repository_dashboards(

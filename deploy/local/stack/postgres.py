@@ -12,6 +12,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from deploy.postgres.credentials import ROLES, password_variable
+
 from .component import Component, StackError
 from .config import (
     HOST,
@@ -19,8 +21,10 @@ from .config import (
     POSTGRES_PASSWORD,
     POSTGRES_PORT,
     POSTGRES_USER,
+    REPO,
     log_file,
     run_dir,
+    venv_python,
 )
 from .processes import as_user
 
@@ -157,6 +161,33 @@ def _ensure_app_database() -> None:
     )
     if not psql(f"SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DB}'"):  # noqa: S608
         psql(f"CREATE DATABASE {POSTGRES_DB} OWNER {POSTGRES_USER}")
+    provision_roles(POSTGRES_DB)
+
+
+def provision_roles(database: str) -> None:
+    """The services' roles and the reader in `database`, by the administrator's command
+    (deploy/postgres/roles.py) as the cluster's superuser over the unix socket. At every start,
+    so that a run dir from before the roles has its schemas handed over."""
+    base, _ = _pg_dirs()
+    environment = {
+        **os.environ,
+        "POSTGRES_ADMIN_URL": f"postgresql://postgres@/{database}?host={base}&port={POSTGRES_PORT}",
+        **{password_variable(role): POSTGRES_PASSWORD for role in ROLES},
+    }
+    # A subprocess of the venv's Python: the runner itself needs nothing but the standard
+    # library (`make down` runs it without the venv).
+    result = subprocess.run(
+        [venv_python(), "-m", "deploy.postgres.roles"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise StackError(f"postgres: provisioning the roles failed: {detail}")
 
 
 _DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")

@@ -1,4 +1,9 @@
-CREATE SCHEMA IF NOT EXISTS composer;
+-- The schema exists already where an administrator provisioned the database
+-- (deploy/postgres/roles.py): then this service's role owns it but may not create schemas, and
+-- PostgreSQL checks that right even for CREATE SCHEMA IF NOT EXISTS.
+DO $$ BEGIN
+    IF to_regnamespace('composer') IS NULL THEN CREATE SCHEMA composer; END IF;
+END $$;
 
 -- The definition of each run, as announced by targeting: what every recipient is rendered from.
 CREATE TABLE composer.runs (

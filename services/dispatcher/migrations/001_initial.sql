@@ -1,4 +1,9 @@
-CREATE SCHEMA IF NOT EXISTS dispatcher;
+-- The schema exists already where an administrator provisioned the database
+-- (deploy/postgres/roles.py): then this service's role owns it but may not create schemas, and
+-- PostgreSQL checks that right even for CREATE SCHEMA IF NOT EXISTS.
+DO $$ BEGIN
+    IF to_regnamespace('dispatcher') IS NULL THEN CREATE SCHEMA dispatcher; END IF;
+END $$;
 
 -- The delivery ledger: a message is claimed (committed) before its provider is called, so a
 -- message that arrives again, from a replay or another instance, is never handed over twice.

@@ -1,4 +1,9 @@
-CREATE SCHEMA IF NOT EXISTS targeting;
+-- The schema exists already where an administrator provisioned the database
+-- (deploy/postgres/roles.py): then this service's role owns it but may not create schemas, and
+-- PostgreSQL checks that right even for CREATE SCHEMA IF NOT EXISTS.
+DO $$ BEGIN
+    IF to_regnamespace('targeting') IS NULL THEN CREATE SCHEMA targeting; END IF;
+END $$;
 
 -- The audience read model, fed by audience.contracts. A deleted contract stays as a tombstone so
 -- that an older upsert arriving late cannot bring it back.

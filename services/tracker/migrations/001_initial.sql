@@ -1,4 +1,9 @@
-CREATE SCHEMA IF NOT EXISTS tracker;
+-- The schema exists already where an administrator provisioned the database
+-- (deploy/postgres/roles.py): then this service's role owns it but may not create schemas, and
+-- PostgreSQL checks that right even for CREATE SCHEMA IF NOT EXISTS.
+DO $$ BEGIN
+    IF to_regnamespace('tracker') IS NULL THEN CREATE SCHEMA tracker; END IF;
+END $$;
 
 -- Per-run counters, derived from tracker.messages in the same transactions. A run row may be
 -- created by its first delivery, before its run.started event arrives (different topics).
