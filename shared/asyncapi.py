@@ -19,9 +19,12 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "asyncapi"
 def generate(service: str) -> str:
     module = importlib.import_module(f"services.{service}.app")
     settings = importlib.import_module(f"services.{service}.settings").Settings
-    # Fixed values, so the document does not depend on the environment it is generated in.
+    # Fixed values, so the document does not depend on the environment it is generated in. Local
+    # mode: nothing runs, so the development secrets do no harm.
     app = module.create_app(
-        settings(kafka_bootstrap_servers="kafka:9092", request_clients=Requesters())
+        settings(
+            kafka_bootstrap_servers="kafka:9092", request_clients=Requesters(), local_mode=True
+        )
     )
     # Sorted keys: FastStream's channel order varies from one process to the next.
     document = app.schema.to_specification().to_jsonable()

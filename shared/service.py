@@ -46,6 +46,8 @@ class Runtime:
     _pool: asyncpg.Pool | None = None
 
     def __post_init__(self) -> None:
+        # First, before anything is built or connects: every service's factory comes here.
+        self.settings.refuse_development_secrets()
         self.broker = make_broker(self.settings, service=self.service, registry=self.registry)
         self.dead_letters = DeadLetters(
             dead_letter_publisher(self.broker), self.service, self.registry

@@ -2,7 +2,9 @@
 
 A service declares `class Settings(ServiceSettings)` with `env_prefix="TARGETING_"` (etc.), so
 `TARGETING_DATABASE_URL` configures targeting alone. Defaults point at the local stack started
-by `make`; production sets every secret through the environment.
+by `make`; production sets every secret through the environment. Those defaults are development
+secrets: outside local mode (`BROADCAST_LOCAL_MODE=1`) a service refuses to start with them
+(`refuse_development_secrets`, called by every service's factory through `shared.service`).
 """
 
 from typing import Annotated, Literal
@@ -11,6 +13,7 @@ from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared import requesters
+from shared.local_mode import LOCAL_MODE_VARIABLE, DevelopmentSecrets, database_url_problem
 from shared.requesters import Requesters
 
 # lz4, zstd and snappy need `cramjam` (aiokafka's extra, a dependency of the project).
@@ -35,6 +38,8 @@ class ServiceSettings(BaseSettings):
     # By name too: code (tests, the AsyncAPI generator) passes `request_clients=` directly.
     model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
+    # One variable for every service, unprefixed: a local stack is local as a whole.
+    local_mode: bool = Field(default=False, validation_alias=LOCAL_MODE_VARIABLE)
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     # Each service's settings default to its own role instead.
     database_url: SecretStr = local_database_url("broadcast")
@@ -53,3 +58,20 @@ class ServiceSettings(BaseSettings):
     request_clients: Annotated[Requesters, NoDecode, BeforeValidator(_request_clients)] = Field(
         default_factory=Requesters, validation_alias=requesters.VARIABLE
     )
+
+    def variable(self, field: str) -> str:
+        """The environment variable that sets `field` for this service."""
+        return f"{self.model_config.get('env_prefix', '')}{field}".upper()
+
+    def development_secrets(self) -> list[str]:
+        """Why each secret set here suits only a local stack, naming its variable; a service
+        with more secrets adds its own."""
+        problem = database_url_problem(self.variable("database_url"), self.database_url)
+        return [problem] if problem else []
+
+    def refuse_development_secrets(self) -> None:
+        """Raises DevelopmentSecrets, naming every variable at fault, unless in local mode."""
+        if self.local_mode:
+            return
+        if problems := self.development_secrets():
+            raise DevelopmentSecrets(problems)

@@ -3,6 +3,7 @@
 Unit tests need none of this and run alone with `pytest tests/unit`.
 """
 
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -10,7 +11,12 @@ import asyncpg
 import pytest
 
 from shared.db import create_pool
+from shared.local_mode import LOCAL_MODE_VARIABLE
 from tests.stack import DATABASE_URL, SUITE_ENV, EventLog, SmsSink, SmtpSink, restart_service
+
+# The suite runs on the development secrets, as the local stack does: every service factory a
+# test calls (and every process it starts) is in local mode, unless the test says otherwise.
+os.environ.setdefault(LOCAL_MODE_VARIABLE, "1")
 
 _PORTS = {"kafka": 19092, "postgres": 15432, "smtp sink": 10025, "sms sink": 10080}
 

@@ -3,6 +3,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared.local_mode import DEVELOPMENT_LINK_SECRET, link_secret_problem
 from shared.settings import Compression, ServiceSettings, local_database_url
 
 
@@ -13,7 +14,7 @@ class Settings(ServiceSettings):
 
     # Signs every link in a message; targeting verifies with the same secret. The default only
     # suits the local stack: production sets COMPOSER_LINK_SECRET.
-    link_secret: SecretStr = SecretStr("local-development-link-secret")
+    link_secret: SecretStr = SecretStr(DEVELOPMENT_LINK_SECRET)
     # Targeting's unsubscribe endpoint as recipients reach it (List-Unsubscribe, unsubscribe_url).
     unsubscribe_url: str = "http://127.0.0.1:9101/unsubscribe"
     # DKIM private keys, one file per tenant and selector: <dir>/<tenant>/<selector>.pem.
@@ -21,3 +22,7 @@ class Settings(ServiceSettings):
     # broadcast.messages: zstd makes a ~4.7 KB rendered message ~190 bytes, and halves the
     # broker's and the dispatcher's CPU per message (bench/README.md, "Kafka path").
     kafka_compression: Compression = "zstd"
+
+    def development_secrets(self) -> list[str]:
+        problem = link_secret_problem(self.variable("link_secret"), self.link_secret)
+        return [*super().development_secrets(), *([problem] if problem else [])]

@@ -4,6 +4,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.local_mode import DEVELOPMENT_SMS_GATEWAY_TOKEN, gateway_token_problem
 from shared.settings import ServiceSettings, local_database_url
 
 # Who carries SMS (providers.py): our HTTP gateway's JSON shape, or Twilio's Messages API.
@@ -30,7 +31,7 @@ class Settings(ServiceSettings):
 
     sms_provider: SmsProviderName = "http"
     sms_gateway_url: str = "http://127.0.0.1:10080/v1/messages"
-    sms_gateway_token: SecretStr = SecretStr("local-dev-token")
+    sms_gateway_token: SecretStr = SecretStr(DEVELOPMENT_SMS_GATEWAY_TOKEN)
     sms_sender: str = "+15550000000"
     sms_timeout_seconds: float = Field(default=10.0, gt=0)
     sms_per_second: float | None = Field(default=None, gt=0)
@@ -81,6 +82,15 @@ class Settings(ServiceSettings):
     # A refresh unanswered this long fails the message (render_failed) rather than sending it
     # with old values or holding it forever.
     refresh_give_up_seconds: float = Field(default=3600.0, gt=0)
+
+    def development_secrets(self) -> list[str]:
+        # Twilio's credentials have no default (checked below); the HTTP gateway's token has.
+        problem = (
+            gateway_token_problem(self.variable("sms_gateway_token"), self.sms_gateway_token)
+            if self.sms_provider == "http"
+            else None
+        )
+        return [*super().development_secrets(), *([problem] if problem else [])]
 
     @model_validator(mode="after")
     def _twilio_needs_credentials(self) -> Self:

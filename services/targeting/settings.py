@@ -1,6 +1,7 @@
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared.local_mode import DEVELOPMENT_LINK_SECRET, link_secret_problem
 from shared.settings import Compression, ServiceSettings, local_database_url
 
 
@@ -29,9 +30,19 @@ class Settings(ServiceSettings):
     late_opt_outs_per_tick: int = Field(default=1000, ge=1)
     # Verifies unsubscribe links: the composer's COMPOSER_LINK_SECRET. While a secret is being
     # rotated, the previous one still verifies links already sent.
-    link_secret: SecretStr = SecretStr("local-development-link-secret")
+    link_secret: SecretStr = SecretStr(DEVELOPMENT_LINK_SECRET)
     link_previous_secret: SecretStr | None = None
 
     def link_secrets(self) -> list[bytes]:
         secrets = [self.link_secret, self.link_previous_secret]
         return [s.get_secret_value().encode() for s in secrets if s is not None]
+
+    def development_secrets(self) -> list[str]:
+        problems = (
+            link_secret_problem(self.variable(name), secret)
+            for name, secret in (
+                ("link_secret", self.link_secret),
+                ("link_previous_secret", self.link_previous_secret),
+            )
+        )
+        return [*super().development_secrets(), *(p for p in problems if p)]

@@ -29,6 +29,7 @@ from deploy.postgres.credentials import (
     passwords_from,
 )
 from shared import topics
+from shared.local_mode import DevelopmentSecrets
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -110,7 +111,12 @@ def settings_class(name: str) -> Any:
 def allowed_env(name: str) -> set[str]:
     cls = settings_class(name)
     prefix = cls.model_config["env_prefix"]
-    return {f"{prefix}{field}".upper() for field in cls.model_fields}
+    return {
+        info.validation_alias
+        if isinstance(info.validation_alias, str)
+        else f"{prefix}{field}".upper()
+        for field, info in cls.model_fields.items()
+    }
 
 
 @functools.cache
@@ -187,6 +193,8 @@ def test_service_environment_validates(
     services: dict[str, dict[str, Any]], name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = environment(services[name])
+    prefix = settings_class(name).model_config["env_prefix"]
+    assert env["BROADCAST_LOCAL_MODE"] == "1"
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = settings_class(name)()
@@ -205,6 +213,11 @@ def test_service_environment_validates(
         roles[password_variable(name)],
         "/" + pg["POSTGRES_DB"],
     )
+    # On the development defaults, in local mode only (docs/ARCHITECTURE.md, "Secrets").
+    settings.refuse_development_secrets()
+    monkeypatch.setenv("BROADCAST_LOCAL_MODE", "0")
+    with pytest.raises(DevelopmentSecrets, match=f"{prefix}DATABASE_URL"):
+        settings_class(name)().refuse_development_secrets()
 
 
 def test_postgres_roles_are_provisioned_by_the_administrator(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from shared.local_mode import LOCAL_MODE_VARIABLE
+
 from .component import Component, python_module
 from .config import HOST, REQUEST_CLIENTS
 from .readiness import http_ok
@@ -11,7 +13,7 @@ from .readiness import http_ok
 
 def service(name: str, port: int) -> Component:
     """One of the four services, as `faststream run` starts it in every deployment, with the
-    stack's request clients."""
+    stack's request clients, in local mode: the stack runs on the development secrets."""
     started = python_module(
         name,
         "faststream",
@@ -28,4 +30,5 @@ def service(name: str, port: int) -> Component:
         ready=http_ok(port, "/health"),
         start_timeout=60.0,
     )
-    return replace(started, env={**started.env, "BROADCAST_REQUEST_CLIENTS": REQUEST_CLIENTS})
+    local = {"BROADCAST_REQUEST_CLIENTS": REQUEST_CLIENTS, LOCAL_MODE_VARIABLE: "1"}
+    return replace(started, env={**started.env, **local})
