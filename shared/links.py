@@ -1,11 +1,13 @@
 """Signed, expiring links: a customer can follow their own link but cannot forge another's. Pure.
 
-A token is `base64url(payload) "." base64url(HMAC-SHA256(secret, base64url(payload)))`, without
+A token is `base64url(payload) "." base64url(HMAC-SHA256(key, base64url(payload)))`, without
 padding, so it needs no escaping in a URL. The payload is compact JSON with one-letter keys,
-because links also go into SMS, where every character is paid for.
+because links also go into SMS, where every character is paid for. The key is the tenant's own,
+derived from the master secret (`tenant_key`): a token of one tenant never verifies as another's.
 """
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -54,44 +56,74 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _signature(secret: bytes, payload: str) -> str:
-    if not secret:
+# Names the use and its version, so that the same master can derive other keys without collision.
+_TENANT_KEY_LABEL = b"broadcast-links/v1|"
+
+
+@functools.lru_cache(maxsize=1024)  # the composer signs every message: derive once per tenant
+def tenant_key(master: bytes, tenant_id: str) -> bytes:
+    """The key `tenant_id`'s links are signed with: HMAC-SHA256(master, "broadcast-links/v1|" +
+    tenant_id). HMAC is a pseudo-random function, so with a master of 32 random bytes or more
+    (what the services demand outside local mode) each tenant's key is independent of the others
+    and tells nothing of the master: HKDF's extract step, made for keys that are not uniformly
+    random, would add nothing, and its expand step for one 32-byte key is this HMAC with a
+    trailing counter byte. One stdlib call, so a tenant's page written in any language can
+    derive its own key, and hold nothing that signs another tenant's links."""
+    if not master:
         # An empty key would let anyone sign: a configuration mistake, not a bad link.
         raise ValueError("the link secret is empty")
-    return _b64(hmac.digest(secret, payload.encode("ascii"), hashlib.sha256))
+    # surrogatepass: any str is a tenant id here (a lone surrogate too), one byte string each.
+    label = _TENANT_KEY_LABEL + tenant_id.encode("utf-8", "surrogatepass")
+    return hmac.digest(master, label, hashlib.sha256)
+
+
+def _signature(key: bytes, payload: str) -> str:
+    if not key:
+        raise ValueError("the link secret is empty")
+    return _b64(hmac.digest(key, payload.encode("ascii"), hashlib.sha256))
 
 
 def sign(secret: bytes, claims: LinkClaims) -> str:
-    """A URL-safe token carrying `claims`, which only `secret` can have produced."""
+    """A URL-safe token carrying `claims`, which only the holder of `secret` (the master) or of
+    the tenant's key can have produced."""
     address = "" if claims.address is None else f',"a":{_quote(claims.address)}'
     text = (
         f'{{"t":{_quote(claims.tenant_id)},"c":{_quote(claims.contract_id)},'
         f'"p":{_quote(claims.purpose)},"e":{int(claims.expires_at)}{address}}}'
     )
     payload = _b64(text.encode())
-    return f"{payload}.{_signature(secret, payload)}"
+    return f"{payload}.{_signature(tenant_key(secret, claims.tenant_id), payload)}"
 
 
-def verify(secret: bytes | Sequence[bytes], token: str, now: float) -> LinkClaims:
-    """The claims of a token signed with one of `secret` (several while a secret is rotated).
+def verify(
+    secret: bytes | Sequence[bytes], token: str, now: float, *, unscoped: bool = False
+) -> LinkClaims:
+    """The claims of a token signed for its tenant with one of the masters `secret` (several
+    while a secret is rotated). `unscoped` also accepts a token signed with a master itself, as
+    links were before per-tenant keys.
 
-    Raises InvalidLink: "malformed" (not a token, or a signed payload we cannot read),
-    "bad_signature" (forged, altered or signed with another secret), "expired" (genuine but
-    `now` is past `expires_at`)."""
+    Raises InvalidLink: "malformed" (not a token, or a payload we cannot read), "bad_signature"
+    (forged, altered, signed with another secret or for another tenant), "expired" (genuine
+    but `now` is past `expires_at`)."""
     secrets = [secret] if isinstance(secret, bytes) else list(secret)
     if not secrets:
         raise ValueError("no link secret to verify with")
     if not isinstance(token, str) or not _SHAPE.fullmatch(token):
         raise InvalidLink("malformed")
     payload, signature = token.split(".")
+    # Read before the signature is checked, and trusted for one thing only: choosing the key. A
+    # payload naming another tenant than the one it was signed for fails the signature.
+    claims = _claims(payload)
+    keys = [tenant_key(master, claims.tenant_id) for master in secrets]
+    if unscoped:
+        keys += secrets
     given = signature.encode("ascii")
-    # Every secret is tried, even after a match, so timing does not tell which one signed.
+    # Every key is tried, even after a match, so timing does not tell which one signed.
     valid = False
-    for key in secrets:
+    for key in keys:
         valid |= hmac.compare_digest(_signature(key, payload).encode("ascii"), given)
     if not valid:
         raise InvalidLink("bad_signature")
-    claims = _claims(payload)
     if now > claims.expires_at:
         raise InvalidLink("expired")
     return claims

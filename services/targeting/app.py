@@ -261,11 +261,14 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
             ],
         )
 
+    unsubscribe_page = UnsubscribePage(
+        settings.link_secrets(), opt_outs.record, clock, unscoped=settings.link_accept_unscoped
+    )
     return service_app(
         runtime,
         description=__doc__ or "",
         migrations=Path(__file__).parent / "migrations",
         after_startup=[streamer.resume_all, scheduler.loop.start, opt_outs.loop.start],
         on_shutdown=[scheduler.loop.stop, opt_outs.loop.stop, streamer.stop],
-        routes=[("/unsubscribe", UnsubscribePage(settings.link_secrets(), opt_outs.record, clock))],
+        routes=[("/unsubscribe", unsubscribe_page)],
     )

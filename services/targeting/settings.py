@@ -28,10 +28,15 @@ class Settings(ServiceSettings):
     late_opt_out_seconds: float = Field(default=5.0, ge=0)
     # Lost opt-out announcements published again per tick, the oldest first.
     late_opt_outs_per_tick: int = Field(default=1000, ge=1)
-    # Verifies unsubscribe links: the composer's COMPOSER_LINK_SECRET. While a secret is being
-    # rotated, the previous one still verifies links already sent.
+    # Verifies unsubscribe links: the composer's COMPOSER_LINK_SECRET, the master secret each
+    # tenant's key is derived from. While a secret is being rotated, the previous one still
+    # verifies links already sent.
     link_secret: SecretStr = SecretStr(DEVELOPMENT_LINK_SECRET)
     link_previous_secret: SecretStr | None = None
+    # Also accept links signed with a master secret itself, as the composer did before per-tenant
+    # keys: only while upgrading a deployment whose sent messages carry such links, until they
+    # expire (at most 400 days after the upgrade). Off: they are refused as bad signatures.
+    link_accept_unscoped: bool = False
 
     def link_secrets(self) -> list[bytes]:
         secrets = [self.link_secret, self.link_previous_secret]

@@ -29,10 +29,13 @@ _PAGE = """<!doctype html>
 """
 
 
-def claims_of(secrets: Sequence[bytes], query: str, now: float) -> links.LinkClaims:
-    """The unsubscribe claims of the request's token; InvalidLink when it is not one."""
+def claims_of(
+    secrets: Sequence[bytes], query: str, now: float, *, unscoped: bool = False
+) -> links.LinkClaims:
+    """The unsubscribe claims of the request's token; InvalidLink when it is not one.
+    `unscoped`: see `links.verify`."""
     token = parse_qs(query).get("token", [""])[0]
-    claims = links.verify(secrets, token, now)
+    claims = links.verify(secrets, token, now, unscoped=unscoped)
     if claims.purpose not in _PURPOSES or not claims.address:
         raise links.InvalidLink("malformed")
     return claims
@@ -41,17 +44,21 @@ def claims_of(secrets: Sequence[bytes], query: str, now: float) -> links.LinkCla
 class UnsubscribePage:
     """A plain ASGI app, mounted on targeting's HTTP port."""
 
-    def __init__(self, secrets: Sequence[bytes], record: Record, clock: Clock) -> None:
-        """`clock` tells whether a link has expired."""
+    def __init__(
+        self, secrets: Sequence[bytes], record: Record, clock: Clock, *, unscoped: bool = False
+    ) -> None:
+        """`clock` tells whether a link has expired; `unscoped`: see `links.verify`."""
         self._secrets = secrets
         self._record = record
         self._clock = clock
+        self._unscoped = unscoped
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method", "GET")
         query = scope.get("query_string", b"").decode("latin-1")
         try:
-            claims = claims_of(self._secrets, query, self._clock().timestamp())
+            now = self._clock().timestamp()
+            claims = claims_of(self._secrets, query, now, unscoped=self._unscoped)
         except links.InvalidLink as error:
             await _respond(send, 400, "Lien invalide / Invalid link", _invalid(error))
             return

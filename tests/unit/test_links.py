@@ -8,7 +8,7 @@ import string
 
 import pytest
 
-from shared.links import InvalidLink, LinkClaims, sign, verify, with_token
+from shared.links import InvalidLink, LinkClaims, sign, tenant_key, verify, with_token
 
 SECRET = b"s3cret-for-tests-only"
 OTHER = b"another-secret"
@@ -20,11 +20,11 @@ def b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def signed(payload: bytes, secret: bytes = SECRET) -> str:
-    """A token with a valid signature around any payload bytes, as only the secret's holder could
-    build it."""
+def signed(payload: bytes, key: bytes = tenant_key(SECRET, "acme")) -> str:
+    """A token with a valid signature around any payload bytes, as only the key's holder could
+    build it (by default, tenant acme's key)."""
     part = b64(payload)
-    return f"{part}.{b64(hmac.digest(secret, part.encode(), hashlib.sha256))}"
+    return f"{part}.{b64(hmac.digest(key, part.encode(), hashlib.sha256))}"
 
 
 def reason(secret: bytes | list[bytes], token: str, now: float = NOW) -> str:
@@ -112,6 +112,37 @@ def test_rotation_verifies_with_any_listed_secret() -> None:
     assert verify([new, old], sign(new, CLAIMS), NOW) == CLAIMS
     assert verify((new,), sign(new, CLAIMS), NOW) == CLAIMS
     assert reason([new], sign(old, CLAIMS)) == "bad_signature"
+
+
+def test_each_tenant_has_its_own_key_derived_from_the_master() -> None:
+    # The derivation is part of the contract: a tenant's page may hold its own key only.
+    expected = hmac.digest(SECRET, b"broadcast-links/v1|acme", hashlib.sha256)
+    assert tenant_key(SECRET, "acme") == expected
+    assert tenant_key(SECRET, "acme") != tenant_key(SECRET, "acme2")
+    assert tenant_key(SECRET, "acme") != tenant_key(OTHER, "acme")
+    payload, signature = sign(SECRET, CLAIMS).split(".")
+    assert signature == b64(hmac.digest(expected, payload.encode(), hashlib.sha256))
+
+
+def test_a_token_of_one_tenant_never_verifies_as_another() -> None:
+    payload, signature = sign(SECRET, CLAIMS).split(".")
+    fields = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    fields["t"] = "rival"
+    as_rival = json.dumps(fields, separators=(",", ":")).encode()
+    # The same signature over the other tenant's name, or the payload signed with acme's key.
+    assert reason(SECRET, f"{b64(as_rival)}.{signature}") == "bad_signature"
+    assert reason(SECRET, signed(as_rival, tenant_key(SECRET, "acme"))) == "bad_signature"
+    assert verify(SECRET, signed(as_rival, tenant_key(SECRET, "rival")), NOW).tenant_id == "rival"
+
+
+def test_a_token_signed_with_the_master_itself_verifies_only_when_unscoped() -> None:
+    # As links were signed before per-tenant keys.
+    legacy = signed(b'{"t":"acme","c":"C-1","p":"unsubscribe","a":"j@x.ca","e":2000000000}', SECRET)
+    assert reason(SECRET, legacy) == "bad_signature"
+    assert verify([OTHER, SECRET], legacy, NOW, unscoped=True).contract_id == "C-1"
+    assert verify(SECRET, sign(SECRET, CLAIMS), NOW, unscoped=True) == CLAIMS
+    with pytest.raises(InvalidLink):
+        verify(OTHER, legacy, NOW, unscoped=True)
 
 
 def test_expired() -> None:
