@@ -43,7 +43,7 @@ communiquez avec notre service à la clientèle du lundi au vendredi, de 8 h à 
 
 TENANT = "bench"
 RUN_ID = UUID(int=2)
-KEYS = LinkKeys(b"bench-link-secret", "https://liens.bench.example/unsubscribe")
+KEYS = LinkKeys(b"bench-link-secret", "https://liens.bench.example/unsubscribe", 60)
 
 
 def run_definition(*, dkim: bool = False) -> RunStarted:

@@ -53,7 +53,11 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     declined = runtime.lane(topics.RUNS.name, schema=RefreshDeclined)
     quarantine = runtime.quarantine
     metrics = ComposerMetrics(runtime.registry)
-    keys = LinkKeys(settings.link_secret.get_secret_value().encode(), settings.unsubscribe_url)
+    keys = LinkKeys(
+        settings.link_secret.get_secret_value().encode(),
+        settings.unsubscribe_url,
+        settings.unsubscribe_link_days,
+    )
     compiled = CompiledRuns(keys, lambda run: dkim_keys.load(settings.dkim_keys_dir, run))
 
     # Render requests are read by their own consumer group, below.

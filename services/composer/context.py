@@ -23,10 +23,12 @@ from .formatting import Moment, Money, date
 
 @dataclass(frozen=True)
 class LinkKeys:
-    """What signing a link needs besides the recipient: the secret and the unsubscribe page."""
+    """What signing a link needs besides the recipient: the master secret, the unsubscribe page
+    and how many days an unsubscribe link works (the other links: the tenant's settings)."""
 
     secret: bytes
     unsubscribe_url: str
+    unsubscribe_days: int
 
 
 class Link:
@@ -77,8 +79,8 @@ def unsubscribe_link(values: RunValues, recipient: RecipientTargeted, expires_at
     return Link(values.keys.unsubscribe_url, claims, values.keys.secret)
 
 
-def expiry(values: RunValues, now: datetime) -> int:
-    return int(now.timestamp()) + values.run.settings.link_validity_days * 86_400
+def expiry(now: datetime, days: int) -> int:
+    return int(now.timestamp()) + days * 86_400
 
 
 @fields_only
@@ -187,8 +189,8 @@ def _today(now: datetime, zone: ZoneInfo, language: Language) -> str:
 def context(
     values: RunValues, recipient: RecipientTargeted, language: Language, now: datetime
 ) -> dict[str, Any]:
-    expires_at = expiry(values, now)
     run = values.run
+    expires_at = expiry(now, run.settings.link_validity_days)
     return {
         "contract": ContractValues(values, recipient, language, expires_at),
         "recipient": {"address": recipient.address},
@@ -197,5 +199,7 @@ def context(
             "address": run.sender.address,
         },
         "today": _today(now, values.zone, language),
-        "unsubscribe_url": unsubscribe_link(values, recipient, expires_at),
+        "unsubscribe_url": unsubscribe_link(
+            values, recipient, expiry(now, values.keys.unsubscribe_days)
+        ),
     }

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.local_mode import DEVELOPMENT_LINK_SECRET, link_secret_problem
@@ -12,11 +12,17 @@ class Settings(ServiceSettings):
 
     database_url: SecretStr = local_database_url("composer")
 
-    # Signs every link in a message; targeting verifies with the same secret. The default only
-    # suits the local stack: production sets COMPOSER_LINK_SECRET.
+    # The master secret of every link in a message: each tenant's links are signed with a key
+    # derived from it (shared/links.py); targeting verifies with the same secret. The default
+    # only suits the local stack: production sets COMPOSER_LINK_SECRET.
     link_secret: SecretStr = SecretStr(DEVELOPMENT_LINK_SECRET)
     # Targeting's unsubscribe endpoint as recipients reach it (List-Unsubscribe, unsubscribe_url).
     unsubscribe_url: str = "http://127.0.0.1:9101/unsubscribe"
+    # How long an unsubscribe link works, whatever the tenant's link_validity_days. CASL (the
+    # tenants are Canadian) wants an unsubscribe mechanism to work for at least 60 days after the
+    # message was sent (CAN-SPAM: 30); a longer life only lengthens the time a forwarded or
+    # leaked message lets someone else opt its recipient out.
+    unsubscribe_link_days: int = Field(default=60, ge=60, le=400)
     # DKIM private keys, one file per tenant and selector: <dir>/<tenant>/<selector>.pem.
     dkim_keys_dir: Path | None = None
     # broadcast.messages: zstd makes a ~4.7 KB rendered message ~190 bytes, and halves the

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from shared import links
+from shared.local_mode import DEVELOPMENT_LINK_SECRET
 from tests.e2e.audience import (
     OPEN_ALL_WEEK,
     actions_of,
@@ -24,7 +25,7 @@ from tests.stack import EventLog, SmsSink, SmtpSink, publish_json
 
 pytestmark = pytest.mark.stack
 
-SECRET = b"local-development-link-secret"  # the local stack's default, as in the settings
+SECRET = DEVELOPMENT_LINK_SECRET.encode()  # the master secret the local stack runs with
 NBSP = "\u00a0"
 
 
@@ -182,15 +183,20 @@ async def test_every_variable_in_both_languages_with_a_pinned_template_version(
     text_part = french.get_body(("plain",))
     assert text_part is not None and "Solde 1" in text_part.get_content()
 
-    # Every link is signed for this contract and its purpose, and verifies.
+    # Every link is signed with the tenant's own key for this contract and its purpose, and
+    # verifies; the tenant's links last its link_validity_days, the unsubscribe link the
+    # composer's 60 days.
     hrefs = [part.split('"', 1)[0] for part in html.split('href="')[1:]]
     assert len(hrefs) == 10
-    for href in hrefs[:9]:
+    for href in hrefs:
         token = href.replace("&amp;", "&").split("token=", 1)[1]
+        # Not `unscoped`: only a signature with the tenant's key derived from SECRET verifies.
         claims = links.verify(SECRET, token, time.time())
         assert (claims.tenant_id, claims.contract_id) == (tenant, "C-1")
-        assert href.startswith(f"https://portail.example/{claims.purpose}?lang=fr&amp;token=")
-        assert 29 * 86_400 < claims.expires_at - time.time() <= 30 * 86_400
+        days = 60 if claims.purpose == "unsubscribe:email" else 30
+        assert (days - 1) * 86_400 < claims.expires_at - time.time() <= days * 86_400
+        if days == 30:
+            assert href.startswith(f"https://portail.example/{claims.purpose}?lang=fr&amp;token=")
 
     english = received[f"en@{domain}"]
     assert english["Subject"] == "Notice — C-2"

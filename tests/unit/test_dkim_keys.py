@@ -54,7 +54,7 @@ def test_a_tenant_with_a_key_sends_messages_that_verify() -> None:
         [openssl, "rsa", "-pubout", "-outform", "DER"], input=private, capture_output=True
     ).stdout
     started = run("acme")
-    compiled = compile_run(started, LinkKeys(b"k", "https://e.example/u"), private)
+    compiled = compile_run(started, LinkKeys(b"k", "https://e.example/u", 60), private)
     recipient = RecipientTargeted(
         tenant_id="acme",
         broadcast_id=started.broadcast_id,

@@ -206,7 +206,7 @@ class Render(Protocol):
     def __call__(self, source: str, **values: object) -> str: ...
 
 
-KEYS = LinkKeys(b"unit-test-secret", "https://engine.example/unsubscribe")
+KEYS = LinkKeys(b"unit-test-secret", "https://engine.example/unsubscribe", 60)
 PLACEHOLDER = "{{ contract.number }}"
 
 

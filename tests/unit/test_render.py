@@ -74,7 +74,7 @@ EMAIL = {
 }
 
 
-KEYS = LinkKeys(b"unit-test-secret", "https://engine.example/unsubscribe")
+KEYS = LinkKeys(b"unit-test-secret", "https://engine.example/unsubscribe", 60)
 
 
 def compiled(started: RunStarted, dkim_key: bytes | None = None) -> CompiledRun:
@@ -322,6 +322,20 @@ def test_every_email_has_a_signed_one_click_unsubscribe() -> None:
     assert url.startswith("https://engine.example/unsubscribe?token=")
     claims = links.verify(KEYS.secret, url.split("token=")[1], NOW.timestamp())
     assert (claims.purpose, claims.address) == ("unsubscribe:email", "elise@example.com")
+
+
+def test_an_unsubscribe_link_lasts_the_composer_s_days_other_links_the_tenant_s() -> None:
+    html = "{{ unsubscribe_url }} {{ contract.statement_url }}"
+    settings = {"links": {"statement": "https://portail.example/etat"}, "link_validity_days": 400}
+    started = run({"email": {"fr": {"subject": "s", "html": html}}}, settings=settings)
+    body = part_text(parsed(render(compiled(started), recipient(started), NOW)), "plain")
+    unsubscribe, statement = (
+        links.verify(KEYS.secret, url.split("token=")[1], NOW.timestamp()) for url in body.split()
+    )
+    now = int(NOW.timestamp())
+    assert unsubscribe.purpose == "unsubscribe:email"
+    assert unsubscribe.expires_at == now + KEYS.unsubscribe_days * 86_400
+    assert statement.expires_at == now + 400 * 86_400
 
 
 def test_an_sms_reports_its_encoding_and_segments() -> None:
