@@ -20,6 +20,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import CollectorRegistry, make_asgi_app
 
+from shared import redaction
 from shared.admin import ensure_topics
 from shared.db import create_pool, migrate
 from shared.fastlane import FastLane
@@ -93,6 +94,7 @@ def service_app(
 ) -> AsgiFastStream:
     """`routes` are extra (path, ASGI app) pairs served next to /health and /metrics."""
     logging.getLogger(runtime.service).setLevel(logging.INFO)
+    redaction.install(runtime.service)
 
     async def prepare() -> None:
         await ensure_topics(

@@ -2,6 +2,7 @@
 seam, so what is checked is what the hand-over does with their answers (waves, windows,
 claims lost to copies, corrections, one event per message)."""
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from services.dispatcher.policy import Attempt
 from services.dispatcher.providers import Providers
 from services.dispatcher.refresh import Freshness
 from services.dispatcher.retry import RetryPolicy
+from shared import redaction
 from shared.events import (
     DeliveryCorrected,
     DeliveryDeferred,
@@ -215,3 +217,23 @@ async def test_an_outcome_that_corrects_an_unknown_is_announced_with_its_correct
         (DeliveryCorrected, messages[2].recipient_id),
     ]
     assert isinstance(events[3], DeliveryCorrected) and events[3].outcome == "delivered"
+
+
+class Exploding(Accepting):
+    """A provider failing in a way nobody foresaw, quoting the recipient as relays do."""
+
+    async def send(self, message: MessageRendered) -> Attempt:
+        raise RuntimeError(f"550 5.1.1 <{message.address}>: recipient rejected")
+
+
+async def test_a_provider_error_logs_no_address(
+    fake: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    redaction.install("dispatcher")  # as the dispatcher's factory does
+    (message,) = batch(["open"], 1)
+    with caplog.at_level(logging.ERROR, logger="dispatcher"):
+        (event,) = await handover(Exploding(), {}).fresh([message])
+    assert isinstance(event, DeliveryFailed) and event.reason == "unknown_outcome"
+    assert f"handing over {message.recipient_id} failed unexpectedly" in caplog.text
+    assert "RuntimeError: 550 5.1.1 <<email>>: recipient rejected" in caplog.text
+    assert message.address not in caplog.text
