@@ -2,6 +2,10 @@
 in local mode, or with real secrets, it starts (docs/ARCHITECTURE.md, "Secrets")."""
 
 import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +163,28 @@ def test_the_local_runner_starts_every_service_in_local_mode() -> None:
         assert components[name].env[LOCAL_MODE_VARIABLE] == "1"
     # Its database password is one the services refuse outside local mode.
     assert stack.POSTGRES_PASSWORD in DEVELOPMENT_DATABASE_PASSWORDS
+
+
+def test_a_service_started_as_deployed_exits_naming_the_variable() -> None:
+    """`faststream run --factory`, as the runner and docker-compose start it, outside local mode:
+    it exits before connecting (nothing listens on the addresses it would use)."""
+    env = {k: v for k, v in os.environ.items() if k != LOCAL_MODE_VARIABLE and "TRACKER_" not in k}
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "faststream"),
+            "run",
+            "--factory",
+            "services.tracker.app:create_app",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**env, "COLUMNS": "200"},
+    )
+    assert done.returncode != 0
+    output = " ".join((done.stdout + done.stderr).split())
+    assert (
+        "TRACKER_DATABASE_URL has the local stack's database password; set the password of the "
+        "service's own role, or BROADCAST_LOCAL_MODE=1 for a local stack"
+    ) in output
