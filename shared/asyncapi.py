@@ -23,7 +23,9 @@ def generate(service: str) -> str:
     # mode: nothing runs, so the development secrets do no harm.
     app = module.create_app(
         settings(
-            kafka_bootstrap_servers="kafka:9092", request_clients=Requesters(), local_mode=True
+            kafka_bootstrap_servers="kafka:9092",
+            BROADCAST_REQUEST_CLIENTS=Requesters(),
+            BROADCAST_LOCAL_MODE=True,
         )
     )
     # Sorted keys: FastStream's channel order varies from one process to the next.

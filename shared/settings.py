@@ -35,8 +35,10 @@ def local_database_url(role: str) -> SecretStr:
 
 
 class ServiceSettings(BaseSettings):
-    # By name too: code (tests, the AsyncAPI generator) passes `request_clients=` directly.
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    # No populate_by_name: the fields read from one unprefixed variable (BROADCAST_LOCAL_MODE,
+    # BROADCAST_REQUEST_CLIENTS) must not also be set by a prefixed one (COMPOSER_LOCAL_MODE).
+    # Code passes them by that name too.
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     # One variable for every service, unprefixed: a local stack is local as a whole.
     local_mode: bool = Field(default=False, validation_alias=LOCAL_MODE_VARIABLE)

@@ -90,11 +90,14 @@ def test_local_mode_accepts_the_defaults(name: str, monkeypatch: pytest.MonkeyPa
 
 
 def test_local_mode_is_one_unprefixed_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    # (ServiceSettings' populate_by_name also lets COMPOSER_LOCAL_MODE set it: not documented.)
     monkeypatch.setenv(LOCAL_MODE_VARIABLE, "1")
     assert all(settings(name).local_mode for name in SERVICES)
     monkeypatch.setenv(LOCAL_MODE_VARIABLE, "0")
     assert not any(settings(name).local_mode for name in SERVICES)
+    # A prefixed spelling is not the switch: one variable turns every service's checks off.
+    monkeypatch.delenv(LOCAL_MODE_VARIABLE)
+    monkeypatch.setenv("COMPOSER_LOCAL_MODE", "1")
+    assert not settings("composer").local_mode
 
 
 def test_a_short_link_secret_is_refused() -> None:

@@ -59,7 +59,7 @@ async def test_targeting_acts_for_the_clients_tenant_and_forbids_the_others(
         handled.append((command.tenant_id, command.request_id))
 
     monkeypatch.setattr(CommandHandler, "handle", handle)
-    app = targeting.create_app(TargetingSettings(request_clients=CLIENTS))
+    app = targeting.create_app(TargetingSettings(BROADCAST_REQUEST_CLIENTS=CLIENTS))
     rejected = await exchange(
         app,
         [
@@ -102,7 +102,7 @@ async def test_the_tracker_forbids_its_own_commands_and_leaves_targetings_alone(
     monkeypatch.setattr(tracker, "answer", answer)
     # No database in memory: the handler reads the pool only to pass it to `answer`.
     monkeypatch.setattr(Runtime, "pool", property(lambda _: None))
-    app = tracker.create_app(TrackerSettings(request_clients=CLIENTS))
+    app = tracker.create_app(TrackerSettings(BROADCAST_REQUEST_CLIENTS=CLIENTS))
     rejected = await exchange(
         app,
         [
