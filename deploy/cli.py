@@ -50,11 +50,18 @@ async def session(client: str | None, timeout: float = 30.0) -> AsyncIterator[Co
     """One producer and one answers log for several requests (`status --watch` polls), speaking
     as `client` (None: the platform)."""
     who = os.environ.get("USER", "operator")
+    local = endpoints.local()
     async with contextlib.AsyncExitStack() as stack:
         # Connecting is bounded too: a stack that is down is no answer.
         async with asyncio.timeout(timeout):
             commands = await stack.enter_async_context(
-                Commands(endpoints.local().kafka, requested_by=who, prefix="cli", client=client)
+                Commands(
+                    local.kafka,
+                    requested_by=who,
+                    prefix="cli",
+                    client=client,
+                    security=local.kafka_security,
+                )
             )
         yield commands
 
@@ -222,7 +229,8 @@ def import_contracts(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"{args.file}: no such file", file=sys.stderr)
         return USAGE
-    imported = import_file(args.file, args.tenant, endpoints.local().kafka)
+    local = endpoints.local()
+    imported = import_file(args.file, args.tenant, local.kafka, local.kafka_security)
 
     async def applied() -> int:
         async with read_models() as connection:

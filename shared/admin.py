@@ -1,6 +1,9 @@
 """Creating the system's topics: `python -m shared.admin ensure-topics [BOOTSTRAP]`.
 
 With the request clients of BROADCAST_REQUEST_CLIENTS (shared/requesters.py): their topics too.
+On an authenticated cluster (BROADCAST_KAFKA_SECURITY_PROTOCOL=SASL_SSL) it connects with the
+BROADCAST_KAFKA_SASL_* credentials, which must be allowed to create topics: the operator's, not a
+service's (deploy/kafka_acls.py).
 
 Topics are created explicitly (the broker's auto-creation is off) so that every topic gets its
 intended partition count from `shared.topics`, whichever service happens to start first.
@@ -15,12 +18,19 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from shared import requesters
+from shared.kafka_security import KafkaSecurity, tool_security
 from shared.topics import ALL, Topic
 
 
-async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] = ALL) -> list[str]:
+async def ensure_topics(
+    bootstrap: str, topics: tuple[Topic, ...] = ALL, security: KafkaSecurity | None = None
+) -> list[str]:
     """Create the missing topics; return the names created now."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="broadcast-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="broadcast-admin",
+        **(security or KafkaSecurity()).client_options(),
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -51,10 +61,11 @@ def main(argv: list[str]) -> int:
     bootstrap = argv[1] if len(argv) > 1 else "127.0.0.1:19092"
     try:
         clients = requesters.parse(os.environ.get(requesters.VARIABLE))
-    except requesters.RequestClientsError as error:
+        security = tool_security()
+    except ValueError as error:  # RequestClientsError, or pydantic's naming the variable
         print(error, file=sys.stderr)
         return 2
-    created = asyncio.run(ensure_topics(bootstrap, (*ALL, *clients.client_topics())))
+    created = asyncio.run(ensure_topics(bootstrap, (*ALL, *clients.client_topics()), security))
     print(f"topics created: {', '.join(created) or 'none (all present)'}")
     return 0
 

@@ -68,6 +68,7 @@ def make_broker(
             KafkaPrometheusMiddleware(registry=registry, app_name=service),
         ),
         logger=logging.getLogger(service),
+        security=settings.kafka_security().for_faststream(),
     )
 
 

@@ -3,15 +3,17 @@
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.kafka_security import KafkaSecurity
 from shared.topics import ALL, REQUESTS
 
 _SERVICES = ("targeting.", "composer.", "dispatcher.", "tracker.")
 
 
-async def consumer_lag(bootstrap: str) -> dict[tuple[str, str], int]:
+async def consumer_lag(bootstrap: str, security: KafkaSecurity) -> dict[tuple[str, str], int]:
     """(topic, group) -> records behind, summed over partitions, for the services' groups."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="broadcast-lag")
-    ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    options = security.client_options()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="broadcast-lag", **options)
+    ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
     await admin.start()
     await ends.start()
     try:

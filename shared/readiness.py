@@ -17,6 +17,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.kafka_security import KafkaSecurity
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -55,9 +57,11 @@ class Readiness:
         bootstrap: str,
         pool: Callable[[], asyncpg.Pool],
         stalled_after: float,
+        security: KafkaSecurity,
     ) -> None:
         self._prefix = f"{service}."
         self._bootstrap = bootstrap
+        self._security = security
         self._pool = pool
         self._stalls = Stalls(stalled_after)
 
@@ -74,8 +78,13 @@ class Readiness:
             return [f"kafka: {type(error).__name__}"]
 
     async def _stalled_groups(self) -> list[str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id="readiness")
-        ends = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        options = self._security.client_options()
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._bootstrap, client_id="readiness", **options
+        )
+        ends = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, **options
+        )
         await admin.start()
         try:
             await ends.start()

@@ -96,11 +96,16 @@ def service_app(
     logging.getLogger(runtime.service).setLevel(logging.INFO)
     redaction.install(runtime.service)
 
+    security = runtime.settings.kafka_security()
+
     async def prepare() -> None:
-        await ensure_topics(
-            runtime.settings.kafka_bootstrap_servers,
-            (*ALL, *runtime.settings.request_clients.client_topics()),
-        )
+        # On an authenticated cluster the topics are the operator's to create, with the ACLs
+        # (deploy/kafka_acls.py): a service's principal may not create topics.
+        if not security.authenticated:
+            await ensure_topics(
+                runtime.settings.kafka_bootstrap_servers,
+                (*ALL, *runtime.settings.request_clients.client_topics()),
+            )
         await runtime.open_database(migrations)
 
     return AsgiFastStream(
@@ -114,6 +119,7 @@ def service_app(
                     runtime.settings.kafka_bootstrap_servers,
                     lambda: runtime.pool,
                     runtime.settings.stalled_after_seconds,
+                    security,
                 ),
             ),
             ("/metrics", make_asgi_app(registry=runtime.registry)),

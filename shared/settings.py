@@ -13,6 +13,7 @@ from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared import requesters
+from shared.kafka_security import KafkaClientSettings
 from shared.local_mode import LOCAL_MODE_VARIABLE, DevelopmentSecrets, database_url_problem
 from shared.requesters import Requesters
 
@@ -34,7 +35,7 @@ def local_database_url(role: str) -> SecretStr:
     return SecretStr(f"postgresql://{role}:broadcast@127.0.0.1:15432/broadcast")
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(KafkaClientSettings, BaseSettings):
     # No populate_by_name: the fields read from one unprefixed variable (BROADCAST_LOCAL_MODE,
     # BROADCAST_REQUEST_CLIENTS) must not also be set by a prefixed one (COMPOSER_LOCAL_MODE).
     # Code passes them by that name too.
@@ -43,6 +44,7 @@ class ServiceSettings(BaseSettings):
     # One variable for every service, unprefixed: a local stack is local as a whole.
     local_mode: bool = Field(default=False, validation_alias=LOCAL_MODE_VARIABLE)
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    # How it authenticates to Kafka: KafkaClientSettings (<PREFIX>KAFKA_SECURITY_PROTOCOL, ...).
     # Each service's settings default to its own role instead.
     database_url: SecretStr = local_database_url("broadcast")
     database_pool_size: int = Field(default=5, ge=1)
@@ -68,8 +70,11 @@ class ServiceSettings(BaseSettings):
     def development_secrets(self) -> list[str]:
         """Why each secret set here suits only a local stack, naming its variable; a service
         with more secrets adds its own."""
-        problem = database_url_problem(self.variable("database_url"), self.database_url)
-        return [problem] if problem else []
+        problems = [
+            database_url_problem(self.variable("database_url"), self.database_url),
+            self.plaintext_kafka_problem(),
+        ]
+        return [p for p in problems if p]
 
     def refuse_development_secrets(self) -> None:
         """Raises DevelopmentSecrets, naming every variable at fault, unless in local mode."""

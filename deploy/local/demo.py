@@ -156,11 +156,14 @@ async def main() -> int:
                 (f"{TENANT}:{c.contract_id}".encode(), c.model_dump_json().encode())
                 for c in audience()
             ),
+            local.kafka_security,
             linger_ms=5,
         )
         await until_contracts(db, TENANT, CONTRACTS, timeout=600)
         # Opened before anything is sent, so no event of the broadcast is missed.
-        async with Commands(local.kafka, requested_by="demo-operator") as commands:
+        async with Commands(
+            local.kafka, requested_by="demo-operator", security=local.kafka_security
+        ) as commands:
             await send_every_day(commands, db, TENANT)
             request_id = f"demo-{int(time.time())}"
             # Chosen here, random, so the events can be followed before the answer comes.

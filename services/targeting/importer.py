@@ -9,34 +9,22 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
+from shared.client.commands import publish
+from shared.kafka_security import KafkaSecurity
 from shared.topics import CONTRACTS
 
 from .csv_import import ParsedFile, parse
 from .settings import Settings
 
 
-async def publish(parsed: ParsedFile, bootstrap: str) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
-    )
-    await producer.start()
-    try:
-        pending = [
-            await producer.send(
-                CONTRACTS.name,
-                c.model_dump_json().encode(),
-                key=f"{c.tenant_id}:{c.contract_id}".encode(),
-            )
-            for c in parsed.contracts
-        ]
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+def records(parsed: ParsedFile) -> Iterator[tuple[bytes, bytes]]:
+    """audience.contracts' (key, value) for each good line."""
+    for c in parsed.contracts:
+        yield f"{c.tenant_id}:{c.contract_id}".encode(), c.model_dump_json().encode()
 
 
 @dataclass(frozen=True)
@@ -48,14 +36,14 @@ class Imported:
     version: int
 
 
-def import_file(path: Path, tenant: str, bootstrap: str) -> Imported:
+def import_file(path: Path, tenant: str, bootstrap: str, security: KafkaSecurity) -> Imported:
     """Publish the file's good lines; report each refused line on stderr."""
     version = time.time_ns() // 1000
     with path.open(encoding="utf-8-sig", newline="") as lines:
         parsed = parse(lines, tenant_id=tenant, version=version)
     for error in parsed.errors:
         print(f"{path}: {error}", file=sys.stderr)
-    asyncio.run(publish(parsed, bootstrap))
+    asyncio.run(publish(bootstrap, CONTRACTS.name, records(parsed), security, linger_ms=5))
     return Imported(len(parsed.contracts), len(parsed.errors), version)
 
 
@@ -68,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.file.is_file():
         print(f"{args.file}: no such file", file=sys.stderr)
         return 2
-    imported = import_file(args.file, args.tenant, Settings().kafka_bootstrap_servers)
+    settings = Settings()
+    imported = import_file(
+        args.file, args.tenant, settings.kafka_bootstrap_servers, settings.kafka_security()
+    )
     print(f"{imported.contracts} contracts imported, {imported.refused} lines refused")
     return 1 if imported.refused else 0
 

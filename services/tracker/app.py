@@ -86,7 +86,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         ),
         Periodic(
             "tracker-gauges",
-            lambda: refresh_gauges(metrics, runtime.pool, settings.kafka_bootstrap_servers),
+            lambda: refresh_gauges(
+                metrics, runtime.pool, settings.kafka_bootstrap_servers, settings.kafka_security()
+            ),
             settings.gauges_interval_seconds,
             log,
         ),

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.counting import Tally, add_tallies
 from shared.events import DeliveryFailed, FinalDelivery
+from shared.kafka_security import KafkaSecurity
 from shared.lag import consumer_lag
 
 from . import store
@@ -108,11 +109,14 @@ class TrackerMetrics:
 
 
 async def refresh_gauges(
-    metrics: TrackerMetrics, pool: asyncpg.Pool, kafka_bootstrap_servers: str
+    metrics: TrackerMetrics,
+    pool: asyncpg.Pool,
+    kafka_bootstrap_servers: str,
+    security: KafkaSecurity,
 ) -> None:
     """Running broadcasts and every consumer group's lag, read afresh."""
     metrics.set_running(await store.running_broadcasts(pool, PROMISED_SIZE))
-    metrics.set_lag(await consumer_lag(kafka_bootstrap_servers))
+    metrics.set_lag(await consumer_lag(kafka_bootstrap_servers, security))
 
 
 def _seconds(later: datetime, earlier: datetime) -> float:

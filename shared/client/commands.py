@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from shared import topics
 from shared.client.log import TopicLog
+from shared.kafka_security import KafkaSecurity
 from shared.requesters import topic_for
 
 # Publishes one command (a JSON object with its tenant_id) on broadcast.requests.
@@ -67,12 +68,20 @@ async def ask(
 
 
 async def publish(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]], **options: Any
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes]],
+    security: KafkaSecurity | None = None,
+    **options: Any,
 ) -> None:
     """Publish (key, value) records with a producer of their own; returns once all are
     acknowledged by every in-sync replica."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **options
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        **(security or KafkaSecurity()).client_options(),
+        **options,
     )
     await producer.start()
     try:
@@ -93,7 +102,9 @@ class Commands:
     `async with Commands(kafka, requested_by="cli") as commands: await commands.ask({...})`
 
     `client` names the client it speaks as: its commands go on that client's topic. None is
-    the platform's topic. A name that cannot be a client's raises RequestClientsError."""
+    the platform's topic. A name that cannot be a client's raises RequestClientsError.
+    `security` is how it authenticates (the tools read it from BROADCAST_KAFKA_*: endpoints);
+    on a cluster with ACLs its principal may write that topic and read broadcast.events."""
 
     def __init__(
         self,
@@ -102,12 +113,16 @@ class Commands:
         requested_by: str,
         prefix: str = "req",
         client: str | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self._topic = topic_for(client)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            **(security or KafkaSecurity()).client_options(),
         )
-        self.events = TopicLog(bootstrap, topics.EVENTS.name)
+        self.events = TopicLog(bootstrap, topics.EVENTS.name, security)
         self._requested_by = requested_by
         self._prefix = prefix
 

@@ -3,7 +3,9 @@ environment, so a script can point at another stack without code changes."""
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from shared.kafka_security import KafkaSecurity, tool_security
 
 # Variable name -> the local stack's address.
 DEFAULTS = {
@@ -20,6 +22,8 @@ class Endpoints:
     database_url: str  # the PostgreSQL holding every service's schema and views
     smtp_control: str  # the SMTP sink's control API
     sms_control: str  # the SMS gateway sink's control API
+    # How the tools authenticate to Kafka (BROADCAST_KAFKA_SECURITY_PROTOCOL, _SASL_*, _SSL_*).
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
 
 def local(environ: Mapping[str, str] | None = None) -> Endpoints:
@@ -35,4 +39,5 @@ def local(environ: Mapping[str, str] | None = None) -> Endpoints:
         database_url=pick("BROADCAST_DATABASE_URL"),
         smtp_control=pick("BROADCAST_SMTP_CONTROL"),
         sms_control=pick("BROADCAST_SMS_CONTROL"),
+        kafka_security=tool_security(environ),
     )

@@ -9,6 +9,8 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from shared.kafka_security import KafkaSecurity
+
 
 def parse(value: bytes | None) -> dict[str, Any] | None:
     """The record as a JSON object; None for anything else (a tombstone, a broken producer's
@@ -23,11 +25,15 @@ def parse(value: bytes | None) -> dict[str, Any] | None:
 class TopicLog:
     """Everything published on `topic` from the moment it was opened, in `records`."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> None:
         # No group: the consumer takes every partition and starts at their current end, and
         # there is no rebalance to wait for.
         self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="latest"
+            topic,
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            **(security or KafkaSecurity()).client_options(),
         )
         self.records: list[dict[str, Any]] = []
 

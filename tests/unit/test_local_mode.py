@@ -23,11 +23,35 @@ PRODUCTION_URL = "postgresql://composer:n0t-a-default@db.internal:5432/broadcast
 
 # What each service refuses when nothing is set but the defaults.
 REFUSED = {
-    "targeting": ["TARGETING_DATABASE_URL", "TARGETING_LINK_SECRET"],
-    "composer": ["COMPOSER_DATABASE_URL", "COMPOSER_LINK_SECRET"],
-    "dispatcher": ["DISPATCHER_DATABASE_URL", "DISPATCHER_SMS_GATEWAY_TOKEN"],
-    "tracker": ["TRACKER_DATABASE_URL"],
+    "targeting": [
+        "TARGETING_DATABASE_URL",
+        "TARGETING_KAFKA_SECURITY_PROTOCOL",
+        "TARGETING_LINK_SECRET",
+    ],
+    "composer": [
+        "COMPOSER_DATABASE_URL",
+        "COMPOSER_KAFKA_SECURITY_PROTOCOL",
+        "COMPOSER_LINK_SECRET",
+    ],
+    "dispatcher": [
+        "DISPATCHER_DATABASE_URL",
+        "DISPATCHER_KAFKA_SECURITY_PROTOCOL",
+        "DISPATCHER_SMS_GATEWAY_TOKEN",
+    ],
+    "tracker": ["TRACKER_DATABASE_URL", "TRACKER_KAFKA_SECURITY_PROTOCOL"],
 }
+# Authenticated Kafka, as every service outside local mode needs.
+SASL = {
+    "kafka_security_protocol": "SASL_SSL",
+    "kafka_sasl_username": "svc",
+    "kafka_sasl_password": "scram-password",
+}
+
+
+def sasl_variables(name: str) -> dict[str, str]:
+    return {f"{name.upper()}_{field.upper()}": value for field, value in SASL.items()}
+
+
 # What makes each service acceptable outside local mode.
 PRODUCTION = {
     "targeting": {"TARGETING_DATABASE_URL": PRODUCTION_URL, "TARGETING_LINK_SECRET": STRONG},
@@ -38,6 +62,8 @@ PRODUCTION = {
     },
     "tracker": {"TRACKER_DATABASE_URL": PRODUCTION_URL},
 }
+for _name, _variables in PRODUCTION.items():
+    _variables.update(sasl_variables(_name))
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +127,7 @@ def test_local_mode_is_one_unprefixed_variable(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_a_short_link_secret_is_refused() -> None:
-    url = {"database_url": PRODUCTION_URL}
+    url = {"database_url": PRODUCTION_URL, **SASL}
     assert problems("composer", link_secret="k" * 31, **url) == [
         "COMPOSER_LINK_SECRET is 31 bytes long; set a secret of at least 32 bytes"
     ]
@@ -110,7 +136,7 @@ def test_a_short_link_secret_is_refused() -> None:
 
 
 def test_targeting_checks_the_previous_link_secret_too() -> None:
-    url = {"database_url": PRODUCTION_URL}
+    url = {"database_url": PRODUCTION_URL, **SASL}
     settings("targeting", link_secret=STRONG, **url).refuse_development_secrets()
     for previous in ("local-development-link-secret", "short"):
         found = problems("targeting", link_secret=STRONG, link_previous_secret=previous, **url)
@@ -127,7 +153,7 @@ def test_targeting_checks_the_previous_link_secret_too() -> None:
     ],
 )
 def test_a_local_database_password_is_refused(url: str) -> None:
-    assert problems("tracker", database_url=url) == [
+    assert problems("tracker", database_url=url, **SASL) == [
         "TRACKER_DATABASE_URL has the local stack's database password; "
         "set the password of the service's own role"
     ]
@@ -142,11 +168,11 @@ def test_a_local_database_password_is_refused(url: str) -> None:
     ],
 )
 def test_other_database_urls_are_accepted(url: str) -> None:
-    settings("tracker", database_url=url).refuse_development_secrets()
+    settings("tracker", database_url=url, **SASL).refuse_development_secrets()
 
 
 def test_the_sms_token_is_checked_only_for_the_http_gateway() -> None:
-    url = {"database_url": PRODUCTION_URL}
+    url = {"database_url": PRODUCTION_URL, **SASL}
     assert problems("dispatcher", sms_gateway_token="", **url) == [
         "DISPATCHER_SMS_GATEWAY_TOKEN is empty; set the gateway's token"
     ]
