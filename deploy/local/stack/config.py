@@ -43,6 +43,11 @@ def run_dir() -> Path:
     return Path(os.environ.get("BROADCAST_RUN_DIR") or "/tmp/broadcast-engine")  # noqa: S108
 
 
+def kafka_dir() -> Path:
+    """The stack's broker's state: config, cluster id, a secure broker's secrets, log.dirs."""
+    return run_dir() / "kafka"
+
+
 def cache_dir() -> Path:
     default = Path.home() / ".cache" / "broadcast-engine"
     return Path(os.environ.get("BROADCAST_CACHE_DIR") or default)

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import re
 import shutil
 import socket
+import ssl
 import string
 import struct
 import subprocess
 import uuid
 from pathlib import Path
 
+from . import kafka_secure
 from .component import Component, StackError
-from .config import HOST, KAFKA_CONTROLLER_PORT, KAFKA_PORT, REPO, cache_dir, log_file, run_dir
+from .config import (
+    HOST,
+    KAFKA_CONTROLLER_PORT,
+    KAFKA_PORT,
+    REPO,
+    REQUEST_CLIENTS,
+    cache_dir,
+    kafka_dir,
+    log_file,
+)
+from .kafka_secure import (
+    MECHANISM,
+    OPERATOR,
+    Secrets,
+    format_options,
+    listeners,
+    principals,
+)
 
 KAFKA_HEAP = ("-Xms512m", "-Xmx512m")
 KAFKA_DEPLOY = REPO / "deploy" / "kafka"
@@ -85,10 +106,8 @@ def ensure_kafka_jars() -> Path:
     return libs
 
 
-def _kafka_dirs() -> tuple[Path, Path]:
-    """(state dir holding config and cluster id; log.dirs)."""
-    base = run_dir() / "kafka"
-    return base, base / "data"
+def _mode(secure: bool) -> str:
+    return "sasl_ssl" if secure else "plaintext"
 
 
 def _java_command(libs: Path) -> list[str]:
@@ -111,22 +130,40 @@ def _new_cluster_id() -> str:
             return cluster_id
 
 
-def _prepare_kafka() -> None:
+def _prepare_kafka(
+    base: Path, broker_port: int, controller_port: int, secure: bool, clients: str
+) -> None:
     libs = ensure_kafka_jars()
-    base, data = _kafka_dirs()
+    data = base / "data"
     base.mkdir(parents=True, exist_ok=True)
+    # The SCRAM users are written when the storage is formatted: a broker formatted in one mode
+    # cannot simply be restarted in the other.
+    mode_file = base / "mode"
+    formatted = (data / "meta.properties").exists()
+    if formatted and mode_file.exists() and mode_file.read_text().strip() != _mode(secure):
+        raise StackError(
+            f"kafka: {data} was formatted {mode_file.read_text().strip()}, not {_mode(secure)}; "
+            f"`make down` and remove {base} to switch"
+        )
+    files = Secrets(base) if secure else None
+    passwords = files.ensure(principals(clients)) if files else {}
     template = string.Template((KAFKA_DEPLOY / "server.properties.template").read_text())
     props = base / "server.properties"
     props.write_text(
         template.substitute(
-            node_id=1, broker_port=KAFKA_PORT, controller_port=KAFKA_CONTROLLER_PORT, log_dirs=data
+            node_id=1,
+            controller_port=controller_port,
+            listeners=listeners(broker_port, controller_port, files),
+            log_dirs=data,
         )
     )
+    props.chmod(0o600)  # a secure broker's holds the operator's and the controller's passwords
     id_file = base / "cluster.id"
     if not id_file.exists():
         id_file.write_text(_new_cluster_id() + "\n")
-    if (data / "meta.properties").exists():
+    if formatted:
         return
+    mode_file.write_text(_mode(secure) + "\n")
     log = log_file("kafka")
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -140,6 +177,7 @@ def _prepare_kafka() -> None:
                     id_file.read_text().strip(),
                     "-c",
                     str(props),
+                    *format_options(passwords),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -153,8 +191,11 @@ def _prepare_kafka() -> None:
         raise StackError(f"kafka: formatting storage failed; see {log}")
 
 
-def kafka_answers(port: int = KAFKA_PORT, timeout: float = 2.0) -> bool:
-    """True when a broker on `port` answers an ApiVersions request without error.
+def kafka_answers(
+    port: int = KAFKA_PORT, timeout: float = 2.0, tls: ssl.SSLContext | None = None
+) -> bool:
+    """True when a broker on `port` answers an ApiVersions request without error; over TLS
+    with `tls` (a SASL_SSL listener answers ApiVersions before authentication).
 
     Stronger than a TCP connect: the broker only serves requests once it has joined the
     KRaft quorum and is unfenced.
@@ -164,7 +205,10 @@ def kafka_answers(port: int = KAFKA_PORT, timeout: float = 2.0) -> bool:
     # Request header v1: api_key 18 (ApiVersions), api_version 0, correlation id, client id.
     body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
     try:
-        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(socket.create_connection((HOST, port), timeout=timeout))
+            if tls is not None:
+                sock = stack.enter_context(tls.wrap_socket(sock, server_hostname=HOST))
             sock.sendall(struct.pack(">i", len(body)) + body)
             header = _recv_exact(sock, 10)  # size, correlation id, error code
     except OSError:
@@ -183,14 +227,59 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def kafka() -> Component:
-    base, _ = _kafka_dirs()
+def _apply_acls(broker_port: int, files: Secrets, clients: str) -> None:
+    """Create the topics and the ACLs as the operator (deploy/kafka_acls.py)."""
+    from deploy import kafka_acls  # the venv's: pydantic, aiokafka
+    from shared import requesters
+    from shared.kafka_security import KafkaSecurity
+    from shared.topics import ALL
+
+    operator = KafkaSecurity(
+        protocol="SASL_SSL",
+        mechanism=MECHANISM,
+        username=OPERATOR,
+        password=files.passwords()[OPERATOR],
+        cafile=files.ca,
+    )
+    held = requesters.parse(clients)
+    asyncio.run(
+        kafka_acls.apply(
+            f"{HOST}:{broker_port}",
+            operator,
+            kafka_acls.rules(held),
+            (*ALL, *held.client_topics()),
+        )
+    )
+
+
+def kafka(
+    broker_port: int = KAFKA_PORT,
+    controller_port: int = KAFKA_CONTROLLER_PORT,
+    *,
+    secure: bool | None = None,
+    clients: str = REQUEST_CLIENTS,
+    name: str = "kafka",
+    base: Path | None = None,
+) -> Component:
+    """The broker; `secure` (default: BROADCAST_KAFKA_SECURE=1) authenticates every client
+    and authorises by the ACLs of deploy/kafka_acls.py for the request `clients` (JSON). A
+    test starts another broker beside the stack's with its own `name`, ports and `base`."""
+    base = base or kafka_dir()
+    secure = kafka_secure.secure() if secure is None else secure
+    files = Secrets(base) if secure else None
+
+    def ready() -> bool:
+        # The CA is made by `prepare`: read when checking, after it.
+        tls = ssl.create_default_context(cafile=files.ca) if files else None
+        return kafka_answers(broker_port, tls=tls)
+
     return Component(
-        name="kafka",
+        name=name,
         command=[*_java_command(kafka_libs()), "kafka.Kafka", str(base / "server.properties")],
-        ports=(KAFKA_PORT, KAFKA_CONTROLLER_PORT),
-        ready=kafka_answers,
-        prepare=_prepare_kafka,
+        ports=(broker_port, controller_port),
+        ready=ready,
+        prepare=lambda: _prepare_kafka(base, broker_port, controller_port, secure, clients),
+        after_start=(lambda: _apply_acls(broker_port, files, clients)) if files else None,
         cwd=base,
         start_timeout=120.0,
         stop_timeout=30.0,

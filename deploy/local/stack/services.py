@@ -7,13 +7,15 @@ from dataclasses import replace
 from shared.local_mode import LOCAL_MODE_VARIABLE
 
 from .component import Component, python_module
-from .config import HOST, REQUEST_CLIENTS
+from .config import HOST, REQUEST_CLIENTS, kafka_dir
+from .kafka_secure import Secrets, principals, secure
 from .readiness import http_ok
 
 
 def service(name: str, port: int) -> Component:
     """One of the four services, as `faststream run` starts it in every deployment, with the
-    stack's request clients, in local mode: the stack runs on the development secrets."""
+    stack's request clients, in local mode: the stack runs on the development secrets. With
+    BROADCAST_KAFKA_SECURE=1, it speaks to Kafka as its own principal."""
     started = python_module(
         name,
         "faststream",
@@ -31,4 +33,9 @@ def service(name: str, port: int) -> Component:
         start_timeout=60.0,
     )
     local = {"BROADCAST_REQUEST_CLIENTS": REQUEST_CLIENTS, LOCAL_MODE_VARIABLE: "1"}
+    if secure():
+        # Made here if the broker has not made them yet: the services' table is built first.
+        files = Secrets(kafka_dir())
+        files.ensure(principals())
+        local |= files.client_env(f"{name.upper()}_", name)
     return replace(started, env={**started.env, **local})
