@@ -69,6 +69,9 @@ def make_broker(
         ),
         logger=logging.getLogger(service),
         security=settings.kafka_security().for_faststream(),
+        # Topics are ours to create, with their partition counts (shared/admin.py), or the
+        # operator's under ACLs; FastStream's subscribers would try again with the defaults.
+        allow_auto_create_topics=False,
     )
 
 

@@ -167,7 +167,12 @@ async def test_a_client_is_forbidden_for_a_tenant_it_does_not_hold(secured: Secu
     commands = await as_client(secured, "crm")
     try:
         answer = await commands.ask(
-            {"type": "estimate_broadcast", "tenant_id": NOT_HELD, "criteria": []}
+            {
+                "type": "estimate_broadcast",
+                "tenant_id": NOT_HELD,
+                "criteria": [],
+                "channels": ["email"],
+            }
         )
     finally:
         await commands.close()

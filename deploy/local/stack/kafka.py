@@ -229,7 +229,8 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
 
 def _apply_acls(broker_port: int, files: Secrets, clients: str) -> None:
     """Create the topics and the ACLs as the operator (deploy/kafka_acls.py)."""
-    from deploy import kafka_acls  # the venv's: pydantic, aiokafka
+    # The venv's (pydantic, aiokafka): `make down` imports this module without them.
+    from deploy.kafka_acls import apply, rules
     from shared import requesters
     from shared.kafka_security import KafkaSecurity
     from shared.topics import ALL
@@ -243,10 +244,10 @@ def _apply_acls(broker_port: int, files: Secrets, clients: str) -> None:
     )
     held = requesters.parse(clients)
     asyncio.run(
-        kafka_acls.apply(
+        apply(
             f"{HOST}:{broker_port}",
             operator,
-            kafka_acls.rules(held),
+            rules(held),
             (*ALL, *held.client_topics()),
         )
     )
