@@ -238,6 +238,38 @@ class ContactOptedOut(Record):
     address: str
 
 
+SuppressionReason = Literal["hard_bounce", "complaint", "soft_bounces", "sms_stop"]
+
+
+class ContactSuppressed(Record):
+    """Targeting will not send to this address again, as for an unsubscribe: it bounced for
+    good, its recipient complained, it bounced softly too many times in a row, or its number
+    answered STOP. `recipient_id` is the message that decided it. Published so the platform can
+    show it and fix its contact data; `reenable_contact` undoes it."""
+
+    type: Literal["contact.suppressed"] = "contact.suppressed"
+    tenant_id: str
+    contract_id: str
+    channel: Channel
+    address: str
+    reason: SuppressionReason
+    recipient_id: UUID
+
+
+class ContactReenabled(Record):
+    """The answer to `reenable_contact`: the address may be targeted again. Who asked, and
+    why, are kept with the suppression's history."""
+
+    type: Literal["contact.reenabled"] = "contact.reenabled"
+    tenant_id: str
+    request_id: str
+    requested_by: str
+    channel: Channel
+    address: str
+    # False: the address was not suppressed (nothing changed).
+    was_suppressed: bool
+
+
 class BroadcastRejected(Record):
     """A command that was not applied. `field` names the offending field, dotted."""
 
@@ -452,6 +484,8 @@ AnyBroadcastEvent = (
     | TemplateDeleted
     | TemplatesListed
     | ContactOptedOut
+    | ContactSuppressed
+    | ContactReenabled
     | ActionsListed
     | ActionResolved
     | ContractHistoryListed
