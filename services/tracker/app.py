@@ -25,9 +25,11 @@ from shared.events import (
     TRACKER_COMMAND_TYPES,
     ActionEvent,
     BroadcastEvent,
-    DeliveryCorrected,
+    DeliveryCancelled,
     DeliveryDeferred,
     DeliveryEvent,
+    DeliveryFailed,
+    MessageDelivered,
     PauseBroadcast,
     RenderRequested,
     RunEvent,
@@ -124,7 +126,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         # Deferrals first: a final outcome in the same batch then replaces "waiting".
         waiting = [e for e in batch if isinstance(e, DeliveryDeferred)]
         # A correction's own outcome event, beside it, is what corrects the message.
-        final = [e for e in batch if not isinstance(e, (DeliveryDeferred, DeliveryCorrected))]
+        final = [
+            e for e in batch if isinstance(e, (MessageDelivered, DeliveryFailed, DeliveryCancelled))
+        ]
         run_ids = await store.record_deferrals(runtime.pool, waiting)
         final_runs, recorded = await store.record_deliveries(runtime.pool, final)
         metrics.observe(recorded)
