@@ -9,6 +9,7 @@ from shared.events import (
     BroadcastEstimated,
     BroadcastRejected,
     BroadcastsListed,
+    ContactReenabled,
     CriteriaDescribed,
     TemplateDeleted,
     TemplateSaved,
@@ -31,6 +32,7 @@ Answer = (
     | BroadcastDescribed
     | VariablesListed
     | CriteriaDescribed
+    | ContactReenabled
 )
 
 

@@ -9,8 +9,11 @@ Reads  audience.contracts  (contract upserts and deletions from the platform)
        broadcast.events    (completed runs: the broadcast's lifecycle moves to completed, their
                             notices are sent; progressed and completed: the counters the
                             queries answer with)
-       broadcast.deliveries (failed messages: whom a resend to the failures goes to)
-Writes broadcast.events    (answers to commands and queries, started, contact opted out)
+       broadcast.deliveries (failed messages: whom a resend to the failures goes to; reports
+                            after the hand-over: hard bounces, complaints, soft-bounce
+                            streaks and SMS STOP replies suppress their address)
+Writes broadcast.events    (answers to commands and queries, started, contact opted out,
+                            contact suppressed)
        broadcast.runs      (run started with its definition, targeting completed with the total,
                             paused, resumed, cancelled; render-only previews, which the
                             composer renders and answers; refreshes declined: contract gone)
@@ -40,11 +43,15 @@ from shared.events import (
     BroadcastEvent,
     BroadcastProgressed,
     ContractEvent,
+    DeliveryBounced,
+    DeliveryComplained,
     DeliveryCorrected,
     DeliveryFailed,
     FollowUpRequested,
+    MessageDelivered,
     RecipientTargeted,
     RefreshRequested,
+    ReplyReceived,
     RunEvent,
     TenantSettingsChanged,
 )
@@ -62,6 +69,7 @@ from .renders import RenderRequests
 from .scheduler import Scheduler
 from .settings import Settings
 from .streaming import RunStreamer
+from .suppressions import Suppressions
 from .unsubscribe import UnsubscribePage
 
 SERVICE = "targeting"
@@ -71,6 +79,13 @@ log = logging.getLogger(SERVICE)
 ForTargeting = Annotated[
     FollowUpRequested | ActionClosed | RefreshRequested, Field(discriminator="type")
 ]
+
+
+# What may suppress an address (or end a soft-bounce streak), among broadcast.deliveries.
+Suppressing = MessageDelivered | DeliveryBounced | DeliveryComplained | ReplyReceived
+_SUPPRESSING = frozenset(
+    {"delivery.delivered", "delivery.bounced", "delivery.complained", "delivery.replied"}
+)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:
@@ -98,6 +113,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         retry_after=settings.stream_retry_seconds,
     )
     one_message_runs = OneMessageRuns(pool, publishers)
+    suppressions = Suppressions(pool, events, soft_bounces=settings.soft_bounces_to_suppress)
     refreshes = Refreshes(pool, publishers)
     commands_handler = CommandHandler(
         pool,
@@ -105,6 +121,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         streamer.kick,
         one_message_runs,
         RenderRequests(pool, publishers),
+        suppressions,
         clock,
         estimate_page_size=settings.estimate_page_size,
     )
@@ -260,6 +277,23 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
                 if isinstance(o, DeliveryCorrected) and o.outcome == "delivered"
             ],
         )
+
+    report_decoder = QuarantineDecoder(
+        TypeAdapter(Annotated[Suppressing, Field(discriminator="type")]),
+        runtime.quarantine,
+        mine=lambda kind: kind in _SUPPRESSING,
+    )
+
+    @broker.subscriber(
+        topics.DELIVERIES.name,
+        **batch_consumer(f"{SERVICE}.reports", settings.batch_size),
+        decoder=report_decoder,
+        description="Reports after the hand-over: hard bounces, complaints, soft bounces in a "
+        "row and SMS STOP replies suppress their address; a delivery ends a soft-bounce streak.",
+    )
+    @isolating(runtime.dead_letters.poison(report_decoder))
+    async def on_reports(reports: list[Suppressing]) -> None:
+        await suppressions.apply(reports)
 
     unsubscribe_page = UnsubscribePage(
         settings.link_secrets(), opt_outs.record, clock, unscoped=settings.link_accept_unscoped

@@ -2,6 +2,7 @@
 `no_contact` failure for a contract with none; a waiting message's recipient again, as its
 contract stands now. Pure."""
 
+import json
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,11 @@ from shared.events import (
     RefreshRequested,
 )
 from shared.ids import event_id_for, random_ids, recipient_id_for, recipient_key_for
+
+from .suppression import normalised
+
+# A suppressed address: its channel and normalised address.
+SuppressedKey = tuple[Channel, str]
 
 
 class Row(Protocol):
@@ -84,12 +90,14 @@ class Expansion:
 
 
 def usable_addresses(points: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Addresses not opted out, each once (compared case-insensitively), in the order given."""
+    """Addresses neither opted out nor suppressed, each once (compared case-insensitively), in
+    the order given."""
     seen: set[str] = set()
     usable = []
     for point in points:
         address = str(point["address"]).strip()
-        if point.get("opted_out") or not address or address.lower() in seen:
+        unusable = point.get("opted_out") or point.get("suppressed") or not address
+        if unusable or address.lower() in seen:
             continue
         seen.add(address.lower())
         usable.append(address)
@@ -116,6 +124,20 @@ def with_opt_outs(contract: ContractFields, opted_out: set[tuple[Channel, str]])
     )
 
 
+def points_json(
+    channel: Channel, points: list[ContactPoint], suppressed: set[SuppressedKey]
+) -> str:
+    """The points as the contracts table keeps them: each suppressed one (`(channel, normalised
+    address)`) flagged, a flag the platform's contract does not carry (targeting decides it)."""
+    return json.dumps(
+        [
+            p.model_dump()
+            | ({"suppressed": True} if (channel, normalised(p.address)) in suppressed else {})
+            for p in points
+        ]
+    )
+
+
 def _points(row: Row, channel: Channel) -> list[Mapping[str, Any]]:
     points: list[Mapping[str, Any]] = row["emails"] if channel == "email" else row["phones"]
     return points
@@ -136,6 +158,7 @@ class Estimate:
     unreachable_contracts: int = 0
     messages: dict[Channel, int] = field(default_factory=dict)
     opted_out_addresses: dict[Channel, int] = field(default_factory=dict)
+    suppressed_addresses: dict[Channel, int] = field(default_factory=dict)
 
     def add(self, channels: Sequence[Channel], rows: Iterable[Row]) -> None:
         """Count a page of matching contracts exactly as `expand` turns them into messages."""
@@ -147,9 +170,17 @@ class Estimate:
             for channel, _ in targets:
                 self.messages[channel] = self.messages.get(channel, 0) + 1
             for channel in channels:
-                opted_out = sum(1 for p in _points(row, channel) if p.get("opted_out"))
+                points = _points(row, channel)
+                opted_out = sum(1 for p in points if p.get("opted_out"))
+                # An address both opted out and suppressed counts once, as opted out.
+                suppressed = sum(
+                    1 for p in points if p.get("suppressed") and not p.get("opted_out")
+                )
                 self.opted_out_addresses[channel] = (
                     self.opted_out_addresses.get(channel, 0) + opted_out
+                )
+                self.suppressed_addresses[channel] = (
+                    self.suppressed_addresses.get(channel, 0) + suppressed
                 )
 
 

@@ -30,6 +30,7 @@ from shared.events import (
     ListVariables,
     PauseBroadcast,
     PreviewBroadcast,
+    ReenableContact,
     RenameBroadcast,
     RenderPreview,
     ResendBroadcast,
@@ -65,6 +66,7 @@ from .broadcasts import (
 from .one_message_runs import OneMessageRuns
 from .publishers import Publishers
 from .renders import RenderRequests
+from .suppressions import Suppressions
 
 
 class CommandHandler:
@@ -75,6 +77,7 @@ class CommandHandler:
         start_run: Callable[[UUID], None],
         one_message_runs: OneMessageRuns,
         renders: RenderRequests,
+        suppressions: Suppressions,
         clock: Clock,
         *,
         estimate_page_size: int,
@@ -86,6 +89,7 @@ class CommandHandler:
         self._start_run = start_run
         self._one_message_runs = one_message_runs
         self._renders = renders
+        self._suppressions = suppressions
         self._clock = clock
         self._estimate_page_size = estimate_page_size
 
@@ -206,12 +210,15 @@ class CommandHandler:
                 return queries.list_variables(command)
             case DescribeCriteria():
                 return queries.describe_criteria(command)
+            case ReenableContact():
+                return await self._suppressions.reenable(command)
 
     async def _estimate(self, command: EstimateBroadcast) -> BroadcastEstimated:
         where = check_criteria(command.criteria)
         estimate = Estimate(
             messages=dict.fromkeys(command.channels, 0),
             opted_out_addresses=dict.fromkeys(command.channels, 0),
+            suppressed_addresses=dict.fromkeys(command.channels, 0),
         )
         async with self._pool().acquire() as connection:
             async for rows in store.pages(
@@ -225,6 +232,7 @@ class CommandHandler:
             unreachable_contracts=estimate.unreachable_contracts,
             messages=estimate.messages,
             opted_out_addresses=estimate.opted_out_addresses,
+            suppressed_addresses=estimate.suppressed_addresses,
         )
 
     async def _check(self, command: CreateBroadcast | UpdateBroadcast) -> None:

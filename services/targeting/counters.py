@@ -4,7 +4,8 @@ The read model (`targeting.run_counters`) keeps one row per run, fed by `broadca
 and `broadcast.completed`. Those may arrive twice, out of order (a batch redelivered after a
 crash), and from two tracker instances (each announces the runs whose deliveries it read), so
 the newest is decided by what the counters say, not by arrival:
-1. a completion is final: no progress replaces it;
+1. a completion is final: no progress replaces it, except a progress of the completed run (it
+   carries the outcome: a hard bounce reported after the completion), ranked by 2 and 3;
 2. then the more final messages (delivered + failed + cancelled): that sum never decreases (a
    corrected unknown outcome moves one message from failed to delivered);
 3. then the later `occurred_at`, for changes that keep the sum (a retry, a window, the total
@@ -52,7 +53,9 @@ def from_event(event: Announcement) -> RunCounters:
         tenant_id=event.tenant_id,
         broadcast_id=event.broadcast_id,
         counters=event.counters,
-        outcome=event.outcome if isinstance(event, BroadcastCompleted) else None,
+        # A progress with an outcome is a completed run's counters changed by a late report:
+        # as final as its completion, and newer.
+        outcome=event.outcome,
         occurred_at=event.occurred_at,
     )
 

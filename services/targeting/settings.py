@@ -28,6 +28,9 @@ class Settings(ServiceSettings):
     late_opt_out_seconds: float = Field(default=5.0, ge=0)
     # Lost opt-out announcements published again per tick, the oldest first.
     late_opt_outs_per_tick: int = Field(default=1000, ge=1)
+    # Soft bounces in a row that suppress an address (suppression.streak says what "in a row"
+    # is: the soft-bounced messages sent after the newest one delivered without bouncing).
+    soft_bounces_to_suppress: int = Field(default=3, ge=1)
     # Verifies unsubscribe links: the composer's COMPOSER_LINK_SECRET, the master secret each
     # tenant's key is derived from. While a secret is being rotated, the previous one still
     # verifies links already sent.

@@ -5,8 +5,11 @@ Reads  broadcast.runs        (run started; targeting completed with the exact to
        broadcast.requests    (action, history and message-log commands; the others are
                               targeting's; and each configured client's
                               broadcast.requests.<client>, for its tenants only)
-       broadcast.deliveries  (delivered / failed, possibly twice, possibly out of order)
-Writes broadcast.events      (progressed at a bounded rate, completed with outcome and counters,
+       broadcast.deliveries  (delivered / failed, possibly twice, possibly out of order; reports
+                              after the hand-over: bounced, complained, confirmed; the
+                              replies are targeting's)
+Writes broadcast.events      (progressed at a bounded rate, and again with the outcome when a
+                              report changes a completed run; completed with outcome and counters,
                               previewed for a preview run, answers to its commands)
        broadcast.runs        (follow-ups: an action's message to send again; actions closed)
        broadcast.requests    (pause_broadcast when a run's failure ratio goes over its tenant's)
@@ -25,7 +28,10 @@ from shared.events import (
     TRACKER_COMMAND_TYPES,
     ActionEvent,
     BroadcastEvent,
+    DeliveryBounced,
     DeliveryCancelled,
+    DeliveryComplained,
+    DeliveryConfirmed,
     DeliveryDeferred,
     DeliveryEvent,
     DeliveryFailed,
@@ -64,6 +70,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     requests = broker.publisher(topics.REQUESTS.name, schema=PauseBroadcast)
     quarantine = runtime.quarantine
     metrics = TrackerMetrics(runtime.registry)
+    metrics.hard_bounce_alert_rate.set(settings.hard_bounce_alert_rate)
     pauses = Pauses(
         lambda: runtime.pool,
         requests,
@@ -89,7 +96,11 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         Periodic(
             "tracker-gauges",
             lambda: refresh_gauges(
-                metrics, runtime.pool, settings.kafka_bootstrap_servers, settings.kafka_security()
+                metrics,
+                runtime.pool,
+                settings.kafka_bootstrap_servers,
+                settings.kafka_security(),
+                (settings.report_rates_window_hours, settings.report_rates_minimum),
             ),
             settings.gauges_interval_seconds,
             log,
@@ -129,13 +140,22 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         final = [
             e for e in batch if isinstance(e, (MessageDelivered, DeliveryFailed, DeliveryCancelled))
         ]
+        # After the final outcomes: a report then finds its message delivered, and moves it.
+        reports = [
+            e
+            for e in batch
+            if isinstance(e, (DeliveryBounced, DeliveryComplained, DeliveryConfirmed))
+        ]
         run_ids = await store.record_deferrals(runtime.pool, waiting)
         final_runs, recorded = await store.record_deliveries(runtime.pool, final)
+        reported = await store.record_reports(runtime.pool, reports)
         metrics.observe(recorded)
+        metrics.reported(reported.recorded)
         # Before settling: a failure below would redeliver the batch as copies, which
         # `recorded` leaves out, and the window would never see these outcomes.
         await failures.watch(waiting, recorded)
-        await progress.settle(run_ids | final_runs)
+        await progress.settle(run_ids | final_runs | reported.run_ids)
+        await progress.publish_reported(reported.run_ids)
 
     @broker.subscriber(
         # The platform's topic and each client's: a command acts only for its client's tenants.

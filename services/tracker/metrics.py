@@ -1,6 +1,9 @@
 """The tracker's domain metrics: final outcomes, end-to-end latency, running broadcasts, time
-from start to completion and consumer lag. Labels are closed sets: never a tenant, broadcast
-or recipient id."""
+from start to completion, consumer lag, and delivery reports. Labels are closed sets: never a
+tenant, broadcast or recipient id (each tenant would be a series kept for ever, and their
+number is not ours to bound). The per-tenant bounce and complaint rates are therefore the
+worst tenant's, as gauges the alerts read; each tenant's own rates are the view
+tracker.tenant_report_rates_v1, which the dashboards read with SQL."""
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -14,6 +17,7 @@ from shared.kafka_security import KafkaSecurity
 from shared.lag import consumer_lag
 
 from . import store
+from .reports import Recorded
 
 # The Campaigns seed promises a broadcast within ten minutes of the click; we promise it for
 # broadcasts of up to this many messages (alert BroadcastSlowerThanPromised).
@@ -75,6 +79,36 @@ class TrackerMetrics:
             registry=registry,
         )
 
+        self.reports = Counter(
+            "broadcast_delivery_reports",
+            "Reports after the hand-over (hard and soft bounces, complaints, SMS receipts), "
+            "each message and kind counted once.",
+            ["channel", "kind"],
+            registry=registry,
+        )
+        self.worst_rates = Gauge(
+            "broadcast_tenant_report_rate_max",
+            "The highest rate of any tenant over the window (report_rates_window_hours), "
+            "among tenants with enough messages: hard_bounce or complaint per message accepted.",
+            ["kind"],
+            registry=registry,
+        )
+        self.hard_bounce_alert_rate = Gauge(
+            "broadcast_hard_bounce_alert_rate",
+            "The hard-bounce rate the alert TenantHardBounceRateHigh fires above (a setting).",
+            registry=registry,
+        )
+
+    def reported(self, recorded: Iterable[Recorded]) -> None:
+        tally = Tally()
+        for report in recorded:
+            tally[report.channel, report.kind] += 1
+        add_tallies(((self.reports, tally),))
+
+    def set_report_rates(self, rates: store.ReportRates) -> None:
+        self.worst_rates.labels("hard_bounce").set(rates.hard_bounce)
+        self.worst_rates.labels("complaint").set(rates.complaint)
+
     def observe(self, recorded: Iterable[FinalDelivery]) -> None:
         """Messages whose final state was recorded now (duplicates already left out). Each
         counter's child is looked up once per batch and label set, not once per message."""
@@ -113,9 +147,12 @@ async def refresh_gauges(
     pool: asyncpg.Pool,
     kafka_bootstrap_servers: str,
     security: KafkaSecurity,
+    rates: tuple[int, int],
 ) -> None:
-    """Running broadcasts and every consumer group's lag, read afresh."""
+    """Running broadcasts, the worst tenant's report rates (`rates`: window in hours, minimum
+    of messages accepted) and every consumer group's lag, read afresh."""
     metrics.set_running(await store.running_broadcasts(pool, PROMISED_SIZE))
+    metrics.set_report_rates(await store.worst_report_rates(pool, *rates))
     metrics.set_lag(await consumer_lag(kafka_bootstrap_servers, security))
 
 

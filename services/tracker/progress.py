@@ -125,6 +125,22 @@ class Progress:
                 key=str(run.broadcast_id).encode(),
             )
 
+    async def publish_reported(self, run_ids: Iterable[UUID]) -> None:
+        """Announce again, with their outcome now, the completed broadcasts whose counters a
+        report after the completion changed. A redelivered batch announces the same counters
+        again, which harms no reader: a copy is the safe side of a crash before the publish."""
+        for run in await store.announced_broadcasts(self._pool(), run_ids):
+            await self._events.publish(
+                BroadcastProgressed(
+                    tenant_id=run.tenant_id,
+                    broadcast_id=run.broadcast_id,
+                    run_id=run.run_id,
+                    counters=run.counters,
+                    outcome=run.outcome,
+                ),
+                key=str(run.broadcast_id).encode(),
+            )
+
     async def _publish_preview(self, run: store.RunView) -> None:
         assert run.requested_by is not None
         result = await store.preview_result(self._pool(), run.run_id)

@@ -24,3 +24,11 @@ class Settings(ServiceSettings):
     # A contract's history answers with its newest messages up to this many: an answer must fit
     # in one Kafka record.
     history_limit: int = Field(default=1000, ge=1)
+    # The per-tenant bounce and complaint rates (the worst tenant's, as gauges) count the
+    # broadcast runs started in this window, for tenants with at least this many messages
+    # accepted by the providers: a tenant's first ten messages make no rate.
+    report_rates_window_hours: int = Field(default=24, ge=1)
+    report_rates_minimum: int = Field(default=500, ge=1)
+    # The hard-bounce rate above which the alert TenantHardBounceRateHigh fires (published as
+    # a gauge, which the rule compares with). Mailbox providers start filtering around 2 %.
+    hard_bounce_alert_rate: float = Field(default=0.02, gt=0, le=1)

@@ -25,6 +25,7 @@ from shared.events import (
 )
 
 from .outcome import is_complete, outcome
+from .reports import Recorded, Report, detail_of, kind_of, once_each
 
 
 async def record_runs(pool: asyncpg.Pool, batch: Sequence[RunEvent]) -> None:
@@ -241,11 +242,23 @@ async def record_deliveries(
     async with pool.acquire() as connection, connection.transaction():
         found = await connection.fetchrow(
             """
-            WITH incoming AS (
+            WITH given AS (
                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
                                      $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
                     AS t(recipient_id, run_id, broadcast_id, tenant_id, contract_id, channel,
                          address, state, reason, detail)),
+            -- A delivery whose hard bounce came first (a replay) is a failure: the bounce
+            -- was recorded, and counted, by record_reports.
+            incoming AS (
+                SELECT g.recipient_id, g.run_id, g.broadcast_id, g.tenant_id, g.contract_id,
+                       g.channel, g.address,
+                       CASE WHEN b.detail IS NULL THEN g.state ELSE 'failed' END AS state,
+                       CASE WHEN b.detail IS NULL THEN g.reason ELSE 'bounced' END AS reason,
+                       coalesce(b.detail, g.detail) AS detail
+                FROM given g LEFT JOIN LATERAL (
+                    SELECT r.detail FROM tracker.reports r
+                    WHERE g.state = 'delivered' AND r.recipient_id = g.recipient_id
+                      AND r.kind = 'hard_bounce' LIMIT 1) b ON true),
             previous AS (
                 -- LIMIT 1 (it is the key) keeps this one index probe per message: as a join
                 -- or `= ANY($1)`, the planner scans the table whole until it has about
@@ -322,6 +335,110 @@ async def record_deliveries(
             await connection.execute(_RESENT_NO_CONTACT, list({e.run_id for e in unique}))
     recorded = set(found["recorded"])
     return {e.run_id for e in unique}, [e for e in unique if e.recipient_id in recorded]
+
+
+@dataclass(frozen=True)
+class ReportsApplied:
+    """The runs a batch of reports concerned, and the reports new to the tracker."""
+
+    run_ids: set[UUID]
+    recorded: list[Recorded]
+
+
+async def record_reports(pool: asyncpg.Pool, reports: Sequence[Report]) -> ReportsApplied:
+    """Record each report once per message and kind, and apply what is new: a hard bounce
+    moves a delivered message to failed (reason `bounced`, an action for a broadcast run,
+    the completed run's outcome judged again); every report is counted on its run. A copy
+    changes nothing. A hard bounce for a message not recorded yet is applied when its delivery
+    comes (record_deliveries)."""
+    unique = once_each(list(reports))
+    if not unique:
+        return ReportsApplied(set(), [])
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id)
+               SELECT DISTINCT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])
+               ON CONFLICT (run_id) DO NOTHING""",
+            [e.run_id for e in unique],
+            [e.broadcast_id for e in unique],
+            [e.tenant_id for e in unique],
+        )
+        rows = await connection.fetch(
+            _RECORD_REPORTS,
+            [e.recipient_id for e in unique],
+            [kind_of(e) for e in unique],
+            [e.run_id for e in unique],
+            [e.tenant_id for e in unique],
+            [e.channel for e in unique],
+            [e.source for e in unique],
+            [detail_of(e) for e in unique],
+            [e.reported_at for e in unique],
+        )
+        # A completed run whose messages a hard bounce moved is judged again.
+        judged = await connection.fetch(
+            """SELECT run_id, delivered, failed, cancel_requested FROM tracker.runs
+               WHERE run_id = ANY($1::uuid[]) AND state = 'completed' FOR UPDATE""",
+            list({r["run_id"] for r in rows if r["moved"]}),
+        )
+        await connection.executemany(
+            "UPDATE tracker.runs SET outcome = $2 WHERE run_id = $1",
+            [
+                (r["run_id"], outcome(r["delivered"], r["failed"], r["cancel_requested"]))
+                for r in judged
+            ],
+        )
+    return ReportsApplied(
+        {e.run_id for e in unique}, [Recorded(r["channel"], r["kind"]) for r in rows]
+    )
+
+
+# $1..$8: one report per (recipient_id, kind). Returns the reports new to the tracker, and
+# whether each moved its message from delivered to failed.
+_RECORD_REPORTS = """
+    WITH recorded AS (
+        INSERT INTO tracker.reports (recipient_id, kind, run_id, tenant_id, channel, source,
+                                     detail, reported_at)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[],
+                             $6::text[], $7::text[], $8::timestamptz[])
+        ON CONFLICT (recipient_id, kind) DO NOTHING
+        RETURNING recipient_id, kind, run_id, channel, detail),
+    -- A message still waiting, or already failed or cancelled, keeps its state.
+    moved AS (
+        UPDATE tracker.messages m
+        SET state = 'failed', reason = 'bounced', detail = r.detail, updated_at = now()
+        FROM recorded r
+        WHERE r.kind = 'hard_bounce' AND m.recipient_id = r.recipient_id
+          AND m.state = 'delivered'
+        RETURNING m.recipient_id, m.run_id, m.tenant_id),
+    actions AS (
+        INSERT INTO tracker.actions (recipient_id, run_id, tenant_id)
+        SELECT recipient_id, run_id, tenant_id FROM moved i
+        WHERE EXISTS (SELECT 1 FROM tracker.runs r
+                      WHERE r.run_id = i.run_id AND r.purpose = 'broadcast')
+        ON CONFLICT (recipient_id) DO NOTHING),
+    -- A follow-up's message bounced: the action it resolved needs somebody again.
+    reopened AS (
+        UPDATE tracker.actions a SET state = 'open'
+        FROM moved i WHERE a.follow_up_run = i.run_id AND a.state = 'sent'),
+    counted AS (
+        UPDATE tracker.runs u
+        SET hard_bounced = u.hard_bounced + c.hard, soft_bounced = u.soft_bounced + c.soft,
+            complained = u.complained + c.complaints, confirmed = u.confirmed + c.confirmed,
+            delivered = u.delivered - c.moved, failed = u.failed + c.moved
+        FROM (SELECT r.run_id,
+                     count(*) FILTER (WHERE r.kind = 'hard_bounce') AS hard,
+                     count(*) FILTER (WHERE r.kind = 'soft_bounce') AS soft,
+                     count(*) FILTER (WHERE r.kind = 'complaint') AS complaints,
+                     count(*) FILTER (WHERE r.kind = 'confirmed') AS confirmed,
+                     count(m.recipient_id) AS moved
+              FROM recorded r LEFT JOIN moved m
+                   ON m.recipient_id = r.recipient_id AND r.kind = 'hard_bounce'
+              GROUP BY r.run_id) c
+        WHERE u.run_id = c.run_id)
+    SELECT r.run_id, r.channel, r.kind,
+           EXISTS (SELECT 1 FROM moved m WHERE m.recipient_id = r.recipient_id
+                   AND r.kind = 'hard_bounce') AS moved
+    FROM recorded r"""
 
 
 async def record_deferrals(pool: asyncpg.Pool, events: Sequence[DeliveryDeferred]) -> set[UUID]:
@@ -422,6 +539,10 @@ def _view(row: asyncpg.Record, details: dict[str, dict[str, int]]) -> RunView:
             failed_by_reason=details.get("failed", {}),
             contracts_reached=contracts.get("reached", 0),
             contracts_not_reached=contracts.get("not_reached", 0),
+            hard_bounced=row["hard_bounced"],
+            soft_bounced=row["soft_bounced"],
+            complained=row["complained"],
+            confirmed=row["confirmed"],
         ),
         outcome=row["outcome"],
         purpose=row["purpose"],
@@ -438,7 +559,7 @@ async def _views(pool: asyncpg.Pool, rows: Sequence[asyncpg.Record]) -> list[Run
 
 _COLUMNS = """run_id, broadcast_id, tenant_id, requested_by, contracts_targeted,
               messages_targeted, delivered, failed, cancelled, cancel_requested, outcome,
-              purpose, created_by"""
+              purpose, created_by, hard_bounced, soft_bounced, complained, confirmed"""
 
 
 @dataclass(frozen=True)
@@ -505,6 +626,44 @@ async def running(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[RunView]:
         list(run_ids),
     )
     return await _views(pool, rows)
+
+
+async def announced_broadcasts(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[RunView]:
+    """The given broadcast runs whose completion was announced already."""
+    rows = await pool.fetch(
+        f"""SELECT {_COLUMNS} FROM tracker.runs
+            WHERE run_id = ANY($1::uuid[]) AND state = 'completed' AND completion_published
+              AND purpose = 'broadcast'""",  # noqa: S608
+        list(run_ids),
+    )
+    return await _views(pool, rows)
+
+
+@dataclass(frozen=True)
+class ReportRates:
+    """The highest hard-bounce and complaint rates of any tenant, over the broadcast runs
+    started in the window, among tenants with at least the minimum of accepted messages."""
+
+    hard_bounce: float
+    complaint: float
+
+
+async def worst_report_rates(pool: asyncpg.Pool, window_hours: float, minimum: int) -> ReportRates:
+    row = await pool.fetchrow(
+        """SELECT coalesce(max(hard::float8 / accepted), 0) AS hard_bounce,
+                  coalesce(max(complaints::float8 / accepted), 0) AS complaint
+           FROM (SELECT sum(delivered + hard_bounced) AS accepted, sum(hard_bounced) AS hard,
+                        sum(complained) AS complaints
+                 FROM tracker.runs
+                 WHERE purpose = 'broadcast'
+                   AND started_at > now() - make_interval(hours => $1::int)
+                 GROUP BY tenant_id) per_tenant
+           WHERE accepted >= greatest($2, 1)""",
+        int(window_hours),
+        minimum,
+    )
+    assert row is not None  # an aggregate without GROUP BY: always one row
+    return ReportRates(row["hard_bounce"], row["complaint"])
 
 
 async def preview_result(pool: asyncpg.Pool, run_id: UUID) -> asyncpg.Record | None:

@@ -56,7 +56,12 @@ class Counters(BaseModel):
     A contract is `contracts_reached` once one of its messages was delivered, and
     `contracts_not_reached` once every message of it the tracker has heard of is final and
     none was delivered (a contract with no address has one `no_contact` failure). Exact once
-    the run is complete: `contracts_targeted = contracts_reached + contracts_not_reached`."""
+    the run is complete: `contracts_targeted = contracts_reached + contracts_not_reached`.
+
+    What was reported after the hand-over, counting each message once however often it is
+    reported: `hard_bounced` (a delivered one among them moved to failed, reason `bounced`;
+    one still waiting or already failed is counted and left as it is), `soft_bounced` and
+    `complained` (their messages stay delivered), `confirmed` (an SMS at the handset)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -71,6 +76,10 @@ class Counters(BaseModel):
     failed_by_reason: dict[str, int] = Field(default_factory=dict)
     contracts_reached: int = 0
     contracts_not_reached: int = 0
+    hard_bounced: int = 0
+    soft_bounced: int = 0
+    complained: int = 0
+    confirmed: int = 0
 
 
 class BroadcastAccepted(Record):
@@ -288,7 +297,9 @@ class BroadcastEstimated(Record):
 
     `messages` counts one message per usable address and channel (a contract with two emails
     counts twice); `unreachable_contracts` matched but have no usable address on any requested
-    channel; `opted_out_addresses` were left out because their owner opted out.
+    channel; `opted_out_addresses` were left out because their owner opted out, and
+    `suppressed_addresses` because a delivery report suppressed them (a bounce, a complaint,
+    an SMS STOP; an address both opted out and suppressed counts as opted out).
     """
 
     type: Literal["broadcast.estimated"] = "broadcast.estimated"
@@ -298,6 +309,7 @@ class BroadcastEstimated(Record):
     unreachable_contracts: int
     messages: dict[Channel, int]
     opted_out_addresses: dict[Channel, int]
+    suppressed_addresses: dict[Channel, int] = Field(default_factory=dict)
 
 
 class BroadcastStarted(Record):
@@ -324,11 +336,15 @@ class BroadcastPaused(Record):
 
 
 class BroadcastProgressed(Record):
+    """A running run's counters; or, with `outcome`, a completed run's counters changed by a
+    report that came after its completion (a late hard bounce): its outcome now."""
+
     type: Literal["broadcast.progressed"] = "broadcast.progressed"
     tenant_id: str
     broadcast_id: UUID
     run_id: UUID
     counters: Counters
+    outcome: Outcome | None = None
 
 
 class BroadcastCompleted(Record):

@@ -229,6 +229,18 @@ class ResolveAction(Command):
     address: Address | None = None
 
 
+class ReenableContact(Command):
+    """Let an address suppressed by a delivery report (a hard bounce, a complaint, soft bounces
+    in a row, an SMS STOP) be targeted again (answered by targeting with `contact.reenabled`).
+    The suppression is kept in its history with who re-enabled it, when and `reason`. An
+    unsubscribe (`contact.opted_out`) is its owner's choice: this command leaves it alone."""
+
+    type: Literal["reenable_contact"] = "reenable_contact"
+    channel: Channel
+    address: Address
+    reason: Annotated[str, StringConstraints(max_length=500), OneLine] = ""
+
+
 class ContractHistory(Command):
     """Every broadcast message a contract got or failed to get (the customer's history)."""
 
@@ -324,6 +336,7 @@ AnyCommand = (
     | GetBroadcast
     | ListVariables
     | DescribeCriteria
+    | ReenableContact
 )
 BroadcastCommand = Annotated[AnyCommand, Field(discriminator="type")]
 COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(BroadcastCommand)

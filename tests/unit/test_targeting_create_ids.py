@@ -32,6 +32,7 @@ def handler(events: Events) -> CommandHandler:
         lambda _: None,
         one_message_runs=cast(Any, None),
         renders=cast(Any, None),
+        suppressions=cast(Any, None),
         clock=utc_now,
         estimate_page_size=10,
     )

@@ -64,6 +64,13 @@ from .runs import (
     try_lock_run,
     unlock_run,
 )
+from .suppressions import (
+    mark_suppression_announced,
+    note_deliveries,
+    note_soft_bounces,
+    record_suppressions,
+    reenable,
+)
 from .templates import (
     TEMPLATES_LIMIT,
     delete_template,
@@ -116,13 +123,18 @@ __all__ = [
     "lock",
     "mark_announced",
     "mark_opt_out_announced",
+    "mark_suppression_announced",
     "mark_targeted",
     "move",
     "next_contracts",
+    "note_deliveries",
+    "note_soft_bounces",
     "pages",
     "record_counters",
     "record_failures",
     "record_opt_out",
+    "record_suppressions",
+    "reenable",
     "remember_request",
     "rename_broadcast",
     "replace_definition",

@@ -9,9 +9,9 @@ import asyncpg
 from shared.db import Connection
 from shared.events import ContractDeleted, ContractUpserted
 
-from ..audience import with_opt_outs
+from ..audience import points_json, with_opt_outs
 from ..criteria import CompiledCriteria
-from .opt_outs import opted_out_among
+from .contact_marks import marked_among
 
 
 async def apply_contract_changes(
@@ -23,9 +23,9 @@ async def apply_contract_changes(
         key = (change.tenant_id, change.contract_id)
         if key not in latest or change.version >= latest[key].version:
             latest[key] = change
-    opted_out = await opted_out_among(
-        pool, [c for c in latest.values() if isinstance(c, ContractUpserted)]
-    )
+    upserts = [c for c in latest.values() if isinstance(c, ContractUpserted)]
+    opted_out = await marked_among(pool, "opt_outs", upserts)
+    suppressed = await marked_among(pool, "suppressions", upserts)
     rows: list[tuple[object, ...]] = []
     for change in latest.values():
         if isinstance(change, ContractUpserted):
@@ -44,8 +44,8 @@ async def apply_contract_changes(
                     c.client_name,
                     c.service_address,
                     c.language,
-                    json.dumps([p.model_dump() for p in c.emails]),
-                    json.dumps([p.model_dump() for p in c.phones]),
+                    points_json("email", c.emails, suppressed.get(change.tenant_id, set())),
+                    points_json("sms", c.phones, suppressed.get(change.tenant_id, set())),
                     c.balance,
                     c.amount_paid,
                     json.dumps(c.attributes),

@@ -1,37 +1,14 @@
 """Unsubscribed addresses (`targeting.opt_outs`), applied to the tenant's contracts, and their
 announcement outbox."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
-from shared.events import Channel, ContractUpserted
+from shared.events import Channel
 
-
-async def opted_out_among(
-    pool: asyncpg.Pool, upserts: Sequence[ContractUpserted]
-) -> dict[str, set[tuple[Channel, str]]]:
-    """The unsubscribed addresses among these contracts', by tenant."""
-    pairs = {
-        (u.tenant_id, p.address.strip().lower())
-        for u in upserts
-        for p in (*u.contract.emails, *u.contract.phones)
-    }
-    if not pairs:
-        return {}
-    tenants, addresses = zip(*pairs, strict=True)
-    rows = await pool.fetch(
-        """SELECT o.tenant_id, o.channel, o.address FROM targeting.opt_outs o
-           JOIN unnest($1::text[], $2::text[]) AS t(tenant_id, address)
-                USING (tenant_id, address)""",
-        list(tenants),
-        list(addresses),
-    )
-    found: dict[str, set[tuple[Channel, str]]] = {}
-    for row in rows:
-        found.setdefault(row["tenant_id"], set()).add((row["channel"], row["address"]))
-    return found
+from ..suppression import normalised
+from .contact_marks import mark_points
 
 
 @dataclass(frozen=True)
@@ -49,8 +26,7 @@ async def record_opt_out(
     with that address.
 
     The opt-out when it is new; None for a second click, which changes nothing."""
-    address = address.strip().lower()
-    column = "emails" if channel == "email" else "phones"
+    address = normalised(address)
     async with pool.acquire() as connection, connection.transaction():
         inserted = await connection.fetchval(
             """INSERT INTO targeting.opt_outs (tenant_id, channel, address, contract_id)
@@ -60,20 +36,7 @@ async def record_opt_out(
             address,
             contract_id,
         )
-        # `column` is one of two literals, never input.
-        await connection.execute(
-            f"""UPDATE targeting.contracts SET {column} = (
-                    SELECT jsonb_agg(CASE WHEN lower(trim(p->>'address')) = $2
-                                          THEN p || '{{"opted_out": true}}' ELSE p END
-                                     ORDER BY n)
-                    FROM jsonb_array_elements({column}) WITH ORDINALITY AS x(p, n))
-                WHERE tenant_id = $1 AND EXISTS (
-                    SELECT 1 FROM jsonb_array_elements({column}) p
-                    WHERE lower(trim(p->>'address')) = $2
-                      AND NOT coalesce((p->>'opted_out')::boolean, false))""",  # noqa: S608
-            tenant_id,
-            address,
-        )
+        await mark_points(connection, "opt_outs", tenant_id, channel, address, True)
     return OptOut(tenant_id, channel, address, contract_id) if inserted else None
 
 
