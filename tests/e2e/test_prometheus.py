@@ -190,6 +190,8 @@ MAY_BE_ZERO: dict[str, str] = {
     "seconds may never be seen running",
     "broadcast_oldest_running_seconds": "0 with no run running (same sampling)",
     "broadcast_consumer_lag_messages": "0 once every group has caught up",
+    "broadcast_tenant_report_rate_max": "0 with no bounce nor complaint reported",
+    "broadcast_hard_bounce_alert_rate": "a setting, published at start",
 }
 # Only present once something went wrong: FastStream creates them on the first exception or
 # failed publish, and the stack should have had none.

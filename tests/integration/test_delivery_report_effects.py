@@ -18,6 +18,7 @@ from services.targeting.audience import Estimate
 from services.targeting.broadcasts import check_criteria
 from services.targeting.suppressions import Suppressions
 from services.tracker import store as tracker
+from services.tracker.reports import Report
 from shared.db import create_pool, migrate
 from shared.events import (
     ContractUpserted,
@@ -161,13 +162,13 @@ async def test_soft_bounces_complaints_and_receipts_are_counted_once_and_change_
     run = await a_run(pool, f"t-{uuid4().hex[:6]}", 2)
     ann, sms = message(run, "c1", "ann@example.com"), message(run, "c2", "+15145550000", "sms")
     await tracker.record_deliveries(pool, [MessageDelivered(**ann), MessageDelivered(**sms)])
-    reports = [
+    reports: list[Report] = [
         DeliveryBounced(**ann, kind="soft", status="4.2.2", source="dsn", reported_at=NOW),
         DeliveryComplained(**ann, source="arf", reported_at=NOW),
         DeliveryConfirmed(**sms, source="sms_gateway", reported_at=NOW),
     ]
-    first = await tracker.record_reports(pool, reports)
-    again = await tracker.record_reports(pool, reports)
+    first = await tracker.record_reports(pool, list(reports))
+    again = await tracker.record_reports(pool, list(reports))
     assert len(first.recorded) == 3 and again.recorded == []
     row = await counters(pool, run)
     assert (row["delivered"], row["failed"]) == (2, 0)
