@@ -369,6 +369,12 @@ def parser() -> argparse.ArgumentParser:
     act.add_argument("--broadcast")
     act.add_argument("--state", choices=get_args(ActionState))
     act.add_argument("--to", help="a corrected address, with send")
+    ree = tenant_command(
+        "reenable", "let an address a bounce, a complaint or a STOP suppressed be targeted again"
+    )
+    ree.add_argument("address")
+    ree.add_argument("--channel", choices=["email", "sms"], default="email")
+    ree.add_argument("--reason", default="", help="why, kept with the suppression's history")
     return root
 
 
@@ -479,6 +485,17 @@ async def execute(args: argparse.Namespace) -> dict[str, Any]:
             if args.to:
                 command["address"] = args.to
             return await request(args.client, command)
+        case "reenable":
+            return await request(
+                args.client,
+                {
+                    "type": "reenable_contact",
+                    "tenant_id": tenant,
+                    "channel": args.channel,
+                    "address": args.address,
+                    "reason": args.reason,
+                },
+            )
         case "actions":
             listing: dict[str, Any] = {"type": "list_actions", "tenant_id": tenant}
             if args.broadcast:
