@@ -84,6 +84,11 @@ async def test_seed_example_reaches_each_reachable_email_once(
         "failed_by_reason": {"refused": 1, "no_contact": 1},
         "contracts_reached": 4,  # C-1, C-2 (twice), C-6, C-7
         "contracts_not_reached": 2,  # C-5 (no address), C-8 (refused)
+        # Nothing reported after the hand-over (no bounce, complaint or SMS receipt).
+        "hard_bounced": 0,
+        "soft_bounced": 0,
+        "complained": 0,
+        "confirmed": 0,
     }
     assert completed["outcome"] == "partially_successful"
     assert completed["requested_by"] == "user-42"

@@ -104,6 +104,11 @@ async def test_a_service_interrupted_mid_broadcast_ends_with_exact_counters(
         "failed_by_reason": {},
         "contracts_reached": AUDIENCE,
         "contracts_not_reached": 0,
+        # Nothing reported after the hand-over (no bounce, complaint or SMS receipt).
+        "hard_bounced": 0,
+        "soft_bounced": 0,
+        "complained": 0,
+        "confirmed": 0,
     }
     assert completed["outcome"] == "fully_successful"
     await assert_each_recipient_got_exactly_one(smtp_sink, domain)
