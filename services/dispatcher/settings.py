@@ -39,6 +39,9 @@ class Settings(ServiceSettings):
     twilio_base_url: str = "https://api.twilio.com"
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
+    # This dispatcher's URL as Twilio calls it (behind any proxy), e.g. https://hooks.example.org:
+    # Twilio signs its webhooks over the full URL. Unset: /webhooks/twilio/* answer 404.
+    public_url: str = ""
 
     # Provider webhooks (webhooks/): the largest body a route reads (SNS carries up to 256 KB,
     # JSON-escaped in its envelope).

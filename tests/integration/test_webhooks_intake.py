@@ -28,7 +28,8 @@ from services.dispatcher import app as dispatcher_app
 from services.dispatcher.intake import Intake
 from services.dispatcher.settings import Settings
 from services.dispatcher.webhooks import Webhooks
-from services.dispatcher.webhooks.gateway import SIGNATURE_HEADER, signature
+from services.dispatcher.webhooks.gateway import SIGNATURE_HEADER, latest_sms_to, signature
+from services.dispatcher.webhooks.twilio import message_of_sid
 from shared import topics
 from shared.client.log import TopicLog
 from shared.db import create_pool, migrate
@@ -183,3 +184,18 @@ async def test_reports_are_published_with_their_messages_identity(
         "STOP",
         sms["tenant_id"],
     )
+
+
+async def test_twilios_sid_and_a_number_find_their_sms(pool: asyncpg.Pool) -> None:
+    number = f"+3362{uuid4().int % 10**7:07d}"
+    row = await handed_over(pool, "sms", number)
+    sid = f"SM{uuid4().hex}"
+    await pool.execute(
+        "UPDATE dispatcher.deliveries SET provider_message = $2 WHERE recipient_id = $1",
+        row["recipient_id"],
+        sid,
+    )
+    assert await message_of_sid(pool, sid) == row["recipient_id"]
+    assert await message_of_sid(pool, "SMunknown") is None
+    assert await latest_sms_to(pool, number) == row["recipient_id"]
+    assert await latest_sms_to(pool, "+15559999999") is None

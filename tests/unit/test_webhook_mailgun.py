@@ -130,6 +130,8 @@ async def test_a_post_that_could_not_be_taken_may_come_again() -> None:
     [
         (b"not json", "malformed: body (not JSON)"),
         (b"[]", "malformed: body (not a JSON object)"),
+        (b"[" * 100_000, "malformed: body (not JSON)"),
+        (b"\xff\xfe{", "malformed: body (not JSON)"),
         (b'{"event-data": {"event": "failed"}}', "malformed: signature"),
         (
             b'{"signature": {"timestamp": "1", "token": "t"}, "event-data": {}}',

@@ -5,6 +5,8 @@ Routes on the dispatcher's HTTP port (docs/ARCHITECTURE.md, "Provider webhooks")
   POST /webhooks/mailgun        Mailgun (mailgun.py)
   POST /webhooks/sms/receipts   our HTTP SMS gateway's delivery receipts (gateway.py)
   POST /webhooks/sms/replies    replies to our SMS, through that gateway (gateway.py)
+  POST /webhooks/twilio/status  Twilio's status callbacks (twilio.py)
+  POST /webhooks/twilio/inbound replies to our SMS, through Twilio (twilio.py)
 A route whose provider is not configured answers 404. Each verifies its sender, then has the
 intake publish its findings before answering 2xx (http.py).
 """
@@ -21,6 +23,7 @@ from .gateway import GatewayReceipts, GatewayReplies, latest_sms_to
 from .http import Take, Webhook
 from .mailgun import MailgunWebhook
 from .ses import SesWebhook, SigningCertificates
+from .twilio import TwilioInbound, TwilioStatus, message_of_sid
 
 # SNS's certificate host and subscription URLs answer fast; a stuck one must not hold a request.
 _HTTP_TIMEOUT_SECONDS = 10.0
@@ -59,6 +62,29 @@ class Webhooks:
         token = settings.sms_gateway_token.get_secret_value().encode()
         http_gateway = settings.sms_provider == "http" and bool(token)
 
+        twilio_token = settings.twilio_auth_token.get_secret_value().encode()
+        base = settings.public_url.rstrip("/")
+        twilio = settings.sms_provider == "twilio" and bool(base)
+        twilio_status = (
+            TwilioStatus(
+                twilio_token,
+                f"{base}/webhooks/twilio/status",
+                lambda sid: message_of_sid(pool(), sid),
+                clock,
+            )
+            if twilio
+            else None
+        )
+        twilio_inbound = (
+            TwilioInbound(
+                twilio_token,
+                f"{base}/webhooks/twilio/inbound",
+                lambda number: latest_sms_to(pool(), number),
+                clock,
+            )
+            if twilio
+            else None
+        )
         self.routes: list[tuple[str, Webhook]] = [
             ("/webhooks/ses", Webhook("ses", ses, take, limit)),
             ("/webhooks/mailgun", Webhook("mailgun", mailgun, take, limit)),
@@ -82,6 +108,8 @@ class Webhooks:
                     limit,
                 ),
             ),
+            ("/webhooks/twilio/status", Webhook("twilio status", twilio_status, take, limit)),
+            ("/webhooks/twilio/inbound", Webhook("twilio inbound", twilio_inbound, take, limit)),
         ]
 
     async def _get(self, url: str) -> bytes:

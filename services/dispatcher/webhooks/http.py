@@ -80,7 +80,8 @@ def json_object(data: bytes, where: str = "body") -> dict[str, Any]:
     """`data` as a JSON object, or a 400 naming `where`."""
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser goes, a body made to break it.
         raise malformed(f"{where} (not JSON)") from None
     if not isinstance(value, dict):
         raise malformed(f"{where} (not a JSON object)")
