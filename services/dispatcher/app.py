@@ -5,6 +5,8 @@ Reads  broadcast.messages    (ready-to-send email and SMS, and new renditions of
        tenant.settings       (send windows and rates)
 Writes broadcast.deliveries  (delivered, failed, deferred until a retry or a window, cancelled)
        broadcast.runs        (refresh requests: a message that waited long, to render again)
+Serves /webhooks/...         (reports after the hand-over from SES, Mailgun and the SMS
+                              gateway, published on broadcast.deliveries: webhooks/)
 
 Order of effects per wave: reserve rate-limit tokens -> claim in the ledger (committed, fenced
 by a token) -> call the providers -> record the outcomes (until the database answers); per
@@ -25,6 +27,7 @@ from shared.clock import Clock, utc_now
 from shared.events import (
     DeliveryEvent,
     DeliveryFailed,
+    DeliveryReport,
     MessageRendered,
     RefreshDeclined,
     RefreshRequested,
@@ -40,10 +43,12 @@ from shared.service import Runtime, service_app
 
 from . import ledger, tenants
 from .handover import Event
+from .intake import Intake
 from .metrics import DispatcherMetrics
 from .providers import Providers
 from .settings import Settings
 from .startup import Startup
+from .webhooks import Webhooks
 
 SERVICE = "dispatcher"
 
@@ -63,6 +68,12 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     async def publish(events: Sequence[Event]) -> None:
         await deliveries.publish_keyed((str(e.recipient_id), e) for e in events)
         metrics.observe(events)
+
+    async def publish_reports(reports: Sequence[DeliveryReport]) -> None:
+        await deliveries.publish_keyed((str(r.recipient_id), r) for r in reports)
+
+    # The intake adapters (bounce receiver, webhooks) report through it.
+    intake = Intake(lambda: runtime.pool, publish_reports)
 
     refreshes = runtime.lane(topics.RUNS.name, schema=RefreshRequested)
 
@@ -129,6 +140,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     async def on_tenant_settings(batch: list[TenantSettingsChanged]) -> None:
         await tenants.save(runtime.pool, batch)
 
+    webhooks = Webhooks(settings, intake.take, lambda: runtime.pool, clock)
+
     return service_app(
         runtime,
         description=__doc__ or "",
@@ -136,5 +149,6 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         on_startup=[dispatcher.start],
         after_startup=[dispatcher.sweeping.start, dispatcher.beating.start],
         on_shutdown=[dispatcher.sweeping.stop, dispatcher.beating.stop],
-        after_shutdown=[providers.close],
+        after_shutdown=[providers.close, webhooks.close],
+        routes=webhooks.routes,
     )

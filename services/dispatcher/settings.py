@@ -39,6 +39,20 @@ class Settings(ServiceSettings):
     twilio_base_url: str = "https://api.twilio.com"
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
+    # This dispatcher's URL as Twilio calls it (behind any proxy), e.g. https://hooks.example.org:
+    # Twilio signs its webhooks over the full URL. Unset: /webhooks/twilio/* answer 404.
+    public_url: str = ""
+
+    # Provider webhooks (webhooks/): the largest body a route reads (SNS carries up to 256 KB,
+    # JSON-escaped in its envelope).
+    webhook_max_bytes: int = Field(default=1_048_576, ge=1024)
+    # The SNS topics whose SES notifications are taken, as a JSON list; none: /webhooks/ses
+    # answers 404.
+    ses_topic_arns: tuple[str, ...] = ()
+    # Mailgun's webhook signing key; unset: /webhooks/mailgun answers 404.
+    mailgun_signing_key: SecretStr | None = None
+    # How far a Mailgun signature's timestamp may be from now (replays are refused within it).
+    mailgun_max_age_seconds: float = Field(default=300.0, gt=0)
 
     # Waits after the 1st, 2nd, ... temporary failure; after the last, the message fails.
     retry_delays_seconds: tuple[float, ...] = (30.0, 300.0, 1800.0)

@@ -31,10 +31,19 @@ class TwilioSms:
     connection lost after sending) is an unknown outcome, never sent again automatically."""
 
     def __init__(
-        self, *, base_url: str, account_sid: str, auth_token: str, sender: str, timeout: float
+        self,
+        *,
+        base_url: str,
+        account_sid: str,
+        auth_token: str,
+        sender: str,
+        timeout: float,
+        status_callback: str | None = None,
     ) -> None:
+        """`status_callback`: where Twilio reports each message's fate (webhooks/twilio.py)."""
         self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._sender = sender
+        self._callback = {"StatusCallback": status_callback} if status_callback else {}
         self._client = httpx.AsyncClient(timeout=timeout, auth=(account_sid, auth_token))
 
     @classmethod
@@ -45,10 +54,15 @@ class TwilioSms:
             auth_token=settings.twilio_auth_token.get_secret_value(),
             sender=settings.sms_sender,
             timeout=settings.sms_timeout_seconds,
+            status_callback=(
+                f"{settings.public_url.rstrip('/')}/webhooks/twilio/status"
+                if settings.public_url
+                else None
+            ),
         )
 
     async def send(self, message: MessageRendered) -> Attempt:
-        form = {"To": message.address, "From": self._sender, "Body": message.body}
+        form = {"To": message.address, "From": self._sender, "Body": message.body, **self._callback}
         try:
             response = await self._client.post(self._url, data=form)
         except _NOT_SENT as error:

@@ -163,3 +163,24 @@ async def test_twilio_out_of_reach_is_a_temporary_failure() -> None:
         port = closed.getsockname()[1]
     attempt = await send(f"http://127.0.0.1:{port}", sms())
     assert (attempt.verdict, attempt.reason) == ("temporary", "temporary_failure")
+
+
+async def test_status_callbacks_are_asked_for_when_the_public_url_is_set(
+    twilio: tuple[FakeTwilio, str],
+) -> None:
+    fake, url = twilio
+    callback = "https://hooks.example.org/webhooks/twilio/status"
+    twilio_sms = TwilioSms(
+        base_url=url,
+        account_sid=SID,
+        auth_token=TOKEN,
+        sender=SENDER,
+        timeout=5.0,
+        status_callback=callback,
+    )
+    try:
+        await twilio_sms.send(sms())
+    finally:
+        await twilio_sms.close()
+    (request,) = fake.received
+    assert request.form["StatusCallback"] == [callback]
