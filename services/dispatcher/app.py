@@ -5,6 +5,8 @@ Reads  broadcast.messages    (ready-to-send email and SMS, and new renditions of
        tenant.settings       (send windows and rates)
 Writes broadcast.deliveries  (delivered, failed, deferred until a retry or a window, cancelled)
        broadcast.runs        (refresh requests: a message that waited long, to render again)
+Serves SMTP for the bounce domain (bounce_receiver.py): bounces and complaints mailed to the
+       return paths, published on broadcast.deliveries (intake.py)
 
 Order of effects per wave: reserve rate-limit tokens -> claim in the ledger (committed, fenced
 by a token) -> call the providers -> record the outcomes (until the database answers); per
@@ -25,6 +27,7 @@ from shared.clock import Clock, utc_now
 from shared.events import (
     DeliveryEvent,
     DeliveryFailed,
+    DeliveryReport,
     MessageRendered,
     RefreshDeclined,
     RefreshRequested,
@@ -38,8 +41,9 @@ from shared.isolation import in_a_few_words, isolating
 from shared.kafka import QuarantineDecoder, batch_consumer
 from shared.service import Runtime, service_app
 
-from . import ledger, tenants
+from . import bounce_receiver, ledger, tenants
 from .handover import Event
+from .intake import Intake
 from .metrics import DispatcherMetrics
 from .providers import Providers
 from .settings import Settings
@@ -64,12 +68,20 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         await deliveries.publish_keyed((str(e.recipient_id), e) for e in events)
         metrics.observe(events)
 
+    async def publish_reports(reports: Sequence[DeliveryReport]) -> None:
+        await deliveries.publish_keyed((str(r.recipient_id), r) for r in reports)
+
+    # The intake adapters (bounce receiver, webhooks) report through it.
+    intake = Intake(lambda: runtime.pool, publish_reports)
+
     refreshes = runtime.lane(topics.RUNS.name, schema=RefreshRequested)
 
     async def ask(requests: Sequence[RefreshRequested]) -> None:
         await refreshes.publish_keyed((str(r.broadcast_id), r) for r in requests)
 
     dispatcher = Startup(runtime, settings, providers, publish, ask, metrics, clock)
+    bounces = bounce_receiver.from_settings(settings, intake, runtime.registry, clock)
+    receivers = [bounces] if bounces is not None else []
 
     async def unknown(message: MessageRendered, error: Exception) -> None:
         """A message the dispatcher fails on by itself: it may have been handed over before the
@@ -134,7 +146,15 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         description=__doc__ or "",
         migrations=Path(__file__).parent / "migrations",
         on_startup=[dispatcher.start],
-        after_startup=[dispatcher.sweeping.start, dispatcher.beating.start],
-        on_shutdown=[dispatcher.sweeping.stop, dispatcher.beating.stop],
+        after_startup=[
+            dispatcher.sweeping.start,
+            dispatcher.beating.start,
+            *(r.start for r in receivers),
+        ],
+        on_shutdown=[
+            *(r.stop for r in receivers),
+            dispatcher.sweeping.stop,
+            dispatcher.beating.stop,
+        ],
         after_shutdown=[providers.close],
     )
