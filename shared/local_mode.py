@@ -18,11 +18,14 @@ if TYPE_CHECKING:
 LOCAL_MODE_VARIABLE = "BROADCAST_LOCAL_MODE"
 
 DEVELOPMENT_LINK_SECRET = "local-development-link-secret"  # noqa: S105 - refused outside local mode
+DEVELOPMENT_RETURN_PATH_SECRET = "local-development-return-path-secret"  # noqa: S105 - idem
 # The local stack's database passwords: its one role's, and the per-service roles' (the same).
 DEVELOPMENT_DATABASE_PASSWORDS = frozenset({"broadcast"})
 DEVELOPMENT_SMS_GATEWAY_TOKEN = "local-dev-token"  # noqa: S105 - refused outside local mode
 # HMAC-SHA256's own strength: a shorter key is easier to guess than the digest is to forge.
 MIN_LINK_SECRET_BYTES = 32
+# Every master secret that signs something a recipient holds (links, return paths).
+_DEVELOPMENT_SIGNING_SECRETS = frozenset({DEVELOPMENT_LINK_SECRET, DEVELOPMENT_RETURN_PATH_SECRET})
 
 
 class DevelopmentSecrets(ValueError):
@@ -36,12 +39,13 @@ class DevelopmentSecrets(ValueError):
 
 
 def link_secret_problem(variable: str, secret: SecretStr | None) -> str | None:
-    """Why `secret` may not sign or verify links outside local mode; None when it may."""
+    """Why `secret` may not sign or verify links, or return paths (shared/return_path.py),
+    outside local mode; None when it may."""
     if secret is None:
         return None
     value = secret.get_secret_value()
     advice = f"set a secret of at least {MIN_LINK_SECRET_BYTES} bytes"
-    if value == DEVELOPMENT_LINK_SECRET:
+    if value in _DEVELOPMENT_SIGNING_SECRETS:
         return f"{variable} is the development default; {advice}"
     if len(value.encode()) < MIN_LINK_SECRET_BYTES:
         return f"{variable} is {len(value.encode())} bytes long; {advice}"

@@ -25,7 +25,7 @@ _PHONE = re.compile(r"\+[1-9][0-9]{6,14}\b")
 _TOKEN = re.compile(r"token=[^&\s\"'<>]*")
 # The shared modules that log on their own logger; a service's modules log on its name.
 SHARED_LOGGERS = ("shared.kafka", "shared.isolation")
-SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error")
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "mail.log")  # mail.log: aiosmtpd's
 
 
 def redact(text: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from faststream.asgi import AsgiFastStream
 from pydantic import TypeAdapter
 
-from shared import topics
+from shared import return_path, topics
 from shared.clock import Clock, utc_now
 from shared.events import (
     BroadcastEvent,
@@ -34,7 +34,7 @@ from shared.service import Runtime, service_app
 from . import dkim_keys, previews, store
 from .context import LinkKeys
 from .metrics import ComposerMetrics
-from .render import render, unrendered
+from .render import ReturnPath, render, unrendered
 from .runs import CompiledRuns
 from .settings import Settings
 
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         settings.unsubscribe_link_days,
     )
     compiled = CompiledRuns(keys, lambda run: dkim_keys.load(settings.dkim_keys_dir, run))
+    envelope_sender = _return_paths(settings)
 
     # Render requests are read by their own consumer group, below.
     run_decoder = QuarantineDecoder(
@@ -126,7 +127,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     async def on_recipients(recipients: list[RecipientTargeted]) -> None:
         runs = await compiled.get(runtime.pool, {r.run_id for r in recipients})
         now = clock()
-        outputs = [render(runs[r.run_id], r, now) for r in recipients]
+        outputs = [render(runs[r.run_id], r, now, envelope_sender) for r in recipients]
         rendered = [o for o in outputs if isinstance(o, MessageRendered)]
         metrics.observe(rendered)
         await messages.publish_keyed((str(o.recipient_id), o) for o in rendered)
@@ -135,3 +136,12 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     return service_app(
         runtime, description=__doc__ or "", migrations=Path(__file__).parent / "migrations"
     )
+
+
+def _return_paths(settings: Settings) -> ReturnPath | None:
+    """Each email's own return path at the bounce domain, when there is one."""
+    domain = settings.return_path_domain
+    if domain is None:
+        return None
+    key = return_path.key(settings.return_path_secret.get_secret_value().encode())
+    return lambda recipient_id: return_path.address(recipient_id, domain, key)

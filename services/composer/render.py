@@ -3,11 +3,12 @@
 Templates are compiled once per run, not per message: compiling costs far more than rendering.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import entities
 from html.parser import HTMLParser
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from jinja2 import Template, TemplateError, UndefinedError
@@ -53,6 +54,10 @@ class CompiledRun:
         return self.values.run
 
 
+# An email's envelope sender (the dispatcher's MAIL FROM): its own return path, by recipient id.
+ReturnPath = Callable[[UUID], str]
+
+
 _HTML = templating.environment(html=True)
 _TEXT = templating.environment(html=False)
 
@@ -83,6 +88,15 @@ def compile_run(run: RunStarted, keys: LinkKeys, dkim_key: bytes | None) -> Comp
     except ValueError as error:  # a line break or a bad address in the sender, a bad key
         return CompiledRun(values, email, sms, None, f"sender: {error}")
     return CompiledRun(values, email, sms, frame)
+
+
+def _envelope_sender(
+    compiled: CompiledRun, recipient: RecipientTargeted, return_path: ReturnPath | None
+) -> str:
+    # An SMS's sender is the dispatcher's number: this one only says who the run is from.
+    if recipient.channel == "email" and return_path is not None:
+        return return_path(recipient.recipient_id)
+    return compiled.run.sender.address
 
 
 def _text_template(text: str | None, html: str) -> Template | None:
@@ -263,9 +277,14 @@ def unrendered(recipient: RecipientTargeted, reason: FailureReason, detail: str)
 
 
 def render(
-    compiled: CompiledRun, recipient: RecipientTargeted, now: datetime
+    compiled: CompiledRun,
+    recipient: RecipientTargeted,
+    now: datetime,
+    return_path: ReturnPath | None = None,
 ) -> MessageRendered | Unrendered:
-    """The message, or a failure naming the reason (e.g. a value this contract lacks)."""
+    """The message, or a failure naming the reason (e.g. a value this contract lacks). An email
+    is sent from `return_path` when given, else from the sender's address; either way its From
+    header is the sender's."""
     reason: FailureReason
     try:
         if recipient.channel == "email":
@@ -285,7 +304,7 @@ def render(
     else:
         return MessageRendered(
             **recipient.ref(),
-            sender=compiled.run.sender.address,
+            sender=_envelope_sender(compiled, recipient, return_path),
             body=body,
             sms_encoding=size.encoding if size else None,
             sms_segments=size.segments if size else None,

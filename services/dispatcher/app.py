@@ -6,7 +6,10 @@ Reads  broadcast.messages    (ready-to-send email and SMS, and new renditions of
 Writes broadcast.deliveries  (delivered, failed, deferred until a retry or a window, cancelled)
        broadcast.runs        (refresh requests: a message that waited long, to render again)
 Serves /webhooks/...         (reports after the hand-over from SES, Mailgun and the SMS
-                              gateway, published on broadcast.deliveries: webhooks/)
+                              gateway: webhooks/)
+       SMTP for the bounce domain (bounces and complaints mailed to the return paths:
+                              bounce_receiver.py), both published on broadcast.deliveries
+                              by intake.py
 
 Order of effects per wave: reserve rate-limit tokens -> claim in the ledger (committed, fenced
 by a token) -> call the providers -> record the outcomes (until the database answers); per
@@ -41,7 +44,7 @@ from shared.isolation import in_a_few_words, isolating
 from shared.kafka import QuarantineDecoder, batch_consumer
 from shared.service import Runtime, service_app
 
-from . import ledger, tenants
+from . import bounce_receiver, ledger, tenants
 from .handover import Event
 from .intake import Intake
 from .metrics import DispatcherMetrics
@@ -81,6 +84,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         await refreshes.publish_keyed((str(r.broadcast_id), r) for r in requests)
 
     dispatcher = Startup(runtime, settings, providers, publish, ask, metrics, clock)
+    bounces = bounce_receiver.from_settings(settings, intake, runtime.registry, clock)
+    receivers = [bounces] if bounces is not None else []
 
     async def unknown(message: MessageRendered, error: Exception) -> None:
         """A message the dispatcher fails on by itself: it may have been handed over before the
@@ -147,8 +152,16 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         description=__doc__ or "",
         migrations=Path(__file__).parent / "migrations",
         on_startup=[dispatcher.start],
-        after_startup=[dispatcher.sweeping.start, dispatcher.beating.start],
-        on_shutdown=[dispatcher.sweeping.stop, dispatcher.beating.stop],
+        after_startup=[
+            dispatcher.sweeping.start,
+            dispatcher.beating.start,
+            *(r.start for r in receivers),
+        ],
+        on_shutdown=[
+            *(r.stop for r in receivers),
+            dispatcher.sweeping.stop,
+            dispatcher.beating.stop,
+        ],
         after_shutdown=[providers.close, webhooks.close],
         routes=webhooks.routes,
     )

@@ -4,7 +4,13 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.local_mode import DEVELOPMENT_SMS_GATEWAY_TOKEN, gateway_token_problem
+from shared import return_path
+from shared.local_mode import (
+    DEVELOPMENT_RETURN_PATH_SECRET,
+    DEVELOPMENT_SMS_GATEWAY_TOKEN,
+    gateway_token_problem,
+    link_secret_problem,
+)
 from shared.settings import ServiceSettings, local_database_url
 
 # Who carries SMS (providers.py): our HTTP gateway's JSON shape, or Twilio's Messages API.
@@ -54,6 +60,16 @@ class Settings(ServiceSettings):
     # How far a Mailgun signature's timestamp may be from now (replays are refused within it).
     mailgun_max_age_seconds: float = Field(default=300.0, gt=0)
 
+    # The bounce receiver (bounce_receiver.py), the MX of the bounce domain: SMTP on this port
+    # (None: off) for the return paths the composer signs (COMPOSER_RETURN_PATH_DOMAIN).
+    bounce_smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    bounce_smtp_host: str = "127.0.0.1"
+    return_path_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,190}$")
+    # The composer's COMPOSER_RETURN_PATH_SECRET; while it is being rotated, the previous one
+    # still verifies the return paths of messages already sent.
+    return_path_secret: SecretStr = SecretStr(DEVELOPMENT_RETURN_PATH_SECRET)
+    return_path_previous_secret: SecretStr | None = None
+
     # Waits after the 1st, 2nd, ... temporary failure; after the last, the message fails.
     retry_delays_seconds: tuple[float, ...] = (30.0, 300.0, 1800.0)
     # How long a relay is left alone after it asked us to slow down without saying how long.
@@ -97,14 +113,33 @@ class Settings(ServiceSettings):
     # with old values or holding it forever.
     refresh_give_up_seconds: float = Field(default=3600.0, gt=0)
 
+    def return_path_keys(self) -> list[bytes]:
+        """The keys a return path may be signed with: the current secret's, then the previous."""
+        secrets = [self.return_path_secret, self.return_path_previous_secret]
+        return [return_path.key(s.get_secret_value().encode()) for s in secrets if s is not None]
+
     def development_secrets(self) -> list[str]:
         # Twilio's credentials have no default (checked below); the HTTP gateway's token has.
-        problem = (
+        problems = [
             gateway_token_problem(self.variable("sms_gateway_token"), self.sms_gateway_token)
             if self.sms_provider == "http"
             else None
-        )
-        return [*super().development_secrets(), *([problem] if problem else [])]
+        ]
+        if self.bounce_smtp_port is not None:  # the secrets verify nothing without a receiver
+            problems += [
+                link_secret_problem(self.variable(name), secret)
+                for name, secret in (
+                    ("return_path_secret", self.return_path_secret),
+                    ("return_path_previous_secret", self.return_path_previous_secret),
+                )
+            ]
+        return [*super().development_secrets(), *(p for p in problems if p)]
+
+    @model_validator(mode="after")
+    def _bounce_receiver_needs_a_domain(self) -> Self:
+        if self.bounce_smtp_port is not None and self.return_path_domain is None:
+            raise ValueError("bounce_smtp_port needs return_path_domain, the bounce domain")
+        return self
 
     @model_validator(mode="after")
     def _twilio_needs_credentials(self) -> Self:

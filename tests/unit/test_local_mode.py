@@ -217,3 +217,26 @@ def test_a_service_started_as_deployed_exits_naming_the_variable() -> None:
         "TRACKER_DATABASE_URL has the local stack's database password; set the password of the "
         "service's own role, or BROADCAST_LOCAL_MODE=1 for a local stack"
     ) in output
+
+
+def test_the_return_path_secrets_are_checked_once_they_sign_or_verify() -> None:
+    url = {"database_url": PRODUCTION_URL, **SASL}
+    # No bounce domain: nothing is signed with the secret, so its default is harmless.
+    settings("composer", link_secret=STRONG, **url).refuse_development_secrets()
+    found = problems("composer", link_secret=STRONG, return_path_domain="bounces.example", **url)
+    assert [p.split()[0] for p in found] == ["COMPOSER_RETURN_PATH_SECRET"]
+    receiving = {"bounce_smtp_port": 2525, "return_path_domain": "bounces.example"}
+    gateway = {"sms_gateway_token": "gateway-token", **url}
+    found = problems("dispatcher", return_path_previous_secret="short", **receiving, **gateway)
+    assert [p.split()[0] for p in found] == [
+        "DISPATCHER_RETURN_PATH_SECRET",
+        "DISPATCHER_RETURN_PATH_PREVIOUS_SECRET",
+    ]
+    settings(
+        "dispatcher", return_path_secret=STRONG, **receiving, **gateway
+    ).refuse_development_secrets()
+
+
+def test_the_bounce_receiver_needs_the_bounce_domain() -> None:
+    with pytest.raises(ValueError, match="return_path_domain"):
+        settings("dispatcher", bounce_smtp_port=2525)

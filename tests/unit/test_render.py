@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from email.message import EmailMessage
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from jinja2 import Undefined
@@ -19,7 +19,7 @@ from services.composer.render import (
     render,
     text_from_html,
 )
-from shared import links, templating
+from shared import links, return_path, templating
 from shared.events import (
     ContractDetails,
     ContractSnapshot,
@@ -164,6 +164,31 @@ def test_email_is_valid_mime_with_headers_and_both_bodies() -> None:
     assert "Bonjour Élise Tremblay" in part_text(message, "plain")
     assert isinstance(output, MessageRendered)  # as parsed() checked, for the type checker
     assert output.body.isascii()  # 7-bit clean: no relay needs 8BITMIME or SMTPUTF8
+
+
+def test_an_email_is_sent_from_its_return_path_when_there_is_one() -> None:
+    started = run(EMAIL)
+    key = return_path.key(b"k" * 32)
+
+    def envelope_sender(recipient_id: UUID) -> str:
+        return return_path.address(recipient_id, "bounces.example", key)
+
+    output = render(compiled(started), recipient(started), NOW, envelope_sender)
+    assert isinstance(output, MessageRendered)
+    assert return_path.recipient_of(output.sender, "bounces.example", [key]) == output.recipient_id
+    # The headers a person sees are the sender's, as without a return path.
+    message = parsed(output)
+    assert message["From"].addresses[0].addr_spec == "avis@neige.example"
+    assert message["Message-ID"] == f"<{output.recipient_id}@neige.example>"
+    assert "bounces.example" not in output.body
+    without = render(compiled(started), recipient(started), NOW)
+    assert isinstance(without, MessageRendered) and without.sender == "avis@neige.example"
+
+    sms = run({"sms": {"fr": {"text": "Bonjour"}}}, languages=["fr"], channels=["sms"])
+    text = render(
+        compiled(sms), recipient(sms, channel="sms", address="+15145550000"), NOW, envelope_sender
+    )
+    assert isinstance(text, MessageRendered) and text.sender == "avis@neige.example"
 
 
 def test_a_script_in_a_value_arrives_escaped_in_html() -> None:
