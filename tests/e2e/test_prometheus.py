@@ -411,6 +411,9 @@ async def test_the_broadcast_dashboard_shows_one_broadcast_from_the_tracker(
         (action,) = await reader.fetch(queries["Manual actions"])
         assert (action["reason"], action["state"]) == ("refused", "open")
         assert sum(r["value"] for r in await reader.fetch(queries["Outcomes over time"])) == 21
+        (today,) = await reader.fetch(queries["Delivery reports of its tenant"])
+        assert (today["accepted"], today["hard_bounced"], today["complained"]) == (20, 0, 0)
+        assert (today["hard_bounce_pct"], today["complaint_pct"]) == (0, 0)
         choices = {r["__value"] for r in await reader.fetch(queries["variable"])}
         assert broadcast_id in choices
     finally:

@@ -7,19 +7,25 @@ numbers only and take them away afterwards, leaving any other rule in place. The
 dispatcher retries after 1 and 2 s (tests/stack.py)."""
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
+import httpx
 import pytest
 
+from deploy.local.stack import SERVICE_PORTS
+from services.dispatcher.webhooks.gateway import SIGNATURE_HEADER, signature
+from shared.local_mode import DEVELOPMENT_SMS_GATEWAY_TOKEN
 from tests.e2e.audience import OPEN_ALL_WEEK, ask, configure, contract, load
 from tests.e2e.audience import new_tenant as fresh_tenant
 from tests.stack import EventLog, SmsSink
 
 pytestmark = pytest.mark.stack
+DISPATCHER = f"http://127.0.0.1:{SERVICE_PORTS['dispatcher']}"
 
 
 @pytest.fixture
@@ -241,3 +247,66 @@ async def test_a_lower_sms_rate_applies_to_a_broadcast_already_running(
     late = [t for t in times if t > changed + timedelta(seconds=4)]
     assert late, "everything was sent within 4 s of the change: the old rate still applied"
     assert (late[-1] - asked).total_seconds() >= (len(late) - 1) / slow - 0.05
+
+
+async def gateway_posts(path: str, body: dict[str, Any]) -> None:
+    """A post of the gateway to the stack's dispatcher, signed as the gateway signs it (with
+    the development token the stack runs on)."""
+    raw = json.dumps(body).encode()
+    headers = {SIGNATURE_HEADER: signature(DEVELOPMENT_SMS_GATEWAY_TOKEN.encode(), raw)}
+    async with httpx.AsyncClient(base_url=DISPATCHER) as http:
+        response = await http.post(path, content=raw, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def test_a_receipt_confirms_an_sms_and_a_stop_reply_suppresses_its_number(
+    db: asyncpg.Pool, events: EventLog, sms_sink: SmsSink
+) -> None:
+    tenant, _ = fresh_tenant()
+    phone, other = numbers(2)
+    _, run_id, _ = await sms_broadcast(db, events, tenant, [phone, other])
+    assert (await completion(events, run_id))["counters"]["delivered"] == 2
+    references = {m["to"]: m["reference"] for m in await sms_sink.messages({phone, other})}
+
+    # The handset got one, and the other never did: confirmed, and failed with its action.
+    await gateway_posts(
+        "/webhooks/sms/receipts", {"reference": references[phone], "status": "delivered"}
+    )
+    await gateway_posts(
+        "/webhooks/sms/receipts",
+        {
+            "reference": references[other],
+            "status": "failed",
+            "code": 30005,
+            "detail": "unknown handset",
+        },
+    )
+    progressed = await events.wait_for(
+        lambda e: (
+            e["type"] == "broadcast.progressed"
+            and e.get("run_id") == run_id
+            and e["counters"]["hard_bounced"] == 1
+        )
+    )
+    assert (progressed["counters"]["delivered"], progressed["counters"]["failed"]) == (1, 1)
+    async with asyncio.timeout(30):
+        while (
+            await db.fetchval("SELECT confirmed FROM tracker.runs WHERE run_id = $1", UUID(run_id))
+            != 1
+        ):
+            await asyncio.sleep(0.1)
+
+    # « Arrêt » from the number, in any case and spacing: never texted again.
+    await gateway_posts(
+        "/webhooks/sms/replies", {"from": phone, "to": "+15550000000", "text": "  arrÊt "}
+    )
+    suppressed = await events.wait_for(
+        lambda e: (
+            e["type"] == "contact.suppressed"
+            and e["tenant_id"] == tenant
+            and e["reason"] == "sms_stop"
+        )
+    )
+    assert (suppressed["channel"], suppressed["address"]) == ("sms", phone)
+    answer = await ask(events, tenant, {"type": "estimate_broadcast", "channels": ["sms"]})
+    assert answer["suppressed_addresses"] == {"sms": 2}  # the STOP and the failed handset
