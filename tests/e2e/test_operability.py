@@ -199,6 +199,12 @@ DOMAIN_LABELS: dict[str, set[str]] = {
     "broadcast_completion_seconds": {"size"},
     "broadcast_oldest_running_seconds": {"size"},
     "broadcast_consumer_lag_messages": {"topic", "group"},
+    "broadcast_delivery_reports": {"channel", "kind"},
+    "broadcast_tenant_report_rate_max": {"kind"},
+    "broadcast_hard_bounce_alert_rate": set(),
+    "broadcast_bounce_mail": {"kind"},
+    "broadcast_bounce_rcpt_refused": set(),
+    "broadcast_bounce_reports": {"type"},
 }
 # FastStream's middleware (faststream/prometheus/container.py; deploy/prometheus/alerts.yml).
 FASTSTREAM_LABELS = {"app_name", "broker", "handler", "destination", "status", "exception_type"}
