@@ -3,6 +3,8 @@
 # chosen by the command, as in docker-compose.yml:
 #   faststream run --factory services.<name>.app:create_app --host 0.0.0.0 --port 8000
 #   python -m deploy.local.sms_sink --host 0.0.0.0 --port 10080
+# and the administrator's jobs (deploy/kubernetes/jobs/): python -m deploy.postgres.roles,
+# python -m deploy.kafka_acls apply BOOTSTRAP.
 # Configuration comes from the environment only (TARGETING_*, COMPOSER_*, DISPATCHER_*,
 # TRACKER_*); nothing secret is copied into the image.
 
@@ -19,12 +21,13 @@ COPY pyproject.toml ./
 COPY shared/ shared/
 COPY services/ services/
 COPY deploy/__init__.py deploy/__init__.py
+COPY deploy/kafka_acls.py deploy/kafka_acls.py
 COPY deploy/local/ deploy/local/
 COPY deploy/postgres/ deploy/postgres/
 
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install . \
-    && /opt/venv/bin/python -c "import services.targeting.app, services.composer.app, services.dispatcher.app, services.tracker.app, deploy.local.sms_sink, deploy.postgres.roles"
+    && /opt/venv/bin/python -c "import services.targeting.app, services.composer.app, services.dispatcher.app, services.tracker.app, deploy.local.sms_sink, deploy.postgres.roles, deploy.kafka_acls"
 
 
 FROM python:3.11-slim

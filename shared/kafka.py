@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 # that is down, far below max_poll_interval_ms so the group never rebalances because of it.
 ERROR_BACKOFF_SECONDS = 1.0
 
+# On SIGTERM the batch in hand is finished (and committed) before the consumer stops; a batch
+# still running after this long is abandoned uncommitted and redelivered. Whatever stops a
+# service (Compose's stop_grace_period, Kubernetes' terminationGracePeriodSeconds) must wait
+# longer.
+GRACEFUL_TIMEOUT_SECONDS = 15.0
+
 
 class BackoffOnError(BaseMiddleware):
     """Pause before a failed batch is nacked, so an outage does not become a busy loop."""
@@ -60,9 +66,7 @@ def make_broker(
         linger_ms=5,
         max_batch_size=256 * 1024,
         compression_type=settings.kafka_compression,
-        # On SIGTERM the batch in hand is finished (and committed) before the consumer stops; a
-        # batch still running after this long is abandoned uncommitted and redelivered.
-        graceful_timeout=15.0,
+        graceful_timeout=GRACEFUL_TIMEOUT_SECONDS,
         middlewares=(
             BackoffOnError,
             KafkaPrometheusMiddleware(registry=registry, app_name=service),
