@@ -207,6 +207,11 @@ def test_a_service_runs_as_docker_compose_runs_it(service: str) -> None:
     assert app["command"] == compose_command(service)
     assert app["ports"] == [{"name": "http", "containerPort": exposed_port()}]
     assert app["command"][-2:] == ["--port", str(exposed_port())]
+    scrape = spec["template"]["metadata"]["annotations"]
+    assert (scrape["prometheus.io/port"], scrape["prometheus.io/path"]) == (
+        str(exposed_port()),
+        "/metrics",
+    )
     # The ScaledObject owns the count: a replicas field would reset it at every apply.
     assert "replicas" not in spec
     assert spec["template"]["spec"]["terminationGracePeriodSeconds"] > GRACEFUL_TIMEOUT_SECONDS
