@@ -1,12 +1,19 @@
 """The local runner's Kafka: one node by default, three with BROADCAST_KAFKA_BROKERS=3
 (deploy/local/stack/kafka.py), each node configured for the cluster it belongs to."""
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from deploy.local.stack import StackError, components
-from deploy.local.stack.kafka import BROKERS_VARIABLE, NodeLayout, bootstrap, nodes
+from deploy.local.stack.kafka import (
+    BROKERS_VARIABLE,
+    NodeLayout,
+    bootstrap,
+    ensure_cluster_id,
+    nodes,
+)
 from deploy.local.stack.kafka_secure import SECURE_VARIABLE
 
 
@@ -93,3 +100,13 @@ def test_the_secure_broker_is_a_single_node(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv(SECURE_VARIABLE, "1")
     with pytest.raises(StackError, match=f"{SECURE_VARIABLE}=1 runs a single node"):
         components()
+
+
+def test_nodes_prepared_at_once_share_one_cluster_id(tmp_path: Path) -> None:
+    id_file = tmp_path / "cluster.id"
+    with ThreadPoolExecutor(3) as preparing:
+        list(preparing.map(lambda _: ensure_cluster_id(id_file), range(3)))
+    first = id_file.read_text()
+    ensure_cluster_id(id_file)
+    assert id_file.read_text() == first and first.strip()
+    assert [p.name for p in tmp_path.iterdir()] == ["cluster.id"]
