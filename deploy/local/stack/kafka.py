@@ -21,7 +21,7 @@ import string
 import struct
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shared.replication import replication_for
@@ -48,11 +48,10 @@ from .kafka_secure import (
     listeners,
     principals,
 )
-from .readiness import tcp_answers
+from .readiness import ReadyCheck, tcp_answers
 
 # One node: half of Kafka's scripts' 1 GB is plenty for the suite and the bench. Three nodes
-# share this 2-core machine with everything else: 384 MB each keeps them under the one node's
-# total plus a half, and a broker of the suite's load does not come near it.
+# share the machine (2 cores here) with everything else: 384 MB each, 1.1 GB for the three.
 KAFKA_HEAP_MB = 512
 CLUSTER_HEAP_MB = 384
 KAFKA_DEPLOY = REPO / "deploy" / "kafka"
@@ -357,16 +356,10 @@ def kafka(
         tls = ssl.create_default_context(cafile=files.ca) if files else None
         return kafka_answers(broker_port, tls=tls)
 
-    return Component(
-        name=name,
-        command=[*_java_command(kafka_libs()), "kafka.Kafka", str(base / "server.properties")],
-        ports=(broker_port, controller_port),
-        ready=ready,
+    return replace(
+        _node(layout, KAFKA_HEAP_MB, ready, stop_timeout=30.0),
         prepare=lambda: _prepare_kafka(layout, secure, clients),
         after_start=(lambda: _apply_acls(broker_port, files, clients)) if files else None,
-        cwd=base,
-        start_timeout=120.0,
-        stop_timeout=30.0,
     )
 
 
@@ -411,6 +404,14 @@ def _cluster_node(layout: NodeLayout, heap_mb: int) -> Component:
             return tcp_answers(node.controller_port)
         return kafka_answers(node.broker_port)
 
+    # The last node to stop has no quorum left to acknowledge its controlled shutdown and waits
+    # for it in vain: killed sooner, it recovers its logs on the next start.
+    return _node(layout, heap_mb, ready, stop_timeout=10.0)
+
+
+def _node(layout: NodeLayout, heap_mb: int, ready: ReadyCheck, stop_timeout: float) -> Component:
+    """A plaintext node's component; the secure broker adds its secrets and ACLs."""
+    node = layout.node
     return Component(
         name=layout.name,
         command=[
@@ -423,9 +424,7 @@ def _cluster_node(layout: NodeLayout, heap_mb: int) -> Component:
         prepare=lambda: _prepare_kafka(layout, False, REQUEST_CLIENTS),
         cwd=layout.base,
         start_timeout=120.0,
-        # The last node to stop has no quorum left to acknowledge its controlled shutdown and
-        # waits for it in vain: killed sooner, it recovers its logs on the next start.
-        stop_timeout=10.0,
+        stop_timeout=stop_timeout,
     )
 
 
