@@ -40,12 +40,12 @@ from aiokafka.errors import for_code
 from aiokafka.protocol.admin import CreateAclsRequest_v1
 from aiokafka.protocol.api import Request
 
-from shared import requesters
+from shared import partitions, requesters
 from shared.admin import ensure_topics
 from shared.kafka_security import KafkaSecurity, tool_security
+from shared.partitions import TopicPartitionsError
 from shared.requesters import RequestClientsError, Requesters, topic_for
 from shared.topics import (
-    ALL,
     CONTRACTS,
     DEAD_LETTERS,
     DELIVERIES,
@@ -271,8 +271,9 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         clients = requesters.parse(os.environ.get(requesters.VARIABLE))
+        counts = partitions.parse(os.environ.get(partitions.VARIABLE))
         acls = rules(clients)
-    except RequestClientsError as error:
+    except (RequestClientsError, TopicPartitionsError) as error:
         print(error, file=sys.stderr)
         return 2
     if argv[0] == "show":
@@ -288,7 +289,7 @@ def main(argv: list[str]) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    topics = (*ALL, *clients.client_topics())
+    topics = counts.every_topic(clients)
     bootstrap = argv[1] if len(argv) > 1 else DEFAULT_BOOTSTRAP
     try:
         created = asyncio.run(apply(bootstrap, operator, acls, topics))

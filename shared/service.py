@@ -27,7 +27,6 @@ from shared.fastlane import FastLane
 from shared.kafka import DeadLetters, Quarantine, dead_letter_publisher, make_broker
 from shared.readiness import Readiness
 from shared.settings import ServiceSettings
-from shared.topics import ALL
 
 
 @dataclass
@@ -102,10 +101,7 @@ def service_app(
         # On an authenticated cluster the topics are the operator's to create, with the ACLs
         # (deploy/kafka_acls.py): a service's principal may not create topics.
         if not security.authenticated:
-            await ensure_topics(
-                runtime.settings.kafka_bootstrap_servers,
-                (*ALL, *runtime.settings.request_clients.client_topics()),
-            )
+            await ensure_topics(runtime.settings.kafka_bootstrap_servers, runtime.settings.topics())
         await runtime.open_database(migrations)
 
     return AsgiFastStream(

@@ -12,10 +12,12 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared import requesters
+from shared import partitions, requesters
 from shared.kafka_security import KafkaClientSettings
 from shared.local_mode import LOCAL_MODE_VARIABLE, DevelopmentSecrets, database_url_problem
+from shared.partitions import TopicPartitions
 from shared.requesters import Requesters
+from shared.topics import Topic
 
 # lz4, zstd and snappy need `cramjam` (aiokafka's extra, a dependency of the project).
 Compression = Literal["gzip", "snappy", "lz4", "zstd"] | None
@@ -27,6 +29,14 @@ def _request_clients(value: object) -> Requesters:
     if value is None or isinstance(value, str):
         return requesters.parse(value)
     raise ValueError("expected the JSON text of a client -> tenants mapping")
+
+
+def _topic_partitions(value: object) -> TopicPartitions:
+    if isinstance(value, TopicPartitions):
+        return value
+    if value is None or isinstance(value, str):
+        return partitions.parse(value)
+    raise ValueError("expected the JSON text of a topic -> partitions mapping")
 
 
 def local_database_url(role: str) -> SecretStr:
@@ -62,6 +72,15 @@ class ServiceSettings(KafkaClientSettings, BaseSettings):
     request_clients: Annotated[Requesters, NoDecode, BeforeValidator(_request_clients)] = Field(
         default_factory=Requesters, validation_alias=requesters.VARIABLE
     )
+    # The partition count of each topic this service may create (shared/partitions.py): one
+    # variable, unprefixed, as every creator of the topics must read the same one.
+    topic_partitions: Annotated[TopicPartitions, NoDecode, BeforeValidator(_topic_partitions)] = (
+        Field(default_factory=TopicPartitions, validation_alias=partitions.VARIABLE)
+    )
+
+    def topics(self) -> tuple[Topic, ...]:
+        """Every topic of the system and of the request clients, as configured here."""
+        return self.topic_partitions.every_topic(self.request_clients)
 
     def variable(self, field: str) -> str:
         """The environment variable that sets `field` for this service."""

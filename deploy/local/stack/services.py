@@ -8,13 +8,15 @@ from shared.local_mode import LOCAL_MODE_VARIABLE
 
 from .component import Component, python_module
 from .config import HOST, REQUEST_CLIENTS, kafka_dir
+from .kafka import bootstrap, stack_nodes
 from .kafka_secure import Secrets, principals, secure
 from .readiness import http_ok
 
 
 def service(name: str, port: int) -> Component:
     """One of the four services, as `faststream run` starts it in every deployment, with the
-    stack's request clients, in local mode: the stack runs on the development secrets. With
+    stack's request clients, in local mode: the stack runs on the development secrets, and every
+    node of a cluster (BROADCAST_KAFKA_BROKERS=3) as its bootstrap servers. With
     BROADCAST_KAFKA_SECURE=1, it speaks to Kafka as its own principal."""
     started = python_module(
         name,
@@ -33,6 +35,10 @@ def service(name: str, port: int) -> Component:
         start_timeout=60.0,
     )
     local = {"BROADCAST_REQUEST_CLIENTS": REQUEST_CLIENTS, LOCAL_MODE_VARIABLE: "1"}
+    cluster = stack_nodes()
+    if len(cluster) > 1:
+        # Every node, so that the service finds the cluster whichever node is down.
+        local[f"{name.upper()}_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap(cluster)
     if secure():
         # Made here if the broker has not made them yet: the services' table is built first.
         files = Secrets(kafka_dir())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .component import Component
 from .config import SERVICE_PORTS
-from .kafka import kafka
+from .kafka import stack_kafka
 from .postgres import postgres
 from .services import service
 from .sinks import sms_sink, smtp_sink
@@ -18,7 +18,7 @@ def components() -> dict[str, Component]:
     are read when used."""
     table = (
         postgres(),
-        kafka(),
+        *stack_kafka(),
         smtp_sink(),
         sms_sink(),
         *(service(name, port) for name, port in SERVICE_PORTS.items()),
