@@ -39,8 +39,6 @@ from shared.events import (
     PauseBroadcast,
     RenderRequested,
     RunEvent,
-    RunPaused,
-    RunResumed,
     TrackerCommand,
 )
 from shared.isolation import isolating
@@ -84,7 +82,6 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         events,
         metrics,
         Throttle(settings.progress_interval_seconds, clock),
-        on_completed=failures.forget,
     )
     loops = [
         Periodic(
@@ -118,9 +115,6 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     @isolating(runtime.dead_letters.poison(run_decoder))
     async def on_runs(batch: list[RunEvent]) -> None:
         await store.record_runs(runtime.pool, batch)
-        for event in batch:
-            if isinstance(event, RunPaused | RunResumed):  # a resumed run starts a fresh window
-                failures.forget(event.run_id)
         # A render-only preview is the composer's alone: no run, nothing to count.
         await progress.settle({e.run_id for e in batch if not isinstance(e, RenderRequested)})
 

@@ -56,10 +56,7 @@ class Throttle:
 
 
 class Progress:
-    """Settles the runs a batch concerned and announces what changed on `events`.
-
-    `on_completed` hears of every broadcast or follow-up run whose completion was handled, so
-    the state kept per run elsewhere (the failure window) can go."""
+    """Settles the runs a batch concerned and announces what changed on `events`."""
 
     def __init__(
         self,
@@ -67,13 +64,11 @@ class Progress:
         events: Publisher,
         metrics: TrackerMetrics,
         throttle: Throttle,
-        on_completed: Callable[[UUID], None],
     ) -> None:
         self._pool = pool
         self._events = events
         self._metrics = metrics
         self._throttle = throttle
-        self._on_completed = on_completed
 
     async def settle(self, run_ids: set[UUID]) -> None:
         """Complete the runs whose messages are all final, then announce completions and
@@ -89,7 +84,6 @@ class Progress:
             if run.purpose == "preview":
                 await self._publish_preview(run)
                 continue
-            self._on_completed(run.run_id)
             # A follow-up is reported on its action instead (store.settle_follow_ups); a
             # notice is the announcement of another run's completion.
             if run.purpose == "broadcast":
