@@ -41,6 +41,7 @@ from shared.events import (
     RunEvent,
     TrackerCommand,
 )
+from shared.exclusive import Exclusive
 from shared.isolation import isolating
 from shared.kafka import QuarantineDecoder, RequestDecoder, batch_consumer, rejecting_poison
 from shared.service import Periodic, Runtime, service_app
@@ -82,13 +83,17 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         events,
         metrics,
         Throttle(settings.progress_interval_seconds, clock),
+        Exclusive(lambda: runtime.pool, "tracker-completions").held,
     )
     loops = [
         Periodic(
             "tracker-progress", progress.publish_progress, settings.progress_interval_seconds, log
         ),
         Periodic(
-            "tracker-late-pauses", pauses.publish_late, settings.pause_repair_interval_seconds, log
+            "tracker-late-pauses",
+            Exclusive(lambda: runtime.pool, "tracker-late-pauses").skipping(pauses.publish_late),
+            settings.pause_repair_interval_seconds,
+            log,
         ),
         Periodic(
             "tracker-gauges",

@@ -7,6 +7,7 @@ at start-up too).
 """
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -56,7 +57,11 @@ class Throttle:
 
 
 class Progress:
-    """Settles the runs a batch concerned and announces what changed on `events`."""
+    """Settles the runs a batch concerned and announces what changed on `events`.
+
+    `one_at_a_time` is held while completions are announced: every instance announces every
+    completion recorded (an instance may die between recording and announcing), and two at
+    once would announce each twice."""
 
     def __init__(
         self,
@@ -64,11 +69,13 @@ class Progress:
         events: Publisher,
         metrics: TrackerMetrics,
         throttle: Throttle,
+        one_at_a_time: Callable[[], AbstractAsyncContextManager[None]],
     ) -> None:
         self._pool = pool
         self._events = events
         self._metrics = metrics
         self._throttle = throttle
+        self._one_at_a_time = one_at_a_time
 
     async def settle(self, run_ids: set[UUID]) -> None:
         """Complete the runs whose messages are all final, then announce completions and
@@ -79,6 +86,10 @@ class Progress:
         await self.publish_progress(run_ids)
 
     async def publish_completions(self) -> None:
+        async with self._one_at_a_time():
+            await self._publish_completions()
+
+    async def _publish_completions(self) -> None:
         for run in await store.unpublished_completions(self._pool()):
             assert run.outcome is not None and run.requested_by is not None
             if run.purpose == "preview":

@@ -3,6 +3,7 @@ the last change, completion once, a preview's result. The database is replaced b
 would return."""
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from uuid import UUID, uuid4
 
 import pytest
@@ -105,6 +106,7 @@ class Announcing:
             self.events,
             TrackerMetrics(CollectorRegistry()),
             Throttle(INTERVAL, self.clock),
+            nullcontext,
         )
 
 
