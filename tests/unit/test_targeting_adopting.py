@@ -2,9 +2,9 @@
 it is taken over when its streamer dies, not only when that instance starts again."""
 
 import asyncio
-from types import SimpleNamespace
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any, cast
 from uuid import UUID, uuid4
 
