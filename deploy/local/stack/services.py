@@ -7,17 +7,19 @@ from dataclasses import replace
 from shared.local_mode import LOCAL_MODE_VARIABLE
 
 from .component import Component, python_module
-from .config import HOST, REQUEST_CLIENTS, kafka_dir
+from .config import HOST, INSTANCE_PORT_STEP, REQUEST_CLIENTS, SERVICE_PORTS, kafka_dir
 from .kafka_secure import Secrets, principals, secure
 from .readiness import http_ok
 
 
-def service(name: str, port: int) -> Component:
-    """One of the four services, as `faststream run` starts it in every deployment, with the
-    stack's request clients, in local mode: the stack runs on the development secrets. With
+def service(name: str, instance: int = 1) -> Component:
+    """Instance `instance` of one of the four services (`name`, then `name-2`, ... on the
+    next ports), as `faststream run` starts it in every deployment, with the stack's request
+    clients, in local mode: the stack runs on the development secrets. With
     BROADCAST_KAFKA_SECURE=1, it speaks to Kafka as its own principal."""
+    port = SERVICE_PORTS[name] + (instance - 1) * INSTANCE_PORT_STEP
     started = python_module(
-        name,
+        name if instance == 1 else f"{name}-{instance}",
         "faststream",
         "run",
         "--factory",
@@ -33,6 +35,9 @@ def service(name: str, port: int) -> Component:
         start_timeout=60.0,
     )
     local = {"BROADCAST_REQUEST_CLIENTS": REQUEST_CLIENTS, LOCAL_MODE_VARIABLE: "1"}
+    if name == "dispatcher" and instance > 1:
+        # Its own claims in the ledger: the host's name, the default, is the first one's.
+        local["DISPATCHER_INSTANCE_ID"] = f"dispatcher-{instance}"
     if secure():
         # Made here if the broker has not made them yet: the services' table is built first.
         files = Secrets(kafka_dir())
