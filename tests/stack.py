@@ -141,17 +141,11 @@ def restart_service(
                 os.environ[key] = value
 
 
-def second_dispatcher(env: dict[str, str], port: int = 9113) -> local_stack.Component:
-    """Another dispatcher process, in the same consumer group as the stack's; the caller
-    starts it with `local_stack.start_component` and must stop it."""
-    base = local_stack.components()["dispatcher"]
-    argv = [str(port) if arg == str(base.ports[0]) else arg for arg in base.command]
-    return replace(
-        base,
-        name="dispatcher-2",
-        command=argv,
-        ports=(port,),
-        # Its own identity in the ledger: the host's name is the stack's dispatcher's.
-        env={**base.env, "DISPATCHER_INSTANCE_ID": f"dispatcher-{port}", **env},
-        ready=local_stack.http_ok(port, "/health"),
-    )
+def another_instance(
+    name: str, env: dict[str, str] | None = None, instance: int = 2
+) -> local_stack.Component:
+    """Instance `instance` of a service, as BROADCAST_INSTANCES starts it (same consumer
+    groups as the stack's, its own port and identity), with `env` added; the caller starts it
+    with `local_stack.start_component` and must stop it."""
+    base = local_stack.service(name, instance)
+    return replace(base, env={**base.env, **(env or {})})

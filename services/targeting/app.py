@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         clock,
         page_size=settings.page_size,
         retry_after=settings.stream_retry_seconds,
+        orphans_every=settings.orphan_runs_seconds,
     )
     one_message_runs = OneMessageRuns(pool, publishers)
     suppressions = Suppressions(pool, events, soft_bounces=settings.soft_bounces_to_suppress)
@@ -302,7 +303,12 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         runtime,
         description=__doc__ or "",
         migrations=Path(__file__).parent / "migrations",
-        after_startup=[streamer.resume_all, scheduler.loop.start, opt_outs.loop.start],
-        on_shutdown=[scheduler.loop.stop, opt_outs.loop.stop, streamer.stop],
+        after_startup=[streamer.adopting.start, scheduler.loop.start, opt_outs.loop.start],
+        on_shutdown=[
+            scheduler.loop.stop,
+            opt_outs.loop.stop,
+            streamer.adopting.stop,
+            streamer.stop,
+        ],
         routes=[("/unsubscribe", unsubscribe_page)],
     )

@@ -3,7 +3,8 @@
 An unsubscribe click is an HTTP request, not a Kafka record that would be redelivered: if the
 broker fails after the opt-out is recorded, nothing would publish `contact.opted_out` again.
 `announce_late` does, for the opt-outs left unannounced, with the same event id as the first
-attempt, so the platform can drop a copy.
+attempt, so the platform can drop a copy. One instance at a time runs it (`Exclusive`), so
+several instances do not publish each late opt-out several times.
 """
 
 import logging
@@ -12,6 +13,7 @@ from collections.abc import Callable
 import asyncpg
 
 from shared.events import Channel, ContactOptedOut
+from shared.exclusive import Exclusive
 from shared.ids import opt_out_event_id_for
 from shared.publishing import Publisher
 from shared.service import Periodic
@@ -38,7 +40,8 @@ class OptOuts:
         self._events = events
         self._late_after = late_after
         self._per_tick = per_tick
-        self.loop = Periodic("targeting-late-opt-outs", self.announce_late, tick, log)
+        name = "targeting-late-opt-outs"
+        self.loop = Periodic(name, Exclusive(pool, name).skipping(self.announce_late), tick, log)
 
     async def record(
         self, tenant_id: str, channel: Channel, address: str, contract_id: str

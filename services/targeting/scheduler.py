@@ -1,8 +1,9 @@
 """Starting scheduled broadcasts when their time comes, as if their scheduler sent `start`.
 
-Any instance may run it: each start is checked under the broadcast's row lock against the
-schedule as it is then (`transitions.start(due_by=...)`), so a schedule moved or cancelled
-meanwhile does not start, and two instances start a broadcast once.
+One instance at a time runs a pass (`Exclusive`: the others skip theirs, and take over when it
+dies). Each start is also checked under the broadcast's row lock against the schedule as it is
+then (`transitions.start(due_by=...)`), so a schedule moved or cancelled meanwhile does not
+start, and a broadcast starts once even from a manual `start` beside the scheduler.
 """
 
 import logging
@@ -12,6 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from shared.clock import Clock
+from shared.exclusive import Exclusive
 from shared.service import Periodic
 
 from . import store, transitions
@@ -36,7 +38,8 @@ class Scheduler:
         self._start_run = start_run
         self._clock = clock
         self._per_tick = per_tick
-        self.loop = Periodic("targeting-scheduler", self.start_due, tick, log)
+        name = "targeting-scheduler"
+        self.loop = Periodic(name, Exclusive(pool, name).skipping(self.start_due), tick, log)
 
     async def start_due(self, tenant_id: str | None = None) -> None:
         """Start the scheduled broadcasts whose time has come by the clock, and stream their

@@ -19,6 +19,9 @@ class Settings(ServiceSettings):
     estimate_page_size: int = Field(default=5000, ge=1, le=50_000)
     # A run whose streaming failed starts again from its checkpoint after this pause.
     stream_retry_seconds: float = Field(default=2.0, gt=0)
+    # A run another instance was streaming when it died is taken over within this many
+    # seconds (its lock went with its connection; the checkpoint says where to go on).
+    orphan_runs_seconds: float = Field(default=10.0, gt=0)
     # How often due schedules are started and lost opt-out announcements published again.
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)
     # Due schedules started per tick, the earliest first; the rest wait for the next tick.

@@ -8,6 +8,10 @@ order (checkpoint, then publish) would lose a page, as listmonk's issue #3022 sh
 A contract with no usable address becomes a `no_contact` failure published straight to the
 tracker (`broadcast.deliveries`): nothing could render or send it, and it counts in the run's
 total.
+
+Every instance looks for runs left streaming every `orphans_every` seconds (`adopting`) and
+tries each: the one streaming it holds its lock, so a run is streamed by one instance at a
+time, and taken over when that instance dies, not only when it starts again.
 """
 
 import asyncio
@@ -21,6 +25,7 @@ from shared.clock import Clock
 from shared.db import Connection
 from shared.events import BroadcastStarted
 from shared.ids import event_id_for
+from shared.service import Periodic
 
 from . import store
 from .audience import RunScope, expand
@@ -32,7 +37,8 @@ log = logging.getLogger("targeting")
 
 
 class RunStreamer:
-    """Runs one background task per run being streamed; resumes unfinished runs at start-up."""
+    """Runs one background task per run being streamed; `adopting` resumes unfinished runs,
+    at start-up and every `orphans_every` seconds."""
 
     def __init__(
         self,
@@ -42,6 +48,7 @@ class RunStreamer:
         *,
         page_size: int,
         retry_after: float,
+        orphans_every: float,
     ) -> None:
         """`clock` tells when a run's grace delay is over."""
         self._pool = pool
@@ -53,6 +60,7 @@ class RunStreamer:
         self._page_size = page_size
         self._retry_after = retry_after
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
+        self.adopting = Periodic("targeting-streaming-runs", self.resume_all, orphans_every, log)
 
     def kick(self, run_id: UUID) -> None:
         if run_id in self._tasks:

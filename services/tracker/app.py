@@ -39,10 +39,9 @@ from shared.events import (
     PauseBroadcast,
     RenderRequested,
     RunEvent,
-    RunPaused,
-    RunResumed,
     TrackerCommand,
 )
+from shared.exclusive import Exclusive
 from shared.isolation import isolating
 from shared.kafka import QuarantineDecoder, RequestDecoder, batch_consumer, rejecting_poison
 from shared.service import Periodic, Runtime, service_app
@@ -84,14 +83,17 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         events,
         metrics,
         Throttle(settings.progress_interval_seconds, clock),
-        on_completed=failures.forget,
+        Exclusive(lambda: runtime.pool, "tracker-completions").held,
     )
     loops = [
         Periodic(
             "tracker-progress", progress.publish_progress, settings.progress_interval_seconds, log
         ),
         Periodic(
-            "tracker-late-pauses", pauses.publish_late, settings.pause_repair_interval_seconds, log
+            "tracker-late-pauses",
+            Exclusive(lambda: runtime.pool, "tracker-late-pauses").skipping(pauses.publish_late),
+            settings.pause_repair_interval_seconds,
+            log,
         ),
         Periodic(
             "tracker-gauges",
@@ -118,9 +120,6 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     @isolating(runtime.dead_letters.poison(run_decoder))
     async def on_runs(batch: list[RunEvent]) -> None:
         await store.record_runs(runtime.pool, batch)
-        for event in batch:
-            if isinstance(event, RunPaused | RunResumed):  # a resumed run starts a fresh window
-                failures.forget(event.run_id)
         # A render-only preview is the composer's alone: no run, nothing to count.
         await progress.settle({e.run_id for e in batch if not isinstance(e, RenderRequested)})
 

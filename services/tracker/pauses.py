@@ -8,7 +8,7 @@ same request id (one per run and stretch between resumes): targeting pauses once
 """
 
 import logging
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID
 
@@ -19,7 +19,7 @@ from shared.events import DeliveryDeferred, DeliveryFailed, FinalDelivery, Pause
 from shared.publishing import Publisher
 
 from . import store
-from .autopause import FailureWindow
+from .autopause import Attempts, judge
 
 log = logging.getLogger("tracker")
 
@@ -85,8 +85,9 @@ def attempt_failed(event: DeliveryDeferred | FinalDelivery) -> bool | None:
 class FailureWatch:
     """Asks `ask` to pause a run whose failure ratio went over its tenant's limit.
 
-    The window is kept in this instance's memory: a restart starts it afresh, and so does a
-    resume (`forget`)."""
+    The window is in the database (`store.add_attempts`): every instance adds the outcomes of
+    the partitions it owns to the same window and judges from all of them, and the loss of an
+    instance loses nothing it saw. A resume starts a fresh window (a new stretch)."""
 
     def __init__(
         self,
@@ -97,33 +98,29 @@ class FailureWatch:
         self._pool = pool
         self._ask = ask
         self._clock = clock
-        self._window = FailureWindow()
 
     async def watch(
         self, waiting: Sequence[DeliveryDeferred], recorded: Sequence[FinalDelivery]
     ) -> None:
         """Count outcomes seen for the first time (a redelivered copy must not count twice)."""
-        now = self._clock().timestamp()
-        tried: Counter[UUID] = Counter()
-        failed: Counter[UUID] = Counter()
+        now = int(self._clock().timestamp())
+        attempts: defaultdict[UUID, Attempts] = defaultdict(Attempts)
         for event in [*waiting, *recorded]:
             outcome = attempt_failed(event)
             if outcome is None:
                 continue
-            tried[event.run_id] += 1
-            failed[event.run_id] += outcome
-        for run_id, count in tried.items():
-            self._window.add(run_id, now, failed[run_id], count)
-        failing = {run_id for run_id, count in failed.items() if count}
+            attempts[event.run_id].tried += 1
+            attempts[event.run_id].failed += outcome
+        if not attempts:
+            return
+        await store.add_attempts(self._pool(), now, attempts)
+        # Only a failure can trip a window; a run already asked in this stretch is left out.
+        failing = {run_id for run_id, a in attempts.items() if a.failed}
         if not failing:
             return
-        for run in await store.watched(self._pool(), failing):
-            tripped = self._window.check(run.run_id, now, run.policy)
+        for run in await store.watched(self._pool(), failing, now):
+            tripped = judge(Attempts(run.tried, run.failed), run.policy)
             if tripped is None:
                 continue
             log.warning("pausing run %s: %s", run.run_id, tripped.describe(run.policy))
             await self._ask(run, tripped.describe(run.policy))
-            self.forget(run.run_id)  # once asked: the run is paused, or soon will be
-
-    def forget(self, run_id: UUID) -> None:
-        self._window.forget(run_id)

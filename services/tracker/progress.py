@@ -7,6 +7,7 @@ at start-up too).
 """
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -58,8 +59,9 @@ class Throttle:
 class Progress:
     """Settles the runs a batch concerned and announces what changed on `events`.
 
-    `on_completed` hears of every broadcast or follow-up run whose completion was handled, so
-    the state kept per run elsewhere (the failure window) can go."""
+    `one_at_a_time` is held while completions are announced: every instance announces every
+    completion recorded (an instance may die between recording and announcing), and two at
+    once would announce each twice."""
 
     def __init__(
         self,
@@ -67,13 +69,13 @@ class Progress:
         events: Publisher,
         metrics: TrackerMetrics,
         throttle: Throttle,
-        on_completed: Callable[[UUID], None],
+        one_at_a_time: Callable[[], AbstractAsyncContextManager[None]],
     ) -> None:
         self._pool = pool
         self._events = events
         self._metrics = metrics
         self._throttle = throttle
-        self._on_completed = on_completed
+        self._one_at_a_time = one_at_a_time
 
     async def settle(self, run_ids: set[UUID]) -> None:
         """Complete the runs whose messages are all final, then announce completions and
@@ -84,12 +86,15 @@ class Progress:
         await self.publish_progress(run_ids)
 
     async def publish_completions(self) -> None:
+        async with self._one_at_a_time():
+            await self._publish_completions()
+
+    async def _publish_completions(self) -> None:
         for run in await store.unpublished_completions(self._pool()):
             assert run.outcome is not None and run.requested_by is not None
             if run.purpose == "preview":
                 await self._publish_preview(run)
                 continue
-            self._on_completed(run.run_id)
             # A follow-up is reported on its action instead (store.settle_follow_ups); a
             # notice is the announcement of another run's completion.
             if run.purpose == "broadcast":

@@ -1,6 +1,6 @@
 """Every query of the tracker."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from shared.events import (
     TargetingCompleted,
 )
 
+from .autopause import Attempts
 from .outcome import is_complete, outcome
 from .reports import Recorded, Report, detail_of, kind_of, once_each
 
@@ -134,21 +135,64 @@ async def record_pauses(pool: asyncpg.Pool, changes: Sequence[RunPaused | RunRes
 
 @dataclass(frozen=True)
 class Watched:
-    """A running broadcast run that pauses itself over `policy`; `resumes` names each pause."""
+    """A running broadcast run that pauses itself over `policy`, not yet asked to pause in
+    this stretch (`resumes` names each pause), with what its window holds: `failed` of the
+    `tried` attempts of the last `policy.window_seconds`, seen by every tracker instance."""
 
     run_id: UUID
     broadcast_id: UUID
     tenant_id: str
     resumes: int
     policy: AutoPause
+    tried: int
+    failed: int
 
 
-async def watched(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[Watched]:
+# The longest window a tenant may choose (AutoPause.window_seconds): older seconds can go.
+_WINDOW_KEPT_SECONDS = 3600
+
+
+async def add_attempts(pool: asyncpg.Pool, second: int, attempts: Mapping[UUID, Attempts]) -> None:
+    """Add each run's attempts at `second` to its window of the current stretch, and drop the
+    seconds no window reaches any more. The runs' rows exist: their outcomes, recorded
+    first, made them."""
+    # One statement per batch: the old seconds of these runs go in the same one.
+    await pool.execute(
+        """WITH too_old AS (
+               DELETE FROM tracker.failure_window
+               WHERE run_id = ANY($1::uuid[]) AND at_second <= $4 - $5::int)
+           INSERT INTO tracker.failure_window AS w (run_id, resumes, at_second, tried, failed)
+           SELECT t.run_id, r.resumes, $4, t.tried, t.failed
+           FROM unnest($1::uuid[], $2::int[], $3::int[]) AS t(run_id, tried, failed)
+                JOIN tracker.runs r USING (run_id)
+           ON CONFLICT (run_id, resumes, at_second) DO UPDATE
+           SET tried = w.tried + excluded.tried, failed = w.failed + excluded.failed""",
+        list(attempts),
+        [a.tried for a in attempts.values()],
+        [a.failed for a in attempts.values()],
+        second,
+        _WINDOW_KEPT_SECONDS,
+    )
+
+
+async def watched(pool: asyncpg.Pool, run_ids: Iterable[UUID], now: int) -> list[Watched]:
+    """The given runs that watch themselves, with their window as it is at `now` (seconds)."""
     rows = await pool.fetch(
-        """SELECT run_id, broadcast_id, tenant_id, resumes, auto_pause FROM tracker.runs
-           WHERE run_id = ANY($1::uuid[]) AND state = 'running' AND NOT paused
-             AND purpose = 'broadcast' AND auto_pause IS NOT NULL AND NOT cancel_requested""",
+        """SELECT r.run_id, r.broadcast_id, r.tenant_id, r.resumes, r.auto_pause,
+                  coalesce(sum(w.tried), 0)::int AS tried,
+                  coalesce(sum(w.failed), 0)::int AS failed
+           FROM tracker.runs r
+                LEFT JOIN tracker.failure_window w
+                  ON w.run_id = r.run_id AND w.resumes = r.resumes
+                 AND w.at_second > $2 - (r.auto_pause->>'window_seconds')::int
+           WHERE r.run_id = ANY($1::uuid[]) AND r.state = 'running' AND NOT r.paused
+             AND r.purpose = 'broadcast' AND r.auto_pause IS NOT NULL
+             AND NOT r.cancel_requested
+             AND NOT EXISTS (SELECT FROM tracker.auto_pauses a
+                             WHERE a.run_id = r.run_id AND a.resumes = r.resumes)
+           GROUP BY r.run_id""",
         list(run_ids),
+        now,
     )
     return [
         Watched(
@@ -157,6 +201,8 @@ async def watched(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[Watched]:
             r["tenant_id"],
             r["resumes"],
             AutoPause.model_validate(r["auto_pause"]),
+            r["tried"],
+            r["failed"],
         )
         for r in rows
     ]
@@ -588,7 +634,9 @@ async def complete_finished(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list
         if not done:  # every batch but a run's last
             return []
         completed = await connection.fetch(
-            """UPDATE tracker.runs r
+            """WITH judged_no_more AS (  -- a completed run's failure window goes with it
+                   DELETE FROM tracker.failure_window WHERE run_id = ANY($1::uuid[]))
+               UPDATE tracker.runs r
                SET state = 'completed', outcome = t.outcome, completed_at = now()
                FROM unnest($1::uuid[], $2::text[]) AS t(run_id, outcome)
                WHERE r.run_id = t.run_id

@@ -36,7 +36,7 @@ from tests.e2e.audience import (
     load,
     new_tenant,
 )
-from tests.stack import EventLog, SmtpSink, publish_json, restart_service, second_dispatcher
+from tests.stack import EventLog, SmtpSink, another_instance, publish_json, restart_service
 
 pytestmark = pytest.mark.stack
 
@@ -57,7 +57,7 @@ async def two_dispatchers(settings: dict[str, str]) -> AsyncIterator[stack.Compo
     Afterwards the second is stopped and the stack's dispatcher runs with the suite's settings
     again."""
     await asyncio.to_thread(restart_service, "dispatcher", settings)
-    second = second_dispatcher(settings)
+    second = another_instance("dispatcher", settings)
     await asyncio.to_thread(stack.start_component, second)
     try:
         yield second
@@ -258,7 +258,7 @@ async def test_a_tenants_rate_holds_across_two_dispatchers(
     db: asyncpg.Pool, smtp_sink: SmtpSink
 ) -> None:
     rate, window = 20, 20.0
-    second = second_dispatcher({})
+    second = another_instance("dispatcher")
     await asyncio.to_thread(stack.start_component, second)
     log = await EventLog("broadcast.events").open()
     try:

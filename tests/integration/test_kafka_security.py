@@ -64,7 +64,7 @@ class Secured:
 
 def secure_service(name: str, port: int, files: Secrets) -> Any:
     """The stack's service, pointed at the secure broker as its own principal."""
-    started = service(name, port)
+    started = service(name, port=port)
     prefix = f"{name.upper()}_"
     env = {
         **started.env,

@@ -246,7 +246,7 @@ async def test_a_resend_to_the_failures_closes_the_actions_it_sends_again(
 
 async def test_an_auto_pause_is_kept_until_it_is_published(service_pool: asyncpg.Pool) -> None:
     db = service_pool
-    run = store.Watched(uuid4(), uuid4(), f"t{uuid4().hex[:10]}", 0, AutoPause())
+    run = store.Watched(uuid4(), uuid4(), f"t{uuid4().hex[:10]}", 0, AutoPause(), 100, 60)
     await store.record_auto_pause(db, run, "60 of the last 100 messages failed")
     await store.record_auto_pause(db, run, "asked again in the same stretch")
     too_recent = await store.unpublished_auto_pauses(db, 60, SETTINGS.pause_repair_page)

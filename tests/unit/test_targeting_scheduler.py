@@ -12,9 +12,11 @@ import pytest
 from services.targeting import store, transitions
 from services.targeting.broadcasts import Rejection
 from services.targeting.scheduler import Scheduler
+from tests.unit.lock_fakes import LockPool, Locks
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-POOL = cast(asyncpg.Pool, object())
+# The scheduler's loop takes its turn on the database (Exclusive): a pool that answers it.
+POOL = cast(asyncpg.Pool, LockPool(Locks()))
 
 
 def due(tenant: str = "acme") -> store.Due:

@@ -2,12 +2,13 @@
 and the repair of pauses whose request was lost. The database is replaced by the rows it would
 return."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from uuid import UUID, uuid4
 
 import pytest
 
 from services.tracker import store
+from services.tracker.autopause import Attempts
 from services.tracker.pauses import FailureWatch, Pauses, attempt_failed
 from shared.events import AutoPause, PauseBroadcast
 from tests.unit.tracker_fakes import (
@@ -35,28 +36,56 @@ def test_what_counts_as_a_failed_attempt() -> None:
     assert attempt_failed(failed(run).model_copy(update={"reason": "no_contact"})) is None
 
 
+class Window:
+    """The database's failure windows, shared by every tracker instance: per run and second,
+    as `store.add_attempts` keeps them, summed over POLICY's window as `store.watched` does."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[UUID, dict[int, Attempts]] = {}
+        self.watched: set[UUID] = set()
+        self.looked_up: list[set[UUID]] = []
+
+    async def add_attempts(
+        self, _pool: object, second: int, attempts: Mapping[UUID, Attempts]
+    ) -> None:
+        for run_id, added in attempts.items():
+            at = self.seconds.setdefault(run_id, {}).setdefault(second, Attempts())
+            at.tried += added.tried
+            at.failed += added.failed
+
+    async def watched_runs(
+        self, _pool: object, run_ids: Iterable[UUID], now: int
+    ) -> list[store.Watched]:
+        self.looked_up.append(set(run_ids))
+        found = []
+        for run_id in self.looked_up[-1] & self.watched:
+            recent = [
+                a
+                for at, a in self.seconds.get(run_id, {}).items()
+                if at > now - POLICY.window_seconds
+            ]
+            tried, failed = sum(a.tried for a in recent), sum(a.failed for a in recent)
+            found.append(store.Watched(run_id, uuid4(), "acme", 0, POLICY, tried, failed))
+        return found
+
+
 class Watching:
-    """A watch over runs that pause themselves over POLICY, asking into `asked`."""
+    """Tracker instances watching runs that pause themselves over POLICY, asking into `asked`;
+    once asked in a stretch, the database leaves a run out (`store.watched`)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.clock = FakeClock()
-        self.watched: set[UUID] = set()
-        self.looked_up: list[set[UUID]] = []
+        self.window = Window()
         self.asked: list[tuple[UUID, str]] = []
-
-        async def watched(_pool: object, run_ids: Iterable[UUID]) -> list[store.Watched]:
-            self.looked_up.append(set(run_ids))
-            return [
-                store.Watched(r, uuid4(), "acme", 0, POLICY)
-                for r in self.looked_up[-1]
-                if r in self.watched
-            ]
 
         async def ask(run: store.Watched, detail: str) -> None:
             self.asked.append((run.run_id, detail))
+            self.window.watched.discard(run.run_id)
 
-        monkeypatch.setattr(store, "watched", watched)
+        monkeypatch.setattr(store, "add_attempts", self.window.add_attempts)
+        monkeypatch.setattr(store, "watched", self.window.watched_runs)
         self.watch = FailureWatch(no_pool, ask, self.clock)
+        self.other_instance = FailureWatch(no_pool, ask, self.clock)
 
 
 @pytest.fixture
@@ -66,46 +95,51 @@ def given(monkeypatch: pytest.MonkeyPatch) -> Watching:
 
 async def test_a_run_over_its_ratio_is_asked_to_pause_once(given: Watching) -> None:
     run = uuid4()
-    given.watched.add(run)
+    given.window.watched.add(run)
     await given.watch.watch([deferred(run, "retry")] * 4, [failed(run)] * 4 + [delivered(run)])
     assert given.asked == []  # 9 tried: too few to judge
     await given.watch.watch([], [failed(run)])
     assert given.asked == [
         (run, "9 of the last 10 messages failed within 60 s (the tenant pauses over 50%)")
     ]
-    await given.watch.watch([], [failed(run)])  # asked: its window starts afresh
+    await given.watch.watch([], [failed(run)])  # asked in this stretch: left out
     assert len(given.asked) == 1
+
+
+async def test_the_window_is_one_for_every_instance(given: Watching) -> None:
+    """Each instance sees the partitions it owns; the one that saw the first failures may
+    die, and the other judges from all of them."""
+    run = uuid4()
+    given.window.watched.add(run)
+    await given.watch.watch([], [failed(run)] * 6)
+    del given.watch  # killed
+    await given.other_instance.watch([], [failed(run)] * 3 + [delivered(run)])
+    assert given.asked == [
+        (run, "9 of the last 10 messages failed within 60 s (the tenant pauses over 50%)")
+    ]
 
 
 async def test_only_runs_that_watch_themselves_are_paused(given: Watching) -> None:
     unwatched = uuid4()  # paused already, no policy, a preview, ...
     await given.watch.watch([], [failed(unwatched)] * 20)
-    assert given.looked_up == [{unwatched}]
+    assert given.window.looked_up == [{unwatched}]
     assert given.asked == []
 
 
-async def test_successes_alone_look_nothing_up(given: Watching) -> None:
+async def test_successes_are_counted_but_look_nothing_up(given: Watching) -> None:
     run = uuid4()
     await given.watch.watch([deferred(run, "send_window")], [delivered(run), cancelled(run)])
-    assert given.looked_up == []
+    assert given.window.looked_up == []
+    assert list(given.window.seconds[run].values()) == [Attempts(tried=1, failed=0)]
 
 
 async def test_failures_leave_the_window_with_time(given: Watching) -> None:
     run = uuid4()
-    given.watched.add(run)
+    given.window.watched.add(run)
     await given.watch.watch([], [failed(run)] * 5 + [delivered(run)] * 5)
     given.clock.advance(61)
     await given.watch.watch([], [failed(run)] * 5 + [delivered(run)] * 4)
     # 10 of 19 failed in all, over the ratio; within the last 60 s only 9 were tried.
-    assert given.asked == []
-
-
-async def test_a_forgotten_run_starts_afresh(given: Watching) -> None:
-    run = uuid4()
-    given.watched.add(run)
-    await given.watch.watch([], [failed(run)] * 9)
-    given.watch.forget(run)  # resumed
-    await given.watch.watch([], [failed(run)])
     assert given.asked == []
 
 

@@ -41,6 +41,7 @@ from .kafka import ensure_kafka_jars, kafka_answers, kafka_libs, kafka_version
 from .postgres import create_database, drop_database, postgres_url, psql
 from .processes import process_tree, running_pid, start_process, stop_process
 from .readiness import ReadyCheck, all_of, http_ok, port_in_use, tcp_answers, wait_tcp
+from .services import service
 from .table import components
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "psql",
     "run_dir",
     "running_pid",
+    "service",
     "start_component",
     "start_process",
     "status",

@@ -23,6 +23,8 @@ SMTP_PORT = 10025
 SMTP_HTTP_PORT = 10026
 SMS_PORT = 10080
 SERVICE_PORTS = {"targeting": 9101, "composer": 9102, "dispatcher": 9103, "tracker": 9104}
+# Instance k of a service (BROADCAST_INSTANCES) listens on its port + (k - 1) * this step.
+INSTANCE_PORT_STEP = 10
 
 POSTGRES_USER = "broadcast"
 POSTGRES_PASSWORD = "broadcast"  # noqa: S105 - loopback-only dev/test cluster
@@ -41,6 +43,15 @@ REQUEST_CLIENTS = '{"test-client": ["tenant-bound"]}'
 def run_dir() -> Path:
     # /tmp on purpose: the `postgres` OS user must be able to traverse it (see module doc).
     return Path(os.environ.get("BROADCAST_RUN_DIR") or "/tmp/broadcast-engine")  # noqa: S108
+
+
+def instances() -> int:
+    """How many instances of each service the stack runs (BROADCAST_INSTANCES, default 1):
+    the same consumer groups, each on its own port."""
+    given = os.environ.get("BROADCAST_INSTANCES") or "1"
+    if not given.isdigit() or not 1 <= int(given) <= 9:
+        raise ValueError(f"BROADCAST_INSTANCES must be a whole number from 1 to 9, not {given!r}")
+    return int(given)
 
 
 def kafka_dir() -> Path:

@@ -6,7 +6,7 @@ To add a component, add one Component to the tuple in `components()`.
 from __future__ import annotations
 
 from .component import Component
-from .config import SERVICE_PORTS
+from .config import SERVICE_PORTS, instances
 from .kafka import stack_kafka
 from .postgres import postgres
 from .services import service
@@ -21,6 +21,6 @@ def components() -> dict[str, Component]:
         *stack_kafka(),
         smtp_sink(),
         sms_sink(),
-        *(service(name, port) for name, port in SERVICE_PORTS.items()),
+        *(service(name, k) for k in range(1, instances() + 1) for name in SERVICE_PORTS),
     )
     return {component.name: component for component in table}

@@ -1,0 +1,37 @@
+"""BROADCAST_INSTANCES: the local stack runs N instances of each service, on their own ports,
+the dispatchers each with their own identity in the ledger."""
+
+import pytest
+
+from deploy.local import stack
+
+
+def test_one_instance_each_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BROADCAST_INSTANCES", raising=False)
+    services = {
+        n: c for n, c in stack.components().items() if n.split("-")[0] in stack.SERVICE_PORTS
+    }
+    assert {n: tuple(c.ports) for n, c in services.items()} == {
+        n: (p,) for n, p in stack.SERVICE_PORTS.items()
+    }
+
+
+def test_two_instances_each_on_their_own_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROADCAST_INSTANCES", "2")
+    components = stack.components()
+    for name, port in stack.SERVICE_PORTS.items():
+        first, second = components[name], components[f"{name}-2"]
+        assert (tuple(first.ports), tuple(second.ports)) == ((port,), (port + 10,))
+        # The same app (and so the same consumer groups), another port.
+        assert f"services.{name}.app:create_app" in second.command
+        assert str(port + 10) in second.command
+    assert components["dispatcher-2"].env["DISPATCHER_INSTANCE_ID"] == "dispatcher-2"
+    assert "DISPATCHER_INSTANCE_ID" not in components["dispatcher"].env
+    ports = [p for c in components.values() for p in c.ports]
+    assert len(ports) == len(set(ports))
+
+
+def test_a_wrong_count_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROADCAST_INSTANCES", "two")
+    with pytest.raises(ValueError, match="BROADCAST_INSTANCES"):
+        stack.components()
