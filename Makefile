@@ -3,7 +3,7 @@
 PY    := .venv/bin/python
 STACK := $(PY) -m deploy.local.stack
 
-.PHONY: install up demo test test-saturday down status lint asyncapi bench
+.PHONY: install up demo test test-saturday chaos down status lint asyncapi bench
 
 install:
 	@deploy/local/install.sh
@@ -32,6 +32,16 @@ test-saturday: install
 	@rm -rf $(SATURDAY_RUN_DIR)
 	@BROADCAST_RUN_DIR=$(SATURDAY_RUN_DIR) $(PY) deploy/local/fake_clock.py -- \
 		$(MAKE) --no-print-directory test
+
+# Issue 20's chaos test: three brokers and two instances of each service, one of each and a
+# broker killed mid-broadcast. A stack of its own shape: the running one is stopped first.
+CLUSTER := BROADCAST_KAFKA_BROKERS=3 BROADCAST_INSTANCES=2 \
+	BROADCAST_KAFKA=127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096
+chaos: install
+	@$(STACK) down
+	@$(CLUSTER) $(STACK) up
+	@status=0; $(CLUSTER) $(PY) -m pytest -m chaos -s tests/chaos || status=$$?; \
+		$(CLUSTER) $(STACK) down; exit $$status
 
 down:
 	@if [ -x $(PY) ]; then $(STACK) down; else python3 -m deploy.local.stack down; fi

@@ -2,8 +2,6 @@
 them): a broadcast completes exactly, a scheduled broadcast starts once, and the auto-pause
 still fires when the tracker that saw the first failures is killed (its window is in the
 database, not in its memory).
-
-NOT RUN where it was written (no stack could be started there): the lead runs it on the stack.
 """
 
 import asyncio
