@@ -56,7 +56,8 @@ def make_broker(
     settings: ServiceSettings, *, service: str, registry: CollectorRegistry
 ) -> KafkaBroker:
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        # FastStream takes a string as one address; aiokafka's own clients split a list.
+        [server.strip() for server in settings.kafka_bootstrap_servers.split(",")],
         client_id=service,
         acks="all",
         enable_idempotence=True,

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 from faststream.security import SASLScram256, SASLScram512
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from services.tracker.settings import Settings as TrackerSettings
+from shared.kafka import make_broker
 from shared.kafka_security import KafkaSecurity, tool_security
 
 
@@ -88,3 +90,14 @@ def test_a_service_broker_gets_fast_streams_scram_object(mechanism: str, kind: t
     assert isinstance(scram, kind)
     assert scram is not None
     assert scram.use_ssl and scram.ssl_context is not None
+
+
+def test_a_service_broker_bootstraps_from_every_listed_server() -> None:
+    """A cluster's servers, comma-separated as for aiokafka, reach FastStream one by one (it
+    would take the whole string for one host)."""
+    settings = TrackerSettings(kafka_bootstrap_servers="127.0.0.1:19092, 127.0.0.1:19094")
+    broker = make_broker(settings, service="tracker", registry=CollectorRegistry())
+    assert broker._connection_kwargs["bootstrap_servers"] == [
+        "127.0.0.1:19092",
+        "127.0.0.1:19094",
+    ]
