@@ -402,7 +402,12 @@ def _cluster_node(layout: NodeLayout, heap_mb: int) -> Component:
         running = sum(tcp_answers(n.controller_port) for n in cluster)
         if running <= len(cluster) // 2:
             return tcp_answers(node.controller_port)
-        return kafka_answers(node.broker_port)
+        if running < len(cluster):
+            return kafka_answers(node.broker_port)
+        # Every voter runs: the cluster is ready when every node serves clients, the ones taken
+        # as ready before the quorum included (a service started earlier meets a node that is
+        # the leader of some partitions and does not answer yet).
+        return all(kafka_answers(n.broker_port) for n in cluster)
 
     # The last node to stop has no quorum left to acknowledge its controlled shutdown and waits
     # for it in vain: killed sooner, it recovers its logs on the next start.
