@@ -7,6 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from shared.addresses import unusable_on
+from shared.db import Connection
 from shared.events import (
     ActionView,
     AutoPause,
@@ -15,6 +16,7 @@ from shared.events import (
     DeliveryFailed,
     FinalDelivery,
     HistoryEntry,
+    MessageRef,
     Outcome,
     RunCancelled,
     RunEvent,
@@ -391,6 +393,19 @@ class ReportsApplied:
     recorded: list[Recorded]
 
 
+async def _known_runs(connection: Connection, events: Sequence[MessageRef]) -> None:
+    """A row for each run these events concern, before the run's start is known to us (its
+    messages may come first)."""
+    await connection.execute(
+        """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id)
+           SELECT DISTINCT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])
+           ON CONFLICT (run_id) DO NOTHING""",
+        [e.run_id for e in events],
+        [e.broadcast_id for e in events],
+        [e.tenant_id for e in events],
+    )
+
+
 async def record_reports(pool: asyncpg.Pool, reports: Sequence[Report]) -> ReportsApplied:
     """Record each report once per message and kind, and apply what is new: a hard bounce
     moves a delivered message to failed (reason `bounced`, an action for a broadcast run,
@@ -401,14 +416,7 @@ async def record_reports(pool: asyncpg.Pool, reports: Sequence[Report]) -> Repor
     if not unique:
         return ReportsApplied(set(), [])
     async with pool.acquire() as connection, connection.transaction():
-        await connection.execute(
-            """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id)
-               SELECT DISTINCT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])
-               ON CONFLICT (run_id) DO NOTHING""",
-            [e.run_id for e in unique],
-            [e.broadcast_id for e in unique],
-            [e.tenant_id for e in unique],
-        )
+        await _known_runs(connection, unique)
         rows = await connection.fetch(
             _RECORD_REPORTS,
             [e.recipient_id for e in unique],
@@ -493,14 +501,7 @@ async def record_deferrals(pool: asyncpg.Pool, events: Sequence[DeliveryDeferred
     if not latest:
         return set()
     async with pool.acquire() as connection, connection.transaction():
-        await connection.execute(
-            """INSERT INTO tracker.runs (run_id, broadcast_id, tenant_id)
-               SELECT DISTINCT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])
-               ON CONFLICT (run_id) DO NOTHING""",
-            [e.run_id for e in latest],
-            [e.broadcast_id for e in latest],
-            [e.tenant_id for e in latest],
-        )
+        await _known_runs(connection, latest)
         await connection.execute(
             """INSERT INTO tracker.messages AS m (recipient_id, run_id, tenant_id, contract_id,
                                                  channel, address, state, waiting_for, due_at,
