@@ -35,27 +35,21 @@ from . import reports
 from .http import Request, Take, forbidden, json_object, malformed, parsed, unauthorized
 
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
-# The signed fields of each message type, in the canonical order.
+# The signed fields of each message type, in the canonical order; a subscription's
+# confirmation and an unsubscription's sign the same ones.
+_CONFIRMATION_FIELDS = (
+    "Message",
+    "MessageId",
+    "SubscribeURL",
+    "Timestamp",
+    "Token",
+    "TopicArn",
+    "Type",
+)
 _SIGNED: dict[str, tuple[str, ...]] = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
-    "UnsubscribeConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
+    "SubscriptionConfirmation": _CONFIRMATION_FIELDS,
+    "UnsubscribeConfirmation": _CONFIRMATION_FIELDS,
 }
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 # Signing certificates kept: SNS uses one per region at a time.
