@@ -10,10 +10,10 @@ Counts apply when a topic is created: an existing topic keeps its partitions (ad
 operator's step, docs/ARCHITECTURE.md, "A Kafka cluster"). Pure: no I/O, no Kafka.
 """
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from shared.json_settings import json_object
 from shared.requesters import Requesters
 from shared.topics import ALL, REQUESTS, Topic
 
@@ -49,17 +49,14 @@ class TopicPartitions:
 
 def parse(text: str | None) -> TopicPartitions:
     """The setting as `VARIABLE` holds it (a JSON object); unset or blank: the defaults."""
-    if text is None or not text.strip():
+    raw = json_object(
+        VARIABLE,
+        text,
+        'a JSON object of topic -> partitions, e.g. {"broadcast.messages": 16}',
+        TopicPartitionsError,
+    )
+    if raw is None:
         return TopicPartitions()
-    try:
-        raw = json.loads(text)
-    except ValueError as error:
-        raise TopicPartitionsError(f"{VARIABLE}: not JSON ({error})") from None
-    if not isinstance(raw, dict):
-        raise TopicPartitionsError(
-            f"{VARIABLE}: expected a JSON object of topic -> partitions, e.g. "
-            f'{{"broadcast.messages": 16}}'
-        )
     known = [t.name for t in ALL]
     for name, count in raw.items():
         if name not in known:

@@ -10,7 +10,6 @@ requests, e.g. BROADCAST_REQUEST_CLIENTS='{"acme-crm": ["acme"], "ops-tool": "*"
 outside the mapping allows nothing. Pure: no I/O, no Kafka.
 """
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pydantic import TypeAdapter, ValidationError
 
 from shared.events.base import TenantId
+from shared.json_settings import json_object
 from shared.topics import REQUESTS, Topic
 
 VARIABLE = "BROADCAST_REQUEST_CLIENTS"
@@ -74,17 +74,14 @@ def parse(text: str | None) -> Requesters:
     """The mapping as `VARIABLE` holds it (JSON); unset or blank: no client but the platform.
 
     RequestClientsError names the variable, the client and what is wrong."""
-    if text is None or not text.strip():
+    raw = json_object(
+        VARIABLE,
+        text,
+        'a JSON object of client -> tenants, e.g. {"acme-crm": ["acme"]}',
+        RequestClientsError,
+    )
+    if raw is None:
         return Requesters()
-    try:
-        raw = json.loads(text)
-    except ValueError as error:
-        raise RequestClientsError(f"{VARIABLE}: not JSON ({error})") from None
-    if not isinstance(raw, dict):
-        raise RequestClientsError(
-            f'{VARIABLE}: expected a JSON object of client -> tenants, e.g. {{"acme-crm": '
-            f'["acme"]}}'
-        )
     return Requesters({client: _tenants(client, held) for client, held in raw.items()})
 
 
