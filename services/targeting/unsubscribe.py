@@ -11,12 +11,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from shared import links
+from shared.asgi import Send, respond
 from shared.clock import Clock
 from shared.events import Channel
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 # Records the opt-out of (tenant, channel, address, contract).
 Record = Callable[[str, Channel, str, str], Awaitable[None]]
 
@@ -104,15 +104,4 @@ async def _drain(receive: Receive) -> None:
 
 async def _respond(send: Send, status: int, title: str, body: str) -> None:
     page = _PAGE.format(title=html.escape(title), body=body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/html; charset=utf-8"),
-                (b"content-length", str(len(page)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": page})
+    await respond(send, status, b"text/html; charset=utf-8", page)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from shared.asgi import Send, respond
 from shared.events import DeliveryReport
 from shared.isolation import in_a_few_words
 
@@ -31,7 +32,6 @@ from ..intake import Finding
 # ASGI's own types, as servers and httpx's ASGITransport declare them.
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 # The intake's `take`: publishes the findings about messages of ours, awaiting the broker.
 Take = Callable[[Sequence[Finding]], Awaitable[list[DeliveryReport]]]
 
@@ -162,16 +162,4 @@ async def _body(receive: Receive, limit: int) -> bytes | None:
 
 
 async def _answer(send: Send, status: int, body: Mapping[str, Any]) -> None:
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    await respond(send, status, b"application/json", json.dumps(body).encode())
