@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from shared.clock import Clock, utc_now
-from shared.events import BroadcastCompleted, BroadcastPreviewed, BroadcastProgressed
+from shared.events import BroadcastCompleted, BroadcastPreviewed, BroadcastProgressed, Outcome
 from shared.ids import event_id_for
 from shared.publishing import Publisher
 
@@ -120,31 +120,27 @@ class Progress:
         now; with nothing `changed`: the changes held back by the throttle."""
         for run in await store.running(self._pool(), self._throttle.due(changed)):
             self._throttle.announced(run.run_id)
-            await self._events.publish(
-                BroadcastProgressed(
-                    tenant_id=run.tenant_id,
-                    broadcast_id=run.broadcast_id,
-                    run_id=run.run_id,
-                    counters=run.counters,
-                ),
-                key=str(run.broadcast_id).encode(),
-            )
+            await self._progressed(run)
 
     async def publish_reported(self, run_ids: Iterable[UUID]) -> None:
         """Announce again, with their outcome now, the completed broadcasts whose counters a
         report after the completion changed. A redelivered batch announces the same counters
         again, which harms no reader: a copy is the safe side of a crash before the publish."""
         for run in await store.announced_broadcasts(self._pool(), run_ids):
-            await self._events.publish(
-                BroadcastProgressed(
-                    tenant_id=run.tenant_id,
-                    broadcast_id=run.broadcast_id,
-                    run_id=run.run_id,
-                    counters=run.counters,
-                    outcome=run.outcome,
-                ),
-                key=str(run.broadcast_id).encode(),
-            )
+            await self._progressed(run, run.outcome)
+
+    async def _progressed(self, run: store.RunView, outcome: Outcome | None = None) -> None:
+        """`broadcast.progressed` for `run`; with its `outcome` once it completed."""
+        await self._events.publish(
+            BroadcastProgressed(
+                tenant_id=run.tenant_id,
+                broadcast_id=run.broadcast_id,
+                run_id=run.run_id,
+                counters=run.counters,
+                outcome=outcome,
+            ),
+            key=str(run.broadcast_id).encode(),
+        )
 
     async def _publish_preview(self, run: store.RunView) -> None:
         assert run.requested_by is not None
