@@ -17,6 +17,7 @@ import pytest
 from deploy.local import stack
 from tests.faults.test_dispatchers import (
     check_nothing_lost_nothing_twice,
+    completions,
     start_broadcast,
     wait_for_count,
 )
@@ -56,11 +57,6 @@ async def test_a_broker_and_one_instance_of_each_service_die_mid_broadcast(
         await check_nothing_lost_nothing_twice(
             db, smtp_sink, log, tenant, domain, broadcast, killed=1, size=SIZE
         )
-        completions = [
-            e
-            for e in log.records
-            if e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast
-        ]
-        assert len(completions) == 1
+        assert len(completions(log, broadcast)) == 1
     finally:
         await log.close()

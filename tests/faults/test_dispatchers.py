@@ -152,6 +152,15 @@ async def quiet(log: EventLog, broadcast: str, size: int) -> dict[str, Any]:
     )
 
 
+def completions(log: EventLog, broadcast: str) -> list[dict[str, Any]]:
+    """The `broadcast.completed` events of `broadcast` read so far (copies included)."""
+    return [
+        e
+        for e in log.records
+        if e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast
+    ]
+
+
 async def check_nothing_lost_nothing_twice(
     db: asyncpg.Pool,
     sink: SmtpSink,

@@ -17,6 +17,7 @@ from deploy.local import stack
 from tests.e2e.audience import OPEN_ALL_WEEK, ask, french_only
 from tests.faults.test_dispatchers import (
     check_nothing_lost_nothing_twice,
+    completions,
     start_broadcast,
 )
 from tests.stack import SUITE_ENV, EventLog, SmtpSink, another_instance, restart_service
@@ -54,12 +55,7 @@ async def test_a_broadcast_completes_exactly_with_two_instances_of_each_service(
             )
             # One completion, however many trackers announce completions.
             await asyncio.sleep(2)
-            completions = [
-                e
-                for e in log.records
-                if e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast
-            ]
-            assert len(completions) == 1
+            assert len(completions(log, broadcast)) == 1
         finally:
             await log.close()
 
