@@ -21,7 +21,9 @@ from deploy.local.stack.kafka import bootstrap, kafka_cluster, nodes
 from shared.admin import ensure_topics
 from shared.topics import ALL, MESSAGES
 
-CLUSTER = nodes(3, first_port=39092)
+# Below the kernel's ephemeral range (32768 and up), where a client's outgoing socket may hold the
+# port at the moment a node binds it (tests/unit/test_stack_ports.py checks every fixed port).
+CLUSTER = nodes(3, first_port=29192)
 BOOTSTRAP = bootstrap(CLUSTER)
 # Three JVMs on a 2-core machine beside whatever else runs: the least that starts quickly.
 HEAP_MB = 256
