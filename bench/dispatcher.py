@@ -26,15 +26,14 @@ from aiokafka import AIOKafkaProducer
 from bench.ceiling import CEILING_CONNECTIONS, ceiling_message, smtp_ceiling
 from bench.probes import cpu_seconds, cpu_snapshot, machine, settled_sink_count, sink_count
 from bench.processes import (
-    DISPATCHER_PID,
     smtp_sink_running,
     stack_dispatcher_stopped,
-    start_bench_dispatcher,
+    start_bench_dispatchers,
+    stop_bench_dispatchers,
 )
 from bench.report import write_json
 from bench.stages import table_window
 from bench.watch import drained
-from deploy.local import stack
 from deploy.local.every_day import send_every_day
 from shared import topics
 from shared.client import endpoints
@@ -94,7 +93,7 @@ async def measure(count: int, ceiling_messages: int) -> dict[str, Any]:
             )
             sink_before = sink_count()
             cpu_before = cpu_snapshot()
-            start_bench_dispatcher()
+            start_bench_dispatchers()
             await drained(db, run_id, count, timeout=120 + count / 100)
             cpu = cpu_seconds(cpu_before)
             window = await table_window(db, "dispatcher", run_id)
@@ -108,7 +107,7 @@ async def measure(count: int, ceiling_messages: int) -> dict[str, Any]:
                 )
             }
             received = settled_sink_count() - sink_before
-            stack.stop_process(DISPATCHER_PID, timeout=20.0)
+            stop_bench_dispatchers()
             ceiling_after = ceiling_messages / await smtp_ceiling(
                 ceiling_messages, ceiling_message()
             )

@@ -38,6 +38,7 @@ from bench.probes import (
     machine,
     service_trees,
     settled_sink_count,
+    topology,
 )
 from bench.processes import dispatcher_swapped, smtp_sink_running
 from bench.report import RESULTS, Report, cpu_per_message, print_table, write_results
@@ -157,6 +158,7 @@ def run_bench(
             "tenant": tenant,
             "recipients": contracts,
             "machine": machine(),
+            "topology": topology(),
         }
     )
     logs_before = log_sizes()

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bench.errors import BenchError
-from bench.processes import DISPATCHER, DISPATCHER_LOG, DISPATCHER_PID, SINK_LOG, SINK_PID
+from bench.processes import DISPATCHER, SINK_LOG, SINK_PID, bench_dispatchers, instance_of
 from deploy.local import stack
+from deploy.local.stack.config import instances
+from deploy.local.stack.kafka import stack_nodes
 from shared.clock import Clock, utc_now
 from shared.service import Periodic
 
@@ -26,7 +28,8 @@ SERVICES = ("targeting", "composer", "dispatcher", "tracker")
 SINK = "bench-smtp-sink"
 RSS_INTERVAL_S = 0.5
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# Everything that competes for the two cores during the run, not only the four services.
+# Everything that competes for the two cores during the run, not only the four services. Each
+# sums all its instances: every service's (BROADCAST_INSTANCES), every Kafka node.
 CPU_COMPONENTS = (*SERVICES, "kafka", "postgres", SINK)
 
 _log = logging.getLogger(__name__)
@@ -55,13 +58,24 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _pid_file(name: str) -> Path:
-    """Where the pgid of a component is: the bench's own processes replace the stack's."""
-    if name == DISPATCHER:
-        return DISPATCHER_PID
-    if name == SINK:
-        return SINK_PID
-    return stack.components()[name].pid_file
+def topology() -> dict[str, int]:
+    """The stack the run measures: Kafka nodes, and instances of each service."""
+    return {"kafka_nodes": len(stack_nodes()), "instances": instances()}
+
+
+def _pid_files(group: str) -> list[Path]:
+    """Where the pgid of each instance of a component is: the bench's own processes replace
+    the stack's."""
+    if group == DISPATCHER:
+        return [pid_file for _, _, pid_file in bench_dispatchers()]
+    if group == SINK:
+        return [SINK_PID]
+    return [c.pid_file for name, c in stack.components().items() if instance_of(name, group)]
+
+
+def _tree(pid_file: Path) -> set[int]:
+    pgid = stack.running_pid(pid_file)
+    return set(stack.process_tree(pgid)) if pgid is not None else set()
 
 
 @contextlib.asynccontextmanager
@@ -87,14 +101,15 @@ def _rss_kb(pid: int) -> int:
 
 
 def service_trees() -> dict[str, list[int]]:
-    """pid of every process of each service: the stack's pid files, the bench dispatcher's."""
+    """pid of every process of each service, all its instances together."""
     trees: dict[str, list[int]] = {}
     for name in SERVICES:
-        pid_file = _pid_file(name)
-        pgid = stack.running_pid(pid_file)
-        if pgid is None:
-            raise BenchError(f"{name} is not running (pid file {pid_file})")
-        trees[name] = sorted(stack.process_tree(pgid))
+        pids: set[int] = set()
+        for pid_file in _pid_files(name):
+            if stack.running_pid(pid_file) is None:
+                raise BenchError(f"{name} is not running (pid file {pid_file})")
+            pids |= _tree(pid_file)
+        trees[name] = sorted(pids)
     return trees
 
 
@@ -142,9 +157,8 @@ def cpu_snapshot() -> dict[str, dict[int, int]]:
     """Per component, CPU ticks of each process of its tree (PostgreSQL backends included)."""
     snapshot: dict[str, dict[int, int]] = {}
     for name in CPU_COMPONENTS:
-        pgid = stack.running_pid(_pid_file(name))
-        tree = stack.process_tree(pgid) if pgid is not None else {}
-        snapshot[name] = {pid: _cpu_ticks(pid) for pid in tree}
+        pids = set().union(*map(_tree, _pid_files(name)))
+        snapshot[name] = {pid: _cpu_ticks(pid) for pid in pids}
     return snapshot
 
 
@@ -248,22 +262,28 @@ _PROBLEM = re.compile(r"ERROR|CRITICAL|Traceback|dead-lettered|failed", re.IGNOR
 _PROBLEMS_SHOWN = 20
 
 
-def _log_file(name: str) -> Path:
-    return DISPATCHER_LOG if name == DISPATCHER else stack.log_file(name)
+def _service_logs() -> dict[str, Path]:
+    """Each service instance's log, by instance: the bench dispatchers' in place of the stack's."""
+    logs = {
+        name: c.log_file
+        for name, c in stack.components().items()
+        if any(instance_of(name, service) for service in SERVICES if service != DISPATCHER)
+    }
+    return logs | {c.name: log_file for c, log_file, _ in bench_dispatchers()}
 
 
 def log_sizes() -> dict[str, int]:
-    paths = {name: _log_file(name) for name in SERVICES}
-    return {name: p.stat().st_size if p.exists() else 0 for name, p in paths.items()}
+    return {name: p.stat().st_size if p.exists() else 0 for name, p in _service_logs().items()}
 
 
 def log_problems(before: Mapping[str, int]) -> dict[str, list[str]]:
     """Lines that look like errors, written to the services' logs during the bench."""
     found: dict[str, list[str]] = {}
+    logs = _service_logs()
     for name, offset in before.items():
         hits: list[str] = []  # a log that is gone has nothing to report
         # Line by line: after a 1M run a log can be too big to hold at once.
-        with contextlib.suppress(FileNotFoundError), _log_file(name).open("rb") as log:
+        with contextlib.suppress(FileNotFoundError), logs[name].open("rb") as log:
             log.seek(offset)
             for raw in log:
                 line = raw.decode(errors="replace").rstrip("\r\n")

@@ -1,4 +1,5 @@
-"""The processes the bench runs beside the stack: Postfix's smtp-sink and a bench dispatcher.
+"""The processes the bench runs beside the stack: Postfix's smtp-sink and the bench dispatchers
+(one in place of each of the stack's).
 
 Both have their own log and pid files next to the stack's (`make down` does not know them),
 and both are stopped on the way out of their context, whatever happened, so that the stack is
@@ -7,6 +8,7 @@ left as it was found.
 
 import contextlib
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -30,7 +32,6 @@ def _bench_paths(name: str) -> tuple[Path, Path]:
 
 
 SINK_LOG, SINK_PID = _bench_paths("bench-smtp-sink")
-DISPATCHER_LOG, DISPATCHER_PID = _bench_paths("bench-dispatcher")
 
 
 def start_smtp_sink() -> None:
@@ -61,17 +62,36 @@ def smtp_sink_running() -> Iterator[None]:
         stack.stop_process(SINK_PID, timeout=5.0)
 
 
-def start_bench_dispatcher() -> None:
-    """The stack's dispatcher command, relaying to smtp-sink; returns once /health answers."""
-    component = stack.components()[DISPATCHER]
-    stack.stop_process(DISPATCHER_PID, timeout=20.0)  # a leftover of an interrupted bench
+def instance_of(component: str, group: str) -> bool:
+    """Whether a stack component (`dispatcher-2`, `kafka-3`) is one of `group`'s instances."""
+    return re.fullmatch(rf"{re.escape(group)}(-\d+)?", component) is not None
+
+
+def stack_dispatchers() -> list[stack.Component]:
+    """The stack's dispatchers: one per BROADCAST_INSTANCES, in the same consumer group."""
+    return [c for name, c in stack.components().items() if instance_of(name, DISPATCHER)]
+
+
+def bench_dispatchers() -> list[tuple[stack.Component, Path, Path]]:
+    """Each stack dispatcher, with the (log file, pid file) of the bench one that replaces it."""
+    return [(c, *_bench_paths(f"bench-{c.name}")) for c in stack_dispatchers()]
+
+
+def stop_bench_dispatchers() -> None:
+    for _, _, pid_file in bench_dispatchers():
+        stack.stop_process(pid_file, timeout=20.0)
+
+
+def _start_bench_dispatcher(component: stack.Component, log_file: Path, pid_file: Path) -> None:
+    """One stack dispatcher's command, relaying to smtp-sink; returns once /health answers."""
+    stack.stop_process(pid_file, timeout=20.0)  # a leftover of an interrupted bench
     (port,) = component.ports
     if stack.port_in_use(port):
-        raise BenchError(f"port {port} still taken after stopping the stack's dispatcher")
+        raise BenchError(f"port {port} still taken after stopping the stack's {component.name}")
     proc = stack.start_process(
         component.command,
-        log_file=DISPATCHER_LOG,
-        pid_file=DISPATCHER_PID,
+        log_file=log_file,
+        pid_file=pid_file,
         env={**component.env, "DISPATCHER_SMTP_PORT": str(SINK_PORT)},
         cwd=component.cwd,
     )
@@ -79,33 +99,39 @@ def start_bench_dispatcher() -> None:
     deadline = time.monotonic() + component.start_timeout
     while not healthy():
         if proc.poll() is not None:
-            raise BenchError(f"bench dispatcher exited ({proc.returncode}); see {DISPATCHER_LOG}")
+            raise BenchError(f"bench {component.name} exited ({proc.returncode}); see {log_file}")
         if time.monotonic() >= deadline:
-            raise BenchError(f"bench dispatcher not healthy in time; see {DISPATCHER_LOG}")
+            raise BenchError(f"bench {component.name} not healthy in time; see {log_file}")
         time.sleep(0.2)
+
+
+def start_bench_dispatchers() -> None:
+    """A bench dispatcher in place of each of the stack's, on its port and with its identity."""
+    for component, log_file, pid_file in bench_dispatchers():
+        _start_bench_dispatcher(component, log_file, pid_file)
     time.sleep(GROUP_SETTLE_S)
 
 
 @contextlib.contextmanager
 def stack_dispatcher_stopped() -> Iterator[None]:
-    """Run the body without the stack's dispatcher. On the way out the bench dispatcher, if the
-    body started one, is stopped and the stack's is started again if it was running."""
-    was_running = stack.running_pid(stack.components()[DISPATCHER].pid_file) is not None
+    """Run the body without the stack's dispatchers. On the way out the bench dispatchers, if
+    the body started any, are stopped and the stack's that were running are started again."""
+    running = [c.name for c in stack_dispatchers() if stack.running_pid(c.pid_file) is not None]
     try:
-        if was_running:
-            stack.down([DISPATCHER])
+        if running:
+            stack.down(running)
         yield
     finally:
         try:
-            stack.stop_process(DISPATCHER_PID, timeout=20.0)
+            stop_bench_dispatchers()
         finally:
-            if was_running:
-                stack.up([DISPATCHER])
+            if running:
+                stack.up(running)
 
 
 @contextlib.contextmanager
 def dispatcher_swapped() -> Iterator[None]:
-    """Run the body with the bench dispatcher; put the stack's dispatcher back as it was."""
+    """Run the body with the bench dispatchers; put the stack's back as they were."""
     with stack_dispatcher_stopped():
-        start_bench_dispatcher()
+        start_bench_dispatchers()
         yield

@@ -57,6 +57,8 @@ def figures(data: Mapping[str, Any]) -> list[tuple[str, Any]]:
     cpu = cpu_per_message(data.get("cpu_s", {}), data.get("delivered", 0))
     return [
         ("recipients", data.get("recipients")),
+        ("Kafka nodes", data.get("topology", {}).get("kafka_nodes")),
+        ("instances of each service", data.get("topology", {}).get("instances")),
         ("elapsed (s)", data.get("elapsed_s")),
         ("start -> completed (/s)", data.get("end_to_end_per_s")),
         ("first message at server (s)", data.get("first_message_s")),

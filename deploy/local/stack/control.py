@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 
 from .component import Component, StackError
-from .config import POLL_INTERVAL, run_dir
+from .config import POLL_INTERVAL, SERVICE_PORTS, instances, run_dir
+from .kafka import BROKERS_VARIABLE
 from .processes import running_pid, start_process, stop_process
 from .readiness import port_in_use
 from .table import components
@@ -103,9 +106,42 @@ def up(names: Sequence[str] = ()) -> None:
             print(start_component(component), flush=True)
 
 
+_NODE = re.compile(r"kafka-\d+")
+_INSTANCE = re.compile(rf"(?:{'|'.join(SERVICE_PORTS)})-(\d+)")
+
+
+def recorded_settings() -> dict[str, str]:
+    """BROADCAST_KAFKA_BROKERS and BROADCAST_INSTANCES widened to the largest stack whose pid
+    files are recorded: a bare `down` after `BROADCAST_INSTANCES=2 make up` must stop the second
+    instances too, and the cluster's nodes, though it is not given the variables."""
+    recorded = [path.stem for path in (run_dir() / "pids").glob("*.pid")]
+    counts = [int(m[1]) for name in recorded if (m := _INSTANCE.fullmatch(name))]
+    widened: dict[str, str] = {}
+    if any(_NODE.fullmatch(name) for name in recorded):
+        widened[BROKERS_VARIABLE] = "3"
+    if counts and max(counts) > instances():
+        widened["BROADCAST_INSTANCES"] = str(max(counts))
+    return widened
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def down(names: Sequence[str] = ()) -> None:
-    """Stop the named components (default: all) in reverse table order; idempotent."""
-    with _stack_lock():
+    """Stop the named components (default: all that run, whatever settings started them) in
+    reverse table order; idempotent."""
+    with _stack_lock(), _environment(recorded_settings() if not names else {}):
         for component in reversed(_select(names)):
             print(stop_component(component), flush=True)
 
