@@ -1,6 +1,7 @@
 """End-to-end benchmark: one email broadcast to N contracts through the four services.
 
-    .venv/bin/python -m bench.e2e [--contracts N] [--ceiling-messages M] [--compare RUN_JSON]
+    .venv/bin/python -m bench.e2e [--contracts N] [--ceiling-messages M] [--idle-seconds S]
+                                  [--compare RUN_JSON]
 
 Needs the local stack running (`make bench` starts it). For the length of the run the stack's
 dispatcher is replaced by a bench dispatcher (same command, same consumer group) that relays to
@@ -31,8 +32,10 @@ from bench.contracts import load_contracts as load_contracts
 from bench.errors import BenchError
 from bench.probes import (
     RssSampler,
+    bytes_written,
     cpu_seconds,
     cpu_snapshot,
+    idle_cpu,
     log_problems,
     log_sizes,
     machine,
@@ -62,14 +65,20 @@ def broadcast_timeout(contracts: int) -> float:
     return 120 + contracts / 100
 
 
-async def e2e_phase(tenant: str, contracts: int, report: Report) -> None:
-    """Swap the dispatcher, run the broadcast while sampling RSS, measure the stages."""
+async def e2e_phase(tenant: str, contracts: int, idle_s: float, report: Report) -> None:
+    """Swap the dispatchers, measure the idle stack, run the broadcast while sampling RSS,
+    measure the stages."""
     with dispatcher_swapped():
+        if idle_s > 0:
+            print(f"idle for {idle_s:.0f} s: each component's fixed CPU cost", flush=True)
+            report.data["idle_cpu_ms_per_s"] = await idle_cpu(idle_s)
         sampler = RssSampler(service_trees())
+        written_before = await bytes_written()
         cpu_before = cpu_snapshot()
         async with sampler.sampling():
             run = await run_broadcast(tenant, contracts, timeout_s=broadcast_timeout(contracts))
         cpu = cpu_seconds(cpu_before)
+        written = {k: v - written_before[k] for k, v in (await bytes_written()).items()}
         sink_delta = settled_sink_count() - run.sink_before
     c = run.completed.counters
     report.data.update(
@@ -89,6 +98,7 @@ async def e2e_phase(tenant: str, contracts: int, report: Report) -> None:
             **cpu_per_message(cpu, c.delivered),
             # A count, not the samples: the JSON stays the same size at any N.
             "rss_samples": sampler.samples,
+            "bytes_per_message": {k: round(v / max(c.delivered, 1)) for k, v in written.items()},
         }
     )
     report.data.update(
@@ -146,7 +156,7 @@ async def cleanup_phase(tenant: str, contracts: int) -> None:
 
 
 def run_bench(
-    contracts: int, ceiling_messages: int, command: str, clock: Clock = utc_now
+    contracts: int, ceiling_messages: int, idle_s: float, command: str, clock: Clock = utc_now
 ) -> Report:
     started = clock()
     tenant = f"bench-{int(started.timestamp())}"
@@ -167,7 +177,7 @@ def run_bench(
             print(f"loading {contracts} contracts for {tenant} (COPY)", flush=True)
             asyncio.run(load_phase(tenant, contracts, report))
             print("broadcasting through the bench dispatcher -> smtp-sink", flush=True)
-            asyncio.run(e2e_phase(tenant, contracts, report))
+            asyncio.run(e2e_phase(tenant, contracts, idle_s, report))
             print(f"SMTP ceiling: {ceiling_messages} messages, 8 connections", flush=True)
             asyncio.run(ceiling_phase(ceiling_messages, report))
         finally:
@@ -182,6 +192,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--contracts", type=int, default=100_000)
     parser.add_argument("--ceiling-messages", type=int, default=20_000)
     parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=20.0,
+        help="measure each component's CPU with nothing to do for this long first (0: skip)",
+    )
+    parser.add_argument(
         "--compare",
         type=Path,
         metavar="RUN_JSON",
@@ -190,6 +206,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.contracts < 1 or args.ceiling_messages < 1:
         parser.error("counts must be positive")
+    if args.idle_seconds < 0:
+        parser.error("--idle-seconds must be 0 or more")
     return args
 
 
@@ -201,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Read first: a wrong path must fail before a run of an hour, not after it.
     before = read_run(args.compare) if args.compare else None
     try:
-        report = run_bench(args.contracts, args.ceiling_messages, command)
+        report = run_bench(args.contracts, args.ceiling_messages, args.idle_seconds, command)
     except (BenchError, stack.StackError) as error:
         print(f"bench failed: {error}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ Processes are found through the stack's pid files, and the bench's own for its d
 smtp-sink (bench.processes).
 """
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -16,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import asyncpg
+
 from bench.errors import BenchError
 from bench.processes import DISPATCHER, SINK_LOG, SINK_PID, bench_dispatchers, instance_of
 from deploy.local import stack
 from deploy.local.stack.config import instances
 from deploy.local.stack.kafka import stack_nodes
+from shared.client import endpoints
 from shared.clock import Clock, utc_now
 from shared.service import Periodic
 
@@ -162,6 +166,14 @@ def cpu_snapshot() -> dict[str, dict[int, int]]:
     return snapshot
 
 
+async def idle_cpu(seconds: float) -> dict[str, float]:
+    """CPU ms per second each component spends with nothing to do: the fixed cost of running it
+    (heartbeats, periodic jobs, a cluster's replica fetches), apart from its cost per message."""
+    before = cpu_snapshot()
+    await asyncio.sleep(seconds)
+    return {name: round(s * 1000 / seconds, 1) for name, s in cpu_seconds(before).items()}
+
+
 def cpu_seconds(before: Mapping[str, Mapping[int, int]]) -> dict[str, float]:
     """CPU seconds each component used since `before`; processes that exited in between are
     missed, processes started in between count from zero."""
@@ -171,6 +183,32 @@ def cpu_seconds(before: Mapping[str, Mapping[int, int]]) -> dict[str, float]:
         delta = sum(t - before.get(name, {}).get(pid, 0) for pid, t in ticks.items())
         used[name] = round(delta / CLOCK_TICKS, 2)
     return used
+
+
+# --- bytes written -------------------------------------------------------------------------
+
+
+def _kafka_log_bytes() -> int:
+    """Bytes in the partition logs of every Kafka node: every copy of every topic (the cluster's
+    metadata log aside), so that replication shows."""
+    roots = (stack.run_dir() / "kafka", stack.run_dir() / "kafka-cluster")
+    total = 0
+    for path in (p for root in roots for p in root.glob("**/*.log")):
+        if not path.parent.name.startswith("__cluster_metadata"):
+            with contextlib.suppress(OSError):  # a segment deleted meanwhile
+                total += path.stat().st_size
+    return total
+
+
+async def bytes_written() -> dict[str, int]:
+    """Running totals of what the stack has written: PostgreSQL's WAL position and the size of
+    Kafka's partition logs; the difference of two is what a run wrote."""
+    conn = await asyncpg.connect(endpoints.local().database_url, timeout=10)
+    try:
+        wal = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+    finally:
+        await conn.close()
+    return {"postgres_wal": int(wal), "kafka_logs": _kafka_log_bytes()}
 
 
 # --- smtp-sink count -----------------------------------------------------------------------

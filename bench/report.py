@@ -68,8 +68,10 @@ def figures(data: Mapping[str, Any]) -> list[tuple[str, Any]]:
         ("smtp-sink count", data.get("sink_count")),
         ("recipients per CPU-second", cpu.get("recipients_per_cpu_s")),
         *((f"  CPU {k} (µs/msg)", v) for k, v in cpu.get("cpu_us_per_message", {}).items()),
+        *((f"  written {k} (bytes/msg)", v) for k, v in data.get("bytes_per_message", {}).items()),
         *((f"  peak RSS {k} (MB)", v) for k, v in data.get("peak_rss_mb", {}).items()),
         *((f"  CPU {k} (s)", v) for k, v in data.get("cpu_s", {}).items()),
+        *((f"  idle CPU {k} (ms/s)", v) for k, v in data.get("idle_cpu_ms_per_s", {}).items()),
     ]
 
 

@@ -72,7 +72,8 @@ def test_log_problems_lists_error_lines_written_since_and_skips_missing_logs(
     before = {"composer": log.stat().st_size, "tracker": 0}
     with log.open("a") as out:
         out.write("INFO fine\nERROR during the run\n")
-    monkeypatch.setattr(probes, "_log_file", lambda name: tmp_path / f"{name}.log")
+    logs = {name: tmp_path / f"{name}.log" for name in before}
+    monkeypatch.setattr(probes, "_service_logs", lambda: logs)
     assert probes.log_problems(before) == {"composer": ["ERROR during the run"]}
 
 
@@ -91,16 +92,20 @@ def test_results_go_to_the_run_s_file_and_latest(
 
 def test_the_e2e_command_line_keeps_its_arguments() -> None:
     args = parse_args(["--contracts", "5000"])
-    assert (args.contracts, args.ceiling_messages) == (5000, 20_000)
-    with pytest.raises(SystemExit):
-        parse_args(["--contracts", "0"])
+    assert (args.contracts, args.ceiling_messages, args.idle_seconds) == (5000, 20_000, 20.0)
+    assert parse_args(["--idle-seconds", "0"]).idle_seconds == 0
+    for wrong in (["--contracts", "0"], ["--idle-seconds", "-1"]):
+        with pytest.raises(SystemExit):
+            parse_args(wrong)
 
 
 def test_log_problems_keeps_the_first_twenty_error_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "dispatcher.log").write_text("".join(f"ERROR {n}\n" for n in range(30)))
-    monkeypatch.setattr(probes, "_log_file", lambda name: tmp_path / f"{name}.log")
+    monkeypatch.setattr(
+        probes, "_service_logs", lambda: {"dispatcher": tmp_path / "dispatcher.log"}
+    )
     assert probes.log_problems({"dispatcher": 0}) == {
         "dispatcher": [f"ERROR {n}" for n in range(20)]
     }
