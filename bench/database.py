@@ -15,6 +15,7 @@ machine (its CPU is read from /proc) with pg_stat_statements in shared_preload_l
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import time
@@ -32,6 +33,8 @@ from deploy.postgres.roles import provision
 from services.dispatcher import ledger
 from services.dispatcher.policy import Attempt
 from services.tracker import store
+from services.tracker.progress import Recounts
+from services.tracker.settings import Settings as TrackerSettings
 from shared.db import create_pool, migrate
 from shared.events import MessageDelivered, MessageRendered
 
@@ -135,15 +138,18 @@ async def sweep(pool: asyncpg.Pool, me: ledger.Claimant) -> None:
         await asyncio.sleep(1.0)
 
 
-async def settle(pool: asyncpg.Pool, run_ids: set[UUID], progressed: list[float]) -> None:
+async def settle(
+    pool: asyncpg.Pool, run_ids: set[UUID], progressed: list[float], recounts: Recounts
+) -> None:
     """What the tracker's `Progress.settle` reads and writes after each batch; the run's
-    progress (its counters and breakdown: `store.running`) at most once a second."""
+    progress (its counters and breakdown: `store.running`) at most once a second, its contracts
+    counted as the tracker's `Recounts` decides."""
     await store.complete_finished(pool, run_ids)
     await store.settle_follow_ups(pool, run_ids)
     await store.unpublished_completions(pool)
     if time.monotonic() - progressed[0] >= 1.0:
         progressed[0] = time.monotonic()
-        await store.running(pool, run_ids)
+        await recounts.counting(run_ids, functools.partial(store.running, pool, run_ids))
 
 
 async def play(dsn: str, count: int, wave: int, batch: int) -> dict[str, Any]:
@@ -163,6 +169,7 @@ async def play(dsn: str, count: int, wave: int, batch: int) -> dict[str, Any]:
         cluster_before = _cluster_ticks(postmaster)
         started = time.perf_counter()
         progressed = [0.0]
+        recounts = Recounts(TrackerSettings.model_fields["contract_count_seconds"].default)
         sweeping = asyncio.create_task(sweep(sweeper, me))
         for first in range(0, count, batch):
             part = messages[first : first + batch]
@@ -174,7 +181,7 @@ async def play(dsn: str, count: int, wave: int, batch: int) -> dict[str, Any]:
             runs, _ = await store.record_deliveries(
                 tracker, [MessageDelivered(**m.ref(), provider_code=250) for m in part]
             )
-            await settle(tracker, runs, progressed)
+            await settle(tracker, runs, progressed, recounts)
         seconds = time.perf_counter() - started
         sweeping.cancel()
         # Statistics reach pg_stat_database when a backend goes idle; this read ends no wait.

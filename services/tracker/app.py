@@ -50,7 +50,7 @@ from . import store
 from .commands import answer
 from .metrics import TrackerMetrics, refresh_gauges
 from .pauses import FailureWatch, Pauses
-from .progress import Progress, Throttle
+from .progress import Progress, Recounts, Throttle
 from .settings import Settings
 
 SERVICE = "tracker"
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         events,
         metrics,
         Throttle(settings.progress_interval_seconds, clock),
+        Recounts(settings.contract_count_seconds),
         Exclusive(lambda: runtime.pool, "tracker-completions").held,
     )
     loops = [

@@ -6,8 +6,11 @@ Completion is recorded first and published after: a crash in between is repaired
 at start-up too).
 """
 
-from collections.abc import Callable, Iterable
+import functools
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -56,6 +59,71 @@ class Throttle:
         return last is None or not timedelta(0) <= now - last < self._interval
 
 
+class Recounts:
+    """When a running run's contracts (reached, not reached) are counted again for its
+    progress events.
+
+    Counting them reads every message of the run (`tracker.run_counters_v1`), so each count
+    costs in proportion to the run's size: 0.8 s of PostgreSQL on a run of a million messages,
+    which once a second made the database's cost per message grow with the run (bench/README.md,
+    "PostgreSQL per message"). A run is counted again once `interval` seconds have passed since
+    its last count, and no sooner than `FACTOR` times what that count took, so that counting
+    one run never keeps the database busy more than a tenth of the time. In between, its
+    progress events carry the last counts; their message counters are exact in every event, and
+    a completion counts everything again. Per instance, in memory: a new instance counts at
+    once. `clock` is monotonic: durations and intervals must not follow the wall clock's steps.
+    """
+
+    FACTOR = 10.0
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        # Per run: when it was last counted, what that took, and the counts.
+        self._last: dict[UUID, tuple[float, float, int, int]] = {}
+
+    def due(self, run_ids: Iterable[UUID]) -> set[UUID]:
+        """The runs among `run_ids` whose contracts are to be counted now."""
+        now = self._clock()
+        return {r for r in run_ids if self._due(r, now)}
+
+    def _due(self, run_id: UUID, now: float) -> bool:
+        last = self._last.get(run_id)
+        if last is None:
+            return True
+        at, took, _, _ = last
+        return now - at >= max(self._interval, self.FACTOR * took)
+
+    async def counting(
+        self, run_ids: Iterable[UUID], read: Callable[[set[UUID]], Awaitable[list[store.RunView]]]
+    ) -> list[store.RunView]:
+        """`read` the runs, counting the contracts of those due; the others get their last
+        counts."""
+        due = self.due(run_ids)
+        began = self._clock()
+        runs = await read(due)
+        took = self._clock() - began
+        return [
+            self._counted(run, began, took) if run.run_id in due else self._known(run)
+            for run in runs
+        ]
+
+    def _counted(self, run: store.RunView, at: float, took: float) -> store.RunView:
+        c = run.counters
+        self._last[run.run_id] = (at, took, c.contracts_reached, c.contracts_not_reached)
+        return run
+
+    def _known(self, run: store.RunView) -> store.RunView:
+        _, _, reached, not_reached = self._last[run.run_id]
+        counters = run.counters.model_copy(
+            update={"contracts_reached": reached, "contracts_not_reached": not_reached}
+        )
+        return replace(run, counters=counters)
+
+    def forget(self, run_id: UUID) -> None:
+        self._last.pop(run_id, None)
+
+
 class Progress:
     """Settles the runs a batch concerned and announces what changed on `events`.
 
@@ -69,12 +137,14 @@ class Progress:
         events: Publisher,
         metrics: TrackerMetrics,
         throttle: Throttle,
+        recounts: Recounts,
         one_at_a_time: Callable[[], AbstractAsyncContextManager[None]],
     ) -> None:
         self._pool = pool
         self._events = events
         self._metrics = metrics
         self._throttle = throttle
+        self._recounts = recounts
         self._one_at_a_time = one_at_a_time
 
     async def settle(self, run_ids: set[UUID]) -> None:
@@ -114,11 +184,14 @@ class Progress:
                 )
             await store.mark_completion_published(self._pool(), run.run_id)
             self._throttle.forget(run.run_id)
+            self._recounts.forget(run.run_id)
 
     async def publish_progress(self, changed: Iterable[UUID] = ()) -> None:
         """Announce the running broadcasts that changed, now or earlier, and may be announced
         now; with nothing `changed`: the changes held back by the throttle."""
-        for run in await store.running(self._pool(), self._throttle.due(changed)):
+        due = self._throttle.due(changed)
+        read = functools.partial(store.running, self._pool(), due)
+        for run in await self._recounts.counting(due, read):
             self._throttle.announced(run.run_id)
             await self._progressed(run)
 

@@ -12,6 +12,10 @@ class Settings(ServiceSettings):
     # At most one progress event per run in this interval, however fast deliveries come; the
     # progress tick runs at this interval too, so a change held back is announced within it.
     progress_interval_seconds: float = Field(default=1.0, gt=0)
+    # A running broadcast's contracts reached and not reached are counted again for its
+    # progress events at most this often, and less often on a run whose count takes long
+    # (progress.Recounts); the message counters are exact in every event.
+    contract_count_seconds: float = Field(default=5.0, gt=0)
     # How often the running-broadcasts and consumer-lag gauges are refreshed.
     gauges_interval_seconds: float = Field(default=15.0, gt=0)
     # How often auto-pauses recorded and not published are looked for (the outbox's repair).

@@ -530,10 +530,11 @@ async def record_deferrals(pool: asyncpg.Pool, events: Sequence[DeliveryDeferred
 
 
 async def _breakdowns(
-    pool: asyncpg.Pool, run_ids: Sequence[UUID]
+    pool: asyncpg.Pool, run_ids: Sequence[UUID], contracts_of: Sequence[UUID]
 ) -> dict[UUID, dict[str, dict[str, int]]]:
-    """Per run: waiting messages by what they wait for, failed ones by reason, and the
-    contracts reached and not reached (the one definition is the view's)."""
+    """Per run: waiting messages by what they wait for, failed ones by reason, and, for the
+    runs of `contracts_of`, the contracts reached and not reached (the one definition is the
+    view's; counting them reads every message of the run)."""
     rows = await pool.fetch(
         """SELECT run_id, state, coalesce(waiting_for, reason, 'unspecified') AS what,
                   count(*) AS n
@@ -545,8 +546,9 @@ async def _breakdowns(
            FROM tracker.run_counters_v1 v
            CROSS JOIN LATERAL (VALUES ('reached', v.contracts_reached),
                                       ('not_reached', v.contracts_not_reached)) AS k(what, n)
-           WHERE v.run_id = ANY($1::uuid[])""",
+           WHERE v.run_id = ANY($2::uuid[])""",
         list(run_ids),
+        list(contracts_of),
     )
     found: dict[UUID, dict[str, dict[str, int]]] = {}
     for r in rows:
@@ -597,10 +599,18 @@ def _view(row: asyncpg.Record, details: dict[str, dict[str, int]]) -> RunView:
     )
 
 
-async def _views(pool: asyncpg.Pool, rows: Sequence[asyncpg.Record]) -> list[RunView]:
+async def _views(
+    pool: asyncpg.Pool,
+    rows: Sequence[asyncpg.Record],
+    count_contracts: Iterable[UUID] | None = None,
+) -> list[RunView]:
+    """The runs of `rows` with their breakdowns; their contracts counted for the runs of
+    `count_contracts` (default: all), left at 0 for the others."""
     if not rows:  # the usual answer of unpublished_completions, after every batch
         return []
-    details = await _breakdowns(pool, [r["run_id"] for r in rows])
+    run_ids = [r["run_id"] for r in rows]
+    counted = run_ids if count_contracts is None else list(count_contracts)
+    details = await _breakdowns(pool, run_ids, counted)
     return [_view(r, details.get(r["run_id"], {})) for r in rows]
 
 
@@ -667,14 +677,18 @@ async def mark_completion_published(pool: asyncpg.Pool, run_id: UUID) -> None:
     )
 
 
-async def running(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[RunView]:
+async def running(
+    pool: asyncpg.Pool, run_ids: Iterable[UUID], count_contracts: Iterable[UUID]
+) -> list[RunView]:
+    """The given broadcast runs still running; their contracts counted for those of
+    `count_contracts` only (0 for the others: see `progress.Recounts`)."""
     rows = await pool.fetch(
         f"""SELECT {_COLUMNS} FROM tracker.runs
             WHERE run_id = ANY($1::uuid[]) AND state = 'running'
               AND purpose = 'broadcast'""",  # noqa: S608
         list(run_ids),
     )
-    return await _views(pool, rows)
+    return await _views(pool, rows, count_contracts)
 
 
 async def announced_broadcasts(pool: asyncpg.Pool, run_ids: Iterable[UUID]) -> list[RunView]:

@@ -48,7 +48,7 @@ async def test_duplicates_and_reordering_leave_exact_counters(service_pool: asyn
     await store.record_deferrals(db, [waiting, late_retry])
     await store.record_run_started(db, [run_started(tenant, broadcast_id, run_id)])
     await store.record_targeting(db, [_targeted(tenant, broadcast_id, run_id, 4, 4, 0)])
-    (view,) = await store.running(db, [run_id])
+    (view,) = await store.running(db, [run_id], [run_id])
     counters = view.counters
     assert (counters.delivered, counters.failed, counters.pending_retry) == (2, 1, 1)
     assert counters.failed_by_reason == {"refused": 1}
@@ -106,11 +106,18 @@ async def test_contract_counters_stay_exact_under_copies_and_reordering(
     await store.record_deliveries(db, [good, good, refused[0]])
     await store.record_targeting(db, [_targeted(tenant, broadcast_id, run_id, 4, 5, 1)])
     await store.record_run_started(db, [run_started(tenant, broadcast_id, run_id)])
-    (view,) = await store.running(db, [run_id])
+    (view,) = await store.running(db, [run_id], [run_id])
     counters = view.counters
     assert (counters.contracts_targeted, counters.messages_targeted) == (4, 5)
     # C-4 is on its way: neither reached nor not reached yet.
     assert (counters.contracts_reached, counters.contracts_not_reached) == (1, 2)
+    # Not asked to count them (progress.Recounts keeps the last counts): not read at all.
+    (uncounted,) = await store.running(db, [run_id], [])
+    assert (uncounted.counters.contracts_reached, uncounted.counters.contracts_not_reached) == (
+        0,
+        0,
+    )
+    assert uncounted.counters.failed_by_reason == counters.failed_by_reason
     assert counters.failed_by_reason == {"refused": 2, "no_contact": 1}
 
     await store.record_deliveries(db, [DeliveryFailed(**c4, reason="refused")])

@@ -2,8 +2,9 @@
 the last change, completion once, a preview's result. The database is replaced by the rows it
 would return."""
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import nullcontext
+from dataclasses import replace
 from uuid import UUID, uuid4
 
 import pytest
@@ -11,11 +12,12 @@ from prometheus_client import CollectorRegistry
 
 from services.tracker import store
 from services.tracker.metrics import TrackerMetrics
-from services.tracker.progress import Progress, Throttle
+from services.tracker.progress import Progress, Recounts, Throttle
 from shared.events import BroadcastCompleted, BroadcastPreviewed, BroadcastProgressed, Counters
 from tests.unit.tracker_fakes import FakeClock, FakePublisher, no_pool
 
 INTERVAL = 1.0
+RECOUNT = 5.0
 
 
 def test_a_change_is_announced_at_once_then_held_back_for_the_interval() -> None:
@@ -75,8 +77,19 @@ class Database:
         self.previews: dict[UUID, dict[str, str | None]] = {}
         self.marked: list[UUID] = []
 
-        async def running(_pool: object, run_ids: Iterable[UUID]) -> list[store.RunView]:
-            return [self.running[r] for r in run_ids if r in self.running]
+        self.contracts: dict[UUID, tuple[int, int]] = {}
+        self.counted: list[set[UUID]] = []
+
+        async def running(
+            _pool: object, run_ids: Iterable[UUID], count_contracts: Iterable[UUID]
+        ) -> list[store.RunView]:
+            counting = set(count_contracts)
+            self.counted.append(counting)
+            return [
+                self._contracts(self.running[r], r in counting)
+                for r in run_ids
+                if r in self.running
+            ]
 
         async def unpublished_completions(_pool: object) -> list[store.RunView]:
             return [r for r in self.completed if r.run_id not in self.marked]
@@ -95,17 +108,37 @@ class Database:
         ]:
             monkeypatch.setattr(store, name, fake)
 
+    def _contracts(self, run: store.RunView, counted: bool) -> store.RunView:
+        """The run as the store reads it: its contracts counted when asked, 0 otherwise."""
+        reached, not_reached = self.contracts.get(run.run_id, (0, 0)) if counted else (0, 0)
+        counters = run.counters.model_copy(
+            update={"contracts_reached": reached, "contracts_not_reached": not_reached}
+        )
+        return replace(run, counters=counters)
+
+
+class Seconds:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
 
 class Announcing:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.db = Database(monkeypatch)
         self.clock = FakeClock()
         self.events = FakePublisher()
+        self.seconds = Seconds()
         self.progress = Progress(
             no_pool,
             self.events,
             TrackerMetrics(CollectorRegistry()),
             Throttle(INTERVAL, self.clock),
+            Recounts(RECOUNT, self.seconds),
             nullcontext,
         )
 
@@ -190,3 +223,54 @@ async def test_a_follow_up_or_a_notice_completes_silently_and_a_preview_tells_it
     )
     assert (previewed.reason, previewed.detail) == ("refused", "")
     assert set(given.db.marked) == {follow_up.run_id, preview.run_id, notice.run_id}
+
+
+async def test_a_run_s_contracts_are_counted_again_after_the_interval_or_ten_times_the_count() -> (
+    None
+):
+    seconds, run = Seconds(), uuid4()
+    recounts = Recounts(RECOUNT, seconds)
+
+    def counted_in(took: float) -> Callable[[set[UUID]], Awaitable[list[store.RunView]]]:
+        async def read(due: set[UUID]) -> list[store.RunView]:
+            seconds.now += took  # what the count takes
+            return [view(run)]
+
+        return read
+
+    assert recounts.due([run]) == {run}  # never counted
+    await recounts.counting([run], counted_in(0.25))
+    seconds.now += 4.5
+    assert recounts.due([run]) == set()
+    seconds.now += 0.25
+    assert recounts.due([run]) == {run}  # 5 s after the count began
+    # A count of 0.75 s (a run of most of a million messages): the next waits 7.5 s, not 5.
+    await recounts.counting([run], counted_in(0.75))
+    seconds.now += 6.5
+    assert recounts.due([run]) == set()
+    seconds.now += 0.25
+    assert recounts.due([run]) == {run}
+    recounts.forget(run)  # completed: a new count at once if it ever came back
+    assert recounts.due([run]) == {run}
+
+
+async def test_between_counts_progress_carries_the_last_contract_counts(given: Announcing) -> None:
+    run = view(uuid4(), delivered=1)
+    given.db.running[run.run_id] = run
+    given.db.contracts[run.run_id] = (1, 0)
+    await given.progress.publish_progress([run.run_id])
+    # A second later: the messages moved, the contracts are not read again.
+    given.db.running[run.run_id] = view(run.run_id, delivered=4)
+    given.db.contracts[run.run_id] = (3, 1)
+    given.clock.advance(1.0)
+    given.seconds.now += 1.0
+    await given.progress.publish_progress([run.run_id])
+    # Past the interval: counted again.
+    given.clock.advance(RECOUNT)
+    given.seconds.now += RECOUNT
+    await given.progress.publish_progress([run.run_id])
+    assert [
+        (m.counters.delivered, m.counters.contracts_reached, m.counters.contracts_not_reached)
+        for m in given.events.messages
+    ] == [(1, 1, 0), (4, 1, 0), (4, 3, 1)]
+    assert given.db.counted == [{run.run_id}, set(), {run.run_id}]
