@@ -85,10 +85,9 @@ class Recounts:
     def due(self, run_ids: Iterable[UUID]) -> set[UUID]:
         """The runs among `run_ids` whose contracts are to be counted now."""
         now = self._clock()
-        return {r for r in run_ids if self._due(r, now)}
+        return {r for r in run_ids if self._due(self._last.get(r), now)}
 
-    def _due(self, run_id: UUID, now: float) -> bool:
-        last = self._last.get(run_id)
+    def _due(self, last: tuple[float, float, int, int] | None, now: float) -> bool:
         if last is None:
             return True
         at, took, _, _ = last
@@ -98,13 +97,14 @@ class Recounts:
         self, run_ids: Iterable[UUID], read: Callable[[set[UUID]], Awaitable[list[store.RunView]]]
     ) -> list[store.RunView]:
         """`read` the runs, counting the contracts of those due; the others get their last
-        counts."""
-        due = self.due(run_ids)
-        began = self._clock()
+        counts, as they stood before the read (a completion may forget a run meanwhile)."""
+        now = self._clock()
+        last = {r: self._last.get(r) for r in run_ids}
+        due = {r for r, known in last.items() if self._due(known, now)}
         runs = await read(due)
-        took = self._clock() - began
+        took = self._clock() - now
         return [
-            self._counted(run, began, took) if run.run_id in due else self._known(run)
+            self._counted(run, now, took) if run.run_id in due else self._known(run, last)
             for run in runs
         ]
 
@@ -113,8 +113,13 @@ class Recounts:
         self._last[run.run_id] = (at, took, c.contracts_reached, c.contracts_not_reached)
         return run
 
-    def _known(self, run: store.RunView) -> store.RunView:
-        _, _, reached, not_reached = self._last[run.run_id]
+    @staticmethod
+    def _known(
+        run: store.RunView, last: dict[UUID, tuple[float, float, int, int] | None]
+    ) -> store.RunView:
+        known = last[run.run_id]
+        assert known is not None  # not due: counted before
+        _, _, reached, not_reached = known
         counters = run.counters.model_copy(
             update={"contracts_reached": reached, "contracts_not_reached": not_reached}
         )

@@ -254,6 +254,30 @@ async def test_a_run_s_contracts_are_counted_again_after_the_interval_or_ten_tim
     assert recounts.due([run]) == {run}
 
 
+async def test_a_run_forgotten_while_it_is_read_keeps_the_counts_it_had() -> None:
+    # The progress tick reads a run that is not due; meanwhile its completion is announced and
+    # the run forgotten: the read still answers with the run as it was.
+    seconds, run = Seconds(), uuid4()
+    recounts = Recounts(RECOUNT, seconds)
+    counted = view(run)
+    counted = replace(
+        counted, counters=counted.counters.model_copy(update={"contracts_reached": 3})
+    )
+
+    async def first(due: set[UUID]) -> list[store.RunView]:
+        return [counted]
+
+    async def completing_meanwhile(due: set[UUID]) -> list[store.RunView]:
+        assert due == set()
+        recounts.forget(run)
+        return [view(run)]
+
+    await recounts.counting([run], first)
+    seconds.now += 1.0
+    (read,) = await recounts.counting([run], completing_meanwhile)
+    assert read.counters.contracts_reached == 3
+
+
 async def test_between_counts_progress_carries_the_last_contract_counts(given: Announcing) -> None:
     run = view(uuid4(), delivered=1)
     given.db.running[run.run_id] = run
