@@ -3,7 +3,6 @@
 import email
 import email.policy
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
@@ -129,16 +128,8 @@ def restart_service(
     component = local_stack.components()[name]
     local_stack.stop_process(component.pid_file)
     env = {**(SUITE_ENV.get(name, {}) if as_in_the_suite else {}), **(env or {})}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
+    with local_stack.environment(env):
         local_stack.up([name])
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def another_instance(

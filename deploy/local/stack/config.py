@@ -9,8 +9,10 @@ at import, so that a caller may set them first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -38,6 +40,22 @@ POLL_INTERVAL = 0.2
 # The services' request clients (shared/requesters.py): one, for the suite to prove that a
 # client acts for its tenants only (tests/e2e/test_request_clients.py).
 REQUEST_CLIENTS = '{"test-client": ["tenant-bound"]}'
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` set in this process's environment for the body, then as they were: the
+    components are built from the BROADCAST_* and service variables when used."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def run_dir() -> Path:

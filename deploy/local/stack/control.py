@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import re
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 
 from .component import Component, StackError
-from .config import POLL_INTERVAL, SERVICE_PORTS, instances, run_dir
+from .config import POLL_INTERVAL, SERVICE_PORTS, environment, instances, run_dir
 from .kafka import BROKERS_VARIABLE
 from .processes import running_pid, start_process, stop_process
 from .readiness import port_in_use
@@ -124,24 +123,10 @@ def recorded_settings() -> dict[str, str]:
     return widened
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def down(names: Sequence[str] = ()) -> None:
     """Stop the named components (default: all that run, whatever settings started them) in
     reverse table order; idempotent."""
-    with _stack_lock(), _environment(recorded_settings() if not names else {}):
+    with _stack_lock(), environment(recorded_settings() if not names else {}):
         for component in reversed(_select(names)):
             print(stop_component(component), flush=True)
 
