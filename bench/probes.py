@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import asyncpg
 
 from bench.errors import BenchError
-from bench.processes import DISPATCHER, SINK_LOG, SINK_PID, bench_dispatchers, instance_of
+from bench.processes import DISPATCHER, SINK_LOG, SINK_PID, bench_dispatchers
 from deploy.local import stack
 from deploy.local.stack.config import instances
 from deploy.local.stack.kafka import stack_nodes
@@ -74,7 +74,9 @@ def _pid_files(group: str) -> list[Path]:
         return [pid_file for _, _, pid_file in bench_dispatchers()]
     if group == SINK:
         return [SINK_PID]
-    return [c.pid_file for name, c in stack.components().items() if instance_of(name, group)]
+    return [
+        c.pid_file for name, c in stack.components().items() if stack.instance_number(name, group)
+    ]
 
 
 def _tree(pid_file: Path) -> set[int]:
@@ -305,7 +307,7 @@ def _service_logs() -> dict[str, Path]:
     logs = {
         name: c.log_file
         for name, c in stack.components().items()
-        if any(instance_of(name, service) for service in SERVICES if service != DISPATCHER)
+        if any(stack.instance_number(name, s) for s in SERVICES if s != DISPATCHER)
     }
     return logs | {c.name: log_file for c, log_file, _ in bench_dispatchers()}
 

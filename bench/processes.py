@@ -8,7 +8,6 @@ left as it was found.
 
 import contextlib
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -62,14 +61,9 @@ def smtp_sink_running() -> Iterator[None]:
         stack.stop_process(SINK_PID, timeout=5.0)
 
 
-def instance_of(component: str, group: str) -> bool:
-    """Whether a stack component (`dispatcher-2`, `kafka-3`) is one of `group`'s instances."""
-    return re.fullmatch(rf"{re.escape(group)}(-\d+)?", component) is not None
-
-
 def stack_dispatchers() -> list[stack.Component]:
     """The stack's dispatchers: one per BROADCAST_INSTANCES, in the same consumer group."""
-    return [c for name, c in stack.components().items() if instance_of(name, DISPATCHER)]
+    return [c for name, c in stack.components().items() if stack.instance_number(name, DISPATCHER)]
 
 
 def bench_dispatchers() -> list[tuple[stack.Component, Path, Path]]:

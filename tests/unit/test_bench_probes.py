@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from bench import probes
-from bench.processes import bench_dispatchers, instance_of
+from bench.processes import bench_dispatchers
+from deploy.local.stack import instance_number
 from deploy.local.stack.kafka import BROKERS_VARIABLE
 
 
@@ -19,19 +20,19 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("component", "group", "member"),
+    ("component", "group", "number"),
     [
-        ("kafka", "kafka", True),
-        ("kafka-3", "kafka", True),
-        ("dispatcher-2", "dispatcher", True),
-        ("dispatcher", "dispatcher", True),
-        ("dispatcher-2", "tracker", False),
-        ("sms-sink", "smtp", False),
-        ("kafka-x", "kafka", False),
+        ("kafka", "kafka", 1),
+        ("kafka-3", "kafka", 3),
+        ("dispatcher-2", "dispatcher", 2),
+        ("dispatcher", "dispatcher", 1),
+        ("dispatcher-2", "tracker", None),
+        ("sms-sink", "smtp", None),
+        ("kafka-x", "kafka", None),
     ],
 )
-def test_instances_belong_to_their_group(component: str, group: str, member: bool) -> None:
-    assert instance_of(component, group) is member
+def test_instances_belong_to_their_group(component: str, group: str, number: int | None) -> None:
+    assert instance_number(component, group) == number
 
 
 def test_every_node_and_instance_is_measured(cluster: Path) -> None:

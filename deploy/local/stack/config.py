@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -70,6 +71,14 @@ def instances() -> int:
     if not given.isdigit() or not 1 <= int(given) <= 9:
         raise ValueError(f"BROADCAST_INSTANCES must be a whole number from 1 to 9, not {given!r}")
     return int(given)
+
+
+def instance_number(component: str, group: str) -> int | None:
+    """Which of `group`'s instances a component is, by the names the table gives them: 1 for
+    `group` itself, n for `group-n` (`dispatcher-2`, the cluster's `kafka-3`); None for a
+    component of another group."""
+    found = re.fullmatch(rf"{re.escape(group)}(?:-(\d+))?", component)
+    return None if found is None else int(found[1] or 1)
 
 
 def kafka_dir() -> Path:

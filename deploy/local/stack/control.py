@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import re
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 
 from .component import Component, StackError
-from .config import POLL_INTERVAL, SERVICE_PORTS, environment, instances, run_dir
+from .config import (
+    POLL_INTERVAL,
+    SERVICE_PORTS,
+    environment,
+    instance_number,
+    instances,
+    run_dir,
+)
 from .kafka import BROKERS_VARIABLE
 from .processes import running_pid, start_process, stop_process
 from .readiness import port_in_use
@@ -105,18 +111,15 @@ def up(names: Sequence[str] = ()) -> None:
             print(start_component(component), flush=True)
 
 
-_NODE = re.compile(r"kafka-\d+")
-_INSTANCE = re.compile(rf"(?:{'|'.join(SERVICE_PORTS)})-(\d+)")
-
-
 def recorded_settings() -> dict[str, str]:
     """BROADCAST_KAFKA_BROKERS and BROADCAST_INSTANCES widened to the largest stack whose pid
     files are recorded: a bare `down` after `BROADCAST_INSTANCES=2 make up` must stop the second
     instances too, and the cluster's nodes, though it is not given the variables."""
     recorded = [path.stem for path in (run_dir() / "pids").glob("*.pid")]
-    counts = [int(m[1]) for name in recorded if (m := _INSTANCE.fullmatch(name))]
+    counts = [n for name in recorded for s in SERVICE_PORTS if (n := instance_number(name, s))]
     widened: dict[str, str] = {}
-    if any(_NODE.fullmatch(name) for name in recorded):
+    # A single node is `kafka`; a cluster's nodes are `kafka-1`...
+    if any(name != "kafka" and instance_number(name, "kafka") for name in recorded):
         widened[BROKERS_VARIABLE] = "3"
     if counts and max(counts) > instances():
         widened["BROADCAST_INSTANCES"] = str(max(counts))
