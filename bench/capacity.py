@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SERVICES = ("targeting", "composer", "dispatcher", "tracker")
+from bench.probes import SERVICES
+
 SHARED = ("kafka", "postgres")
 # Each instance's asyncpg pool (<SERVICE>_DATABASE_POOL_SIZE's default).
 POOL_SIZE = 5
