@@ -146,6 +146,39 @@ async def test_targeting_can_neither_read_nor_write_another_services_tables(
         await targeting.close()
 
 
+async def test_no_service_role_reads_any_relation_of_another_service(provisioned: str) -> None:
+    """Every table, view and sequence of every other schema, not a sample: a grant added by a
+    later migration to the wrong role shows here."""
+    owner = await _connect(POSTGRES_USER, provisioned)
+    try:
+        relations = await owner.fetch(
+            "SELECT n.nspname AS schema, c.relname AS name FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'v', 'm', 'S')",
+            list(SERVICE_ROLES),
+        )
+    finally:
+        await owner.close()
+    assert {r["schema"] for r in relations} == set(SERVICE_ROLES)
+    read: list[str] = []
+    for role in SERVICE_ROLES:
+        connection = await _connect(role, provisioned)
+        try:
+            for relation in relations:
+                if relation["schema"] == role:
+                    continue
+                try:
+                    await connection.fetch(
+                        f'SELECT 1 FROM "{relation["schema"]}"."{relation["name"]}" LIMIT 0'
+                    )
+                except asyncpg.InsufficientPrivilegeError:
+                    continue
+                read.append(f"{role} reads {relation['schema']}.{relation['name']}")
+        finally:
+            await connection.close()
+    assert read == []
+
+
 async def test_a_service_role_touches_only_its_own_migration_rows(provisioned: str) -> None:
     targeting = await _connect("targeting", provisioned)
     try:
