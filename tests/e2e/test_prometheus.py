@@ -273,7 +273,8 @@ async def query(api: httpx.AsyncClient, expr: str) -> dict[str, Any]:
 
 async def a_broadcast_with_a_failure_a_retry_and_a_dead_letter(
     db: asyncpg.Pool, sink: SmtpSink
-) -> str:
+) -> tuple[str, str]:
+    """The broadcast's tenant and id, once it completed."""
     tenant, domain = new_tenant()
     gone, busy = f"gone@{domain}", f"c0@{domain}"
     await sink.set_rules(
@@ -299,7 +300,7 @@ async def a_broadcast_with_a_failure_a_retry_and_a_dead_letter(
         )
     finally:
         await log.close()
-    return broadcast_id
+    return tenant, broadcast_id
 
 
 async def value(api: httpx.AsyncClient, expr: str) -> float:
@@ -383,10 +384,18 @@ def broadcast_dashboard_queries(broadcast_id: str) -> dict[str, str]:
     return queries
 
 
+def operations_sql(title: str) -> str:
+    dashboard = json.loads((REPO / "deploy/grafana/dashboards/operations.json").read_text())
+    (panel,) = [p for p in dashboard["panels"] if p["title"] == title]
+    (target,) = panel["targets"]
+    sql: str = target["rawSql"]
+    return sql
+
+
 async def test_the_broadcast_dashboard_shows_one_broadcast_from_the_tracker(
     db: asyncpg.Pool, smtp_sink: SmtpSink
 ) -> None:
-    broadcast_id = await a_broadcast_with_a_failure_a_retry_and_a_dead_letter(db, smtp_sink)
+    tenant, broadcast_id = await a_broadcast_with_a_failure_a_retry_and_a_dead_letter(db, smtp_sink)
     queries = broadcast_dashboard_queries(broadcast_id)
     # As Grafana's datasource connects: the read-only role (deploy/postgres/roles.py).
     reader = await asyncpg.connect(local_database_url(READER_ROLE).get_secret_value())
@@ -416,5 +425,10 @@ async def test_the_broadcast_dashboard_shows_one_broadcast_from_the_tracker(
         assert (today["hard_bounce_pct"], today["complaint_pct"]) == (0, 0)
         choices = {r["__value"] for r in await reader.fetch(queries["variable"])}
         assert broadcast_id in choices
+        # The operations dashboard names the tenants the worst-tenant gauges cannot.
+        tenants = await reader.fetch(operations_sql("Tenants by report rate, today and yesterday"))
+        (row,) = [r for r in tenants if r["tenant_id"] == tenant]
+        assert (row["accepted"], row["hard_bounced"], row["complained"]) == (20, 0, 0)
+        assert (row["hard_bounce_pct"], row["complaint_pct"]) == (0, 0)
     finally:
         await reader.close()
