@@ -55,6 +55,11 @@ class Settings(ServiceSettings):
     # The SNS topics whose SES notifications are taken, as a JSON list; none: /webhooks/ses
     # answers 404.
     ses_topic_arns: tuple[str, ...] = ()
+    # How far an SNS message's Timestamp may be from now (a captured notification replayed later
+    # is refused). SNS signs a message once and retries it as signed, for at most 3600 s whatever
+    # the subscription's delivery policy (its default: 3 retries 20 s apart): a shorter window
+    # would refuse SNS's own late retries.
+    ses_max_age_seconds: float = Field(default=3600.0, gt=0)
     # Mailgun's webhook signing key; unset: /webhooks/mailgun answers 404.
     mailgun_signing_key: SecretStr | None = None
     # How far a Mailgun signature's timestamp may be from now (replays are refused within it).

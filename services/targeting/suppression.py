@@ -2,7 +2,8 @@
 
 An address is suppressed, per tenant and channel, by a hard bounce (`hard_bounce`), a complaint
 (`complaint`), a soft-bounce streak reaching the tenant-wide threshold (`soft_bounces`), or an
-SMS reply asking to stop (`sms_stop`). Suppression acts as an unsubscribe: targeting never sends
+SMS reply asking to stop (`sms_stop`). A hard bounce with a transient status counts in the
+streak instead (`in_streak`). Suppression acts as an unsubscribe: targeting never sends
 to the address again until someone re-enables it (`reenable_contact`).
 """
 
@@ -65,12 +66,20 @@ class Suppression:
 Decisive = DeliveryBounced | DeliveryComplained | ReplyReceived
 
 
+def in_streak(bounce: DeliveryBounced) -> bool:
+    """Whether a bounce counts in its address's soft-bounce streak rather than suppressing it
+    alone: a soft bounce, or a hard one whose RFC 3463 status is transient (4.x.x), such as an
+    SMS that failed at a handset switched off: the message failed, but the number may take the
+    next one. A hard bounce with 5.x.x or no status (nearly every email's) suppresses alone."""
+    return bounce.kind == "soft" or bounce.status.startswith("4.")
+
+
 def decided_by(report: Decisive) -> Suppression | None:
-    """The suppression one report decides alone; None for a soft bounce (a streak decides) or
-    a reply that is not a stop word, or a stop word on an email."""
+    """The suppression one report decides alone; None for a bounce in a streak (`in_streak`: a
+    streak decides) or a reply that is not a stop word, or a stop word on an email."""
     reason: SuppressionReason | None = None
     if isinstance(report, DeliveryBounced):
-        reason = "hard_bounce" if report.kind == "hard" else None
+        reason = None if in_streak(report) else "hard_bounce"
     elif isinstance(report, DeliveryComplained):
         reason = "complaint"
     elif report.channel == "sms" and asks_to_stop(report.text):
@@ -92,9 +101,9 @@ def suppression(report: Decisive, reason: SuppressionReason) -> Suppression:
 
 @dataclass(frozen=True)
 class Sent:
-    """A message to an address with a soft-bounce streak: `bounced` once it soft-bounced.
-    `sent_at`: when it was handed over, or, for a bounce whose hand-over was not noted (the
-    streak's first), when the bounce was reported."""
+    """A message to an address with a soft-bounce streak: `bounced` once it bounced in the
+    streak (`in_streak`). `sent_at`: when it was handed over, or, for a bounce whose hand-over
+    was not noted (the streak's first), when the bounce was reported."""
 
     recipient_id: UUID
     sent_at: datetime

@@ -23,7 +23,7 @@ from shared.ids import event_id_for
 from shared.publishing import Publisher
 
 from . import store
-from .suppression import Suppression, decided_by, normalised, streak, suppression
+from .suppression import Suppression, decided_by, in_streak, normalised, streak, suppression
 
 log = logging.getLogger("targeting")
 
@@ -41,7 +41,8 @@ class Suppressions:
         self._soft_bounces = soft_bounces
 
     async def apply(self, reports: Sequence[Report]) -> None:
-        """Note deliveries and soft bounces, suppress what the reports decide, announce."""
+        """Note deliveries and the bounces of streaks, suppress what the reports decide,
+        announce."""
         await store.note_deliveries(
             self._pool(), [r for r in reports if isinstance(r, MessageDelivered)]
         )
@@ -50,9 +51,9 @@ class Suppressions:
             for r in reports
             if not isinstance(r, MessageDelivered) and (s := decided_by(r)) is not None
         ]
-        soft = [r for r in reports if isinstance(r, DeliveryBounced) and r.kind == "soft"]
-        streaks = await store.note_soft_bounces(self._pool(), soft)
-        for bounce in soft:  # the last bounce of a streak that reached the threshold decides
+        streaked = [r for r in reports if isinstance(r, DeliveryBounced) and in_streak(r)]
+        streaks = await store.note_soft_bounces(self._pool(), streaked)
+        for bounce in streaked:  # the last bounce of a streak that reached the threshold decides
             key = (bounce.tenant_id, bounce.channel, normalised(bounce.address))
             if streak(streaks.get(key, [])) >= self._soft_bounces:
                 decided.append(suppression(bounce, "soft_bounces"))

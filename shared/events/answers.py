@@ -252,9 +252,10 @@ SuppressionReason = Literal["hard_bounce", "complaint", "soft_bounces", "sms_sto
 
 class ContactSuppressed(Record):
     """Targeting will not send to this address again, as for an unsubscribe: it bounced for
-    good, its recipient complained, it bounced softly too many times in a row, or its number
-    answered STOP. `recipient_id` is the message that decided it. Published so the platform can
-    show it and fix its contact data; `reenable_contact` undoes it."""
+    good, its recipient complained, it bounced softly (or an SMS failed at its handset for a
+    transient cause) too many times in a row, or its number answered STOP. `recipient_id` is
+    the message that decided it. Published so the platform can show it and fix its contact
+    data; `reenable_contact` undoes it."""
 
     type: Literal["contact.suppressed"] = "contact.suppressed"
     tenant_id: str

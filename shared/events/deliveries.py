@@ -86,7 +86,9 @@ class DeliveryBounced(MessageRef):
     """The recipient's system returned a message its provider had accepted. `hard`: it will
     never arrive (no such user, no such domain), and the address is suppressed; `soft`: it may,
     later (a full mailbox), and several in a row suppress it. For an SMS, a failure reported at
-    the handset, always `hard`. `status` is the RFC 3463 code (`5.1.1`) when there is one."""
+    the handset, always `hard` (the message failed): with a 5.x.x status the number is
+    suppressed, with a 4.x.x one (a handset off) it counts in the streak like a soft bounce.
+    `status` is the RFC 3463 code (`5.1.1`) when there is one."""
 
     type: Literal["delivery.bounced"] = "delivery.bounced"
     kind: BounceKind

@@ -334,3 +334,49 @@ async def test_soft_bounces_in_a_row_and_a_stop_reply_suppress(pool: asyncpg.Poo
     await suppressions.apply([stop])
     assert events.published[-1].reason == "sms_stop"
     assert (await estimate(pool, tenant)).messages == {"email": 0, "sms": 0}
+
+
+async def test_a_transient_sms_failure_fails_its_message_and_only_a_streak_suppresses(
+    pool: asyncpg.Pool,
+) -> None:
+    tenant = f"t-{uuid4().hex[:6]}"
+    await targeting.apply_contract_changes(pool, [contract(tenant, "c1", "ann@example.com")])
+    events = Events()
+    suppressions = Suppressions(lambda: pool, events, soft_bounces=3)
+    failed: list[DeliveryBounced] = []
+    for n in (1, 2, 3):
+        assert events.published == []  # the streak is n - 1 long
+        assert (await estimate(pool, tenant)).messages == {"email": 1, "sms": 1}
+        run = await a_run(pool, tenant, 1)
+        sms = message(run, "c1", "+15145550000", "sms")
+        at = NOW + timedelta(hours=n)
+        delivered = MessageDelivered(**sms, occurred_at=at)
+        failed.append(
+            DeliveryBounced(
+                **sms,
+                kind="hard",
+                status="4.0.0",  # Twilio's 30003: the handset is off
+                diagnostic="Twilio undelivered, error 30003",
+                source="sms_gateway",
+                reported_at=at + timedelta(minutes=1),
+            )
+        )
+        await tracker.record_deliveries(pool, [delivered])
+        await tracker.record_reports(pool, [failed[-1]])
+        await suppressions.apply([delivered, failed[-1]])
+        # Each one fails its message, counted as a hard bounce, whatever the number's fate.
+        row = await counters(pool, run)
+        assert (row["delivered"], row["failed"], row["hard_bounced"]) == (0, 1, 1)
+    states = await pool.fetch(
+        "SELECT state, detail FROM tracker.messages WHERE recipient_id = ANY($1::uuid[])",
+        [f.recipient_id for f in failed],
+    )
+    assert {(r["state"], r["detail"]) for r in states} == {
+        ("failed", "4.0.0 Twilio undelivered, error 30003")
+    }
+    assert len(await tracker.list_actions(pool, tenant, None, "open", 10)) == 3
+    # The third in a row suppresses the number, as soft bounces do; the email stays.
+    assert [(e.reason, e.channel, e.address, e.recipient_id) for e in events.published] == [
+        ("soft_bounces", "sms", "+15145550000", failed[-1].recipient_id)
+    ]
+    assert (await estimate(pool, tenant)).messages == {"email": 1, "sms": 0}

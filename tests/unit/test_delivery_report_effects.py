@@ -10,7 +10,7 @@ import pytest
 
 from services.targeting.audience import Estimate, points_json, reachable
 from services.targeting.counters import newest
-from services.targeting.suppression import Sent, asks_to_stop, decided_by, streak
+from services.targeting.suppression import Sent, asks_to_stop, decided_by, in_streak, streak
 from services.tracker.reports import detail_of, kind_of, once_each
 from shared.events import (
     BroadcastCompleted,
@@ -79,6 +79,30 @@ def test_hard_bounces_and_complaints_decide_alone_soft_bounces_do_not() -> None:
     assert decided_by(soft) is None
     complained = decided_by(complaint)
     assert complained is not None and complained.reason == "complaint"
+
+
+def test_an_sms_failure_suppresses_alone_only_for_a_permanent_status() -> None:
+    def failed(status: str) -> DeliveryBounced:
+        sms = ref("sms", "+15145550000")
+        return DeliveryBounced(
+            **sms, kind="hard", status=status, source="sms_gateway", reported_at=NOW
+        )
+
+    permanent, transient = failed("5.1.1"), failed("4.0.0")
+    decided = decided_by(permanent)
+    assert decided is not None and decided.reason == "hard_bounce"
+    assert not in_streak(permanent)
+    # A handset switched off: the message failed, the number counts in its streak instead.
+    assert kind_of(transient) == "hard_bounce"
+    assert decided_by(transient) is None and in_streak(transient)
+    # An email's hard bounce, 5.x.x or without status, is never in a streak; a soft one always.
+    email = [
+        DeliveryBounced(**ref(), kind="hard", status=s, source="dsn", reported_at=NOW)
+        for s in ("5.1.1", "")
+    ]
+    assert [in_streak(b) for b in email] == [False, False]
+    soft = DeliveryBounced(**ref(), kind="soft", status="5.2.2", source="ses", reported_at=NOW)
+    assert in_streak(soft)
 
 
 def sent(minutes: int, bounced: bool) -> Sent:

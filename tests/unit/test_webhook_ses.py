@@ -21,6 +21,7 @@ from tests.unit.webhook_fakes import NOW, FakeIntake, post
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"
 RECIPIENT = uuid4()
+MAX_AGE = 3600.0
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
@@ -120,7 +121,7 @@ class Sns:
 
     def webhook(self) -> SesWebhook:
         return SesWebhook(
-            frozenset({TOPIC}), SigningCertificates(self.fetch), self.confirm, lambda: NOW
+            frozenset({TOPIC}), MAX_AGE, SigningCertificates(self.fetch), self.confirm, lambda: NOW
         )
 
 
@@ -209,12 +210,46 @@ async def test_a_certificate_out_of_its_validity_is_refused() -> None:
     sns = Sns()
     webhook = SesWebhook(
         frozenset({TOPIC}),
+        MAX_AGE,
         SigningCertificates(sns.fetch),
         sns.confirm,
         lambda: NOW + timedelta(days=60),
     )
     body = json.dumps(notification(ses_bounce())).encode()
     assert (await post(webhook, intake, body)).status_code == 401
+
+
+def sns_time(seconds_from_now: float) -> str:
+    """A Timestamp as SNS writes it (milliseconds, Z)."""
+    at = NOW + timedelta(seconds=seconds_from_now)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+@pytest.mark.parametrize(
+    ("seconds_from_now", "status"),
+    [
+        (-MAX_AGE + 1, 200),  # SNS's last retry, signed when first sent
+        (-MAX_AGE - 1, 403),  # a captured notification, replayed
+        (MAX_AGE + 1, 403),  # far in the future: not a clock's drift
+    ],
+)
+async def test_a_signed_notification_is_taken_only_within_its_age(
+    seconds_from_now: float, status: int
+) -> None:
+    intake = FakeIntake()
+    envelope = notification(ses_bounce(), Timestamp=sns_time(seconds_from_now))
+    response = await post(Sns().webhook(), intake, json.dumps(envelope).encode())
+    assert response.status_code == status, response.text
+    assert len(intake.findings) == (1 if status == 200 else 0)
+    if status == 403:
+        assert response.json() == {"error": "Timestamp: not recent"}
+
+
+@pytest.mark.parametrize("timestamp", ["yesterday", "2026-12-03T09:00:01"])
+async def test_a_timestamp_that_is_not_snss_is_malformed(timestamp: str) -> None:
+    envelope = notification(ses_bounce(), Timestamp=timestamp)
+    response = await post(Sns().webhook(), FakeIntake(), json.dumps(envelope).encode())
+    assert (response.status_code, response.json()) == (400, {"error": "malformed: Timestamp"})
 
 
 def confirmation(subscribe_url: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ async def test_receipts_confirm_or_bounce_their_message() -> None:
             "status": "failed",
             "code": 30006,
             "detail": "landline or unreachable carrier",
+            "permanent": True,
         }
     )
     for body, headers in (delivered, failed):
@@ -47,11 +48,23 @@ async def test_receipts_confirm_or_bounce_their_message() -> None:
     assert bounced.report == {
         "type": "delivery.bounced",
         "kind": "hard",
-        "status": "",
+        "status": "5.0.0",
         "diagnostic": "30006 landline or unreachable carrier",
         "source": "sms_gateway",
         "reported_at": NOW,
     }
+
+
+@pytest.mark.parametrize("permanent", [{"permanent": False}, {}])
+async def test_a_failure_not_said_permanent_fails_its_message_with_a_transient_status(
+    permanent: dict[str, bool],
+) -> None:
+    intake = FakeIntake()
+    payload = {"reference": str(MESSAGE), "status": "failed", "code": 30003} | permanent
+    response = await post(GatewayReceipts(TOKEN, lambda: NOW), intake, *signed(payload))
+    assert response.status_code == 200
+    [bounced] = intake.findings
+    assert (bounced.report["kind"], bounced.report["status"]) == ("hard", "4.0.0")
 
 
 async def test_a_reply_answers_its_reference_or_the_latest_sms_to_its_number() -> None:

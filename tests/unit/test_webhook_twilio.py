@@ -12,6 +12,7 @@ from services.dispatcher.webhooks.twilio import (
     TwilioInbound,
     TwilioStatus,
     signature,
+    status_of,
 )
 from tests.unit.webhook_fakes import NOW, FakeIntake, post
 
@@ -68,16 +69,48 @@ def callback(status: str, **more: str) -> dict[str, str]:
 
 async def test_status_callbacks_confirm_or_bounce_their_message() -> None:
     intake = FakeIntake()
-    for status in ("sent", "delivered", "undelivered"):
-        extra = {"ErrorCode": "30003"} if status == "undelivered" else {}
-        response = await post(status_hook(), intake, *form(callback(status, **extra)))
+    callbacks = [
+        callback("sent"),
+        callback("delivered"),
+        callback("undelivered", ErrorCode="30003"),
+        callback("failed", ErrorCode="30005"),
+        callback("failed"),
+    ]
+    for params in callbacks:
+        response = await post(status_hook(), intake, *form(params))
         assert response.status_code == 200
-    confirmed, bounced = intake.findings
+    confirmed, *bounced = intake.findings
     assert (confirmed.recipient_id, confirmed.report["type"]) == (MESSAGE, "delivery.confirmed")
-    assert (bounced.report["kind"], bounced.report["diagnostic"]) == (
-        "hard",
-        "Twilio undelivered, error 30003",
-    )
+    # Every failure fails the message (hard); its status says whether the number is at fault.
+    assert [(b.report["kind"], b.report["status"], b.report["diagnostic"]) for b in bounced] == [
+        ("hard", "4.0.0", "Twilio undelivered, error 30003"),
+        ("hard", "5.1.1", "Twilio failed, error 30005"),
+        ("hard", "4.0.0", "Twilio failed"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("30004", "5.7.1"),  # blocked by the recipient
+        ("30005", "5.1.1"),  # unknown handset
+        ("30006", "5.1.1"),  # landline or unreachable carrier
+        ("21211", "5.1.3"),  # invalid number
+        ("21614", "5.1.1"),  # not a mobile number
+        ("21610", "5.7.1"),  # the recipient replied STOP
+        ("30001", "4.0.0"),  # queue overflow
+        ("30002", "4.0.0"),  # account suspended
+        ("30003", "4.0.0"),  # handset unreachable: switched off for a day
+        ("30007", "4.0.0"),  # carrier filtering: the content, not the number
+        ("30008", "4.0.0"),  # unknown error
+        ("30009", "4.0.0"),  # missing segment
+        ("30010", "4.0.0"),  # price over the maximum
+        ("39999", "4.0.0"),  # a code new to us
+        ("", "4.0.0"),  # none given
+    ],
+)
+def test_only_the_numbers_fault_is_a_permanent_status(code: str, status: str) -> None:
+    assert status_of(code) == status
 
 
 async def test_an_unknown_sid_is_taken_and_ignored() -> None:

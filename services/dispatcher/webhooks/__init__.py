@@ -46,6 +46,7 @@ class Webhooks:
         ses = (
             SesWebhook(
                 frozenset(settings.ses_topic_arns),
+                settings.ses_max_age_seconds,
                 SigningCertificates(self._get),
                 self._confirm,
                 clock,

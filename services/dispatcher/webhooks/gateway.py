@@ -6,9 +6,10 @@ The gateway signs each post with the token we authenticate to it with
 
 A receipt names its message by the `reference` we sent it (our recipient id): `delivered`
 confirms the SMS reached the handset, `failed` is a hard bounce with the gateway's code and
-detail. A reply names the SMS it answers by `reference` when the gateway knows it; otherwise it
-answers the latest SMS handed over to its number (one sender number serves every tenant, so the
-latest message is the best guess there is). What a reply means (STOP) is targeting's to decide.
+detail, whose status says whether the gateway found the number at fault (`permanent`). A reply
+names the SMS it answers by `reference` when the gateway knows it; otherwise it answers the
+latest SMS handed over to its number (one sender number serves every tenant, so the latest
+message is the best guess there is). What a reply means (STOP) is targeting's to decide.
 """
 
 import hashlib
@@ -49,6 +50,11 @@ class Receipt(BaseModel):
     status: Literal["delivered", "failed"]
     code: int | str | None = None
     detail: str | None = None
+    # Whether the failure is the number's (unassigned, a landline): only then is it suppressed at
+    # once. False when the gateway does not say: a failure taken wrongly as permanent (a phone
+    # off for a day) suppresses a good number until someone re-enables it, while one taken
+    # wrongly as transient still suppresses a dead number after a few in a row.
+    permanent: bool = False
 
 
 class Reply(BaseModel):
@@ -62,7 +68,8 @@ def receipt_finding(receipt: Receipt, now: datetime) -> Finding:
     if receipt.status == "delivered":
         return Finding(receipt.reference, reports.confirmed("sms_gateway", now))
     said = " ".join(str(part) for part in (receipt.code, receipt.detail) if part is not None)
-    return Finding(receipt.reference, reports.bounced("hard", "", said, "sms_gateway", now))
+    status = reports.PERMANENT if receipt.permanent else reports.TRANSIENT
+    return Finding(receipt.reference, reports.sms_failed(status, said, now))
 
 
 # The recipient id of the latest SMS handed over to a number, if any.

@@ -16,6 +16,10 @@ from shared.events import BounceKind, ReportSource
 _TEXT_LIMIT = 1000
 # RFC 3463: class.subject.detail.
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
+# RFC 3463's "other undefined status" of each class: an SMS failure whose provider says no more
+# than whether the number is at fault.
+PERMANENT = "5.0.0"
+TRANSIENT = "4.0.0"
 
 
 def text(value: object) -> str:
@@ -58,6 +62,13 @@ def bounced(
         "source": source,
         "reported_at": at,
     }
+
+
+def sms_failed(status: str, diagnostic: str, at: datetime) -> dict[str, Any]:
+    """An SMS that did not reach the handset: a hard bounce, since this message failed, whose
+    RFC 3463 `status` says whether its number is at fault (5.x.x, suppressed at once) or may take
+    the next message (4.x.x, counted in the number's soft-bounce streak instead)."""
+    return bounced("hard", status, diagnostic, "sms_gateway", at)
 
 
 def complained(feedback_type: str, source: ReportSource, at: datetime) -> dict[str, Any]:

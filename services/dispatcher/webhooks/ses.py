@@ -6,7 +6,9 @@ present), signed with RSA PKCS#1 v1.5 over SHA-1 (SignatureVersion 1) or SHA-256
 key of the certificate at SigningCertURL. The certificate is fetched only over https from an SNS
 host (`sns.<region>.amazonaws.com`, `.com.cn` in China): TLS to that host vouches for it, and a
 message cannot point us at a key of its own. Topics are allowed by name (DISPATCHER_SES_TOPIC_ARNS):
-a valid signature on another account's topic proves nothing about our messages.
+a valid signature on another account's topic proves nothing about our messages. A message whose
+signed Timestamp is further than DISPATCHER_SES_MAX_AGE_SECONDS from now is refused (a captured
+notification replayed); SNS's own retries carry the first Timestamp and stop within the hour.
 
 The subscription must deliver the SNS envelope (raw message delivery off), and SES's
 notifications must include the original headers: our Message-ID (`<{recipient_id}@domain>`) is
@@ -93,8 +95,11 @@ def from_sns(url: str) -> bool:
     return parts.scheme == "https" and _SNS_HOST.match(parts.hostname or "") is not None
 
 
-def verify(message: SnsMessage, certificate: x509.Certificate, now: datetime) -> None:
-    """Raises a 401 unless `certificate` signed `message` (whose type is a known one)."""
+def verify(
+    message: SnsMessage, certificate: x509.Certificate, now: datetime, max_age: float
+) -> None:
+    """Raises a 401 unless `certificate` signed `message` (whose type is a known one), a 403
+    when its Timestamp is not within `max_age` seconds of `now`."""
     algorithm = _HASHES.get(message.SignatureVersion)
     if algorithm is None:
         raise unauthorized("SignatureVersion: not 1 or 2")
@@ -108,6 +113,19 @@ def verify(message: SnsMessage, certificate: x509.Certificate, now: datetime) ->
         key.verify(signature, string_to_sign(message), padding.PKCS1v15(), algorithm())
     except (binascii.Error, InvalidSignature):
         raise unauthorized("Signature: does not verify") from None
+    if abs((now - _signed_at(message)).total_seconds()) > max_age:
+        raise forbidden("Timestamp: not recent")
+
+
+def _signed_at(message: SnsMessage) -> datetime:
+    """The message's Timestamp (ISO 8601 in UTC, as SNS writes it), or a 400."""
+    try:
+        at = datetime.fromisoformat(message.Timestamp)
+    except ValueError:
+        raise malformed("Timestamp") from None
+    if at.tzinfo is None:  # not SNS's, and not comparable with now
+        raise malformed("Timestamp")
+    return at
 
 
 class _Header(BaseModel):
@@ -212,12 +230,14 @@ class SesWebhook:
     def __init__(
         self,
         topics: frozenset[str],
+        max_age: float,
         certificates: SigningCertificates,
         confirm: Callable[[str], Awaitable[None]],
         clock: Clock,
     ) -> None:
         """`confirm` GETs a SubscribeURL, raising when SNS does not answer 2xx."""
         self._topics = topics
+        self._max_age = max_age
         self._certificates = certificates
         self._confirm = confirm
         self._clock = clock
@@ -229,7 +249,7 @@ class SesWebhook:
         if message.TopicArn not in self._topics:
             raise forbidden("TopicArn: not allowed")
         now = self._clock()
-        verify(message, await self._certificates.get(message.SigningCertURL), now)
+        verify(message, await self._certificates.get(message.SigningCertURL), now, self._max_age)
         if message.Type == "SubscriptionConfirmation":
             if message.SubscribeURL is None or not from_sns(message.SubscribeURL):
                 raise forbidden("SubscribeURL: not https on an SNS host")

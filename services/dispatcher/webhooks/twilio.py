@@ -8,7 +8,8 @@ route), not the one this process was reached on behind a proxy.
 
 A status callback names its message by `MessageSid`, which the ledger keeps as the delivery's
 provider message (twilio_sms.py). `delivered` confirms it; `undelivered` and `failed` are a
-hard bounce with Twilio's `ErrorCode`; the other statuses (queued, sent, ...) say nothing final.
+hard bounce with Twilio's `ErrorCode`, whose status says whether the number is at fault
+(`status_of`); the other statuses (queued, sent, ...) say nothing final.
 An incoming message (`From`, `To`, `Body`) answers the latest SMS handed over to its number.
 """
 
@@ -31,6 +32,20 @@ from .http import Request, Take, malformed, unauthorized
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
+# Twilio's error codes (its Error and Warning Dictionary) that condemn the number, each as the
+# RFC 3463 status closest to it. Every other code, or none, is transient, since the next message
+# may get through: a handset off or out of range (30003), a full queue (30001), our account
+# suspended (30002) or a price over our maximum (30010), a carrier filtering this content, not
+# this number (30007), a lost segment (30009), an unknown error (30008), a code new to us.
+_PERMANENT: dict[str, str] = {
+    "30004": "5.7.1",  # blocked by the recipient: delivery not authorised
+    "30005": "5.1.1",  # unknown destination handset: no such mailbox
+    "30006": "5.1.1",  # a landline, or a carrier that takes no SMS
+    "21211": "5.1.3",  # not a valid phone number: a bad address's syntax
+    "21614": "5.1.1",  # not a mobile number
+    "21610": "5.7.1",  # the recipient replied STOP to our number: Twilio refuses
+}
+
 
 def signature(auth_token: bytes, url: str, params: list[tuple[str, str]]) -> str:
     """What Twilio sends in the header for a POST of `params` to `url` (a parameter repeated
@@ -52,6 +67,12 @@ def verified_form(auth_token: bytes, url: str, request: Request) -> dict[str, st
     if not hmac.compare_digest(expected.encode(), header.strip().encode()):
         raise unauthorized(f"{SIGNATURE_HEADER}: does not verify")
     return dict(params)
+
+
+def status_of(error_code: str) -> str:
+    """The RFC 3463 status of a message Twilio reports undelivered or failed with `error_code`
+    (empty when it gave none): 5.x.x when the number is at fault, 4.0.0 otherwise."""
+    return _PERMANENT.get(error_code.strip(), reports.TRANSIENT)
 
 
 def _field(form: Mapping[str, str], name: str) -> str:
@@ -97,7 +118,7 @@ class TwilioStatus:
         else:
             code = form.get("ErrorCode", "")
             said = f"Twilio {status}" + (f", error {code}" if code else "")
-            report = reports.bounced("hard", "", said, "sms_gateway", now)
+            report = reports.sms_failed(status_of(code), said, now)
         taken = await take([Finding(recipient, report)])
         return {"findings": 1, "published": len(taken)}
 

@@ -40,8 +40,9 @@ async def note_deliveries(pool: asyncpg.Pool, delivered: Sequence[MessageDeliver
 async def note_soft_bounces(
     pool: asyncpg.Pool, bounces: Sequence[DeliveryBounced]
 ) -> dict[AddressKey, list[Sent]]:
-    """Record the soft bounces (a message whose delivery was noted is now bounced) and return
-    every message noted for their addresses, to count each streak. A bounce reported before its
+    """Record the bounces that count in streaks (soft ones, and hard ones with a transient
+    status: `in_streak`; a message whose delivery was noted is now bounced) and return every
+    message noted for their addresses, to count each streak. A bounce reported before its
     address's latest re-enable is left out: it belongs to the streak that was undone."""
     if not bounces:
         return {}
