@@ -131,16 +131,18 @@ class Uses:
 
 
 def service_uses(clients: Requesters) -> dict[str, Uses]:
-    """Each service's topics; targeting and the tracker read every request topic."""
+    """Each service's topics; targeting and the tracker read every request topic, and they and
+    the composer (render previews) write every answers topic, broadcast.events first."""
     asked = clients.topics()
+    answered = clients.answers_topics()
     return {
         "targeting": Uses(
             reads=(CONTRACTS.name, *asked, RUNS.name, EVENTS.name, DELIVERIES.name),
-            writes=(EVENTS.name, RUNS.name, RECIPIENTS.name, DELIVERIES.name, TENANTS.name),
+            writes=(*answered, RUNS.name, RECIPIENTS.name, DELIVERIES.name, TENANTS.name),
         ),
         "composer": Uses(
             reads=(RUNS.name, RECIPIENTS.name),
-            writes=(MESSAGES.name, DELIVERIES.name, EVENTS.name, RUNS.name),
+            writes=(MESSAGES.name, DELIVERIES.name, *answered, RUNS.name),
         ),
         "dispatcher": Uses(
             reads=(MESSAGES.name, RUNS.name, TENANTS.name),
@@ -149,7 +151,7 @@ def service_uses(clients: Requesters) -> dict[str, Uses]:
         "tracker": Uses(
             reads=(RUNS.name, *asked, DELIVERIES.name),
             # broadcast.requests: its automatic pauses, sent as the platform would.
-            writes=(EVENTS.name, RUNS.name, REQUESTS.name),
+            writes=(*answered, RUNS.name, REQUESTS.name),
         ),
     }
 

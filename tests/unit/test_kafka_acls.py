@@ -25,6 +25,7 @@ SERVICES = ("targeting", "composer", "dispatcher", "tracker")
 CLIENTS = parse('{"acme-crm": ["acme"], "ops-tool": "*"}')
 RULES = rules(CLIENTS)
 REQUEST_TOPICS = CLIENTS.topics()
+ANSWERS_TOPICS = CLIENTS.answers_topics()
 
 # What Kafka's authorizer lets an ALLOW binding imply besides its own operation.
 IMPLIES_DESCRIBE = {Operation.READ, Operation.WRITE, Operation.DELETE, Operation.ALTER}
@@ -128,6 +129,16 @@ def test_targeting_and_the_tracker_read_every_request_topic(apps: dict[str, Decl
     for service in ("targeting", "tracker"):
         assert set(REQUEST_TOPICS) <= apps[service].subscribed
         assert all(allowed(service, Operation.READ, ResourceType.TOPIC, t) for t in REQUEST_TOPICS)
+
+
+def test_the_answering_services_write_every_answers_topic(apps: dict[str, Declared]) -> None:
+    # Targeting and the tracker answer their commands, the composer the render previews.
+    for topic in ANSWERS_TOPICS:
+        writers = {
+            p for p in principals() if allowed(p, Operation.WRITE, ResourceType.TOPIC, topic)
+        }
+        assert writers == {"targeting", "composer", "tracker"}, topic
+        assert {s for s, app in apps.items() if topic in app.published} == writers
 
 
 @pytest.mark.parametrize("service", SERVICES)
