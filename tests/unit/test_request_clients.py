@@ -20,7 +20,7 @@ from services.targeting.settings import Settings as TargetingSettings
 from services.tracker import app as tracker
 from services.tracker.settings import Settings as TrackerSettings
 from shared import topics
-from shared.client.commands import Commands
+from shared.client.commands import Commands, EventsNotReadable
 from shared.events import BroadcastRejected
 from shared.requesters import RequestClientsError, parse
 from shared.service import Runtime
@@ -184,6 +184,23 @@ async def test_the_client_library_publishes_on_its_clients_topic_keyed_by_tenant
     commands._producer = producer
     await commands.send(command(ESTIMATE, "acme", "r-1"))
     assert producer.sent == [(topic, b"acme")]
+
+
+@pytest.mark.parametrize(
+    ("client", "topic"), [(None, "broadcast.events"), ("acme-crm", "broadcast.events.acme-crm")]
+)
+async def test_the_client_library_reads_the_answers_of_its_client(
+    client: str | None, topic: str
+) -> None:
+    commands = Commands("127.0.0.1:1", requested_by="crm-user", client=client)
+    assert commands.answers._consumer.subscription() == {topic}
+
+
+async def test_a_client_may_not_follow_broadcast_events_and_is_told_why() -> None:
+    assert Commands("127.0.0.1:1", requested_by="platform").events.records == []
+    commands = Commands("127.0.0.1:1", requested_by="crm-user", client="acme-crm")
+    with pytest.raises(EventsNotReadable, match=r"broadcast\.events\.acme-crm only.*get_broadcast"):
+        commands.events  # noqa: B018 - the property refuses
 
 
 def test_the_client_library_refuses_a_name_no_client_can_have() -> None:
