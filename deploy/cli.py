@@ -3,7 +3,8 @@
 Commands and queries publish on `broadcast.requests` and wait for their answer on
 `broadcast.events` (shared.client); only `import` reads a view (targeting's, to wait until the
 file is applied). `--client NAME` (default $BROADCAST_REQUEST_CLIENT) speaks as that request
-client, on its own topic `broadcast.requests.NAME`: answered only for the tenants it holds.
+client, on its own topic `broadcast.requests.NAME`: answered only for the tenants it holds, on
+`broadcast.events.NAME`. `status --watch` polls `get_broadcast`, so it works for a client too.
 `--lang fr|en` chooses the labels answers carry (states, outcomes).
 Every command has `--help`; `--json` prints the answer as JSON for scripts. Exit codes: 0 done,
 1 refused (the answer says why), 2 bad usage, 3 no answer in time (is the stack up?).
@@ -272,7 +273,7 @@ def parser() -> argparse.ArgumentParser:
         "--client",
         type=client_name,
         default=os.environ.get("BROADCAST_REQUEST_CLIENT", ""),
-        help="speak as this request client, on its own topic (default: "
+        help="speak as this request client, on its own request and answers topics (default: "
         "$BROADCAST_REQUEST_CLIENT, else the platform)",
     )
     root.add_argument(

@@ -11,8 +11,12 @@ Why the rules are what they are (issue 18):
   a client alone its broadcast.requests.<client>, and nobody else either. One exception, from
   the code: the tracker pauses a failing broadcast by publishing pause_broadcast on the
   platform's topic (services/tracker/pauses.py).
-- The platform and the clients are principals too: they write their requests and read the
-  answers on broadcast.events, without a consumer group (shared/client/log.py), so no group.
+- The platform and the clients are principals too: they write their requests and read their
+  answers without a consumer group (shared/client/log.py), so no group. The platform reads
+  broadcast.events, a client its own broadcast.events.<client> only: broadcast.events carries
+  every tenant's story (addresses included), and a client reads what answers its own requests.
+  Whoever answers requests (targeting, the tracker, the composer's render previews) writes
+  every answers topic.
 - Topics are bound literally (a new topic is a change of these rules); a service's consumer
   groups by the prefix `<service>.` that `shared.kafka.batch_consumer` names them with, so no
   service may join, commit for, or read the offsets of another's.
@@ -44,7 +48,7 @@ from shared import partitions, requesters
 from shared.admin import ensure_topics
 from shared.kafka_security import KafkaSecurity, tool_security
 from shared.partitions import TopicPartitionsError
-from shared.requesters import RequestClientsError, Requesters, topic_for
+from shared.requesters import RequestClientsError, Requesters, answers_topic_for, topic_for
 from shared.topics import (
     CONTRACTS,
     DEAD_LETTERS,
@@ -131,16 +135,18 @@ class Uses:
 
 
 def service_uses(clients: Requesters) -> dict[str, Uses]:
-    """Each service's topics; targeting and the tracker read every request topic."""
+    """Each service's topics; targeting and the tracker read every request topic, and they and
+    the composer (render previews) write every answers topic, broadcast.events first."""
     asked = clients.topics()
+    answered = clients.answers_topics()
     return {
         "targeting": Uses(
             reads=(CONTRACTS.name, *asked, RUNS.name, EVENTS.name, DELIVERIES.name),
-            writes=(EVENTS.name, RUNS.name, RECIPIENTS.name, DELIVERIES.name, TENANTS.name),
+            writes=(*answered, RUNS.name, RECIPIENTS.name, DELIVERIES.name, TENANTS.name),
         ),
         "composer": Uses(
             reads=(RUNS.name, RECIPIENTS.name),
-            writes=(MESSAGES.name, DELIVERIES.name, EVENTS.name, RUNS.name),
+            writes=(MESSAGES.name, DELIVERIES.name, *answered, RUNS.name),
         ),
         "dispatcher": Uses(
             reads=(MESSAGES.name, RUNS.name, TENANTS.name),
@@ -149,7 +155,7 @@ def service_uses(clients: Requesters) -> dict[str, Uses]:
         "tracker": Uses(
             reads=(RUNS.name, *asked, DELIVERIES.name),
             # broadcast.requests: its automatic pauses, sent as the platform would.
-            writes=(EVENTS.name, RUNS.name, REQUESTS.name),
+            writes=(*answered, RUNS.name, REQUESTS.name),
         ),
     }
 
@@ -173,11 +179,13 @@ def rules(clients: Requesters) -> tuple[Acl, ...]:
     return (
         *(acl for name, use in uses.items() for acl in _service(name, use)),
         *_lag_exporter(uses),
-        *_requester(PLATFORM, (REQUESTS.name, CONTRACTS.name)),
+        *_requester(PLATFORM, (REQUESTS.name, CONTRACTS.name), EVENTS.name),
         *(
             acl
             for client in sorted(clients.clients)
-            for acl in _requester(client, (topic_for(client),))
+            for acl in _requester(
+                client, (topic_for(client),), answers_topic_for(topic_for(client))
+            )
         ),
     )
 
@@ -210,9 +218,9 @@ def _lag_exporter(uses: Mapping[str, Uses]) -> Iterator[Acl]:
     )
 
 
-def _requester(principal: str, writes: tuple[str, ...]) -> Iterator[Acl]:
+def _requester(principal: str, writes: tuple[str, ...], answers: str) -> Iterator[Acl]:
     yield from _topics(principal, Operation.WRITE, writes)
-    yield from _topics(principal, Operation.READ, (EVENTS.name,))
+    yield from _topics(principal, Operation.READ, (answers,))
 
 
 class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]  # aiokafka is untyped

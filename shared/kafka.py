@@ -20,10 +20,11 @@ from faststream.message import StreamMessage
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from shared.answering import Answers
 from shared.events import BroadcastRejected, DeadLettered, RejectionReason
 from shared.isolation import in_a_few_words
 from shared.publishing import Publisher
-from shared.requesters import Requesters
+from shared.requesters import Requesters, answers_topic_for
 from shared.settings import ServiceSettings
 from shared.topics import DEAD_LETTERS
 
@@ -276,9 +277,10 @@ def dead_letter_publisher(broker: KafkaBroker) -> Publisher:
 
 
 def rejecting_quarantine(
-    events: Publisher,
+    answers: Answers,
 ) -> Callable[[ConsumerRecord, ValidationError], Awaitable[None]]:
-    """A command that does not validate is answered with `rejected`, naming the field."""
+    """A command that does not validate is answered with `rejected`, naming the field, on the
+    answers topic of the request topic it came from."""
 
     async def quarantine(record: ConsumerRecord, error: ValidationError) -> None:
         try:
@@ -300,7 +302,7 @@ def rejecting_quarantine(
         elif isinstance(raw, dict):
             field, problem = field_errors(error, skip=known.get("type"))[0]
             reason, message = "invalid_field", f"{field}: {problem}"
-        await events.publish(
+        await answers.to_request_from(record.topic).publish(
             BroadcastRejected(
                 tenant_id=text("tenant_id"),
                 request_id=text("request_id"),
@@ -324,11 +326,43 @@ class _Command(Protocol):
     def request_id(self) -> str: ...
 
 
-def rejecting_poison(events: Publisher) -> Callable[[Any, Exception], Awaitable[None]]:
-    """For `isolating` over commands: a command its handler fails on by itself gets its one
-    answer, `rejected` with `internal_error`, saying nothing of the error (logged here)."""
+C = TypeVar("C", bound=_Command)
 
-    async def answer(command: _Command, error: Exception) -> None:
+
+class RequestDecoder(QuarantineDecoder[C]):
+    """Commands from every request topic, answered on their topic's answers topic
+    (`answers_topic_for`) when they go no further.
+
+    One that does not validate is answered `rejected` naming the field. One its topic's client
+    may not send for its tenant (`Requesters.may_act`) is answered `rejected` with `forbidden`
+    and never reaches the handler: nothing is written, nothing runs. The answer says nothing
+    of the tenant, not even whether it exists. The handler learns where to answer the others
+    from `answers_topic`.
+    """
+
+    def __init__(
+        self,
+        adapter: TypeAdapter[C],
+        answers: Answers,
+        requesters: Requesters,
+        mine: Callable[[str | None], bool],
+    ) -> None:
+        super().__init__(adapter, rejecting_quarantine(answers), mine)
+        self._answers = answers
+        self._requesters = requesters
+
+    def answers_topic(self, command: C) -> str:
+        """Where `command` is answered, while its batch is in hand: the answers topic of the
+        request topic it was read from."""
+        record = self.record_of(command)
+        if record is None:  # not decoded by this decoder: a bug, not a record's fault
+            raise LookupError(f"{command.type} {command.request_id} is not of the batch in hand")
+        return answers_topic_for(record.topic)
+
+    async def reject_failed(self, command: C, error: Exception) -> None:
+        """For `isolating`: a command its handler fails on by itself gets its one answer,
+        `rejected` with `internal_error`, where its sender reads, saying nothing of the error
+        (logged here)."""
         log.error(
             "%s %s of tenant %s failed: %s",
             command.type,
@@ -337,7 +371,7 @@ def rejecting_poison(events: Publisher) -> Callable[[Any, Exception], Awaitable[
             type(error).__name__,
             exc_info=error,
         )
-        await events.publish(
+        await self._answers.on(self.answers_topic(command)).publish(
             BroadcastRejected(
                 tenant_id=echo(command.tenant_id),
                 request_id=echo(command.request_id),
@@ -350,32 +384,6 @@ def rejecting_poison(events: Publisher) -> Callable[[Any, Exception], Awaitable[
             key=(echo(command.tenant_id, 100) or "").encode(),
         )
 
-    return answer
-
-
-C = TypeVar("C", bound=_Command)
-
-
-class RequestDecoder(QuarantineDecoder[C]):
-    """Commands from every request topic, answered on broadcast.events when they go no further.
-
-    One that does not validate is answered `rejected` naming the field. One its topic's client
-    may not send for its tenant (`Requesters.may_act`) is answered `rejected` with `forbidden`
-    and never reaches the handler: nothing is written, nothing runs. The answer says nothing
-    of the tenant, not even whether it exists.
-    """
-
-    def __init__(
-        self,
-        adapter: TypeAdapter[C],
-        events: Publisher,
-        requesters: Requesters,
-        mine: Callable[[str | None], bool],
-    ) -> None:
-        super().__init__(adapter, rejecting_quarantine(events), mine)
-        self._events = events
-        self._requesters = requesters
-
     async def _admit(self, record: ConsumerRecord, item: C) -> bool:
         if self._requesters.may_act(record.topic, item.tenant_id):
             return True
@@ -386,7 +394,7 @@ class RequestDecoder(QuarantineDecoder[C]):
             record.topic,
             echo(item.tenant_id, 100),
         )
-        await self._events.publish(
+        await self._answers.to_request_from(record.topic).publish(
             BroadcastRejected(
                 tenant_id=item.tenant_id,
                 request_id=item.request_id,

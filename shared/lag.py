@@ -23,7 +23,8 @@ async def consumer_lag(bootstrap: str, security: KafkaSecurity) -> dict[tuple[st
         ours = sorted(g for g in groups if g.startswith(_SERVICES))
         known = {t.name for t in ALL}
         # The request clients' topics too (shared/requesters.py): their names are the
-        # operator's configuration, not identifiers.
+        # operator's configuration, not identifiers. Their answers topics are read by the
+        # clients alone, without a group: no service group lags on them.
         clients = f"{REQUESTS.name}."
         lag: dict[tuple[str, str], int] = {}
         for group in ours:

@@ -4,7 +4,8 @@ BROADCAST_TOPIC_PARTITIONS says otherwise.
 One variable, unprefixed, read the same way by every service and by the topic creators
 (`python -m shared.admin`, `python -m deploy.kafka_acls apply`, the local runner), since whichever
 starts first creates the topics, e.g. BROADCAST_TOPIC_PARTITIONS='{"broadcast.messages": 16}'.
-A client's request topic (`broadcast.requests.<client>`) is partitioned as `broadcast.requests`.
+A client's request topic (`broadcast.requests.<client>`) is partitioned as `broadcast.requests`,
+its answers topic (`broadcast.events.<client>`) as `broadcast.events`.
 
 Counts apply when a topic is created: an existing topic keeps its partitions (adding some is an
 operator's step, docs/ARCHITECTURE.md, "A Kafka cluster"). Pure: no I/O, no Kafka.
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from shared.json_settings import json_object
 from shared.requesters import Requesters
-from shared.topics import ALL, REQUESTS, Topic
+from shared.topics import ALL, EVENTS, REQUESTS, Topic
 
 VARIABLE = "BROADCAST_TOPIC_PARTITIONS"
 
@@ -33,18 +34,13 @@ class TopicPartitions:
     def every_topic(self, clients: Requesters) -> tuple[Topic, ...]:
         """The system's topics and the request clients' topics, as configured: what a creator
         of the topics creates."""
-        return self.apply((*ALL, *clients.client_topics()))
+        # A client's topics are partitioned as the platform's they stand beside.
+        requests, events = self.apply((REQUESTS, EVENTS))
+        return (*self.apply(ALL), *clients.client_topics(requests, events))
 
     def apply(self, topics: Iterable[Topic]) -> tuple[Topic, ...]:
         """`topics` with the configured counts; those the setting does not name keep theirs."""
-        return tuple(replace(t, partitions=self._count(t)) for t in topics)
-
-    def _count(self, topic: Topic) -> int:
-        if topic.name in self.counts:
-            return self.counts[topic.name]
-        if topic.name.startswith(f"{REQUESTS.name}."):
-            return self.counts.get(REQUESTS.name, topic.partitions)
-        return topic.partitions
+        return tuple(replace(t, partitions=self.counts.get(t.name, t.partitions)) for t in topics)
 
 
 def parse(text: str | None) -> TopicPartitions:

@@ -4,6 +4,9 @@ Kafka authenticates a producer but does not tell a consumer who produced a recor
 enforce is who may write a topic (ACLs), so a request is bound to its sender by the topic it
 arrives on: `broadcast.requests` is the platform's, which acts for every tenant, and each other
 client writes `broadcast.requests.<client>` only, where it may act for the tenants it holds.
+Answers go back the same way (`answers_topic_for`): the platform's on `broadcast.events`, each
+client's on its own `broadcast.events.<client>`, which it alone may read, so that no answer
+reaches a client that did not ask.
 
 The mapping comes from one environment variable, read the same way by every consumer of
 requests, e.g. BROADCAST_REQUEST_CLIENTS='{"acme-crm": ["acme"], "ops-tool": "*"}'. A topic
@@ -18,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from shared.events.base import TenantId
 from shared.json_settings import json_object
-from shared.topics import REQUESTS, Topic
+from shared.topics import EVENTS, REQUESTS, Topic
 
 VARIABLE = "BROADCAST_REQUEST_CLIENTS"
 # A client holding this instead of a list acts for every tenant, as the platform does.
@@ -43,6 +46,20 @@ def topic_for(client: str | None) -> str:
     return f"{REQUESTS.name}.{client}"
 
 
+def answers_topic_for(request_topic: str) -> str:
+    """Where the answers to a request read from `request_topic` go: `broadcast.events` for the
+    platform's, `broadcast.events.<client>` for a client's. The one rule for every answer
+    (accepted, rejected, a query's, a render preview's), a replay's included: a request is
+    answered where its sender reads. RequestClientsError for a topic that is no request topic."""
+    if request_topic == REQUESTS.name:
+        return EVENTS.name
+    client = request_topic.removeprefix(f"{REQUESTS.name}.")
+    if client == request_topic:
+        raise RequestClientsError(f"{request_topic!r} is not a request topic")
+    topic_for(client)  # a name no client can have (RequestClientsError) has no answers topic
+    return f"{EVENTS.name}.{client}"
+
+
 @dataclass(frozen=True)
 class Requesters:
     """The configured clients: name -> the tenants it holds (None: every tenant)."""
@@ -53,11 +70,20 @@ class Requesters:
         """Every request topic to subscribe to: the platform's first, then one per client."""
         return (REQUESTS.name, *(topic_for(c) for c in sorted(self.clients)))
 
-    def client_topics(self) -> tuple[Topic, ...]:
-        """The clients' topics to create: partitioned as the platform's, keyed by tenant."""
+    def answers_topics(self) -> tuple[str, ...]:
+        """Every answers topic an answering service may publish to: the platform's first, then
+        one per client, in the order of `topics`."""
+        return tuple(answers_topic_for(t) for t in self.topics())
+
+    def client_topics(
+        self, requests: Topic = REQUESTS, events: Topic = EVENTS
+    ) -> tuple[Topic, ...]:
+        """The clients' topics to create, each client's requests then its answers: keyed and
+        partitioned as the platform's `requests` and `events` (as configured, when given)."""
         return tuple(
-            Topic(name, key=REQUESTS.key, partitions=REQUESTS.partitions)
-            for name in self.topics()[1:]
+            Topic(name, key=platform.key, partitions=platform.partitions)
+            for request in self.topics()[1:]
+            for platform, name in ((requests, request), (events, answers_topic_for(request)))
         )
 
     def may_act(self, topic: str, tenant_id: str) -> bool:

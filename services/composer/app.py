@@ -5,7 +5,9 @@ Reads  broadcast.runs        (run definitions, kept so any instance can render a
        broadcast.recipients  (one record per message to produce)
 Writes broadcast.messages    (ready-to-send messages)
        broadcast.deliveries  (render failures: the recipient will get nothing without an action)
-       broadcast.events      (render-only previews: rendered, or rejected with render_failed)
+       broadcast.events      (render-only previews the platform asked for: rendered, or
+                              rejected with render_failed)
+       broadcast.events.<client> (the same, for each configured client's render previews)
 """
 
 import logging
@@ -15,6 +17,7 @@ from faststream.asgi import AsgiFastStream
 from pydantic import TypeAdapter
 
 from shared import return_path, topics
+from shared.answering import Answers, UnknownAnswersTopic
 from shared.clock import Clock, utc_now
 from shared.events import (
     BroadcastEvent,
@@ -49,7 +52,11 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     broker = runtime.broker
     messages = runtime.lane(topics.MESSAGES.name, schema=MessageRendered)
     failures = runtime.lane(topics.DELIVERIES.name, schema=DeliveryEvent)
-    answers = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
+    answers = Answers.declare(
+        broker,
+        broker.publisher(topics.EVENTS.name, schema=BroadcastEvent),
+        settings.request_clients,
+    )
     declined = runtime.lane(topics.RUNS.name, schema=RefreshDeclined)
     quarantine = runtime.quarantine
     metrics = ComposerMetrics(runtime.registry)
@@ -92,30 +99,43 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     async def on_runs(events: list[RunEvent]) -> None:
         await store.save_runs(runtime.pool, [e for e in events if isinstance(e, RunStarted)])
 
+    render_decoder = QuarantineDecoder(
+        TypeAdapter(RenderRequested),
+        quarantine,
+        mine=lambda kind: kind == "run.render_requested",
+    )
+    set_aside = runtime.dead_letters.poison(render_decoder)
+
     async def unanswered(request: RenderRequested, error: Exception) -> None:
-        """A render request this handler fails on by itself still gets its one answer."""
+        """A render request this handler fails on by itself still gets its one answer. One
+        whose answers topic is not configured here (BROADCAST_REQUEST_CLIENTS differs from
+        targeting's) goes to the dead letters instead: no other topic is its sender's alone."""
+        if isinstance(error, UnknownAnswersTopic):
+            await set_aside(request, error)
+            return
         log.error("render preview %s failed", request.request_id, exc_info=error)
         answer = previews.rejected(
             request, "internal_error", "the engine could not render this preview"
         )
-        await answers.publish(answer, key=str(request.broadcast_id).encode())
+        await answers.on(request.answers_topic).publish(
+            answer, key=str(request.broadcast_id).encode()
+        )
 
     @broker.subscriber(
         topics.RUNS.name,
         **batch_consumer(f"{SERVICE}.renders", settings.batch_size),
-        decoder=QuarantineDecoder(
-            TypeAdapter(RenderRequested),
-            quarantine,
-            mine=lambda kind: kind == "run.render_requested",
-        ),
-        description="Render-only previews: rendered and answered, nothing sent or counted.",
+        decoder=render_decoder,
+        description="Render-only previews: rendered and answered on their sender's answers "
+        "topic, nothing sent or counted.",
     )
     @isolating(unanswered)
     async def on_render_requests(requests: list[RenderRequested]) -> None:
         now = clock()
         for request in requests:  # a person's few requests: one at a time is plenty
+            # Before rendering: an answer with nowhere to go is not worth rendering.
+            answered = answers.on(request.answers_topic)
             answer = previews.rendered(request, keys, now)
-            await answers.publish(answer, key=str(request.broadcast_id).encode())
+            await answered.publish(answer, key=str(request.broadcast_id).encode())
 
     @broker.subscriber(
         topics.RECIPIENTS.name,

@@ -2,8 +2,9 @@
 
 Targeting checked the request and chose the contract (`run.render_requested`); the message is
 rendered here as every message is, by the same templates under the same sandbox and bounds,
-and answered on broadcast.events: `broadcast.rendered`, or `rejected` with `render_failed` and
-the error in a few words. Pure apart from the clock value: nothing is stored or counted.
+and answered on the request's `answers_topic` (its sender's: broadcast.events for the
+platform): `broadcast.rendered`, or `rejected` with `render_failed` and the error in a few
+words. Pure apart from the clock value: nothing is stored or counted.
 """
 
 from datetime import datetime

@@ -1,4 +1,5 @@
-"""The one answer every command gets on broadcast.events. Pure: no I/O."""
+"""The one answer every command gets, on its sender's answers topic (`CommandHandler.handle`).
+Pure: no I/O."""
 
 from uuid import UUID
 

@@ -12,8 +12,9 @@ Reads  audience.contracts  (contract upserts and deletions from the platform)
        broadcast.deliveries (failed messages: whom a resend to the failures goes to; reports
                             after the hand-over: hard bounces, complaints, soft-bounce
                             streaks and SMS STOP replies suppress their address)
-Writes broadcast.events    (answers to commands and queries, started, contact opted out,
-                            contact suppressed)
+Writes broadcast.events    (answers to the platform's commands and queries, started, paused,
+                            contact opted out, contact suppressed)
+       broadcast.events.<client> (answers to each configured client's commands and queries)
        broadcast.runs      (run started with its definition, targeting completed with the total,
                             paused, resumed, cancelled; render-only previews, which the
                             composer renders and answers; refreshes declined: contract gone)
@@ -33,6 +34,7 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field, TypeAdapter
 
 from shared import topics
+from shared.answering import Answers
 from shared.clock import Clock, utc_now
 from shared.events import (
     COMMAND_ADAPTER,
@@ -56,7 +58,7 @@ from shared.events import (
     TenantSettingsChanged,
 )
 from shared.isolation import isolating
-from shared.kafka import QuarantineDecoder, RequestDecoder, batch_consumer, rejecting_poison
+from shared.kafka import QuarantineDecoder, RequestDecoder, batch_consumer
 from shared.service import Runtime, service_app
 
 from . import counters, store, transitions
@@ -94,8 +96,10 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
+    answers = Answers.declare(broker, events, settings.request_clients)
     publishers = Publishers(
         events=events,
+        answers=answers,
         runs=runtime.lane(topics.RUNS.name, schema=RunEvent),
         recipients=runtime.lane(topics.RECIPIENTS.name, schema=RecipientTargeted),
         deliveries=runtime.lane(topics.DELIVERIES.name, schema=DeliveryFailed),
@@ -154,26 +158,29 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     async def on_contract_changes(changes: list[ContractEvent]) -> None:
         await store.apply_contract_changes(pool(), changes)
 
+    # The tracker answers its own commands; anything else, even unreadable, is ours.
+    request_decoder = RequestDecoder(
+        COMMAND_ADAPTER,
+        answers,
+        settings.request_clients,
+        mine=lambda kind: kind not in TRACKER_COMMAND_TYPES,
+    )
+
     @broker.subscriber(
         # The platform's topic and each client's: a command acts only for its client's tenants.
         *settings.request_clients.topics(),
         **batch_consumer(f"{SERVICE}.requests", settings.batch_size),
-        # The tracker answers its own commands; anything else, even unreadable, is ours.
-        decoder=RequestDecoder(
-            COMMAND_ADAPTER,
-            events,
-            settings.request_clients,
-            mine=lambda kind: kind not in TRACKER_COMMAND_TYPES,
-        ),
+        decoder=request_decoder,
         description="Commands (broadcasts, templates, tenant settings); each is answered on "
-        "broadcast.events.",
+        "its sender's answers topic: broadcast.events for the platform, "
+        "broadcast.events.<client> for a client.",
     )
-    @isolating(rejecting_poison(events))
+    @isolating(request_decoder.reject_failed)
     async def on_commands(commands: list[AnyCommand]) -> None:
         if not commands:  # every record of the batch was invalid and already answered
             return
         for command in commands:
-            await commands_handler.handle(command)
+            await commands_handler.handle(command, request_decoder.answers_topic(command))
 
     action_decoder = QuarantineDecoder(
         TypeAdapter(ForTargeting),

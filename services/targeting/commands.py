@@ -93,12 +93,15 @@ class CommandHandler:
         self._clock = clock
         self._estimate_page_size = estimate_page_size
 
-    async def handle(self, command: AnyCommand) -> None:
-        """Apply the command and publish its one answer: the outcome, or rejected; none
-        when another service answers it (a render preview handed over)."""
+    async def handle(self, command: AnyCommand, answers_topic: str) -> None:
+        """Apply the command and publish its one answer on `answers_topic` (its sender's,
+        `answers_topic_for` its request topic; a replay's too): the outcome, or rejected; none
+        when another service answers it (a render preview handed over, with the topic)."""
         answer: Answer | None
         try:
-            answer = await replays.applied_once(self._pool(), command, self._apply)
+            answer = await replays.applied_once(
+                self._pool(), command, lambda c: self._apply(c, answers_topic)
+            )
         except Rejection as rejection:
             answer = rejected(command, rejection)
         if answer is None:
@@ -107,9 +110,9 @@ class CommandHandler:
             command, "broadcast_id", None
         )
         key = str(broadcast_id) if broadcast_id else command.tenant_id
-        await self._publish.events.publish(answer, key=key.encode())
+        await self._publish.answers.on(answers_topic).publish(answer, key=key.encode())
 
-    async def _apply(self, command: AnyCommand) -> Answer | None:
+    async def _apply(self, command: AnyCommand, answers_topic: str) -> Answer | None:
         match command:
             case EstimateBroadcast():
                 return await self._estimate(command)
@@ -164,7 +167,7 @@ class CommandHandler:
                     await self._one_message_runs.preview(command),
                 )
             case RenderPreview():
-                await self._renders.request(command)
+                await self._renders.request(command, answers_topic)
                 return None
             case ConfigureTenant():
                 check_notices(command.settings.completion_notices)

@@ -3,14 +3,18 @@ publish."""
 
 from dataclasses import dataclass
 
+from shared.answering import Answers
 from shared.fastlane import FastLane
 from shared.publishing import Publisher
 
 
 @dataclass(frozen=True)
 class Publishers:
-    # Answers to commands, broadcasts started and paused, contacts opted out.
+    # broadcast.events: broadcasts started and paused, contacts opted out and suppressed.
     events: Publisher
+    # Answers to commands, each on its sender's answers topic (broadcast.events for the
+    # platform's).
+    answers: Answers
     # Runs started, targeting completed, paused, resumed, cancelled.
     runs: FastLane
     recipients: FastLane

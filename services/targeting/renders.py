@@ -3,7 +3,8 @@ message is rendered with; the composer renders it and answers (`broadcast.render
 
 Targeting owns the broadcasts and the contracts, the composer the rendering: the request goes
 to the composer as `run.render_requested` on broadcast.runs, keyed by broadcast like the
-broadcast's runs. Nothing is stored, sent or counted; only a refusal is answered here.
+broadcast's runs, with the answers topic of the request's sender, where the composer answers.
+Nothing is stored, sent or counted; only a refusal is answered here.
 """
 
 from collections.abc import Callable, Sequence
@@ -50,9 +51,10 @@ class RenderRequests:
         self._pool = pool
         self._publish = publish
 
-    async def request(self, command: RenderPreview) -> None:
-        """Hand the render over to the composer, which answers; Rejection (answered by the
-        caller) for an unknown broadcast or contract, a channel or language it does not use."""
+    async def request(self, command: RenderPreview, answers_topic: str) -> None:
+        """Hand the render over to the composer, which answers on `answers_topic`; Rejection
+        (answered by the caller) for an unknown broadcast or contract, a channel or language it
+        does not use."""
         async with self._pool().acquire() as connection:
             found = await previewable(
                 connection, command.tenant_id, command.broadcast_id, command.channel
@@ -74,6 +76,7 @@ class RenderRequests:
                 address=address_of(row, command.channel),
                 contract=snapshot(row) if row else sample_contract(language),
                 sample=row is None,
+                answers_topic=answers_topic,
             ),
             key=str(command.broadcast_id).encode(),
         )

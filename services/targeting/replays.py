@@ -6,6 +6,9 @@ made. The commands in REMEMBERED are not, once later commands changed the broadc
 tenant (a pause replayed after a resume, an old configure replayed after a new one): their
 request ids are remembered once applied (`targeting.requests`), and a replay is answered from
 there (a cancel replayed after a resend must not cancel the new run).
+
+A replay is answered like any request, on the answers topic of the topic it arrived on: the
+sender's, where the first answer went when the same sender sends it again.
 """
 
 from collections.abc import Awaitable, Callable

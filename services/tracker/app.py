@@ -10,7 +10,8 @@ Reads  broadcast.runs        (run started; targeting completed with the exact to
                               replies are targeting's)
 Writes broadcast.events      (progressed at a bounded rate, and again with the outcome when a
                               report changes a completed run; completed with outcome and counters,
-                              previewed for a preview run, answers to its commands)
+                              previewed for a preview run, answers to the platform's commands)
+       broadcast.events.<client> (answers to each configured client's commands)
        broadcast.runs        (follow-ups: an action's message to send again; actions closed)
        broadcast.requests    (pause_broadcast when a run's failure ratio goes over its tenant's)
 """
@@ -22,6 +23,7 @@ from faststream.asgi import AsgiFastStream
 from pydantic import TypeAdapter
 
 from shared import topics
+from shared.answering import Answers
 from shared.clock import Clock, utc_now
 from shared.events import (
     TRACKER_COMMAND_ADAPTER,
@@ -43,7 +45,7 @@ from shared.events import (
 )
 from shared.exclusive import Exclusive
 from shared.isolation import isolating
-from shared.kafka import QuarantineDecoder, RequestDecoder, batch_consumer, rejecting_poison
+from shared.kafka import QuarantineDecoder, RequestDecoder, batch_consumer
 from shared.service import Periodic, Runtime, service_app
 
 from . import store
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     runtime = Runtime(SERVICE, settings, reset_sessions=False)
     broker = runtime.broker
     events = broker.publisher(topics.EVENTS.name, schema=BroadcastEvent)
+    answers = Answers.declare(broker, events, settings.request_clients)
     runs = broker.publisher(topics.RUNS.name, schema=ActionEvent)
     requests = broker.publisher(topics.REQUESTS.name, schema=PauseBroadcast)
     quarantine = runtime.quarantine
@@ -157,24 +160,27 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         await progress.settle(run_ids | final_runs | reported.run_ids)
         await progress.publish_reported(reported.run_ids)
 
+    request_decoder = RequestDecoder(
+        TRACKER_COMMAND_ADAPTER,
+        answers,
+        settings.request_clients,
+        mine=lambda kind: kind in TRACKER_COMMAND_TYPES,
+    )
+
     @broker.subscriber(
         # The platform's topic and each client's: a command acts only for its client's tenants.
         *settings.request_clients.topics(),
         **batch_consumer(f"{SERVICE}.requests", settings.batch_size),
-        decoder=RequestDecoder(
-            TRACKER_COMMAND_ADAPTER,
-            events,
-            settings.request_clients,
-            mine=lambda kind: kind in TRACKER_COMMAND_TYPES,
-        ),
+        decoder=request_decoder,
         description="Manual actions (list, resolve with send or ignore), contract history and "
-        "the per-message log of a run.",
+        "the per-message log of a run; each answered on its sender's answers topic.",
     )
-    @isolating(rejecting_poison(events))
+    @isolating(request_decoder.reject_failed)
     async def on_commands(commands: list[TrackerCommand]) -> None:
         for command in commands:
             reply = await answer(runtime.pool, runs, command, history_limit=settings.history_limit)
-            await events.publish(reply, key=command.tenant_id.encode())
+            answered = answers.on(request_decoder.answers_topic(command))
+            await answered.publish(reply, key=command.tenant_id.encode())
 
     return service_app(
         runtime,

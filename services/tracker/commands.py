@@ -1,8 +1,9 @@
 """The tracker's commands: listing and resolving manual actions, a contract's history, the
 per-message log of a run.
 
-Each command gets one answer on `broadcast.events`, keyed by tenant; a replay gets the same
-answer and changes nothing.
+Each command gets one answer on its sender's answers topic (`broadcast.events` for the
+platform, `broadcast.events.<client>` for a client: the app publishes it), keyed by tenant; a
+replay gets the same answer and changes nothing.
 """
 
 from uuid import UUID

@@ -1,7 +1,10 @@
 """Send a command on broadcast.requests and await its answer on broadcast.events.
 
 A client configured in BROADCAST_REQUEST_CLIENTS sends on its own topic instead,
-broadcast.requests.<client>, and is answered for the tenants it holds (shared/requesters.py).
+broadcast.requests.<client>, is answered for the tenants it holds, and reads its answers on
+its own broadcast.events.<client> (shared/requesters.py): the only topic of answers its
+principal may read. It cannot follow a broadcast's events (`Commands.events`); `get_broadcast`
+tells the state and the latest counters, as `broadcast status --watch` polls them.
 
 An answer is the first event carrying the command's `request_id` other than `broadcast.started`
 (which repeats the start's request id but is not its answer). Replaying a request id is
@@ -21,7 +24,7 @@ from pydantic import BaseModel
 from shared import topics
 from shared.client.log import TopicLog
 from shared.kafka_security import KafkaSecurity
-from shared.requesters import topic_for
+from shared.requesters import answers_topic_for, topic_for
 
 # Publishes one command (a JSON object with its tenant_id) on broadcast.requests.
 SendCommand = Callable[[Mapping[str, Any]], Awaitable[None]]
@@ -29,6 +32,11 @@ SendCommand = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 class NoAnswer(TimeoutError):
     """No answer came in time: the stack is down, or the request never reached targeting."""
+
+
+class EventsNotReadable(PermissionError):
+    """A client asked for broadcast.events, which carries every tenant's events: it reads its
+    own answers topic only."""
 
 
 def command_with_ids(
@@ -52,7 +60,8 @@ async def ask(
     answers: TopicLog, send: SendCommand, command: Mapping[str, Any], timeout: float = 60.0
 ) -> dict[str, Any]:
     """Publish `command` (it carries its request_id) with `send` and return its answer, read
-    from `answers` (broadcast.events, opened before); NoAnswer after `timeout` seconds."""
+    from `answers` (the sender's answers topic, opened before); NoAnswer after `timeout`
+    seconds."""
     request_id = command["request_id"]
     before = len(answers_to(answers.records, request_id))
     await send(command)
@@ -97,14 +106,16 @@ def request_record(command: Mapping[str, Any]) -> tuple[bytes, bytes]:
 
 
 class Commands:
-    """Commands sent through one producer, answers read from one broadcast.events log.
+    """Commands sent through one producer, answers read from one log of the answers topic.
 
     `async with Commands(kafka, requested_by="cli") as commands: await commands.ask({...})`
 
-    `client` names the client it speaks as: its commands go on that client's topic. None is
-    the platform's topic. A name that cannot be a client's raises RequestClientsError.
-    `security` is how it authenticates (the tools read it from BROADCAST_KAFKA_*: endpoints);
-    on a cluster with ACLs its principal may write that topic and read broadcast.events."""
+    `client` names the client it speaks as: its commands go on that client's topic and its
+    answers are read from that client's answers topic. None is the platform's: requests on
+    broadcast.requests, answers on broadcast.events. A name that cannot be a client's raises
+    RequestClientsError. `security` is how it authenticates (the tools read it from
+    BROADCAST_KAFKA_*: endpoints); on a cluster with ACLs its principal may write that request
+    topic and read that answers topic, nothing else."""
 
     def __init__(
         self,
@@ -116,23 +127,39 @@ class Commands:
         security: KafkaSecurity | None = None,
     ) -> None:
         self._topic = topic_for(client)
+        self._client = client
+        self._answers_topic = answers_topic_for(self._topic)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
             enable_idempotence=True,
             **(security or KafkaSecurity()).client_options(),
         )
-        self.events = TopicLog(bootstrap, topics.EVENTS.name, security)
+        self.answers = TopicLog(bootstrap, self._answers_topic, security)
         self._requested_by = requested_by
         self._prefix = prefix
 
+    @property
+    def events(self) -> TopicLog:
+        """broadcast.events as read since `open`, to follow broadcasts (`BroadcastWatch`): the
+        platform's answers, and every broadcast's story. Speaking as a client:
+        EventsNotReadable, since that topic carries every tenant's events and the client's
+        principal may not read it; `get_broadcast` tells a broadcast's state and counters."""
+        if self._client is not None:
+            raise EventsNotReadable(
+                f"client {self._client!r} reads its answers on {self._answers_topic} only: "
+                f"{topics.EVENTS.name} carries every tenant's events and is the platform's; "
+                "follow a broadcast with get_broadcast (`broadcast status --watch`)"
+            )
+        return self.answers
+
     async def open(self) -> Self:
         await self._producer.start()
-        await self.events.open()
+        await self.answers.open()
         return self
 
     async def close(self) -> None:
-        await self.events.close()
+        await self.answers.close()
         await self._producer.stop()
 
     async def __aenter__(self) -> Self:
@@ -158,7 +185,7 @@ class Commands:
         self, command: Mapping[str, Any] | BaseModel, timeout: float = 60.0
     ) -> dict[str, Any]:
         """Publish and return the answer; NoAnswer after `timeout` seconds."""
-        return await ask(self.events, self._send, self.prepare(command), timeout)
+        return await ask(self.answers, self._send, self.prepare(command), timeout)
 
     async def _send(self, command: Mapping[str, Any]) -> None:
         key, value = request_record(command)

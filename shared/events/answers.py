@@ -1,5 +1,6 @@
 """broadcast.events: what the platform reads back, the answers to its commands and the story
-of each broadcast (started, paused, progressed, completed)."""
+of each broadcast (started, paused, progressed, completed). The answers to a request client's
+commands are the same records on its own broadcast.events.<client> (shared/requesters.py)."""
 
 from datetime import datetime
 from typing import Annotated, Literal

@@ -12,6 +12,7 @@ from shared.events.content import Content, Sender
 from shared.events.recipients import ContractSnapshot
 from shared.events.refresh import RefreshDeclined, RefreshRequested
 from shared.events.tenants import TenantSettings
+from shared.topics import EVENTS
 
 
 class TemplateVersion(BaseModel):
@@ -49,9 +50,10 @@ class RunStarted(Record):
 
 
 class RenderRequested(Record):
-    """A `render_preview` targeting accepted, for the composer to render and answer: `run` is
-    the definition a preview run would have, `contract` and `address` the values it is
-    rendered with (`sample`: a synthetic contract). Nothing is sent or counted."""
+    """A `render_preview` targeting accepted, for the composer to render and answer on
+    `answers_topic`: `run` is the definition a preview run would have, `contract` and `address`
+    the values it is rendered with (`sample`: a synthetic contract). Nothing is sent or
+    counted."""
 
     type: Literal["run.render_requested"] = "run.render_requested"
     tenant_id: str
@@ -64,6 +66,10 @@ class RenderRequested(Record):
     address: str
     contract: ContractSnapshot
     sample: bool
+    # The render_preview's sender's answers topic (shared/requesters.py, answers_topic_for):
+    # broadcast.events for the platform, broadcast.events.<client> for a client. The default
+    # is where every render preview was answered before the field was added.
+    answers_topic: str = EVENTS.name
 
 
 class TargetingCompleted(Record):

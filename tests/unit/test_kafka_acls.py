@@ -1,6 +1,6 @@
 """The ACL rules against the code: each service may read what its app subscribes to and write
-what it publishes to, no more; the platform and the clients write their requests and read the
-answers, nothing else; nobody but the operator creates or alters. Then the CreateAcls request
+what it publishes to, no more; the platform and the clients write their requests and read their
+own answers, nothing else; nobody but the operator creates or alters. Then the CreateAcls request
 and the command, without a broker."""
 
 import importlib
@@ -19,12 +19,13 @@ from deploy.kafka_acls import PLATFORM, AclsRefused, Operation, Pattern, Resourc
 from shared import topics
 from shared.fastlane import FastLane
 from shared.kafka_security import KafkaSecurity
-from shared.requesters import RequestClientsError, parse, topic_for
+from shared.requesters import RequestClientsError, answers_topic_for, parse, topic_for
 
 SERVICES = ("targeting", "composer", "dispatcher", "tracker")
 CLIENTS = parse('{"acme-crm": ["acme"], "ops-tool": "*"}')
 RULES = rules(CLIENTS)
 REQUEST_TOPICS = CLIENTS.topics()
+ANSWERS_TOPICS = CLIENTS.answers_topics()
 
 # What Kafka's authorizer lets an ALLOW binding imply besides its own operation.
 IMPLIES_DESCRIBE = {Operation.READ, Operation.WRITE, Operation.DELETE, Operation.ALTER}
@@ -130,6 +131,16 @@ def test_targeting_and_the_tracker_read_every_request_topic(apps: dict[str, Decl
         assert all(allowed(service, Operation.READ, ResourceType.TOPIC, t) for t in REQUEST_TOPICS)
 
 
+def test_the_answering_services_write_every_answers_topic(apps: dict[str, Declared]) -> None:
+    # Targeting and the tracker answer their commands, the composer the render previews.
+    for topic in ANSWERS_TOPICS:
+        writers = {
+            p for p in principals() if allowed(p, Operation.WRITE, ResourceType.TOPIC, topic)
+        }
+        assert writers == {"targeting", "composer", "tracker"}, topic
+        assert {s for s, app in apps.items() if topic in app.published} == writers
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_a_services_groups_are_its_own(apps: dict[str, Declared], service: str) -> None:
     groups = apps[service].groups
@@ -156,7 +167,7 @@ def test_the_platform_writes_requests_and_contracts_and_reads_answers() -> None:
 
 
 @pytest.mark.parametrize("client", sorted(CLIENTS.clients))
-def test_a_client_writes_its_own_request_topic_and_reads_answers_and_nothing_else(
+def test_a_client_writes_its_own_request_topic_and_reads_its_answers_and_nothing_else(
     client: str,
 ) -> None:
     assert {
@@ -165,8 +176,24 @@ def test_a_client_writes_its_own_request_topic_and_reads_answers_and_nothing_els
         if acl.principal == client
     } == {
         (Operation.WRITE, ResourceType.TOPIC, topic_for(client), Pattern.LITERAL),
-        (Operation.READ, ResourceType.TOPIC, topics.EVENTS.name, Pattern.LITERAL),
+        (
+            Operation.READ,
+            ResourceType.TOPIC,
+            answers_topic_for(topic_for(client)),
+            Pattern.LITERAL,
+        ),
     }
+
+
+def test_who_reads_answers() -> None:
+    readers = {
+        topic: {p for p in principals() if allowed(p, Operation.READ, ResourceType.TOPIC, topic)}
+        for topic in ANSWERS_TOPICS
+    }
+    # broadcast.events: every tenant's story. Targeting follows completions and counters there.
+    assert readers.pop(topics.EVENTS.name) == {PLATFORM, "targeting"}
+    # A client's answers: that client alone.
+    assert readers == {answers_topic_for(topic_for(c)): {c} for c in CLIENTS.clients}
 
 
 def test_who_writes_requests_and_contracts() -> None:
@@ -212,7 +239,7 @@ def test_the_request_is_create_acls_v1_with_every_binding() -> None:
     request = kafka_acls._CreateAcls(acls).prepare({CreateAclsRequest_v1.API_KEY: (1, 3)})
     sent = CreateAclsRequest_v1.decode(request.encode())
     assert (request.API_KEY, request.API_VERSION) == (30, 1)
-    assert sent.creations[-1] == (2, topics.EVENTS.name, 3, "User:ops-tool", "*", 3, 3)
+    assert sent.creations[-1] == (2, "broadcast.events.ops-tool", 3, "User:ops-tool", "*", 3, 3)
     prefixed = next(c for c in sent.creations if c[3] == "User:composer" and c[0] == 3)
     assert prefixed == (3, "composer.", 4, "User:composer", "*", 3, 3)
     assert len(sent.creations) == len(acls)

@@ -1,13 +1,17 @@
 """Commands on a client's request topic, in memory with TestKafkaBroker: a tenant the client
 holds reaches the handler; any other is answered `forbidden` by the service that owns the
-command, once, and the handler (hence the store) never sees it. And the client library and the
-CLI publish on the topic of the client they speak as."""
+command, once, and the handler (hence the store) never sees it. Every answer to a client's
+request, the decoder's own included, goes to the client's answers topic and none to
+broadcast.events. And the client library and the CLI publish on the topic of the client they
+speak as, and read the answers on its answers topic."""
 
+import json
 from typing import Any
 
 import pytest
+from aiokafka import ConsumerRecord
 from faststream.asgi import AsgiFastStream
-from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
 
 from deploy import cli
 from services.targeting import app as targeting
@@ -16,34 +20,38 @@ from services.targeting.settings import Settings as TargetingSettings
 from services.tracker import app as tracker
 from services.tracker.settings import Settings as TrackerSettings
 from shared import topics
-from shared.client.commands import Commands
+from shared.client.commands import Commands, EventsNotReadable
 from shared.events import BroadcastRejected
 from shared.requesters import RequestClientsError, parse
 from shared.service import Runtime
 
 CLIENTS = parse('{"acme-crm": ["acme"]}')
 CLIENT_TOPIC = "broadcast.requests.acme-crm"
+CLIENT_ANSWERS = "broadcast.events.acme-crm"
 BASE = {"requested_by": "crm-user"}
 ESTIMATE = {**BASE, "type": "estimate_broadcast", "criteria": [], "channels": ["email"]}
 RESOLVE = {**BASE, "type": "resolve_action", "action_id": 7, "resolution": "ignore"}
 
 
 async def exchange(
-    app: AsgiFastStream, records: list[tuple[str, dict[str, Any]]]
-) -> list[BroadcastRejected]:
-    """Publish (topic, command) records; the rejections the service answered with."""
+    app: AsgiFastStream, records: list[tuple[str, dict[str, Any] | bytes]]
+) -> list[tuple[str, BroadcastRejected]]:
+    """Publish (topic, command) records; the rejections the service answered with, each with
+    the answers topic it went to."""
     broker = app.broker
     assert isinstance(broker, KafkaBroker)
-    answers: list[dict[str, Any]] = []
+    answers: list[tuple[str, dict[str, Any]]] = []
 
-    @broker.subscriber(topics.EVENTS.name, batch=False)
-    async def collect(answer: dict[str, Any]) -> None:
-        answers.append(answer)
+    @broker.subscriber(topics.EVENTS.name, CLIENT_ANSWERS, batch=False)
+    async def collect(message: KafkaMessage) -> None:
+        record = message.raw_message
+        assert isinstance(record, ConsumerRecord)
+        answers.append((record.topic, json.loads(message.body)))
 
     async with TestKafkaBroker(broker) as test_broker:
         for topic, command in records:
-            await test_broker.publish(command, topic, key=command["tenant_id"].encode())
-    return [BroadcastRejected.model_validate(a) for a in answers]
+            await test_broker.publish(command, topic, key=b"acme")
+    return [(topic, BroadcastRejected.model_validate(a)) for topic, a in answers]
 
 
 def command(template: dict[str, Any], tenant: str, request_id: str) -> dict[str, Any]:
@@ -53,10 +61,10 @@ def command(template: dict[str, Any], tenant: str, request_id: str) -> dict[str,
 async def test_targeting_acts_for_the_clients_tenant_and_forbids_the_others(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    handled: list[tuple[str, str]] = []
+    handled: list[tuple[str, str, str]] = []
 
-    async def handle(self: CommandHandler, command: Any) -> None:
-        handled.append((command.tenant_id, command.request_id))
+    async def handle(self: CommandHandler, command: Any, answers_topic: str) -> None:
+        handled.append((command.tenant_id, command.request_id, answers_topic))
 
     monkeypatch.setattr(CommandHandler, "handle", handle)
     app = targeting.create_app(TargetingSettings(BROADCAST_REQUEST_CLIENTS=CLIENTS))
@@ -71,8 +79,13 @@ async def test_targeting_acts_for_the_clients_tenant_and_forbids_the_others(
             (CLIENT_TOPIC, command(RESOLVE, "globex", "r-tracker")),
         ],
     )
-    assert handled == [("acme", "r-own"), ("globex", "r-platform")]
-    (forbidden,) = rejected
+    # The handler is told where each command is answered: where its sender reads.
+    assert handled == [
+        ("acme", "r-own", CLIENT_ANSWERS),
+        ("globex", "r-platform", topics.EVENTS.name),
+    ]
+    ((where, forbidden),) = rejected
+    assert where == CLIENT_ANSWERS
     assert (forbidden.request_id, forbidden.tenant_id, forbidden.command) == (
         "r-spoofed",
         "globex",
@@ -113,9 +126,41 @@ async def test_the_tracker_forbids_its_own_commands_and_leaves_targetings_alone(
         ],
     )
     assert answered == ["r-own"]
-    assert [(r.request_id, r.command, r.reason) for r in rejected] == [
-        ("r-own", "resolve_action", "action_not_found"),
-        ("r-spoofed", "resolve_action", "forbidden"),
+    assert [(where, r.request_id, r.command, r.reason) for where, r in rejected] == [
+        (CLIENT_ANSWERS, "r-own", "resolve_action", "action_not_found"),
+        (CLIENT_ANSWERS, "r-spoofed", "resolve_action", "forbidden"),
+    ]
+
+
+async def test_the_decoders_own_answers_go_where_the_request_came_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unreadable records, invalid fields and commands the handler fails on by itself are
+    answered by the decoder and the isolating wrapper, not the handler: on the client's answers
+    topic for the client's requests, on broadcast.events for the platform's."""
+
+    async def handle(self: CommandHandler, command: Any, answers_topic: str) -> None:
+        raise ValueError("a bug this one command triggers")
+
+    monkeypatch.setattr(CommandHandler, "handle", handle)
+    app = targeting.create_app(TargetingSettings(BROADCAST_REQUEST_CLIENTS=CLIENTS))
+    invalid = {**command(ESTIMATE, "acme", "r-invalid"), "channels": ["fax"]}
+    rejected = await exchange(
+        app,
+        [
+            (CLIENT_TOPIC, b"{oops"),
+            (CLIENT_TOPIC, invalid),
+            (CLIENT_TOPIC, command(ESTIMATE, "acme", "r-fails")),
+            (topics.REQUESTS.name, b"{oops"),
+            (topics.REQUESTS.name, command(ESTIMATE, "acme", "r-platform-fails")),
+        ],
+    )
+    assert [(where, r.request_id, r.reason) for where, r in rejected] == [
+        (CLIENT_ANSWERS, None, "invalid_json"),
+        (CLIENT_ANSWERS, "r-invalid", "invalid_field"),
+        (CLIENT_ANSWERS, "r-fails", "internal_error"),
+        (topics.EVENTS.name, None, "invalid_json"),
+        (topics.EVENTS.name, "r-platform-fails", "internal_error"),
     ]
 
 
@@ -139,6 +184,23 @@ async def test_the_client_library_publishes_on_its_clients_topic_keyed_by_tenant
     commands._producer = producer
     await commands.send(command(ESTIMATE, "acme", "r-1"))
     assert producer.sent == [(topic, b"acme")]
+
+
+@pytest.mark.parametrize(
+    ("client", "topic"), [(None, "broadcast.events"), ("acme-crm", "broadcast.events.acme-crm")]
+)
+async def test_the_client_library_reads_the_answers_of_its_client(
+    client: str | None, topic: str
+) -> None:
+    commands = Commands("127.0.0.1:1", requested_by="crm-user", client=client)
+    assert commands.answers._consumer.subscription() == {topic}
+
+
+async def test_a_client_may_not_follow_broadcast_events_and_is_told_why() -> None:
+    assert Commands("127.0.0.1:1", requested_by="platform").events.records == []
+    commands = Commands("127.0.0.1:1", requested_by="crm-user", client="acme-crm")
+    with pytest.raises(EventsNotReadable, match=r"broadcast\.events\.acme-crm only.*get_broadcast"):
+        commands.events  # noqa: B018 - the property refuses
 
 
 def test_the_client_library_refuses_a_name_no_client_can_have() -> None:

@@ -3,7 +3,13 @@
 import pytest
 
 from services.targeting.settings import Settings
-from shared.requesters import RequestClientsError, Requesters, parse, topic_for
+from shared.requesters import (
+    RequestClientsError,
+    Requesters,
+    answers_topic_for,
+    parse,
+    topic_for,
+)
 
 MAPPING = '{"acme-crm": ["acme", "acme-2"], "ops-tool": "*"}'
 
@@ -17,7 +23,9 @@ def test_each_client_has_its_own_topic_after_the_platforms() -> None:
     )
     assert [(t.name, t.key, t.partitions) for t in requesters.client_topics()] == [
         ("broadcast.requests.acme-crm", "tenant_id", 4),
+        ("broadcast.events.acme-crm", "broadcast_id", 4),
         ("broadcast.requests.ops-tool", "tenant_id", 4),
+        ("broadcast.events.ops-tool", "broadcast_id", 4),
     ]
     assert topic_for(None) == "broadcast.requests"
     assert topic_for("acme-crm") == "broadcast.requests.acme-crm"
@@ -45,9 +53,34 @@ def test_a_client_acts_for_its_tenants_only_and_an_unknown_topic_for_nobody() ->
         assert not requesters.may_act(topic, "acme"), topic
 
 
+def test_a_request_is_answered_on_its_senders_answers_topic() -> None:
+    assert answers_topic_for("broadcast.requests") == "broadcast.events"
+    assert answers_topic_for("broadcast.requests.acme-crm") == "broadcast.events.acme-crm"
+    assert parse(MAPPING).answers_topics() == (
+        "broadcast.events",
+        "broadcast.events.acme-crm",
+        "broadcast.events.ops-tool",
+    )
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "broadcast.events",
+        "broadcast.requestsacme-crm",
+        "broadcast.requests.",
+        "broadcast.requests.A",
+    ],
+)
+def test_what_is_no_request_topic_has_no_answers_topic(topic: str) -> None:
+    with pytest.raises(RequestClientsError):
+        answers_topic_for(topic)
+
+
 @pytest.mark.parametrize("unset", [None, "", "  "])
 def test_no_mapping_leaves_the_platform_alone(unset: str | None) -> None:
     assert parse(unset).topics() == ("broadcast.requests",)
+    assert parse(unset).answers_topics() == ("broadcast.events",)
     assert parse("{}").client_topics() == ()
 
 

@@ -10,6 +10,8 @@ import pytest
 from services.targeting import store
 from services.targeting.commands import CommandHandler
 from services.targeting.publishers import Publishers
+from shared import topics
+from shared.answering import Answers
 from shared.clock import utc_now
 from shared.events import BroadcastAccepted, BroadcastRejected, CreateBroadcast
 
@@ -25,7 +27,8 @@ class Events:
 
 
 def handler(events: Events) -> CommandHandler:
-    publishers = cast(Publishers, type("P", (), {"events": events})())
+    answers = Answers({topics.EVENTS.name: events})
+    publishers = cast(Publishers, type("P", (), {"events": events, "answers": answers})())
     return CommandHandler(
         lambda: cast(asyncpg.Pool, object()),
         publishers,
@@ -62,7 +65,7 @@ async def test_the_id_the_store_gives_is_accepted(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(store, "create_broadcast", create_broadcast)
     events = Events()
-    await handler(events).handle(create("acme", "r-1", None))
+    await handler(events).handle(create("acme", "r-1", None), topics.EVENTS.name)
     [answer] = events.published
     assert isinstance(answer, BroadcastAccepted) and answer.broadcast_id == made
 
@@ -85,7 +88,7 @@ async def test_a_taken_id_is_refused_alike_and_names_nothing_of_its_holder(
         ("intruder", "r-9"),
         ("owner", "r-2"),
     ]:
-        await handler(events).handle(create(tenant, request_id, broadcast_id))
+        await handler(events).handle(create(tenant, request_id, broadcast_id), topics.EVENTS.name)
     answers = [
         (a.type, a.reason, a.field, a.message, a.broadcast_id)
         for a in events.published

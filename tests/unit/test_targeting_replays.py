@@ -1,15 +1,21 @@
 """The replay protocol with the requests table faked: a remembered request is applied once and
-answered as the first time after."""
+answered as the first time after, on the same answers topic."""
 
-from typing import cast
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
-from services.targeting import replays, store
+from services.targeting import replays, store, transitions
 from services.targeting.answers import Answer, accepted
 from services.targeting.broadcasts import Rejection
+from services.targeting.commands import CommandHandler
+from services.targeting.publishers import Publishers
+from services.targeting.store import LatestRun
+from shared import topics
+from shared.answering import Answers
+from shared.clock import utc_now
 from shared.events import AnyCommand, BroadcastAccepted, PauseBroadcast, StartBroadcast
 
 POOL = cast(asyncpg.Pool, object())
@@ -115,3 +121,54 @@ async def test_a_refused_command_is_not_remembered(monkeypatch: pytest.MonkeyPat
     with pytest.raises(Rejection):
         await replays.applied_once(POOL, pause(uuid4()), refuse)
     assert requests.rows == {}
+
+
+class Published:
+    """One topic in memory."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    async def publish(self, message: Any, *, key: bytes | None = None, **_: Any) -> None:
+        self.records.append(message)
+
+
+async def test_a_replay_is_answered_where_the_first_answer_went(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client's pause, applied then replayed (answered from `targeting.requests`): both
+    answers on the client's answers topic, and only the lifecycle's `broadcast.paused` on
+    broadcast.events."""
+    Requests(monkeypatch)
+    run = LatestRun(uuid4(), 1, "u")
+
+    async def paused(pool: asyncpg.Pool, tenant_id: str, broadcast_id: UUID) -> Any:
+        return True, run
+
+    monkeypatch.setattr(transitions, "pause", paused)
+    events, runs, client = Published(), Published(), Published()
+    publishers = Publishers(
+        events=events,
+        answers=Answers({topics.EVENTS.name: events, "broadcast.events.acme-crm": client}),
+        runs=cast(Any, runs),
+        recipients=cast(Any, None),
+        deliveries=cast(Any, None),
+        tenants=cast(Any, None),
+    )
+    handler = CommandHandler(
+        lambda: POOL,
+        publishers,
+        lambda _: None,
+        one_message_runs=cast(Any, None),
+        renders=cast(Any, None),
+        suppressions=cast(Any, None),
+        clock=utc_now,
+        estimate_page_size=10,
+    )
+    command = pause(uuid4())
+    for _ in range(2):
+        await handler.handle(command, "broadcast.events.acme-crm")
+    assert [(a.type, a.request_id, a.run_id) for a in client.records] == [
+        ("broadcast.accepted", "p-1", run.run_id)
+    ] * 2
+    assert [e.type for e in events.records] == ["broadcast.paused"]

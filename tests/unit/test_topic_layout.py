@@ -9,7 +9,7 @@ from shared.admin import topic_configs
 from shared.partitions import VARIABLE, TopicPartitionsError, parse
 from shared.replication import Replication, replication_for
 from shared.requesters import parse as parse_clients
-from shared.topics import ALL, MESSAGES, REQUESTS, TENANTS
+from shared.topics import ALL, EVENTS, MESSAGES, REQUESTS, TENANTS
 
 
 @pytest.mark.parametrize(
@@ -50,12 +50,17 @@ def test_a_setting_changes_the_topics_it_names() -> None:
     assert all(counts[t.name] == t.partitions for t in ALL if t is not MESSAGES)
 
 
-def test_client_topics_follow_the_platforms_request_topic() -> None:
+def test_client_topics_follow_the_platforms_request_and_answers_topics() -> None:
     clients = parse_clients('{"crm": ["acme"]}')
     default = {t.name: t.partitions for t in parse(None).every_topic(clients)}
     assert default["broadcast.requests.crm"] == REQUESTS.partitions
-    wider = {t.name: t.partitions for t in parse('{"broadcast.requests": 12}').every_topic(clients)}
+    assert default["broadcast.events.crm"] == EVENTS.partitions
+    wider = {
+        t.name: t.partitions
+        for t in parse('{"broadcast.requests": 12, "broadcast.events": 6}').every_topic(clients)
+    }
     assert wider["broadcast.requests"] == wider["broadcast.requests.crm"] == 12
+    assert wider["broadcast.events"] == wider["broadcast.events.crm"] == 6
 
 
 @pytest.mark.parametrize(
