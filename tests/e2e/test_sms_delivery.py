@@ -279,6 +279,7 @@ async def test_a_receipt_confirms_an_sms_and_a_stop_reply_suppresses_its_number(
             "status": "failed",
             "code": 30005,
             "detail": "unknown handset",
+            "permanent": True,  # the number is at fault: suppressed at once
         },
     )
     progressed = await events.wait_for(
