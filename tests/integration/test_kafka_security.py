@@ -184,6 +184,51 @@ async def test_a_client_is_forbidden_for_a_tenant_it_does_not_hold(secured: Secu
     assert (answer["reason"], answer["field"]) == ("forbidden", "tenant_id")
 
 
+async def test_a_client_can_neither_squat_nor_probe_another_clients_broadcast(
+    secured: Secured, database: asyncpg.Connection
+) -> None:
+    """Through the authenticated broker, as two clients: `other` reuses the id and the request
+    id `crm` used for its tenant, and learns nothing of it; `crm`'s broadcast is untouched."""
+    crm, other = await as_client(secured, "crm"), await as_client(secured, "other")
+    try:
+        create = create_command(HELD, name="Avis secret")
+        broadcast_id = (await crm.ask(create))["broadcast_id"]
+        squat = create_command(
+            NOT_HELD, name="Piraté", broadcast_id=broadcast_id, request_id=create["request_id"]
+        )
+        refused = await other.ask(squat)
+        assert (refused["type"], refused["reason"], refused["field"]) == (
+            "broadcast.rejected",
+            "broadcast_exists",
+            "broadcast_id",
+        ), refused
+        # Its own request id comes back (it sent it); nothing of crm's does.
+        told = json.dumps({k: v for k, v in refused.items() if k != "request_id"})
+        for secret in (create["request_id"], "Avis secret", HELD):
+            assert secret not in told, refused
+        for probe in ("get_broadcast", "start_broadcast"):
+            asked = await other.ask(
+                {"type": probe, "tenant_id": NOT_HELD, "broadcast_id": broadcast_id}
+            )
+            assert (asked["type"], asked["reason"]) == (
+                "broadcast.rejected",
+                "broadcast_not_found",
+            ), asked
+        held = await crm.ask(
+            {"type": "get_broadcast", "tenant_id": HELD, "broadcast_id": broadcast_id}
+        )
+    finally:
+        await crm.close()
+        await other.close()
+    assert (held["broadcast"]["name"], held["broadcast"]["state"]) == ("Avis secret", "draft")
+    assert (
+        await database.fetchval(
+            "SELECT count(*) FROM targeting.broadcasts WHERE tenant_id = $1", NOT_HELD
+        )
+        == 0
+    )
+
+
 async def produce(security: KafkaSecurity, topic: str) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, **security.client_options())
     try:
