@@ -128,6 +128,10 @@ async def test_from_a_client_file_to_a_finished_broadcast(
         status["contracts_reached"],
         status["contracts_not_reached"],
     ) == (3, 2, 1)
+    # The preview is a run of its own: its email may land after the broadcast completed.
+    async with asyncio.timeout(30):
+        while await smtp_sink.count(domain) < 3:
+            await asyncio.sleep(0.1)
     received = sorted(m.rcpt_tos[0] for m in await smtp_sink.messages(domain))
     assert received == sorted([f"emilie@{domain}", f"john@{domain}", f"moi@{domain}"])
 
@@ -212,6 +216,10 @@ async def test_pause_resume_resend_and_a_campaign_of_chosen_customers(
         )
     )
     assert await smtp_sink.count(domain) == quiet["counters"]["delivered"] < 30
+    # The slow rate was for pausing mid-run; the rest and the resend need not crawl (a new
+    # rate applies to a run already going: test_sms_delivery).
+    settings.write_text(yaml.safe_dump({**OPEN_ALL_WEEK, "email_per_second": 200}))
+    assert broadcast("configure", str(settings), "--tenant", tenant)[0] == 0
     assert broadcast("resume", broadcast_id, "--tenant", tenant)[0] == 0
     code, status = broadcast("status", broadcast_id, "--tenant", tenant, "--watch")
     assert (code, status["delivered"], status["run_number"]) == (0, 30, 1)

@@ -223,8 +223,8 @@ async def test_a_lower_sms_rate_applies_to_a_broadcast_already_running(
     db: asyncpg.Pool, events: EventLog, sms_sink: SmsSink
 ) -> None:
     tenant, _ = fresh_tenant()
-    phones = numbers(24)
-    fast, slow = 3.0, 1.0
+    phones = numbers(30)
+    fast, slow = 6.0, 2.0
     _, run_id, _ = await sms_broadcast(db, events, tenant, phones, {"sms_per_second": fast})
     async with asyncio.timeout(60):
         while not await sms_sink.messages(set(phones)):
@@ -233,7 +233,7 @@ async def test_a_lower_sms_rate_applies_to_a_broadcast_already_running(
     asked = datetime.now(UTC)  # the new rate applies after this
     configured = await configure(events, tenant, lowered)
     assert configured["type"] == "tenant.configured", configured
-    # The moment the shared bucket has the new rate: every token taken after it comes at 1/s.
+    # The moment the shared bucket has the new rate: every token taken after it comes at `slow`.
     await rate_applied(db, tenant, slow)
     changed = datetime.now(UTC)
 
@@ -243,7 +243,7 @@ async def test_a_lower_sms_rate_applies_to_a_broadcast_already_running(
     assert len(times) == len(phones)
     # A token taken at the old rate waits at most 2 s (the dispatcher's pacing budget), so
     # whatever arrives more than 4 s after the change drew its token at the new rate, from a
-    # bucket that holds one second of tokens at most: one per second after the change.
+    # bucket that holds one second of tokens at most: `slow` a second after the change.
     late = [t for t in times if t > changed + timedelta(seconds=4)]
     assert late, "everything was sent within 4 s of the change: the old rate still applied"
     assert (late[-1] - asked).total_seconds() >= (len(late) - 1) / slow - 0.05
