@@ -927,12 +927,14 @@ async def messages_page(
 ) -> list[asyncpg.Record]:
     """Up to `limit` messages of the run in recipient id order, after `after`."""
     return await pool.fetch(
-        """SELECT recipient_id, contract_id, channel, address, state, reason, detail,
-                  updated_at, due_at
-           FROM tracker.messages
-           WHERE run_id = $1 AND ($2::text IS NULL OR state = $2)
-             AND ($3::uuid IS NULL OR recipient_id > $3)
-           ORDER BY recipient_id LIMIT $4""",
+        """SELECT m.recipient_id, m.contract_id, m.channel, m.address, m.state, m.reason,
+                  m.detail, m.updated_at, m.due_at, r.reported_at AS confirmed_at
+           FROM tracker.messages m
+           LEFT JOIN tracker.reports r
+                  ON r.recipient_id = m.recipient_id AND r.kind = 'confirmed'
+           WHERE m.run_id = $1 AND ($2::text IS NULL OR m.state = $2)
+             AND ($3::uuid IS NULL OR m.recipient_id > $3)
+           ORDER BY m.recipient_id LIMIT $4""",
         run_id,
         state,
         after,

@@ -445,6 +445,9 @@ class MessageEntry(BaseModel):
     detail: str | None
     updated_at: datetime
     due_at: datetime | None
+    # When the handset confirmed an SMS (its gateway's delivery receipt); `delivered` alone
+    # means the gateway or relay accepted it. None for email and for an SMS not confirmed.
+    confirmed_at: datetime | None = None
 
 
 class MessagesListed(Record):

@@ -264,7 +264,7 @@ async def test_a_receipt_confirms_an_sms_and_a_stop_reply_suppresses_its_number(
 ) -> None:
     tenant, _ = fresh_tenant()
     phone, other = numbers(2)
-    _, run_id, _ = await sms_broadcast(db, events, tenant, [phone, other])
+    broadcast_id, run_id, _ = await sms_broadcast(db, events, tenant, [phone, other])
     assert (await completion(events, run_id))["counters"]["delivered"] == 2
     references = {m["to"]: m["reference"] for m in await sms_sink.messages({phone, other})}
 
@@ -296,6 +296,10 @@ async def test_a_receipt_confirms_an_sms_and_a_stop_reply_suppresses_its_number(
             != 1
         ):
             await asyncio.sleep(0.1)
+    # Each message says whether its handset confirmed it.
+    listed = await ask(events, tenant, {"type": "list_messages", "broadcast_id": broadcast_id})
+    seen = {m["address"]: (m["state"], m["confirmed_at"] is not None) for m in listed["messages"]}
+    assert seen == {phone: ("delivered", True), other: ("failed", False)}
 
     # « Arrêt » from the number, in any case and spacing: never texted again.
     await gateway_posts(
