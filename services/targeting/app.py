@@ -83,10 +83,20 @@ ForTargeting = Annotated[
 ]
 
 
-# What may suppress an address (or end a soft-bounce streak), among broadcast.deliveries.
+# What targeting reads of broadcast.deliveries: the failures a resend to the failures goes to
+# (and corrections of unknown outcomes), and what may suppress an address (or end a
+# soft-bounce streak).
+FailureOutcome = DeliveryFailed | DeliveryCorrected
 Suppressing = MessageDelivered | DeliveryBounced | DeliveryComplained | ReplyReceived
-_SUPPRESSING = frozenset(
-    {"delivery.delivered", "delivery.bounced", "delivery.complained", "delivery.replied"}
+_FROM_DELIVERIES = frozenset(
+    {
+        "delivery.failed",
+        "delivery.corrected",
+        "delivery.delivered",
+        "delivery.bounced",
+        "delivery.complained",
+        "delivery.replied",
+    }
 )
 
 
@@ -260,48 +270,41 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         if announcements:  # the topic's other events are skipped unread
             await store.record_counters(pool(), counters.newest(announcements))
 
-    failure_decoder = QuarantineDecoder(
-        TypeAdapter(DeliveryFailed | DeliveryCorrected),
+    # One group for everything targeting learns from broadcast.deliveries: every record of
+    # that topic is fetched and its type read once, not once per purpose (a second group cost
+    # targeting about 40 us a message: bench/README.md, "Issue 17, fourth pass").
+    delivery_decoder = QuarantineDecoder(
+        TypeAdapter(Annotated[FailureOutcome | Suppressing, Field(discriminator="type")]),
         runtime.quarantine,
-        mine=lambda kind: kind in ("delivery.failed", "delivery.corrected"),
+        mine=lambda kind: kind in _FROM_DELIVERIES,
     )
 
     @broker.subscriber(
         topics.DELIVERIES.name,
-        **batch_consumer(f"{SERVICE}.failures", settings.batch_size),
-        decoder=failure_decoder,
-        description="Messages that failed: whom a resend to the failures goes to; and unknown "
-        "outcomes corrected to delivered, which it leaves out.",
+        **batch_consumer(f"{SERVICE}.deliveries", settings.batch_size),
+        decoder=delivery_decoder,
+        description="Messages that failed: whom a resend to the failures goes to, and unknown "
+        "outcomes corrected to delivered, which it leaves out. Reports after the hand-over: "
+        "hard bounces, complaints, soft bounces in a row and SMS STOP replies suppress their "
+        "address; a delivery ends a soft-bounce streak.",
     )
-    @isolating(runtime.dead_letters.poison(failure_decoder))
-    async def on_failures(outcomes: list[DeliveryFailed | DeliveryCorrected]) -> None:
+    @isolating(runtime.dead_letters.poison(delivery_decoder))
+    async def on_deliveries(records: list[FailureOutcome | Suppressing]) -> None:
+        failed = [r for r in records if isinstance(r, DeliveryFailed)]
+        corrected = [r for r in records if isinstance(r, DeliveryCorrected)]
         # In order: a correction follows its message's failure.
-        await store.record_failures(pool(), [o for o in outcomes if isinstance(o, DeliveryFailed)])
+        await store.record_failures(pool(), failed)
         await store.close_failures(
             pool(),
             [
-                (o.run_id, o.contract_id, o.channel, o.address)
-                for o in outcomes
-                if isinstance(o, DeliveryCorrected) and o.outcome == "delivered"
+                (c.run_id, c.contract_id, c.channel, c.address)
+                for c in corrected
+                if c.outcome == "delivered"
             ],
         )
-
-    report_decoder = QuarantineDecoder(
-        TypeAdapter(Annotated[Suppressing, Field(discriminator="type")]),
-        runtime.quarantine,
-        mine=lambda kind: kind in _SUPPRESSING,
-    )
-
-    @broker.subscriber(
-        topics.DELIVERIES.name,
-        **batch_consumer(f"{SERVICE}.reports", settings.batch_size),
-        decoder=report_decoder,
-        description="Reports after the hand-over: hard bounces, complaints, soft bounces in a "
-        "row and SMS STOP replies suppress their address; a delivery ends a soft-bounce streak.",
-    )
-    @isolating(runtime.dead_letters.poison(report_decoder))
-    async def on_reports(reports: list[Suppressing]) -> None:
-        await suppressions.apply(reports)
+        await suppressions.apply(
+            [r for r in records if not isinstance(r, DeliveryFailed | DeliveryCorrected)]
+        )
 
     unsubscribe_page = UnsubscribePage(
         settings.link_secrets(), opt_outs.record, clock, unscoped=settings.link_accept_unscoped
