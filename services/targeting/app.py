@@ -272,7 +272,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
 
     # One group for everything targeting learns from broadcast.deliveries: every record of
     # that topic is fetched and its type read once, not once per purpose (a second group cost
-    # targeting about 40 us a message: bench/README.md, "Issue 17, fourth pass").
+    # 12 us of targeting's CPU and 6 to 14 us of Kafka's a message: bench/README.md, "Issue 17,
+    # fourth pass").
     delivery_decoder = QuarantineDecoder(
         TypeAdapter(Annotated[FailureOutcome | Suppressing, Field(discriminator="type")]),
         runtime.quarantine,
