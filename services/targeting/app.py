@@ -56,6 +56,7 @@ from shared.events import (
     ReplyReceived,
     RunEvent,
     TenantSettingsChanged,
+    types_of,
 )
 from shared.isolation import isolating
 from shared.kafka import QuarantineDecoder, RequestDecoder, batch_consumer
@@ -88,16 +89,7 @@ ForTargeting = Annotated[
 # soft-bounce streak).
 FailureOutcome = DeliveryFailed | DeliveryCorrected
 Suppressing = MessageDelivered | DeliveryBounced | DeliveryComplained | ReplyReceived
-_FROM_DELIVERIES = frozenset(
-    {
-        "delivery.failed",
-        "delivery.corrected",
-        "delivery.delivered",
-        "delivery.bounced",
-        "delivery.complained",
-        "delivery.replied",
-    }
-)
+_FROM_DELIVERIES = types_of(FailureOutcome | Suppressing)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:

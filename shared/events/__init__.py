@@ -76,6 +76,7 @@ from shared.events.base import (
     Text,
     TimeZone,
     UserId,
+    types_of,
 )
 from shared.events.content import Content, EmailContent, Sender, SmsContent
 from shared.events.contracts import (
@@ -332,4 +333,5 @@ __all__ = [
     "VariablesListed",
     "WaitReason",
     "Weekday",
+    "types_of",
 ]

@@ -3,7 +3,7 @@ contract (one-line and body text, ids, channel, language, time zone, URL)."""
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -82,3 +82,9 @@ class Record(BaseModel):
     schema_version: Literal[1] = 1
     event_id: UUID = Field(default_factory=uuid4)
     occurred_at: datetime = Field(default_factory=utc_now)
+
+
+def types_of(union: Any) -> frozenset[str]:
+    """The `type` of every record model in `union`: what a decoder's `mine` admits, from the
+    models themselves, so the set cannot drift from the union it decodes."""
+    return frozenset(m.model_fields["type"].default for m in get_args(union))

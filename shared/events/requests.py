@@ -2,7 +2,7 @@
 subscribers parse them with."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
@@ -19,6 +19,7 @@ from shared.events.base import (
     TemplateId,
     TenantId,
     UserId,
+    types_of,
 )
 from shared.events.content import Content, Sender
 from shared.events.tenants import TenantSettings
@@ -342,9 +343,5 @@ BroadcastCommand = Annotated[AnyCommand, Field(discriminator="type")]
 COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(BroadcastCommand)
 
 
-def _types(union: Any) -> frozenset[str]:
-    return frozenset(m.model_fields["type"].default for m in get_args(union))
-
-
 # Commands share `broadcast.requests`: the tracker answers these, targeting all the others.
-TRACKER_COMMAND_TYPES = _types(TrackerCommand)
+TRACKER_COMMAND_TYPES = types_of(TrackerCommand)
