@@ -337,7 +337,7 @@ class RequestDecoder(QuarantineDecoder[C]):
     may not send for its tenant (`Requesters.may_act`) is answered `rejected` with `forbidden`
     and never reaches the handler: nothing is written, nothing runs. The answer says nothing
     of the tenant, not even whether it exists. The handler learns where to answer the others
-    from `answers_topic`.
+    from `answers_topic` (the topic's name) or `answers_to` (its publisher).
     """
 
     def __init__(
@@ -359,6 +359,10 @@ class RequestDecoder(QuarantineDecoder[C]):
             raise LookupError(f"{command.type} {command.request_id} is not of the batch in hand")
         return answers_topic_for(record.topic)
 
+    def answers_to(self, command: C) -> Publisher:
+        """The publisher of `command`'s answers topic (`answers_topic`)."""
+        return self._answers.on(self.answers_topic(command))
+
     async def reject_failed(self, command: C, error: Exception) -> None:
         """For `isolating`: a command its handler fails on by itself gets its one answer,
         `rejected` with `internal_error`, where its sender reads, saying nothing of the error
@@ -371,7 +375,7 @@ class RequestDecoder(QuarantineDecoder[C]):
             type(error).__name__,
             exc_info=error,
         )
-        await self._answers.on(self.answers_topic(command)).publish(
+        await self.answers_to(command).publish(
             BroadcastRejected(
                 tenant_id=echo(command.tenant_id),
                 request_id=echo(command.request_id),

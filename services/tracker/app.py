@@ -179,8 +179,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     async def on_commands(commands: list[TrackerCommand]) -> None:
         for command in commands:
             reply = await answer(runtime.pool, runs, command, history_limit=settings.history_limit)
-            answered = answers.on(request_decoder.answers_topic(command))
-            await answered.publish(reply, key=command.tenant_id.encode())
+            await request_decoder.answers_to(command).publish(reply, key=command.tenant_id.encode())
 
     return service_app(
         runtime,
