@@ -57,6 +57,13 @@ def forbidden(reason: str) -> Rejected:
     return Rejected(403, reason)
 
 
+def require_recent(field: str, seconds_from_now: float, max_age: float) -> None:
+    """A 403 naming `field` when a signed time is more than `max_age` seconds from now, either
+    way: a captured post replayed later, or a clock far ahead. Every provider's check."""
+    if abs(seconds_from_now) > max_age:
+        raise forbidden(f"{field}: not recent")
+
+
 def malformed(field: str) -> Rejected:
     """The body lacks `field`, or has it in the wrong shape."""
     return Rejected(400, f"malformed: {field}")

@@ -21,7 +21,7 @@ from shared.events import BounceKind
 
 from ..intake import Finding
 from . import reports
-from .http import Request, Take, forbidden, json_object, parsed, unauthorized
+from .http import Request, Take, forbidden, json_object, parsed, require_recent, unauthorized
 
 
 class _Signature(BaseModel):
@@ -73,8 +73,7 @@ def verify(signature: _Signature, key: bytes, now: float, max_age: float) -> Non
         signed_at = float(signature.timestamp)
     except ValueError:
         raise unauthorized("signature.timestamp: not a number") from None
-    if abs(now - signed_at) > max_age:
-        raise forbidden("signature.timestamp: not recent")
+    require_recent("signature.timestamp", now - signed_at, max_age)
 
 
 def findings(data: EventData, now: datetime) -> list[Finding]:

@@ -34,7 +34,16 @@ from shared.events import BounceKind
 
 from ..intake import Finding
 from . import reports
-from .http import Request, Take, forbidden, json_object, malformed, parsed, unauthorized
+from .http import (
+    Request,
+    Take,
+    forbidden,
+    json_object,
+    malformed,
+    parsed,
+    require_recent,
+    unauthorized,
+)
 
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 # The signed fields of each message type, in the canonical order; a subscription's
@@ -113,8 +122,7 @@ def verify(
         key.verify(signature, string_to_sign(message), padding.PKCS1v15(), algorithm())
     except (binascii.Error, InvalidSignature):
         raise unauthorized("Signature: does not verify") from None
-    if abs((now - _signed_at(message)).total_seconds()) > max_age:
-        raise forbidden("Timestamp: not recent")
+    require_recent("Timestamp", (now - _signed_at(message)).total_seconds(), max_age)
 
 
 def _signed_at(message: SnsMessage) -> datetime:
