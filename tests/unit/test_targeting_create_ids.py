@@ -1,44 +1,16 @@
 """A create's answer, with the broadcasts table faked: the id the store made is accepted, and a
 taken id is refused with the same words whoever holds it, naming nothing of theirs."""
 
-from typing import Any, cast
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
 from services.targeting import store
-from services.targeting.commands import CommandHandler
-from services.targeting.publishers import Publishers
 from shared import topics
-from shared.answering import Answers
-from shared.clock import utc_now
 from shared.events import BroadcastAccepted, BroadcastRejected, CreateBroadcast
-
-
-class Events:
-    """broadcast.events in memory."""
-
-    def __init__(self) -> None:
-        self.published: list[Any] = []
-
-    async def publish(self, message: Any, *, key: bytes | None = None, **_: Any) -> None:
-        self.published.append(message)
-
-
-def handler(events: Events) -> CommandHandler:
-    answers = Answers({topics.EVENTS.name: events})
-    publishers = cast(Publishers, type("P", (), {"events": events, "answers": answers})())
-    return CommandHandler(
-        lambda: cast(asyncpg.Pool, object()),
-        publishers,
-        lambda _: None,
-        one_message_runs=cast(Any, None),
-        renders=cast(Any, None),
-        suppressions=cast(Any, None),
-        clock=utc_now,
-        estimate_page_size=10,
-    )
+from tests.unit.targeting_fakes import command_handler
+from tests.unit.tracker_fakes import FakePublisher
 
 
 def create(tenant: str, request_id: str, broadcast_id: UUID | None) -> CreateBroadcast:
@@ -64,9 +36,9 @@ async def test_the_id_the_store_gives_is_accepted(monkeypatch: pytest.MonkeyPatc
         return made
 
     monkeypatch.setattr(store, "create_broadcast", create_broadcast)
-    events = Events()
-    await handler(events).handle(create("acme", "r-1", None), topics.EVENTS.name)
-    [answer] = events.published
+    events = FakePublisher()
+    await command_handler(events).handle(create("acme", "r-1", None), topics.EVENTS.name)
+    [answer] = events.messages
     assert isinstance(answer, BroadcastAccepted) and answer.broadcast_id == made
 
 
@@ -81,17 +53,19 @@ async def test_a_taken_id_is_refused_alike_and_names_nothing_of_its_holder(
         return None
 
     monkeypatch.setattr(store, "create_broadcast", taken)
-    events = Events()
+    events = FakePublisher()
     broadcast_id = uuid4()
     for tenant, request_id in [
         ("intruder", "owners-request"),
         ("intruder", "r-9"),
         ("owner", "r-2"),
     ]:
-        await handler(events).handle(create(tenant, request_id, broadcast_id), topics.EVENTS.name)
+        await command_handler(events).handle(
+            create(tenant, request_id, broadcast_id), topics.EVENTS.name
+        )
     answers = [
         (a.type, a.reason, a.field, a.message, a.broadcast_id)
-        for a in events.published
+        for a in events.messages
         if isinstance(a, BroadcastRejected)
     ]
     assert (

@@ -10,13 +10,10 @@ import pytest
 from services.targeting import replays, store, transitions
 from services.targeting.answers import Answer, accepted
 from services.targeting.broadcasts import Rejection
-from services.targeting.commands import CommandHandler
-from services.targeting.publishers import Publishers
 from services.targeting.store import LatestRun
-from shared import topics
-from shared.answering import Answers
-from shared.clock import utc_now
 from shared.events import AnyCommand, BroadcastAccepted, PauseBroadcast, StartBroadcast
+from tests.unit.targeting_fakes import command_handler
+from tests.unit.tracker_fakes import FakePublisher
 
 POOL = cast(asyncpg.Pool, object())
 
@@ -123,16 +120,6 @@ async def test_a_refused_command_is_not_remembered(monkeypatch: pytest.MonkeyPat
     assert requests.rows == {}
 
 
-class Published:
-    """One topic in memory."""
-
-    def __init__(self) -> None:
-        self.records: list[Any] = []
-
-    async def publish(self, message: Any, *, key: bytes | None = None, **_: Any) -> None:
-        self.records.append(message)
-
-
 async def test_a_replay_is_answered_where_the_first_answer_went(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -146,29 +133,12 @@ async def test_a_replay_is_answered_where_the_first_answer_went(
         return True, run
 
     monkeypatch.setattr(transitions, "pause", paused)
-    events, runs, client = Published(), Published(), Published()
-    publishers = Publishers(
-        events=events,
-        answers=Answers({topics.EVENTS.name: events, "broadcast.events.acme-crm": client}),
-        runs=cast(Any, runs),
-        recipients=cast(Any, None),
-        deliveries=cast(Any, None),
-        tenants=cast(Any, None),
-    )
-    handler = CommandHandler(
-        lambda: POOL,
-        publishers,
-        lambda _: None,
-        one_message_runs=cast(Any, None),
-        renders=cast(Any, None),
-        suppressions=cast(Any, None),
-        clock=utc_now,
-        estimate_page_size=10,
-    )
+    events, client = FakePublisher(), FakePublisher()
+    handler = command_handler(events, {"broadcast.events.acme-crm": client})
     command = pause(uuid4())
     for _ in range(2):
         await handler.handle(command, "broadcast.events.acme-crm")
-    assert [(a.type, a.request_id, a.run_id) for a in client.records] == [
+    assert [(a.type, a.request_id, a.run_id) for a in client.messages] == [
         ("broadcast.accepted", "p-1", run.run_id)
     ] * 2
-    assert [e.type for e in events.records] == ["broadcast.paused"]
+    assert [e.type for e in events.messages] == ["broadcast.paused"]
