@@ -290,9 +290,13 @@ async def test_a_tenants_rate_holds_across_two_dispatchers(
         )
         begin = received[0] + timedelta(seconds=3)  # past the first second's burst
         within = [t for t in received if begin <= t < begin + timedelta(seconds=window)]
-        # Never faster than the rate with two dispatchers sharing it; a busy machine may be
-        # slower, but not by half at 20 messages a second.
-        assert rate * window * 0.5 <= len(within) <= rate * window * 1.05 + 1
+        # The buckets' bound (ARCHITECTURE, "Rate limits"): what is scheduled within the window
+        # is at most its tokens, one second's burst and the one wave straddling its start; a
+        # busy machine can only push into it what was in flight at its start, two dispatchers'
+        # worth. Both dispatchers drawing their own tokens would send twice the rate (800). A
+        # busy machine may be slower, but not by half at 20 messages a second.
+        most = rate * window + rate + IN_FLIGHT // 2 + 2 * IN_FLIGHT
+        assert rate * window * 0.5 <= len(within) <= most
         done = await log.wait_for(
             lambda e: e["type"] == "broadcast.completed" and e["broadcast_id"] == broadcast
         )
