@@ -58,11 +58,12 @@ async def recipients_of_run(
             while [tp for tp in start if await consumer.position(tp) < end[tp]]:
                 batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
                 for records in batches.values():
-                    found.extend(
-                        json.loads(r.value)["recipient_id"]
-                        for r in records
-                        if r.value and marker in r.value
-                    )
+                    for r in records:
+                        if r.value and marker in r.value:
+                            record = json.loads(r.value)
+                            found.extend(
+                                p["recipient_id"] for p in record.get("recipients", [record])
+                            )
         return found
     finally:
         await consumer.stop()

@@ -2,7 +2,7 @@
 
 Reads  broadcast.runs        (run definitions, kept so any instance can render any recipient;
                               render-only previews targeting accepted)
-       broadcast.recipients  (one record per message to produce)
+       broadcast.recipients  (one message to produce per recipient: alone, or in pages)
 Writes broadcast.messages    (ready-to-send messages)
        broadcast.deliveries  (render failures: the recipient will get nothing without an action)
        broadcast.events      (render-only previews the platform asked for: rendered, or
@@ -20,10 +20,13 @@ from shared import return_path, topics
 from shared.answering import Answers, UnknownAnswersTopic
 from shared.clock import Clock, utc_now
 from shared.events import (
+    RECIPIENTS_PER_RECORD,
     BroadcastEvent,
     DeliveryEvent,
     DeliveryFailed,
     MessageRendered,
+    RecipientRecord,
+    RecipientsTargeted,
     RecipientTargeted,
     RefreshDeclined,
     RenderRequested,
@@ -137,14 +140,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
             answer = previews.rendered(request, keys, now)
             await answered.publish(answer, key=str(request.broadcast_id).encode())
 
-    @broker.subscriber(
-        topics.RECIPIENTS.name,
-        **batch_consumer(f"{SERVICE}.recipients", settings.batch_size),
-        decoder=QuarantineDecoder(TypeAdapter(RecipientTargeted), quarantine),
-        description="Recipients to render, one message each.",
-    )
     @isolating(unrenderable)
-    async def on_recipients(recipients: list[RecipientTargeted]) -> None:
+    async def render_and_publish(recipients: list[RecipientTargeted]) -> None:
         runs = await compiled.get(runtime.pool, {r.run_id for r in recipients})
         now = clock()
         outputs = [render(runs[r.run_id], r, now, envelope_sender) for r in recipients]
@@ -152,6 +149,28 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         metrics.observe(rendered)
         await messages.publish_keyed((str(o.recipient_id), o) for o in rendered)
         await publish_unrendered([o for o in outputs if not isinstance(o, MessageRendered)])
+
+    @broker.subscriber(
+        topics.RECIPIENTS.name,
+        # Pages of up to RECIPIENTS_PER_RECORD: about `batch_size` recipients a batch, as when
+        # each had a record of its own.
+        **batch_consumer(
+            f"{SERVICE}.recipients", max(1, settings.batch_size // RECIPIENTS_PER_RECORD)
+        ),
+        decoder=QuarantineDecoder(TypeAdapter(RecipientRecord), quarantine),
+        description="Recipients to render, one message each: alone, or a page of one run's.",
+    )
+    async def on_recipients(records: list[RecipientRecord]) -> None:
+        # A recipient that cannot be rendered fails alone, not with its page.
+        await render_and_publish(
+            [
+                recipient
+                for record in records
+                for recipient in (
+                    record.recipients if isinstance(record, RecipientsTargeted) else (record,)
+                )
+            ]
+        )
 
     return service_app(
         runtime, description=__doc__ or "", migrations=Path(__file__).parent / "migrations"

@@ -51,7 +51,7 @@ from shared.events import (
     DeliveryFailed,
     FollowUpRequested,
     MessageDelivered,
-    RecipientTargeted,
+    RecipientRecord,
     RefreshRequested,
     ReplyReceived,
     RunEvent,
@@ -64,6 +64,7 @@ from shared.service import Runtime, service_app
 
 from . import counters, store, transitions
 from .commands import CommandHandler
+from .metrics import TargetingMetrics
 from .one_message_runs import OneMessageRuns
 from .opt_outs import OptOuts
 from .publishers import Publishers
@@ -103,7 +104,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         events=events,
         answers=answers,
         runs=runtime.lane(topics.RUNS.name, schema=RunEvent),
-        recipients=runtime.lane(topics.RECIPIENTS.name, schema=RecipientTargeted),
+        recipients=runtime.lane(topics.RECIPIENTS.name, schema=RecipientRecord),
         deliveries=runtime.lane(topics.DELIVERIES.name, schema=DeliveryFailed),
         tenants=broker.publisher(topics.TENANTS.name, schema=TenantSettingsChanged),
     )
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         pool,
         publishers,
         clock,
+        TargetingMetrics(runtime.registry),
         page_size=settings.page_size,
         retry_after=settings.stream_retry_seconds,
         orphans_every=settings.orphan_runs_seconds,

@@ -28,8 +28,9 @@ from shared.ids import event_id_for
 from shared.service import Periodic
 
 from . import store
-from .audience import RunScope, expand
+from .audience import RunScope, expand, in_records
 from .criteria import compile_criteria
+from .metrics import TargetingMetrics
 from .publishers import Publishers
 from .run_events import run_started, targeting_completed
 
@@ -45,6 +46,7 @@ class RunStreamer:
         pool: Callable[[], asyncpg.Pool],
         publish: Publishers,
         clock: Clock,
+        metrics: TargetingMetrics,
         *,
         page_size: int,
         retry_after: float,
@@ -57,6 +59,7 @@ class RunStreamer:
         self._recipients = publish.recipients
         self._deliveries = publish.deliveries
         self._clock = clock
+        self._metrics = metrics
         self._page_size = page_size
         self._retry_after = retry_after
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
@@ -131,10 +134,12 @@ class RunStreamer:
                 log.info("run %s cancelled before anything was targeted", run_id)
                 break
             # One "now" per page: every recipient of a page is targeted at the same moment.
-            page = expand(scope, rows, self._clock())
+            now = self._clock()
+            page = expand(scope, rows, now)
             if keep is not None:
                 page = page.only(keep, reached)
-            await self._recipients.send((r.key, r.value) for r in page.recipients)
+            await self._recipients.send(in_records(scope, now, page.recipients))
+            self._metrics.streamed(page.recipients)
             await self._deliveries.publish_keyed((str(f.recipient_id), f) for f in page.no_contact)
             cursor = rows[-1]["pk"]
             cancelled = await store.checkpoint(

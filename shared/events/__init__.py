@@ -108,7 +108,13 @@ from shared.events.deliveries import (
     WaitReason,
 )
 from shared.events.messages import MessageRef, MessageRendered, SmsEncoding
-from shared.events.recipients import ContractSnapshot, RecipientTargeted
+from shared.events.recipients import (
+    RECIPIENTS_PER_RECORD,
+    ContractSnapshot,
+    RecipientRecord,
+    RecipientsTargeted,
+    RecipientTargeted,
+)
 from shared.events.refresh import RefreshDeclined, RefreshRequested
 from shared.events.requests import (
     COMMAND_ADAPTER,
@@ -181,6 +187,7 @@ __all__ = [
     "BROADCAST_EVENT_ADAPTER",
     "COMMAND_ADAPTER",
     "DEFINITION_FIELDS",
+    "RECIPIENTS_PER_RECORD",
     "RENDERED_ANSWER_LIMIT",
     "RENDERED_TEXT_LIMIT",
     "TRACKER_COMMAND_ADAPTER",
@@ -282,7 +289,9 @@ __all__ = [
     "PreviewBroadcast",
     "Query",
     "QuietHours",
+    "RecipientRecord",
     "RecipientTargeted",
+    "RecipientsTargeted",
     "Record",
     "ReenableContact",
     "RefreshDeclined",

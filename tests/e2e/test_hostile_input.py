@@ -232,6 +232,37 @@ async def test_absurd_templates_fail_their_messages_and_another_broadcast_comple
     await canary(events)
 
 
+async def test_one_recipient_that_cannot_be_rendered_fails_alone_not_with_its_page(
+    db: asyncpg.Pool, smtp_sink: SmtpSink, events: EventLog
+) -> None:
+    """Targeting streams recipients in pages of 32; the template fails for one contract of a
+    page, and only that contract's message fails."""
+    tenant, domain = new_tenant()
+    await configure(events, tenant, OPEN_ALL_WEEK)
+    await load(
+        db,
+        [
+            contract(
+                tenant, f"C-{i}", status="active", building="residential", emails=[f"c{i}@{domain}"]
+            )
+            for i in range(40)
+        ],
+    )
+    command = french_only(tenant)
+    command["content"]["email"]["fr"]["html"] = (
+        "{% if contract.number == 'C-7' %}{{ 1/0 }}{% endif %}Bonjour {{ contract.number }}"
+    )
+    broadcast_id = await create_and_start(events, command)
+    done = await events.wait_for(completed_event(broadcast_id))
+    assert (done["counters"]["delivered"], done["counters"]["failed"]) == (39, 1)
+    assert done["outcome"] == "partially_successful"
+    (action,) = await actions_of(events, tenant, broadcast_id)
+    assert (action["reason"], action["contract_id"]) == ("render_failed", "C-7")
+    received = await smtp_sink.messages(domain)
+    assert len(received) == 39
+    assert f"c7@{domain}" not in {to for m in received for to in m.rcpt_tos}
+
+
 async def test_a_message_the_dispatcher_fails_on_becomes_an_unknown_outcome(
     events: EventLog,
 ) -> None:

@@ -4,8 +4,17 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-from services.targeting.audience import RunScope, expand, snapshot, usable_addresses
-from shared.events import RecipientTargeted
+import pytest
+from pydantic import ValidationError
+
+from services.targeting.audience import (
+    RunScope,
+    expand,
+    in_records,
+    snapshot,
+    usable_addresses,
+)
+from shared.events import RECIPIENTS_PER_RECORD, RecipientsTargeted, RecipientTargeted
 from shared.ids import recipient_id_for
 
 NOW = datetime(2026, 12, 2, 16, 30, 5, 123456, tzinfo=UTC)
@@ -194,3 +203,42 @@ def test_every_record_has_its_own_event_id_and_the_page_one_time() -> None:
     values = [json.loads(r.value) for r in expand(scope, varied_rows(), NOW).recipients]
     assert len({v["event_id"] for v in values}) == len(values)
     assert {v["occurred_at"] for v in values} == {"2026-12-02T16:30:05.123456Z"}
+
+
+def test_pages_are_the_json_of_their_model_byte_for_byte_and_hold_every_recipient() -> None:
+    scope = RunScope('tenant "q" é', uuid4(), uuid4(), ["email", "sms"])
+    recipients = expand(scope, varied_rows() * 15, NOW).recipients
+    assert len(recipients) == 75
+    alone = [RecipientTargeted.model_validate_json(r.value) for r in recipients]
+    records = list(in_records(scope, NOW, recipients))
+    assert [len(json.loads(v)["recipients"]) for _, v in records] == [32, 32, 11]
+    for n, (key, value) in enumerate(records):
+        start = n * RECIPIENTS_PER_RECORD
+        model = RecipientsTargeted(
+            event_id=json.loads(value)["event_id"],
+            occurred_at=NOW,
+            tenant_id=scope.tenant_id,
+            run_id=scope.run_id,
+            recipients=alone[start : start + RECIPIENTS_PER_RECORD],
+        )
+        assert value == model.model_dump_json().encode()
+        assert RecipientsTargeted.model_validate_json(value) == model
+        assert key == recipients[start].key
+    assert len({json.loads(v)["event_id"] for _, v in records}) == 3
+    assert list(in_records(scope, NOW, [])) == []
+
+
+def test_a_page_of_another_run_or_too_many_recipients_is_refused() -> None:
+    scope = RunScope("t", uuid4(), uuid4(), ["email"])
+    recipients = [
+        RecipientTargeted.model_validate_json(r.value)
+        for r in expand(scope, varied_rows() * 20, NOW).recipients
+    ]
+    with pytest.raises(ValidationError, match="recipients"):
+        RecipientsTargeted(tenant_id="t", run_id=uuid4(), recipients=recipients[:2])
+    with pytest.raises(ValidationError, match="recipients"):
+        RecipientsTargeted(tenant_id="other", run_id=scope.run_id, recipients=recipients[:2])
+    with pytest.raises(ValidationError, match="recipients"):
+        RecipientsTargeted(tenant_id="t", run_id=scope.run_id, recipients=recipients[:33])
+    with pytest.raises(ValidationError, match="recipients"):
+        RecipientsTargeted(tenant_id="t", run_id=scope.run_id, recipients=[])

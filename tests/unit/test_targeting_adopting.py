@@ -10,8 +10,10 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry
 
 from services.targeting import store
+from services.targeting.metrics import TargetingMetrics
 from services.targeting.publishers import Publishers
 from services.targeting.streaming import RunStreamer
 
@@ -45,6 +47,7 @@ async def test_a_run_streamed_elsewhere_is_tried_again_each_pass(
         lambda: pool,
         cast(Publishers, SimpleNamespace(events=None, runs=None, recipients=None, deliveries=None)),
         lambda: None,  # type: ignore[arg-type,return-value]
+        TargetingMetrics(CollectorRegistry()),
         page_size=10,
         retry_after=0.01,
         orphans_every=0.01,
