@@ -82,10 +82,12 @@ async def _record_at(
 
 
 def _body_size(value: bytes) -> int:
-    """The size of one rendered body, when the record is one `message.rendered` (0 otherwise:
-    the record's shape is the composer's to change)."""
+    """The size of one rendered body, when the record is a `message.rendered` or a page of
+    them (0 otherwise: the record's shape is the composer's to change)."""
     with contextlib.suppress(ValueError):
         found = json.loads(value)
+        if isinstance(found, dict) and isinstance(found.get("messages"), list):
+            found = found["messages"][0]
         if isinstance(found, dict) and isinstance(found.get("body"), str):
             return len(found["body"])
     return 0

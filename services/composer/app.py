@@ -3,7 +3,7 @@
 Reads  broadcast.runs        (run definitions, kept so any instance can render any recipient;
                               render-only previews targeting accepted)
        broadcast.recipients  (one message to produce per recipient: alone, or in pages)
-Writes broadcast.messages    (ready-to-send messages)
+Writes broadcast.messages    (ready-to-send messages, in pages of one run's)
        broadcast.deliveries  (render failures: the recipient will get nothing without an action)
        broadcast.events      (render-only previews the platform asked for: rendered, or
                               rejected with render_failed)
@@ -20,10 +20,11 @@ from shared import return_path, topics
 from shared.answering import Answers, UnknownAnswersTopic
 from shared.clock import Clock, utc_now
 from shared.events import (
-    RECIPIENTS_PER_RECORD,
+    PAGE_ENTRIES,
     BroadcastEvent,
     DeliveryEvent,
     DeliveryFailed,
+    MessageRecord,
     MessageRendered,
     RecipientRecord,
     RecipientsTargeted,
@@ -35,6 +36,7 @@ from shared.events import (
 )
 from shared.isolation import in_a_few_words, isolating
 from shared.kafka import QuarantineDecoder, batch_consumer
+from shared.pages import pages_by_run
 from shared.service import Runtime, service_app
 
 from . import dkim_keys, previews, store
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     settings = settings or Settings()
     runtime = Runtime(SERVICE, settings)
     broker = runtime.broker
-    messages = runtime.lane(topics.MESSAGES.name, schema=MessageRendered)
+    messages = runtime.lane(topics.MESSAGES.name, schema=MessageRecord)
     failures = runtime.lane(topics.DELIVERIES.name, schema=DeliveryEvent)
     answers = Answers.declare(
         broker,
@@ -147,16 +149,14 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         outputs = [render(runs[r.run_id], r, now, envelope_sender) for r in recipients]
         rendered = [o for o in outputs if isinstance(o, MessageRendered)]
         metrics.observe(rendered)
-        await messages.publish_keyed((str(o.recipient_id), o) for o in rendered)
+        await messages.send(pages_by_run("messages.rendered", "messages", now, rendered))
         await publish_unrendered([o for o in outputs if not isinstance(o, MessageRendered)])
 
     @broker.subscriber(
         topics.RECIPIENTS.name,
-        # Pages of up to RECIPIENTS_PER_RECORD: about `batch_size` recipients a batch, as when
+        # Pages of up to PAGE_ENTRIES: about `batch_size` recipients a batch, as when
         # each had a record of its own.
-        **batch_consumer(
-            f"{SERVICE}.recipients", max(1, settings.batch_size // RECIPIENTS_PER_RECORD)
-        ),
+        **batch_consumer(f"{SERVICE}.recipients", max(1, settings.batch_size // PAGE_ENTRIES)),
         decoder=QuarantineDecoder(TypeAdapter(RecipientRecord), quarantine),
         description="Recipients to render, one message each: alone, or a page of one run's.",
     )

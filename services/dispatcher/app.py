@@ -1,6 +1,7 @@
 """Dispatcher: hands each rendered message to its provider, once, when the tenant allows it.
 
-Reads  broadcast.messages    (ready-to-send email and SMS, and new renditions of waiting ones)
+Reads  broadcast.messages    (ready-to-send email and SMS, alone or in pages, and new
+                              renditions of waiting ones)
        broadcast.runs        (cancelled, paused and resumed runs; refreshes targeting declined)
        tenant.settings       (send windows and rates)
 Writes broadcast.deliveries  (delivered, failed, deferred until a retry or a window, cancelled)
@@ -28,10 +29,13 @@ from pydantic import TypeAdapter
 from shared import topics
 from shared.clock import Clock, utc_now
 from shared.events import (
+    PAGE_ENTRIES,
     DeliveryEvent,
     DeliveryFailed,
     DeliveryReport,
+    MessageRecord,
     MessageRendered,
+    MessagesRendered,
     RefreshDeclined,
     RefreshRequested,
     RunCancelled,
@@ -95,15 +99,29 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         )
         await publish([failed])
 
+    @isolating(unknown)
+    async def hand_over(batch: list[MessageRendered]) -> None:
+        await publish(await dispatcher.handover.fresh(batch))
+
     @broker.subscriber(
         topics.MESSAGES.name,
-        **batch_consumer(f"{SERVICE}.messages", settings.batch_size),
-        decoder=QuarantineDecoder(TypeAdapter(MessageRendered), quarantine),
-        description="Rendered messages to hand to the SMTP relay or the SMS gateway.",
+        # Pages of up to PAGE_ENTRIES: about `batch_size` messages a batch.
+        **batch_consumer(f"{SERVICE}.messages", max(1, settings.batch_size // PAGE_ENTRIES)),
+        decoder=QuarantineDecoder(TypeAdapter(MessageRecord), quarantine),
+        description="Rendered messages to hand to the SMTP relay or the SMS gateway: alone, "
+        "or a page of one run's.",
     )
-    @isolating(unknown)
-    async def on_messages(batch: list[MessageRendered]) -> None:
-        await publish(await dispatcher.handover.fresh(batch))
+    async def on_messages(records: list[MessageRecord]) -> None:
+        # A message the dispatcher fails on is an unknown outcome alone, not with its page.
+        await hand_over(
+            [
+                message
+                for record in records
+                for message in (
+                    record.messages if isinstance(record, MessagesRendered) else (record,)
+                )
+            ]
+        )
 
     run_decoder = QuarantineDecoder(TypeAdapter(RunEvent), quarantine)
 

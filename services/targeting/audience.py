@@ -12,7 +12,6 @@ from uuid import UUID
 from pydantic_core import to_json
 
 from shared.events import (
-    RECIPIENTS_PER_RECORD,
     Channel,
     ContactPoint,
     ContractDetails,
@@ -24,6 +23,7 @@ from shared.events import (
     RefreshRequested,
 )
 from shared.ids import event_id_for, random_ids, recipient_id_for, recipient_key_for
+from shared.pages import Keyed, pages
 
 from .suppression import normalised
 
@@ -302,30 +302,16 @@ class _RecordWriter:
         )
 
 
-def in_records(
-    scope: RunScope, now: datetime, recipients: Sequence[Targeted]
-) -> Iterator[tuple[bytes, bytes]]:
-    """The recipients as `recipients.targeted` pages of at most `RECIPIENTS_PER_RECORD`, in
-    order, as (key, value): each page keyed by its first recipient's id, its value the very
-    bytes of `RecipientsTargeted(...).model_dump_json()` (`test_audience.py` checks), with the
-    recipients' own bytes spliced in."""
-    event_ids = random_ids()
-    head = b'{"schema_version":1,"event_id":"'
-    run = b"".join(
-        (
-            b'","occurred_at":',
-            to_json(now),
-            b',"type":"recipients.targeted","tenant_id":',
-            to_json(scope.tenant_id),
-            b',"run_id":"',
-            str(scope.run_id).encode(),
-            b'","recipients":[',
-        )
+def in_records(scope: RunScope, now: datetime, recipients: Sequence[Targeted]) -> Iterator[Keyed]:
+    """The recipients as `recipients.targeted` pages, in order, as (key, value)."""
+    return pages(
+        "recipients.targeted",
+        "recipients",
+        scope.tenant_id,
+        scope.run_id,
+        now,
+        [(r.key, r.value) for r in recipients],
     )
-    for start in range(0, len(recipients), RECIPIENTS_PER_RECORD):
-        page = recipients[start : start + RECIPIENTS_PER_RECORD]
-        body = b",".join(r.value for r in page)
-        yield page[0].key, b"".join((head, next(event_ids).encode(), run, body, b"]}"))
 
 
 def rendered_again(

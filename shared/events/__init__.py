@@ -61,6 +61,7 @@ from shared.events.answers import (
     VariablesListed,
 )
 from shared.events.base import (
+    PAGE_ENTRIES,
     Address,
     Body,
     Channel,
@@ -71,6 +72,7 @@ from shared.events.base import (
     OneLine,
     Record,
     RequestId,
+    RunPage,
     TemplateId,
     TenantId,
     Text,
@@ -107,9 +109,14 @@ from shared.events.deliveries import (
     ReportText,
     WaitReason,
 )
-from shared.events.messages import MessageRef, MessageRendered, SmsEncoding
+from shared.events.messages import (
+    MessageRecord,
+    MessageRef,
+    MessageRendered,
+    MessagesRendered,
+    SmsEncoding,
+)
 from shared.events.recipients import (
-    RECIPIENTS_PER_RECORD,
     ContractSnapshot,
     RecipientRecord,
     RecipientsTargeted,
@@ -187,7 +194,7 @@ __all__ = [
     "BROADCAST_EVENT_ADAPTER",
     "COMMAND_ADAPTER",
     "DEFINITION_FIELDS",
-    "RECIPIENTS_PER_RECORD",
+    "PAGE_ENTRIES",
     "RENDERED_ANSWER_LIMIT",
     "RENDERED_TEXT_LIMIT",
     "TRACKER_COMMAND_ADAPTER",
@@ -277,10 +284,12 @@ __all__ = [
     "ListVariables",
     "MessageDelivered",
     "MessageEntry",
+    "MessageRecord",
     "MessageRef",
     "MessageRendered",
     "MessageState",
     "MessagesListed",
+    "MessagesRendered",
     "Name",
     "NoticeUser",
     "OneLine",
@@ -311,6 +320,7 @@ __all__ = [
     "ResumeBroadcast",
     "RunCancelled",
     "RunEvent",
+    "RunPage",
     "RunPaused",
     "RunResumed",
     "RunStarted",

@@ -2,12 +2,20 @@
 contract (one-line and body text, ids, channel, language, time zone, URL)."""
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Protocol, Self, get_args
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from shared.clock import utc_now
 
@@ -82,6 +90,40 @@ class Record(BaseModel):
     schema_version: Literal[1] = 1
     event_id: UUID = Field(default_factory=uuid4)
     occurred_at: datetime = Field(default_factory=utc_now)
+
+
+# Entries in one page record (`RunPage`): near 30 KB of recipients, 150 KB of rendered invoices.
+PAGE_ENTRIES = 32
+
+
+class _OfRun(Protocol):
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def run_id(self) -> UUID: ...
+
+
+class RunPage(Record):
+    """Several records of one run in one Kafka record, each exactly as it would be alone. A
+    record costs the producer, the broker and the consumer a fixed amount whatever its size
+    (bench/README.md, "Issue 17, fifth pass"). A page never mixes runs, so whatever befalls
+    it as a record (a dead letter, a replay) befalls one tenant's run."""
+
+    tenant_id: str
+    run_id: UUID
+
+    def entries(self) -> Sequence[_OfRun]:
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _one_run(self) -> Self:
+        strays = sum(
+            1 for e in self.entries() if e.run_id != self.run_id or e.tenant_id != self.tenant_id
+        )
+        if strays:
+            raise ValueError(f"{strays} entries not of the page's run and tenant")
+        return self
 
 
 def types_of(union: Any) -> frozenset[str]:

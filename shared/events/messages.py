@@ -1,11 +1,13 @@
-"""broadcast.messages: a message rendered for its provider, and the identity every
-per-message event carries."""
+"""broadcast.messages: a message rendered for its provider (alone, or in a page of one run's),
+and the identity every per-message event carries."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from shared.events.base import Channel, Record
+from pydantic import Field
+
+from shared.events.base import PAGE_ENTRIES, Channel, Record, RunPage
 
 _REF = frozenset(
     {
@@ -59,3 +61,18 @@ class MessageRendered(MessageRef):
     # The recipient's rendition it was rendered from (0: as targeted); the dispatcher takes a
     # later one only in place of the message it asked to refresh.
     rendition: int = 0
+
+
+class MessagesRendered(RunPage):
+    """A page of one run's rendered messages, as the composer publishes a batch's. Each is
+    exactly the `message.rendered` it would be alone, which is what a page holding one is."""
+
+    type: Literal["messages.rendered"] = "messages.rendered"
+    messages: list[MessageRendered] = Field(min_length=1, max_length=PAGE_ENTRIES)
+
+    def entries(self) -> list[MessageRendered]:
+        return self.messages
+
+
+# What `broadcast.messages` carries.
+MessageRecord = Annotated[MessageRendered | MessagesRendered, Field(discriminator="type")]

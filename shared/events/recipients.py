@@ -5,9 +5,9 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events.base import Channel, Language, Record
+from shared.events.base import PAGE_ENTRIES, Channel, Language, Record, RunPage
 from shared.events.contracts import ContractDetails
 
 
@@ -60,35 +60,15 @@ class RecipientTargeted(Record):
         }
 
 
-# Recipients in one record of targeting's stream. Per record, the producer, the broker and the
-# composer's consumer each pay a fixed cost that a page pays once (bench/README.md, "Issue 17,
-# fifth pass"); 32 keeps a record near 30 KB and the composer's batches as small as before
-# (it reads `batch_size / RECIPIENTS_PER_RECORD` records at a time).
-RECIPIENTS_PER_RECORD = 32
-
-
-class RecipientsTargeted(Record):
-    """A page of one run's recipients, as targeting streams an audience: each one exactly the
-    `recipient.targeted` it would be alone. Other recipients (previews, follow-ups, notices,
-    new renditions) go one per record."""
+class RecipientsTargeted(RunPage):
+    """A page of one run's recipients, as targeting streams an audience. Other recipients
+    (previews, follow-ups, notices, new renditions) go one per record."""
 
     type: Literal["recipients.targeted"] = "recipients.targeted"
-    tenant_id: str
-    run_id: UUID
-    recipients: list[RecipientTargeted] = Field(min_length=1, max_length=RECIPIENTS_PER_RECORD)
+    recipients: list[RecipientTargeted] = Field(min_length=1, max_length=PAGE_ENTRIES)
 
-    @model_validator(mode="after")
-    def _one_run(self) -> "RecipientsTargeted":
-        # A page is rendered as its run: a recipient of another run or tenant would be rendered
-        # with the wrong templates and counted in the wrong run.
-        strays = [
-            r.recipient_id
-            for r in self.recipients
-            if r.run_id != self.run_id or r.tenant_id != self.tenant_id
-        ]
-        if strays:
-            raise ValueError(f"recipients: {len(strays)} not of the page's run and tenant")
-        return self
+    def entries(self) -> list[RecipientTargeted]:
+        return self.recipients
 
 
 # What `broadcast.recipients` carries.
