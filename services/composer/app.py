@@ -27,12 +27,12 @@ from shared.events import (
     MessageRecord,
     MessageRendered,
     RecipientRecord,
-    RecipientsTargeted,
     RecipientTargeted,
     RefreshDeclined,
     RenderRequested,
     RunEvent,
     RunStarted,
+    unpaged,
 )
 from shared.isolation import in_a_few_words, isolating
 from shared.kafka import QuarantineDecoder, batch_consumer
@@ -162,15 +162,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     )
     async def on_recipients(records: list[RecipientRecord]) -> None:
         # A recipient that cannot be rendered fails alone, not with its page.
-        await render_and_publish(
-            [
-                recipient
-                for record in records
-                for recipient in (
-                    record.recipients if isinstance(record, RecipientsTargeted) else (record,)
-                )
-            ]
-        )
+        await render_and_publish(unpaged(records))
 
     return service_app(
         runtime, description=__doc__ or "", migrations=Path(__file__).parent / "migrations"

@@ -35,7 +35,6 @@ from shared.events import (
     DeliveryReport,
     MessageRecord,
     MessageRendered,
-    MessagesRendered,
     RefreshDeclined,
     RefreshRequested,
     RunCancelled,
@@ -43,6 +42,7 @@ from shared.events import (
     RunPaused,
     RunResumed,
     TenantSettingsChanged,
+    unpaged,
 )
 from shared.isolation import in_a_few_words, isolating
 from shared.kafka import QuarantineDecoder, batch_consumer
@@ -113,15 +113,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     )
     async def on_messages(records: list[MessageRecord]) -> None:
         # A message the dispatcher fails on is an unknown outcome alone, not with its page.
-        await hand_over(
-            [
-                message
-                for record in records
-                for message in (
-                    record.messages if isinstance(record, MessagesRendered) else (record,)
-                )
-            ]
-        )
+        await hand_over(unpaged(records))
 
     run_decoder = QuarantineDecoder(TypeAdapter(RunEvent), quarantine)
 

@@ -79,6 +79,7 @@ from shared.events.base import (
     TimeZone,
     UserId,
     types_of,
+    unpaged,
 )
 from shared.events.content import Content, EmailContent, Sender, SmsContent
 from shared.events.contracts import (
@@ -353,4 +354,5 @@ __all__ = [
     "WaitReason",
     "Weekday",
     "types_of",
+    "unpaged",
 ]

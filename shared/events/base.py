@@ -1,10 +1,11 @@
-"""What every record shares: the `Record` base, and the field types and validators of the
-contract (one-line and body text, ids, channel, language, time zone, URL)."""
+"""What every record shares: the `Record` base (and `RunPage`, several of one run's in one), and
+the field types and validators of the contract (one-line and body text, ids, channel,
+language, time zone, URL)."""
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal, Protocol, Self, get_args
+from typing import Annotated, Any, Literal, Protocol, Self, TypeVar, get_args, runtime_checkable
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -124,6 +125,27 @@ class RunPage(Record):
         if strays:
             raise ValueError(f"{strays} entries not of the page's run and tenant")
         return self
+
+
+E = TypeVar("E")
+E_co = TypeVar("E_co", covariant=True)
+
+
+@runtime_checkable
+class Paged(Protocol[E_co]):
+    def entries(self) -> Sequence[E_co]: ...
+
+
+def unpaged(records: Iterable[E | Paged[E]]) -> list[E]:
+    """What a consumer of a paged topic handles: every entry, pages opened, in order, so that
+    each succeeds or fails on its own, as it would in a record of its own."""
+    entries: list[E] = []
+    for record in records:
+        if isinstance(record, Paged):
+            entries.extend(record.entries())
+        else:
+            entries.append(record)
+    return entries
 
 
 def types_of(union: Any) -> frozenset[str]:

@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 
 from pydantic_core import to_json
 
-from shared.events import PAGE_ENTRIES, MessageRendered, MessagesRendered
+from shared.events import PAGE_ENTRIES, MessageRendered, MessagesRendered, unpaged
 from shared.pages import PAGE_BYTES, pages, pages_by_run
 
 NOW = datetime(2026, 12, 3, 18, 0, 0, 123456, tzinfo=UTC)
@@ -57,3 +57,10 @@ def test_entries_of_one_page_at_most() -> None:
     assert [len(json.loads(v)["items"]) for _, v in records] == [PAGE_ENTRIES, 1]
     assert [k for k, _ in records] == [b"0", str(PAGE_ENTRIES).encode()]
     assert list(pages("things", "items", "t", uuid4(), NOW, [])) == []
+
+
+def test_a_consumer_gets_every_entry_in_order_whether_alone_or_in_a_page() -> None:
+    run = uuid4()
+    batch = [message(run) for _ in range(5)]
+    page = MessagesRendered(tenant_id="t", run_id=run, messages=batch[1:4])
+    assert unpaged([batch[0], page, batch[4]]) == batch
