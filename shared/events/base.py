@@ -127,19 +127,19 @@ class RunPage(Record):
         return self
 
 
-E = TypeVar("E")
-E_co = TypeVar("E_co", covariant=True)
+_E = TypeVar("_E")
+_E_co = TypeVar("_E_co", covariant=True)
 
 
 @runtime_checkable
-class Paged(Protocol[E_co]):
-    def entries(self) -> Sequence[E_co]: ...
+class Paged(Protocol[_E_co]):
+    def entries(self) -> Sequence[_E_co]: ...
 
 
-def unpaged(records: Iterable[E | Paged[E]]) -> list[E]:
+def unpaged(records: Iterable[_E | Paged[_E]]) -> list[_E]:
     """What a consumer of a paged topic handles: every entry, pages opened, in order, so that
     each succeeds or fails on its own, as it would in a record of its own."""
-    entries: list[E] = []
+    entries: list[_E] = []
     for record in records:
         if isinstance(record, Paged):
             entries.extend(record.entries())
