@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from shared.client import endpoints
+from shared.pages import opened
 from shared.topics import RECIPIENTS
 
 COMPOSER_GROUP = "composer.recipients"
@@ -60,10 +61,7 @@ async def recipients_of_run(
                 for records in batches.values():
                     for r in records:
                         if r.value and marker in r.value:
-                            record = json.loads(r.value)
-                            found.extend(
-                                p["recipient_id"] for p in record.get("recipients", [record])
-                            )
+                            found.extend(e["recipient_id"] for e in opened(json.loads(r.value)))
         return found
     finally:
         await consumer.stop()

@@ -94,6 +94,7 @@ from shared.events.contracts import (
 from shared.events.dead_letters import DeadLettered
 from shared.events.deliveries import (
     BounceKind,
+    DeliveriesRecorded,
     DeliveryBounced,
     DeliveryCancelled,
     DeliveryComplained,
@@ -102,6 +103,7 @@ from shared.events.deliveries import (
     DeliveryDeferred,
     DeliveryEvent,
     DeliveryFailed,
+    DeliveryRecord,
     DeliveryReport,
     FailureReason,
     FinalDelivery,
@@ -257,6 +259,7 @@ __all__ = [
     "Cursor",
     "DeadLettered",
     "DeleteTemplate",
+    "DeliveriesRecorded",
     "DeliveryBounced",
     "DeliveryCancelled",
     "DeliveryComplained",
@@ -265,6 +268,7 @@ __all__ = [
     "DeliveryDeferred",
     "DeliveryEvent",
     "DeliveryFailed",
+    "DeliveryRecord",
     "DeliveryReport",
     "DescribeCriteria",
     "DkimSelector",
