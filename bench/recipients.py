@@ -12,7 +12,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from shared.client import endpoints
-from shared.pages import opened
 from shared.topics import RECIPIENTS
 
 COMPOSER_GROUP = "composer.recipients"
@@ -61,7 +60,10 @@ async def recipients_of_run(
                 for records in batches.values():
                     for r in records:
                         if r.value and marker in r.value:
-                            found.extend(e["recipient_id"] for e in opened(json.loads(r.value)))
+                            record = json.loads(r.value)
+                            found.extend(
+                                p["recipient_id"] for p in record.get("recipients", [record])
+                            )
         return found
     finally:
         await consumer.stop()

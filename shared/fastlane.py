@@ -18,11 +18,10 @@ is committed, only after that; a record the broker refused raises.
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 from faststream.kafka import KafkaBroker
 from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
 from faststream.prometheus.container import MetricsContainer
@@ -72,32 +71,14 @@ class FastLane:
     async def send(self, records: Iterable[tuple[bytes | None, bytes]]) -> int:
         """Send (key, value) records, each to its key's partition; return how many once the
         broker acknowledged them all. Raises the first error after every record settled."""
-        return await self.send_to((None, key, value) for key, value in records)
-
-    async def partition_of(self) -> Callable[[bytes], int]:
-        """The partition a key is sent to: the default partitioner's, which the producer uses
-        for a keyed record (murmur2 over the partitions sorted by id, as the Java client).
-        Under `TestKafkaBroker`, 0: its in-memory topics have no partitions."""
         producer = self._producer()
         if producer is None:
-            return lambda _key: 0
-        partitions = sorted(await producer.partitions_for(self._topic))
-        return lambda key: partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-
-    async def send_to(self, records: Iterable[tuple[int | None, bytes | None, bytes]]) -> int:
-        """`send` for (partition, key, value) records: a partition of None is the key's."""
-        producer = self._producer()
-        if producer is None:
-            return await self._send_through_faststream((k, v) for _, k, v in records)
+            return await self._send_through_faststream(records)
         started = time.perf_counter()
         pending: list[asyncio.Future[Any]] = []
         try:
-            for partition, key, value in records:
-                pending.append(
-                    await producer.send(
-                        self._topic, value, key=key, partition=partition, headers=_HEADERS
-                    )
-                )
+            for key, value in records:
+                pending.append(await producer.send(self._topic, value, key=key, headers=_HEADERS))
         except Exception as error:
             # The record that could not be handed over counts as failed; those handed over
             # before it settle first, so no acknowledgement goes unobserved or uncounted. The

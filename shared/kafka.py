@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from shared.answering import Answers
-from shared.events import BroadcastRejected, DeadLettered, Paged, RejectionReason
+from shared.events import BroadcastRejected, DeadLettered, RejectionReason
 from shared.isolation import in_a_few_words
 from shared.publishing import Publisher
 from shared.requesters import Requesters, answers_topic_for
@@ -135,11 +135,6 @@ class QuarantineDecoder(Generic[T]):
                 continue
             decoded.append(item)
             self._origin[id(item)] = record
-            if isinstance(item, Paged):
-                # A page's entries are handled one by one (`unpaged`): one that fails sets
-                # aside the record it came in.
-                for entry in item.entries():
-                    self._origin[id(entry)] = record
         return decoded
 
     async def _admit(self, record: ConsumerRecord, item: T) -> bool:
@@ -147,9 +142,8 @@ class QuarantineDecoder(Generic[T]):
         it (answered it, set it aside)."""
         return True
 
-    def record_of(self, item: object) -> ConsumerRecord | None:
-        """The record `item` was decoded from (or came in, for a page's entry), while its
-        batch is in hand."""
+    def record_of(self, item: T) -> ConsumerRecord | None:
+        """The record `item` was decoded from, while its batch is in hand."""
         return self._origin.get(id(item))
 
 
@@ -262,7 +256,7 @@ class DeadLetters:
 
     def poison(self, decoder: "QuarantineDecoder[T]") -> Callable[[T, Exception], Awaitable[None]]:
         """For `isolating`: an item its handler fails on goes to the dead letters as the record
-        `decoder` read it from (a page's entry: the page)."""
+        `decoder` read it from."""
 
         async def set_aside(item: T, error: Exception) -> None:
             record = decoder.record_of(item)

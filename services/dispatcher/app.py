@@ -4,8 +4,7 @@ Reads  broadcast.messages    (ready-to-send email and SMS, alone or in pages, an
                               renditions of waiting ones)
        broadcast.runs        (cancelled, paused and resumed runs; refreshes targeting declined)
        tenant.settings       (send windows and rates)
-Writes broadcast.deliveries  (delivered, failed, deferred until a retry or a window, cancelled:
-                              in pages of one run's, each in its messages' partition)
+Writes broadcast.deliveries  (delivered, failed, deferred until a retry or a window, cancelled)
        broadcast.runs        (refresh requests: a message that waited long, to render again)
 Serves /webhooks/...         (reports after the hand-over from SES, Mailgun and the SMS
                               gateway: webhooks/)
@@ -31,8 +30,8 @@ from shared import topics
 from shared.clock import Clock, utc_now
 from shared.events import (
     PAGE_ENTRIES,
+    DeliveryEvent,
     DeliveryFailed,
-    DeliveryRecord,
     DeliveryReport,
     MessageRecord,
     MessageRendered,
@@ -47,7 +46,6 @@ from shared.events import (
 )
 from shared.isolation import in_a_few_words, isolating
 from shared.kafka import QuarantineDecoder, batch_consumer
-from shared.pages import pages_by_partition
 from shared.service import Runtime, service_app
 
 from . import bounce_receiver, ledger, tenants
@@ -69,17 +67,13 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     # the two pool calls of every wave spare their reset query.
     runtime = Runtime(SERVICE, settings, reset_sessions=False)
     broker = runtime.broker
-    deliveries = runtime.lane(topics.DELIVERIES.name, schema=DeliveryRecord)
+    deliveries = runtime.lane(topics.DELIVERIES.name, schema=DeliveryEvent)
     quarantine = runtime.quarantine
     metrics = DispatcherMetrics(runtime.registry, clock)
     providers = Providers.from_settings(settings, metrics.provider_seconds)
 
     async def publish(events: Sequence[Event]) -> None:
-        # In pages of one run's, each in the partition its messages' keys hash to.
-        partition_of = await deliveries.partition_of()
-        await deliveries.send_to(
-            pages_by_partition("deliveries.recorded", "deliveries", clock(), events, partition_of)
-        )
+        await deliveries.publish_keyed((str(e.recipient_id), e) for e in events)
         metrics.observe(events)
 
     async def publish_reports(reports: Sequence[DeliveryReport]) -> None:

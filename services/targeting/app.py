@@ -38,7 +38,6 @@ from shared.answering import Answers
 from shared.clock import Clock, utc_now
 from shared.events import (
     COMMAND_ADAPTER,
-    PAGE_ENTRIES,
     TRACKER_COMMAND_TYPES,
     ActionClosed,
     AnyCommand,
@@ -46,7 +45,6 @@ from shared.events import (
     BroadcastEvent,
     BroadcastProgressed,
     ContractEvent,
-    DeliveriesRecorded,
     DeliveryBounced,
     DeliveryComplained,
     DeliveryCorrected,
@@ -59,9 +57,8 @@ from shared.events import (
     RunEvent,
     TenantSettingsChanged,
     types_of,
-    unpaged,
 )
-from shared.isolation import OnPoison, isolating
+from shared.isolation import isolating
 from shared.kafka import QuarantineDecoder, RequestDecoder, batch_consumer
 from shared.service import Runtime, service_app
 
@@ -93,7 +90,7 @@ ForTargeting = Annotated[
 # soft-bounce streak).
 FailureOutcome = DeliveryFailed | DeliveryCorrected
 Suppressing = MessageDelivered | DeliveryBounced | DeliveryComplained | ReplyReceived
-_FROM_DELIVERIES = types_of(FailureOutcome | Suppressing | DeliveriesRecorded)
+_FROM_DELIVERIES = types_of(FailureOutcome | Suppressing)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> AsgiFastStream:
@@ -272,38 +269,21 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
     # 12 us of targeting's CPU and 6 to 14 us of Kafka's a message: bench/README.md, "Issue 17,
     # fourth pass").
     delivery_decoder = QuarantineDecoder(
-        TypeAdapter(
-            Annotated[
-                FailureOutcome | Suppressing | DeliveriesRecorded, Field(discriminator="type")
-            ]
-        ),
+        TypeAdapter(Annotated[FailureOutcome | Suppressing, Field(discriminator="type")]),
         runtime.quarantine,
         mine=lambda kind: kind in _FROM_DELIVERIES,
     )
 
     @broker.subscriber(
         topics.DELIVERIES.name,
-        # Mostly pages of up to PAGE_ENTRIES: about `batch_size` outcomes a batch.
-        **batch_consumer(f"{SERVICE}.deliveries", max(1, settings.batch_size // PAGE_ENTRIES)),
+        **batch_consumer(f"{SERVICE}.deliveries", settings.batch_size),
         decoder=delivery_decoder,
         description="Messages that failed: whom a resend to the failures goes to, and unknown "
         "outcomes corrected to delivered, which it leaves out. Reports after the hand-over: "
         "hard bounces, complaints, soft bounces in a row and SMS STOP replies suppress their "
         "address; a delivery ends a soft-bounce streak.",
     )
-    async def on_delivery_records(
-        records: list[FailureOutcome | Suppressing | DeliveriesRecorded],
-    ) -> None:
-        # A page holds every kind of outcome: this handler's are picked from it here.
-        await on_deliveries(
-            [e for e in unpaged(records) if isinstance(e, FailureOutcome | Suppressing)]
-        )
-
-    # An outcome the handler fails on sets aside the record it came in (alone, or its page).
-    poison = runtime.dead_letters.poison(delivery_decoder)
-    set_aside: OnPoison[FailureOutcome | Suppressing] = poison
-
-    @isolating(set_aside)
+    @isolating(runtime.dead_letters.poison(delivery_decoder))
     async def on_deliveries(records: list[FailureOutcome | Suppressing]) -> None:
         failed = [r for r in records if isinstance(r, DeliveryFailed)]
         corrected = [r for r in records if isinstance(r, DeliveryCorrected)]

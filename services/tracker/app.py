@@ -26,7 +26,6 @@ from shared import topics
 from shared.answering import Answers
 from shared.clock import Clock, utc_now
 from shared.events import (
-    PAGE_ENTRIES,
     TRACKER_COMMAND_ADAPTER,
     TRACKER_COMMAND_TYPES,
     ActionEvent,
@@ -38,16 +37,14 @@ from shared.events import (
     DeliveryDeferred,
     DeliveryEvent,
     DeliveryFailed,
-    DeliveryRecord,
     MessageDelivered,
     PauseBroadcast,
     RenderRequested,
     RunEvent,
     TrackerCommand,
-    unpaged,
 )
 from shared.exclusive import Exclusive
-from shared.isolation import OnPoison, isolating
+from shared.isolation import isolating
 from shared.kafka import QuarantineDecoder, RequestDecoder, batch_consumer
 from shared.service import Periodic, Runtime, service_app
 
@@ -130,24 +127,15 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         # A render-only preview is the composer's alone: no run, nothing to count.
         await progress.settle({e.run_id for e in batch if not isinstance(e, RenderRequested)})
 
-    delivery_decoder = QuarantineDecoder(TypeAdapter(DeliveryRecord), quarantine)
+    delivery_decoder = QuarantineDecoder(TypeAdapter(DeliveryEvent), quarantine)
 
     @broker.subscriber(
         topics.DELIVERIES.name,
-        # Mostly pages of up to PAGE_ENTRIES: about `batch_size` outcomes a batch.
-        **batch_consumer(f"{SERVICE}.deliveries", max(1, settings.batch_size // PAGE_ENTRIES)),
+        **batch_consumer(f"{SERVICE}.deliveries", settings.batch_size),
         decoder=delivery_decoder,
-        description="Delivery outcomes, alone or in pages of one run's; duplicates and "
-        "reordering leave the counters exact.",
+        description="Delivery outcomes; duplicates and reordering leave the counters exact.",
     )
-    async def on_delivery_records(records: list[DeliveryRecord]) -> None:
-        await on_deliveries(unpaged(records))
-
-    # An outcome the handler fails on sets aside the record it came in (alone, or its page).
-    poison = runtime.dead_letters.poison(delivery_decoder)
-    set_aside: OnPoison[DeliveryEvent] = poison
-
-    @isolating(set_aside)
+    @isolating(runtime.dead_letters.poison(delivery_decoder))
     async def on_deliveries(batch: list[DeliveryEvent]) -> None:
         # Deferrals first: a final outcome in the same batch then replaces "waiting".
         waiting = [e for e in batch if isinstance(e, DeliveryDeferred)]

@@ -1,5 +1,4 @@
-"""A topic read from its current end: every JSON record published on it after `open()`, pages
-opened."""
+"""A topic read from its current end: every JSON record published on it after `open()`."""
 
 import asyncio
 import contextlib
@@ -11,7 +10,6 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from shared.kafka_security import KafkaSecurity
-from shared.pages import opened
 
 
 def parse(value: bytes | None) -> dict[str, Any] | None:
@@ -51,13 +49,11 @@ class TopicLog:
     async def poll(self, timeout_ms: int = 200) -> list[dict[str, Any]]:
         """Fetch what arrived (waiting up to `timeout_ms` for something); the new records."""
         batch = await self._consumer.getmany(timeout_ms=timeout_ms)
-        # A page of one run's records counts as its entries, each as it would be alone.
         new = [
-            entry
+            record
             for messages in batch.values()
             for message in messages
             if (record := parse(message.value)) is not None
-            for entry in opened(record)
         ]
         self.records.extend(new)
         return new

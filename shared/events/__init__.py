@@ -94,7 +94,6 @@ from shared.events.contracts import (
 from shared.events.dead_letters import DeadLettered
 from shared.events.deliveries import (
     BounceKind,
-    DeliveriesRecorded,
     DeliveryBounced,
     DeliveryCancelled,
     DeliveryComplained,
@@ -103,7 +102,6 @@ from shared.events.deliveries import (
     DeliveryDeferred,
     DeliveryEvent,
     DeliveryFailed,
-    DeliveryRecord,
     DeliveryReport,
     FailureReason,
     FinalDelivery,
@@ -259,7 +257,6 @@ __all__ = [
     "Cursor",
     "DeadLettered",
     "DeleteTemplate",
-    "DeliveriesRecorded",
     "DeliveryBounced",
     "DeliveryCancelled",
     "DeliveryComplained",
@@ -268,7 +265,6 @@ __all__ = [
     "DeliveryDeferred",
     "DeliveryEvent",
     "DeliveryFailed",
-    "DeliveryRecord",
     "DeliveryReport",
     "DescribeCriteria",
     "DkimSelector",

@@ -1,12 +1,10 @@
-"""broadcast.deliveries: what became of each message handed over (or not) to its provider (alone,
-or in a page of one run's)."""
+"""broadcast.deliveries: what became of each message handed over (or not) to its provider."""
 
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from shared.events.base import PAGE_ENTRIES, RunPage
 from shared.events.messages import MessageRef
 
 FailureReason = Literal[
@@ -140,19 +138,3 @@ DeliveryEvent = Annotated[
     | DeliveryReport,
     Field(discriminator="type"),
 ]
-
-
-class DeliveriesRecorded(RunPage):
-    """A page of one run's outcomes, as the dispatcher publishes a batch's, all of messages
-    whose keys hash to the partition the page is sent to: a message's outcomes stay in one
-    partition, in order, as when each had a record of its own."""
-
-    type: Literal["deliveries.recorded"] = "deliveries.recorded"
-    deliveries: list[DeliveryEvent] = Field(min_length=1, max_length=PAGE_ENTRIES)
-
-    def entries(self) -> list[DeliveryEvent]:
-        return self.deliveries
-
-
-# What `broadcast.deliveries` carries.
-DeliveryRecord = Annotated[DeliveryEvent | DeliveriesRecorded, Field(discriminator="type")]

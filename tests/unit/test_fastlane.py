@@ -8,7 +8,6 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from aiokafka.partitioner import DefaultPartitioner
 from faststream.kafka import KafkaMessage, TestKafkaBroker
 from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
 from faststream.kafka.publisher.state import RealProducer
@@ -28,23 +27,10 @@ class AcknowledgingLater:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes | None, Any]] = []
-        self.partitions: list[int | None] = []
         self.acks: list[asyncio.Future[None]] = []
 
-    async def partitions_for(self, topic: str) -> set[int]:
-        return set(range(8))
-
-    async def send(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: bytes | None,
-        headers: Any,
-        partition: int | None = None,
-    ) -> Any:
+    async def send(self, topic: str, value: bytes, *, key: bytes | None, headers: Any) -> Any:
         self.sent.append((topic, value, key, headers))
-        self.partitions.append(partition)
         self.acks.append(asyncio.get_running_loop().create_future())
         return self.acks[-1]
 
@@ -165,10 +151,10 @@ class RefusingOne(AcknowledgingLater):
         super().__init__()
         self._nth = nth
 
-    async def send(self, topic: str, value: bytes, **options: Any) -> Any:
+    async def send(self, topic: str, value: bytes, *, key: bytes | None, headers: Any) -> Any:
         if len(self.sent) == self._nth - 1:
             raise TimeoutError("buffer full")
-        return await super().send(topic, value, **options)
+        return await super().send(topic, value, key=key, headers=headers)
 
 
 async def test_a_record_that_cannot_be_queued_raises_once_the_queued_ones_settled() -> None:
@@ -182,22 +168,3 @@ async def test_a_record_that_cannot_be_queued_raises_once_the_queued_ones_settle
     with pytest.raises(TimeoutError, match="buffer full"):
         await sending
     assert (published(registry, "success"), published(registry, "error")) == (2, 1)
-
-
-async def test_a_record_sent_to_a_partition_goes_where_its_key_alone_would() -> None:
-    """Pages of outcomes are sent to the partition of their messages' keys: the default
-    partitioner's, which aiokafka's producer applies to a keyed record."""
-    producer = AcknowledgingLater()
-    lane, _ = lane_over(producer)
-    partition_of = await lane.partition_of()
-    keys = [str(uuid4()).encode() for _ in range(200)]
-    expected = [DefaultPartitioner()(key, list(range(8)), list(range(8))) for key in keys]
-    assert [partition_of(key) for key in keys] == expected
-    assert set(expected) == set(range(8))
-    sending = asyncio.create_task(lane.send_to([(5, b"k", b"v"), (None, b"j", b"w")]))
-    while len(producer.acks) < 2:
-        await asyncio.sleep(0)
-    for ack in producer.acks:
-        ack.set_result(None)
-    assert await sending == 2
-    assert producer.partitions == [5, None]

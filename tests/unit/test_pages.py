@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 from pydantic_core import to_json
 
 from shared.events import PAGE_ENTRIES, MessageRendered, MessagesRendered, unpaged
-from shared.pages import PAGE_BYTES, opened, pages, pages_by_run
+from shared.pages import PAGE_BYTES, pages, pages_by_run
 
 NOW = datetime(2026, 12, 3, 18, 0, 0, 123456, tzinfo=UTC)
 
@@ -64,13 +64,3 @@ def test_a_consumer_gets_every_entry_in_order_whether_alone_or_in_a_page() -> No
     batch = [message(run) for _ in range(5)]
     page = MessagesRendered(tenant_id="t", run_id=run, messages=batch[1:4])
     assert unpaged([batch[0], page, batch[4]]) == batch
-
-
-def test_a_reader_counts_a_page_as_its_entries_and_anything_else_as_itself() -> None:
-    run = uuid4()
-    batch = [message(run) for _ in range(3)]
-    ((_, value),) = pages_by_run("messages.rendered", "messages", NOW, batch)
-    assert opened(json.loads(value)) == [json.loads(m.model_dump_json()) for m in batch]
-    alone = {"type": "delivery.failed", "recipient_id": "r"}
-    assert opened(alone) == [alone]
-    assert opened({"type": "messages.rendered", "messages": "not a list"})[0]["messages"]
