@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from shared.answering import Answers
-from shared.events import BroadcastRejected, DeadLettered, RejectionReason
+from shared.events import PAGE_ENTRIES, BroadcastRejected, DeadLettered, RejectionReason
 from shared.isolation import in_a_few_words
 from shared.publishing import Publisher
 from shared.requesters import Requesters, answers_topic_for
@@ -81,8 +81,10 @@ def make_broker(
     )
 
 
-def batch_consumer(group_id: str, batch_size: int) -> dict[str, Any]:
-    """Subscriber options shared by every consumer of the system.
+def batch_consumer(group_id: str, batch_size: int, *, paged: bool = False) -> dict[str, Any]:
+    """Subscriber options shared by every consumer of the system. `batch_size` counts
+    messages: on a `paged` topic, whose records hold up to PAGE_ENTRIES each, a batch is
+    `batch_size / PAGE_ENTRIES` records, about as many messages as one record each would be.
 
     NACK_ON_ERROR with batches: FastStream 0.7.8 rewinds every partition of the batch on nack, so
     a batch that failed is delivered again whole. Records that cannot be parsed never reach the
@@ -91,7 +93,7 @@ def batch_consumer(group_id: str, batch_size: int) -> dict[str, Any]:
     return {
         "group_id": group_id,
         "batch": True,
-        "max_records": batch_size,
+        "max_records": max(1, batch_size // PAGE_ENTRIES) if paged else batch_size,
         "batch_timeout_ms": 100,
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,

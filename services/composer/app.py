@@ -20,12 +20,12 @@ from shared import return_path, topics
 from shared.answering import Answers, UnknownAnswersTopic
 from shared.clock import Clock, utc_now
 from shared.events import (
-    PAGE_ENTRIES,
     BroadcastEvent,
     DeliveryEvent,
     DeliveryFailed,
     MessageRecord,
     MessageRendered,
+    MessagesRendered,
     RecipientRecord,
     RecipientTargeted,
     RefreshDeclined,
@@ -149,14 +149,12 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
         outputs = [render(runs[r.run_id], r, now, envelope_sender) for r in recipients]
         rendered = [o for o in outputs if isinstance(o, MessageRendered)]
         metrics.observe(rendered)
-        await messages.send(pages_by_run("messages.rendered", "messages", now, rendered))
+        await messages.send(pages_by_run(MessagesRendered, now, rendered))
         await publish_unrendered([o for o in outputs if not isinstance(o, MessageRendered)])
 
     @broker.subscriber(
         topics.RECIPIENTS.name,
-        # Pages of up to PAGE_ENTRIES: about `batch_size` recipients a batch, as when
-        # each had a record of its own.
-        **batch_consumer(f"{SERVICE}.recipients", max(1, settings.batch_size // PAGE_ENTRIES)),
+        **batch_consumer(f"{SERVICE}.recipients", settings.batch_size, paged=True),
         decoder=QuarantineDecoder(TypeAdapter(RecipientRecord), quarantine),
         description="Recipients to render, one message each: alone, or a page of one run's.",
     )

@@ -29,7 +29,6 @@ from pydantic import TypeAdapter
 from shared import topics
 from shared.clock import Clock, utc_now
 from shared.events import (
-    PAGE_ENTRIES,
     DeliveryEvent,
     DeliveryFailed,
     DeliveryReport,
@@ -105,8 +104,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Asgi
 
     @broker.subscriber(
         topics.MESSAGES.name,
-        # Pages of up to PAGE_ENTRIES: about `batch_size` messages a batch.
-        **batch_consumer(f"{SERVICE}.messages", max(1, settings.batch_size // PAGE_ENTRIES)),
+        **batch_consumer(f"{SERVICE}.messages", settings.batch_size, paged=True),
         decoder=QuarantineDecoder(TypeAdapter(MessageRecord), quarantine),
         description="Rendered messages to hand to the SMTP relay or the SMS gateway: alone, "
         "or a page of one run's.",
