@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic_core import to_json
 
-from shared.events import PAGE_ENTRIES, MessageRef
+from shared.events import PAGE_ENTRIES, MessageRef, RunPage
 from shared.ids import random_ids
 
 # (key, value): a Kafka record, or one entry of a page as it would be alone.
@@ -24,16 +24,18 @@ PAGE_BYTES = 256 * 1024
 
 
 def pages(
-    kind: str,
-    field: str,
+    page: type[RunPage],
     tenant_id: str,
     run_id: UUID,
     now: datetime,
     entries: Sequence[Keyed],
 ) -> Iterator[Keyed]:
-    """`entries` of one run, in order, as `kind` pages of at most `PAGE_ENTRIES` entries and
+    """`entries` of one run, in order, as `page` records of at most `PAGE_ENTRIES` entries and
     `PAGE_BYTES` of them (an entry larger than that goes alone, as it would have). Each page
     is keyed by its first entry's key."""
+    # The page's type and the field of its entries, from the model: they cannot drift apart.
+    kind = page.model_fields["type"].default
+    (field,) = page.model_fields.keys() - RunPage.model_fields.keys() - {"type"}
     event_ids = random_ids()
     head = b'{"schema_version":1,"event_id":"'
     run = b"".join(
@@ -67,7 +69,7 @@ def pages(
 
 
 def pages_by_run(
-    kind: str, field: str, now: datetime, entries: Sequence[MessageRef]
+    page: type[RunPage], now: datetime, entries: Sequence[MessageRef]
 ) -> Iterator[Keyed]:
     """Per-message `entries` of any runs (a batch's), as pages of one run each, every entry
     keyed by its recipient id and written as its `model_dump_json()`."""
@@ -76,8 +78,7 @@ def pages_by_run(
         by_run.setdefault(entry.run_id, []).append(entry)
     for run_id, of_run in by_run.items():
         yield from pages(
-            kind,
-            field,
+            page,
             of_run[0].tenant_id,
             run_id,
             now,

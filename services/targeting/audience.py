@@ -18,6 +18,7 @@ from shared.events import (
     ContractFields,
     ContractSnapshot,
     DeliveryFailed,
+    RecipientsTargeted,
     RecipientTargeted,
     RefreshDeclined,
     RefreshRequested,
@@ -305,8 +306,7 @@ class _RecordWriter:
 def in_records(scope: RunScope, now: datetime, recipients: Sequence[Targeted]) -> Iterator[Keyed]:
     """The recipients as `recipients.targeted` pages, in order, as (key, value)."""
     return pages(
-        "recipients.targeted",
-        "recipients",
+        RecipientsTargeted,
         scope.tenant_id,
         scope.run_id,
         now,
